@@ -1,0 +1,248 @@
+// Package proto is crowdsurf's wire format: the identity of segments and chunks, the signed chunk
+// frame, the mesh control messages, the watch link and the tracker's API types. It imports only
+// the standard library so that every component, and every other implementation, can share it.
+package proto
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"time"
+)
+
+// ChunkFrameVersion is the first byte of every chunk frame. A receiver rejects other values, so a
+// future frame layout can never be misread as this one.
+const ChunkFrameVersion = 1
+
+const (
+	// MaxStreamNameLen bounds a stream name; it appears in URLs, keys and every chunk header.
+	MaxStreamNameLen = 64
+	// MaxChunkData bounds the payload of one chunk. The origin closes chunks at 16 KiB; the
+	// headroom lets a future origin use larger chunks without a new frame version.
+	MaxChunkData = 64 << 10
+	// MaxChunksPerSegment bounds a segment's chunk count (a 2 s segment at 16 KiB a chunk holds
+	// 4096 chunks at 256 Mbit/s, far beyond any live stream we carry).
+	MaxChunksPerSegment = 1 << 16
+	// MaxChunkFrame is the largest chunk frame a parser accepts.
+	MaxChunkFrame = chunkFixedLen + MaxStreamNameLen + segmentInfoLen + MaxChunkData
+)
+
+const (
+	// version, flags, stream length, seq, index, sha256, signature, data length
+	chunkFixedLen  = 1 + 1 + 1 + 8 + 4 + sha256.Size + SignatureSize + 4
+	segmentInfoLen = 4 + 8 + 8 + 8
+	// maxSegmentDuration rejects nonsense durations; live segments last seconds.
+	maxSegmentDuration = time.Hour
+)
+
+// Flags describe a chunk's place in its segment. They are covered by the signature.
+type Flags uint8
+
+const (
+	// FlagLast marks the last chunk of a segment; only it carries SegmentInfo.
+	FlagLast Flags = 1 << 0
+	// FlagDiscontinuity marks every chunk of a segment that starts a new timeline (a publisher
+	// reconnected), so a peer's playlist can carry EXT-X-DISCONTINUITY exactly where the origin's does.
+	FlagDiscontinuity Flags = 1 << 1
+
+	knownFlags = FlagLast | FlagDiscontinuity
+)
+
+// ChunkID names a chunk: the stream, the segment's HLS media sequence number and the chunk's index
+// inside the segment.
+type ChunkID struct {
+	Stream string
+	Seq    uint64
+	Index  uint32
+}
+
+// String writes the ID as stream/seq/index, the form logs and errors use.
+func (id ChunkID) String() string { return fmt.Sprintf("%s/%d/%d", id.Stream, id.Seq, id.Index) }
+
+// SegmentInfo describes a whole segment. It travels on the segment's last chunk, so a receiver
+// knows the segment is complete once it holds chunks 0..ChunkCount-1.
+type SegmentInfo struct {
+	ChunkCount      uint32
+	ByteLength      uint64
+	Duration        time.Duration // encoded in microseconds
+	ProgramDateTime time.Time     // encoded in Unix microseconds, UTC
+}
+
+// Chunk is one signed piece of a segment, as it travels through the mesh and over HTTP.
+type Chunk struct {
+	ID    ChunkID
+	Flags Flags
+	Info  SegmentInfo // meaningful only when Flags has FlagLast
+	Hash  [sha256.Size]byte
+	Sig   [SignatureSize]byte
+	Data  []byte
+}
+
+// Last reports whether c is the last chunk of its segment.
+func (c *Chunk) Last() bool { return c.Flags&FlagLast != 0 }
+
+// Len is the encoded size of the frame.
+func (c *Chunk) Len() int {
+	n := chunkFixedLen + len(c.ID.Stream) + len(c.Data)
+	if c.Last() {
+		n += segmentInfoLen
+	}
+	return n
+}
+
+// appendSigned appends the part of the frame that the signature covers: everything but the
+// signature, the data length and the data itself (the data is covered through its hash).
+func (c *Chunk) appendSigned(b []byte) []byte {
+	b = append(b, ChunkFrameVersion, byte(c.Flags), byte(len(c.ID.Stream)))
+	b = append(b, c.ID.Stream...)
+	b = binary.BigEndian.AppendUint64(b, c.ID.Seq)
+	b = binary.BigEndian.AppendUint32(b, c.ID.Index)
+	if c.Last() {
+		b = binary.BigEndian.AppendUint32(b, c.Info.ChunkCount)
+		b = binary.BigEndian.AppendUint64(b, c.Info.ByteLength)
+		b = binary.BigEndian.AppendUint64(b, uint64(c.Info.Duration/time.Microsecond))
+		b = binary.BigEndian.AppendUint64(b, uint64(c.Info.ProgramDateTime.UnixMicro()))
+	}
+	return append(b, c.Hash[:]...)
+}
+
+// Append appends the encoded frame to b. The chunk must be valid (Verify or ParseChunk accepted
+// it, or Sign was given a valid ID): a stream name longer than 255 bytes does not fit its length
+// byte. Durations and date-times are encoded in whole microseconds.
+func (c *Chunk) Append(b []byte) []byte {
+	b = c.appendSigned(b)
+	b = append(b, c.Sig[:]...)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(c.Data)))
+	return append(b, c.Data...)
+}
+
+// ParseChunk decodes one chunk frame from the start of b and returns it with the number of bytes
+// it used. It checks structure only; call Verify before trusting the chunk. Data aliases b.
+//
+// Errors: io.ErrUnexpectedEOF when b holds only the start of a frame (the frame has no outer
+// length, so a cut anywhere reads as end of input); ErrUnsupportedVersion for a version other than
+// ChunkFrameVersion; ErrTooLarge for a data length over MaxChunkData, before anything is read or
+// allocated for it; ErrMalformed or ErrBadStreamName for unknown flags or impossible fields. Every
+// frame ParseChunk accepts re-encodes with Append to exactly the bytes it consumed.
+func ParseChunk(b []byte) (*Chunk, int, error) {
+	r := reader{b: b}
+	version := r.u8()
+	flags := Flags(r.u8())
+	streamLen := int(r.u8())
+	if r.err != nil {
+		return nil, 0, r.err
+	}
+	if version != ChunkFrameVersion {
+		return nil, 0, fmt.Errorf("%w: chunk frame version %d", ErrUnsupportedVersion, version)
+	}
+	if flags&^knownFlags != 0 {
+		return nil, 0, fmt.Errorf("%w: unknown chunk flags %#x", ErrMalformed, uint8(flags))
+	}
+	c := &Chunk{Flags: flags}
+	c.ID.Stream = string(r.bytes(streamLen))
+	c.ID.Seq = r.u64()
+	c.ID.Index = r.u32()
+	if c.Last() {
+		c.Info.ChunkCount = r.u32()
+		c.Info.ByteLength = r.u64()
+		durationMicros := r.u64()
+		// Checked before the multiplication, which could otherwise wrap into a small valid value
+		// that encodes differently (and that the signature never covered).
+		if durationMicros > uint64(maxSegmentDuration/time.Microsecond) {
+			return nil, 0, fmt.Errorf("%w: segment duration of %d µs", ErrMalformed, durationMicros)
+		}
+		c.Info.Duration = time.Duration(durationMicros) * time.Microsecond
+		c.Info.ProgramDateTime = time.UnixMicro(int64(r.u64())).UTC()
+	}
+	copy(c.Hash[:], r.bytes(sha256.Size))
+	copy(c.Sig[:], r.bytes(SignatureSize))
+	dataLen := r.u32()
+	if r.err != nil {
+		return nil, 0, r.err
+	}
+	if dataLen > MaxChunkData {
+		return nil, 0, fmt.Errorf("%w: chunk data of %d bytes exceeds %d", ErrTooLarge, dataLen, MaxChunkData)
+	}
+	c.Data = r.bytes(int(dataLen))
+	if r.err != nil {
+		return nil, 0, r.err
+	}
+	if err := c.checkFields(); err != nil {
+		return nil, 0, err
+	}
+	return c, r.off, nil
+}
+
+// checkFields rejects frames that are well-formed bytes but nonsense, before anyone stores them.
+func (c *Chunk) checkFields() error {
+	if err := ValidStreamName(c.ID.Stream); err != nil {
+		return err
+	}
+	if c.ID.Index >= MaxChunksPerSegment {
+		return fmt.Errorf("%w: chunk index %d", ErrMalformed, c.ID.Index)
+	}
+	if c.Last() {
+		if c.Info.ChunkCount != c.ID.Index+1 {
+			return fmt.Errorf("%w: last chunk %d but segment has %d chunks", ErrMalformed, c.ID.Index, c.Info.ChunkCount)
+		}
+		if c.Info.ByteLength > uint64(c.Info.ChunkCount)*MaxChunkData {
+			return fmt.Errorf("%w: segment length %d too large for %d chunks", ErrMalformed, c.Info.ByteLength, c.Info.ChunkCount)
+		}
+		if c.Info.Duration < 0 || c.Info.Duration > maxSegmentDuration {
+			return fmt.Errorf("%w: segment duration %v", ErrMalformed, c.Info.Duration)
+		}
+	}
+	return nil
+}
+
+// reader is a bounds-checked cursor; after the first short read every accessor returns zero and
+// err stays io.ErrUnexpectedEOF, so parsers check once at the end of a group of reads.
+type reader struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (r *reader) take(n int) []byte {
+	if r.err != nil {
+		return nil
+	}
+	if n < 0 || len(r.b)-r.off < n {
+		r.err = io.ErrUnexpectedEOF
+		return nil
+	}
+	s := r.b[r.off : r.off+n : r.off+n]
+	r.off += n
+	return s
+}
+
+func (r *reader) bytes(n int) []byte { return r.take(n) }
+
+func (r *reader) u8() uint8 {
+	if s := r.take(1); s != nil {
+		return s[0]
+	}
+	return 0
+}
+
+func (r *reader) u16() uint16 {
+	if s := r.take(2); s != nil {
+		return binary.BigEndian.Uint16(s)
+	}
+	return 0
+}
+
+func (r *reader) u32() uint32 {
+	if s := r.take(4); s != nil {
+		return binary.BigEndian.Uint32(s)
+	}
+	return 0
+}
+
+func (r *reader) u64() uint64 {
+	if s := r.take(8); s != nil {
+		return binary.BigEndian.Uint64(s)
+	}
+	return 0
+}
