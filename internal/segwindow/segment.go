@@ -1,0 +1,148 @@
+package segwindow
+
+import (
+	"time"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// segment assembles one segment from chunks arriving in any order. Chunks live in a map, not a
+// slice indexed by chunk index, so a chunk with a large index (or a large ChunkCount on a last
+// chunk) allocates nothing beyond the chunk itself.
+type segment struct {
+	seq       uint64
+	firstSeen time.Time
+	chunks    map[uint32]*proto.Chunk
+	bytes     int    // sum of held chunks' data lengths
+	maxIndex  uint32 // highest index held (valid when len(chunks) > 0)
+	discSet   bool   // the first chunk fixed the discontinuity flag
+	disc      bool
+	hasInfo   bool // the FlagLast chunk arrived
+	info      proto.SegmentInfo
+	complete  bool
+	broken    bool // all chunks present, byte length wrong: can never complete
+	abandoned bool
+	// gapBefore: the previous seq was abandoned, so this segment starts a new run in the
+	// playlist and carries EXT-X-DISCONTINUITY there.
+	gapBefore bool
+	data      []byte // the whole segment, once complete
+}
+
+func newSegment(seq uint64, now time.Time) *segment {
+	return &segment{seq: seq, firstSeen: now, chunks: make(map[uint32]*proto.Chunk)}
+}
+
+// add stores c unless it is a duplicate or contradicts what the segment already holds. Chunks
+// are signed, so a contradiction means a bug or a compromised origin: rejecting it is defence in
+// depth, and the first writer wins.
+func (s *segment) add(c *proto.Chunk, maxBytes int) bool {
+	if s.complete || s.abandoned {
+		return false
+	}
+	if _, dup := s.chunks[c.ID.Index]; dup {
+		return false
+	}
+	disc := c.Flags&proto.FlagDiscontinuity != 0
+	if s.discSet && disc != s.disc {
+		return false
+	}
+	if s.hasInfo && c.ID.Index >= s.info.ChunkCount {
+		return false
+	}
+	if c.Last() {
+		if s.hasInfo || c.Info.ChunkCount != c.ID.Index+1 || c.Info.ByteLength > uint64(maxBytes) {
+			return false
+		}
+		if len(s.chunks) > 0 && s.maxIndex > c.ID.Index {
+			return false // chunks beyond the claimed end are held already: first writer wins
+		}
+	}
+	if s.bytes+len(c.Data) > maxBytes {
+		return false
+	}
+	if s.hasInfo && uint64(s.bytes+len(c.Data)) > s.info.ByteLength {
+		return false // cannot be part of a segment of this length
+	}
+	if c.Last() && uint64(s.bytes+len(c.Data)) > c.Info.ByteLength {
+		return false
+	}
+
+	if len(s.chunks) == 0 || c.ID.Index > s.maxIndex {
+		s.maxIndex = c.ID.Index
+	}
+	s.chunks[c.ID.Index] = c
+	s.bytes += len(c.Data)
+	s.discSet = true
+	s.disc = disc
+	if c.Last() {
+		s.hasInfo = true
+		s.info = c.Info
+	}
+	return true
+}
+
+// tryComplete marks the segment complete when every chunk is present and the lengths add up,
+// and reports whether this call did so.
+func (s *segment) tryComplete() bool {
+	if s.complete || !s.hasInfo || uint64(len(s.chunks)) != uint64(s.info.ChunkCount) {
+		return false
+	}
+	if uint64(s.bytes) != s.info.ByteLength {
+		s.broken = true
+		return false
+	}
+	// Concatenate once and let each held chunk's data alias the segment, so a complete segment
+	// costs its bytes once, however many times it is served whole or by chunk.
+	data := make([]byte, 0, s.bytes)
+	for i := range s.info.ChunkCount {
+		data = append(data, s.chunks[i].Data...)
+	}
+	off := 0
+	for i := range s.info.ChunkCount {
+		c := *s.chunks[i] // copy: the caller's chunk stays untouched
+		n := len(c.Data)
+		c.Data = data[off : off+n : off+n]
+		s.chunks[i] = &c
+		off += n
+	}
+	s.data = data
+	s.complete = true
+	return true
+}
+
+func (s *segment) meta() SegmentMeta {
+	return SegmentMeta{
+		Seq:             s.seq,
+		Duration:        s.info.Duration,
+		ProgramDateTime: s.info.ProgramDateTime,
+		Discontinuity:   s.disc,
+		ByteLength:      int(s.info.ByteLength),
+		ChunkCount:      int(s.info.ChunkCount),
+	}
+}
+
+func (s *segment) state() SegmentState {
+	st := SegmentState{
+		Seq:           s.seq,
+		Discontinuity: s.disc,
+		Complete:      s.complete,
+		Abandoned:     s.abandoned,
+		Broken:        s.broken,
+		ChunkCount:    -1,
+		FirstSeen:     s.firstSeen,
+	}
+	n := 0
+	if s.hasInfo {
+		st.ChunkCount = int(s.info.ChunkCount)
+		n = st.ChunkCount
+	} else if len(s.chunks) > 0 {
+		n = int(s.maxIndex) + 1
+	}
+	st.Have = make([]bool, n)
+	for i := range s.chunks {
+		if int(i) < n {
+			st.Have[i] = true
+		}
+	}
+	return st
+}

@@ -1,0 +1,165 @@
+package segwindow
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/labstack/echo/v5"
+)
+
+// Content types and cache policies of what the server sends.
+const (
+	ContentTypePlaylist = "application/vnd.apple.mpegurl"
+	ContentTypeSegment  = "video/mp2t"
+	ContentTypeChunk    = "application/octet-stream"
+	// CacheImmutable is for segments and chunks: a URL names the same signed bytes forever.
+	CacheImmutable = "public, max-age=31536000, immutable"
+)
+
+// Kinds of responses reported to ServerOptions.OnServe.
+const (
+	KindPlaylist = "playlist"
+	KindSegment  = "segment"
+	KindChunk    = "chunk"
+)
+
+// Lookup finds the window of a stream.
+type Lookup func(stream string) (*Window, bool)
+
+// ServerOptions tune a Server. The zero value is fine.
+type ServerOptions struct {
+	// OnServe is called after each successful response with the stream, the kind
+	// (KindPlaylist, KindSegment, KindChunk) and the body bytes sent (0 for HEAD).
+	OnServe func(stream string, kind string, bytes int)
+}
+
+// Server serves the playlists, segments and chunks of many streams' windows over HTTP.
+type Server struct {
+	lookup Lookup
+	opts   ServerOptions
+}
+
+// NewServer returns a server that finds windows with lookup.
+func NewServer(lookup Lookup, opts ServerOptions) *Server {
+	return &Server{lookup: lookup, opts: opts}
+}
+
+// Register mounts the routes (GET and HEAD) on e:
+//
+//	/live/:stream/index.m3u8          the live playlist
+//	/live/:stream/:seq.ts             a whole complete segment
+//	/live/:stream/:seq/:index.chunk   one signed chunk frame (proto.Chunk.Append)
+//
+// Echo's router would take ":seq.ts" for a parameter named "seq.ts", so the last path element is
+// routed as one parameter and parsed here.
+func (s *Server) Register(e *echo.Echo) {
+	methods := []string{http.MethodGet, http.MethodHead}
+	e.Match(methods, "/live/:stream/:file", s.serveFile)
+	e.Match(methods, "/live/:stream/:seq/:chunk", s.serveChunk)
+}
+
+func (s *Server) serveFile(c *echo.Context) error {
+	file := c.Param("file")
+	if file == "index.m3u8" {
+		return s.servePlaylist(c)
+	}
+	seqText, ok := strings.CutSuffix(file, ".ts")
+	if !ok {
+		return jsonError(c, http.StatusNotFound, "no such file: want index.m3u8 or SEQ.ts")
+	}
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil {
+		return jsonError(c, http.StatusBadRequest, "malformed segment number "+strconv.Quote(seqText))
+	}
+	w, ok := s.window(c)
+	if !ok {
+		return jsonError(c, http.StatusNotFound, "unknown stream")
+	}
+	data, _, ok := w.Segment(seq)
+	if !ok {
+		return jsonError(c, http.StatusNotFound, "segment "+seqText+" not available")
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, CacheImmutable)
+	return s.send(c, KindSegment, ContentTypeSegment, data)
+}
+
+func (s *Server) servePlaylist(c *echo.Context) error {
+	w, ok := s.window(c)
+	if !ok {
+		return jsonError(c, http.StatusNotFound, "unknown stream")
+	}
+	body, ok := w.Playlist()
+	if !ok {
+		return jsonError(c, http.StatusNotFound, "no segment complete yet")
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, playlistCacheControl(w.TargetDurationSeconds()))
+	return s.send(c, KindPlaylist, ContentTypePlaylist, body)
+}
+
+func (s *Server) serveChunk(c *echo.Context) error {
+	seqText := c.Param("seq")
+	seq, err := strconv.ParseUint(seqText, 10, 64)
+	if err != nil {
+		return jsonError(c, http.StatusBadRequest, "malformed segment number "+strconv.Quote(seqText))
+	}
+	indexText, ok := strings.CutSuffix(c.Param("chunk"), ".chunk")
+	if !ok {
+		return jsonError(c, http.StatusNotFound, "no such file: want INDEX.chunk")
+	}
+	index, err := strconv.ParseUint(indexText, 10, 32)
+	if err != nil {
+		return jsonError(c, http.StatusBadRequest, "malformed chunk index "+strconv.Quote(indexText))
+	}
+	w, ok := s.window(c)
+	if !ok {
+		return jsonError(c, http.StatusNotFound, "unknown stream")
+	}
+	chunk, ok := w.Chunk(seq, uint32(index))
+	if !ok {
+		return jsonError(c, http.StatusNotFound, "chunk "+seqText+"/"+indexText+" not available")
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, CacheImmutable)
+	return s.send(c, KindChunk, ContentTypeChunk, chunk.Append(make([]byte, 0, chunk.Len())))
+}
+
+func (s *Server) window(c *echo.Context) (*Window, bool) {
+	if s.lookup == nil {
+		return nil, false
+	}
+	return s.lookup(c.Param("stream"))
+}
+
+// send writes body with CORS open to all: browser players (hls.js) on other origins read it.
+func (s *Server) send(c *echo.Context, kind, contentType string, body []byte) error {
+	h := c.Response().Header()
+	h.Set(echo.HeaderAccessControlAllowOrigin, "*")
+	h.Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
+	sent := len(body)
+	var err error
+	if c.Request().Method == http.MethodHead {
+		h.Set(echo.HeaderContentType, contentType)
+		sent = 0
+		err = c.NoContent(http.StatusOK)
+	} else {
+		err = c.Blob(http.StatusOK, contentType, body)
+	}
+	if err == nil && s.opts.OnServe != nil {
+		s.opts.OnServe(c.Param("stream"), kind, sent)
+	}
+	return err
+}
+
+// playlistCacheControl lets caches hold a playlist for at most half a target duration, so a
+// player behind a cache still sees every segment in time; below 2 s that rounds to nothing.
+func playlistCacheControl(targetSecs int) string {
+	if targetSecs < 2 {
+		return "no-cache"
+	}
+	return "max-age=" + strconv.Itoa(targetSecs/2)
+}
+
+func jsonError(c *echo.Context, code int, msg string) error {
+	c.Response().Header().Set(echo.HeaderAccessControlAllowOrigin, "*")
+	return c.JSON(code, map[string]string{"error": msg})
+}

@@ -1,0 +1,172 @@
+package segwindow
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/labstack/echo/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+type served struct {
+	stream, kind string
+	bytes        int
+}
+
+type serverFixture struct {
+	e      *echo.Echo
+	window *Window
+	mu     sync.Mutex
+	served []served
+}
+
+func newServerFixture(t *testing.T) *serverFixture {
+	t.Helper()
+	f := &serverFixture{e: echo.New(), window: testWindow(3, 5)}
+	srv := NewServer(func(stream string) (*Window, bool) {
+		if stream == testStream {
+			return f.window, true
+		}
+		return nil, false
+	}, ServerOptions{OnServe: func(stream, kind string, n int) {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		f.served = append(f.served, served{stream, kind, n})
+	}})
+	srv.Register(f.e)
+	return f
+}
+
+func (f *serverFixture) do(method, path string) *httptest.ResponseRecorder {
+	rec := httptest.NewRecorder()
+	f.e.ServeHTTP(rec, httptest.NewRequest(method, path, nil))
+	return rec
+}
+
+func requireJSONError(t *testing.T, rec *httptest.ResponseRecorder, code int) {
+	t.Helper()
+	require.Equal(t, code, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Header().Get("Content-Type"), "application/json")
+	var body map[string]string
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &body))
+	require.NotEmpty(t, body["error"])
+	require.Len(t, body, 1)
+}
+
+func TestServerPlaylist(t *testing.T) {
+	f := newServerFixture(t)
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/index.m3u8"), http.StatusNotFound)
+
+	addAll(t, f.window, spec(5))
+	rec := f.do(http.MethodGet, "/live/cam1/index.m3u8")
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, ContentTypePlaylist, rec.Header().Get("Content-Type"))
+	require.Equal(t, "max-age=1", rec.Header().Get("Cache-Control"))
+	require.Equal(t, "*", rec.Header().Get("Access-Control-Allow-Origin"))
+	want, _ := f.window.Playlist()
+	require.Equal(t, string(want), rec.Body.String())
+	requireParsesBack(t, rec.Body.Bytes())
+
+	head := f.do(http.MethodHead, "/live/cam1/index.m3u8")
+	require.Equal(t, http.StatusOK, head.Code)
+	require.Equal(t, ContentTypePlaylist, head.Header().Get("Content-Type"))
+	require.Empty(t, head.Body.Bytes())
+
+	requireJSONError(t, f.do(http.MethodGet, "/live/nope/index.m3u8"), http.StatusNotFound)
+	require.Equal(t, []served{
+		{testStream, KindPlaylist, len(want)},
+		{testStream, KindPlaylist, 0},
+	}, f.served)
+}
+
+func TestPlaylistCacheControl(t *testing.T) {
+	for secs, want := range map[int]string{1: "no-cache", 2: "max-age=1", 3: "max-age=1", 6: "max-age=3"} {
+		require.Equal(t, want, playlistCacheControl(secs), "target %d s", secs)
+	}
+	w := New(Config{Stream: testStream, TargetDuration: time.Second})
+	s := spec(1)
+	s.duration = 900 * time.Millisecond
+	addAll(t, w, s)
+	e := echo.New()
+	NewServer(func(string) (*Window, bool) { return w, true }, ServerOptions{}).Register(e)
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/cam1/index.m3u8", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, "no-cache", rec.Header().Get("Cache-Control"))
+}
+
+func TestServerSegment(t *testing.T) {
+	f := newServerFixture(t)
+	s := spec(5, 300, 20, 7)
+	cs := s.chunks()
+	f.window.AddChunk(cs[0])
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/5.ts"), http.StatusNotFound)
+	f.window.AddChunk(cs[1])
+	f.window.AddChunk(cs[2])
+
+	rec := f.do(http.MethodGet, "/live/cam1/5.ts")
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, ContentTypeSegment, rec.Header().Get("Content-Type"))
+	require.Equal(t, CacheImmutable, rec.Header().Get("Cache-Control"))
+	require.Equal(t, "*", rec.Header().Get("Access-Control-Allow-Origin"))
+	require.Equal(t, "327", rec.Header().Get("Content-Length"))
+	require.Equal(t, s.bytes(), rec.Body.Bytes())
+
+	head := f.do(http.MethodHead, "/live/cam1/5.ts")
+	require.Equal(t, http.StatusOK, head.Code)
+	require.Equal(t, "327", head.Header().Get("Content-Length"))
+	require.Empty(t, head.Body.Bytes())
+
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/6.ts"), http.StatusNotFound)
+	requireJSONError(t, f.do(http.MethodGet, "/live/nope/5.ts"), http.StatusNotFound)
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/x5.ts"), http.StatusBadRequest)
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/-1.ts"), http.StatusBadRequest)
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/99999999999999999999999.ts"), http.StatusBadRequest)
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/5.mp4"), http.StatusNotFound)
+	require.Equal(t, []served{{testStream, KindSegment, 327}, {testStream, KindSegment, 0}}, f.served)
+}
+
+func TestServerChunk(t *testing.T) {
+	f := newServerFixture(t)
+	cs := spec(5).chunks()
+	f.window.AddChunk(cs[2]) // chunks are served before their segment is complete
+
+	rec := f.do(http.MethodGet, "/live/cam1/5/2.chunk")
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, ContentTypeChunk, rec.Header().Get("Content-Type"))
+	require.Equal(t, CacheImmutable, rec.Header().Get("Cache-Control"))
+	require.Equal(t, "*", rec.Header().Get("Access-Control-Allow-Origin"))
+	require.Equal(t, cs[2].Append(nil), rec.Body.Bytes())
+	got, n, err := proto.ParseChunk(rec.Body.Bytes())
+	require.NoError(t, err)
+	require.Equal(t, rec.Body.Len(), n)
+	require.Equal(t, cs[2].ID, got.ID)
+	require.Equal(t, cs[2].Data, got.Data)
+
+	head := f.do(http.MethodHead, "/live/cam1/5/2.chunk")
+	require.Equal(t, http.StatusOK, head.Code)
+	require.Empty(t, head.Body.Bytes())
+
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/5/0.chunk"), http.StatusNotFound)
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/6/2.chunk"), http.StatusNotFound)
+	requireJSONError(t, f.do(http.MethodGet, "/live/nope/5/2.chunk"), http.StatusNotFound)
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/5/2.bin"), http.StatusNotFound)
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/five/2.chunk"), http.StatusBadRequest)
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/5/x.chunk"), http.StatusBadRequest)
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/5/4294967296.chunk"), http.StatusBadRequest)
+	require.Equal(t, []served{{testStream, KindChunk, len(cs[2].Append(nil))}, {testStream, KindChunk, 0}}, f.served)
+}
+
+func TestServerNilLookupIsNotFound(t *testing.T) {
+	e := echo.New()
+	NewServer(nil, ServerOptions{}).Register(e)
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/cam1/index.m3u8", nil))
+	requireJSONError(t, rec, http.StatusNotFound)
+}
