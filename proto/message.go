@@ -2,7 +2,9 @@ package proto
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
 )
 
 // ALPN names the mesh protocol in the QUIC handshake; a peer that speaks another major version
@@ -11,7 +13,9 @@ const ALPN = "crowdsurf/1"
 
 // Protocol versions this implementation speaks inside ALPN "crowdsurf/1".
 const (
+	// MinVersion is the oldest version this implementation speaks.
 	MinVersion uint16 = 1
+	// MaxVersion is the newest version this implementation speaks.
 	MaxVersion uint16 = 1
 )
 
@@ -30,18 +34,29 @@ const messageHeaderLen = 1 + 2 // type, payload length
 // MessageType is the first byte of a control message frame.
 type MessageType uint8
 
+// Message types. A receiver rejects any other value with ErrMalformed.
 const (
-	TypeHello        MessageType = 1
-	TypeStatus       MessageType = 2
-	TypeHave         MessageType = 3
-	TypeSubscribe    MessageType = 4
+	// TypeHello is a Hello.
+	TypeHello MessageType = 1
+	// TypeStatus is a Status.
+	TypeStatus MessageType = 2
+	// TypeHave is a Have.
+	TypeHave MessageType = 3
+	// TypeSubscribe is a Subscribe.
+	TypeSubscribe MessageType = 4
+	// TypeSubscribeAck is a SubscribeAck.
 	TypeSubscribeAck MessageType = 5
-	TypeUnsubscribe  MessageType = 6
-	TypeRequest      MessageType = 7
-	TypeCancel       MessageType = 8
-	TypeGoodbye      MessageType = 9
+	// TypeUnsubscribe is an Unsubscribe.
+	TypeUnsubscribe MessageType = 6
+	// TypeRequest is a Request.
+	TypeRequest MessageType = 7
+	// TypeCancel is a Cancel.
+	TypeCancel MessageType = 8
+	// TypeGoodbye is a Goodbye.
+	TypeGoodbye MessageType = 9
 )
 
+// String names the type as the protocol description does (HELLO, SUBSCRIBE_ACK, ...).
 func (t MessageType) String() string {
 	switch t {
 	case TypeHello:
@@ -69,7 +84,10 @@ func (t MessageType) String() string {
 // Message is a mesh control message. Append writes the whole frame: type, 16-bit payload length,
 // payload.
 type Message interface {
+	// Type is the message's type byte.
 	Type() MessageType
+	// Append appends the whole frame to b. The message must be valid (as ParseMessage would
+	// accept it): a field too long for its length prefix does not fit.
 	Append(b []byte) []byte
 }
 
@@ -83,7 +101,15 @@ func appendFrame(b []byte, t MessageType, payload func([]byte) []byte) []byte {
 }
 
 // ParseMessage decodes one control message frame from the start of b and returns it with the
-// number of bytes used. It returns io.ErrUnexpectedEOF when b holds only part of a frame.
+// number of bytes used.
+//
+// Errors: io.ErrUnexpectedEOF when b holds only part of a frame, so a caller reading a stream
+// reads more and tries again; the frame's length field is at most MaxMessageSize and the payload
+// is never copied, so nothing is allocated for a length before the bytes are there. Once the whole
+// frame is there, everything wrong inside it is ErrMalformed (or ErrBadStreamName): an unknown
+// type, a payload shorter than its fields ("truncated payload"), trailing bytes, a count larger
+// than its payload, out-of-range values. Every frame ParseMessage accepts re-encodes with Append
+// to exactly the bytes it consumed.
 func ParseMessage(b []byte) (Message, int, error) {
 	r := reader{b: b}
 	t := MessageType(r.u8())
@@ -116,8 +142,11 @@ func ParseMessage(b []byte) (Message, int, error) {
 	default:
 		return nil, 0, fmt.Errorf("%w: unknown message type %d", ErrMalformed, uint8(t))
 	}
-	if p.err != nil {
+	if errors.Is(p.err, io.ErrUnexpectedEOF) {
 		return nil, 0, fmt.Errorf("%w: truncated %s payload", ErrMalformed, t)
+	}
+	if p.err != nil {
+		return nil, 0, fmt.Errorf("%s: %w", t, p.err)
 	}
 	if p.off != len(payload) {
 		return nil, 0, fmt.Errorf("%w: %d trailing bytes in %s", ErrMalformed, len(payload)-p.off, t)
@@ -141,8 +170,10 @@ type Hello struct {
 	FreeSlots  uint16  // stripe children the sender can still accept
 }
 
+// Type returns TypeHello.
 func (*Hello) Type() MessageType { return TypeHello }
 
+// Append appends the frame to b.
 func (m *Hello) Append(b []byte) []byte {
 	return appendFrame(b, TypeHello, func(b []byte) []byte {
 		b = binary.BigEndian.AppendUint16(b, m.MinVersion)
@@ -195,8 +226,10 @@ type Status struct {
 	FreeSlots uint16
 }
 
+// Type returns TypeStatus.
 func (*Status) Type() MessageType { return TypeStatus }
 
+// Append appends the frame to b.
 func (m *Status) Append(b []byte) []byte {
 	return appendFrame(b, TypeStatus, func(b []byte) []byte {
 		b = append(b, byte(len(m.Depths)))
@@ -236,8 +269,10 @@ type Have struct {
 	Ranges []ChunkRange
 }
 
+// Type returns TypeHave.
 func (*Have) Type() MessageType { return TypeHave }
 
+// Append appends the frame to b. At most MaxHaveRanges ranges fit; send more in several messages.
 func (m *Have) Append(b []byte) []byte {
 	return appendFrame(b, TypeHave, func(b []byte) []byte {
 		b = binary.BigEndian.AppendUint16(b, uint16(len(m.Ranges)))
@@ -279,8 +314,10 @@ type Subscribe struct {
 	FromSeq uint64
 }
 
+// Type returns TypeSubscribe.
 func (*Subscribe) Type() MessageType { return TypeSubscribe }
 
+// Append appends the frame to b.
 func (m *Subscribe) Append(b []byte) []byte {
 	return appendFrame(b, TypeSubscribe, func(b []byte) []byte {
 		return binary.BigEndian.AppendUint64(append(b, m.Stripe), m.FromSeq)
@@ -297,8 +334,10 @@ type SubscribeAck struct {
 	Depth    uint8
 }
 
+// Type returns TypeSubscribeAck.
 func (*SubscribeAck) Type() MessageType { return TypeSubscribeAck }
 
+// Append appends the frame to b.
 func (m *SubscribeAck) Append(b []byte) []byte {
 	return appendFrame(b, TypeSubscribeAck, func(b []byte) []byte {
 		acc := byte(0)
@@ -317,7 +356,7 @@ func parseSubscribeAck(r *reader) *SubscribeAck {
 		m.Accepted = true
 	default:
 		if r.err == nil {
-			r.err = ErrMalformed
+			r.err = fmt.Errorf("%w: accepted must be 0 or 1", ErrMalformed)
 		}
 	}
 	m.Depth = r.u8()
@@ -331,8 +370,10 @@ type Unsubscribe struct {
 	Stripe uint8
 }
 
+// Type returns TypeUnsubscribe.
 func (*Unsubscribe) Type() MessageType { return TypeUnsubscribe }
 
+// Append appends the frame to b.
 func (m *Unsubscribe) Append(b []byte) []byte {
 	return appendFrame(b, TypeUnsubscribe, func(b []byte) []byte { return append(b, m.Stripe) })
 }
@@ -345,13 +386,17 @@ type Request struct {
 	Index uint32
 }
 
+// Type returns TypeRequest.
 func (*Request) Type() MessageType { return TypeRequest }
 
+// Append appends the frame to b.
 func (m *Request) Append(b []byte) []byte {
 	return appendFrame(b, TypeRequest, func(b []byte) []byte {
 		return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(b, m.Seq), m.Index)
 	})
 }
+
+func (m *Request) validate() error { return validChunkIndex(m.Index) }
 
 // Cancel withdraws a Request whose chunk arrived from elsewhere or is past its deadline.
 type Cancel struct {
@@ -359,13 +404,17 @@ type Cancel struct {
 	Index uint32
 }
 
+// Type returns TypeCancel.
 func (*Cancel) Type() MessageType { return TypeCancel }
 
+// Append appends the frame to b.
 func (m *Cancel) Append(b []byte) []byte {
 	return appendFrame(b, TypeCancel, func(b []byte) []byte {
 		return binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint64(b, m.Seq), m.Index)
 	})
 }
+
+func (m *Cancel) validate() error { return validChunkIndex(m.Index) }
 
 // MaxGoodbyeReason bounds the human-readable reason in a Goodbye.
 const MaxGoodbyeReason = 255
@@ -376,8 +425,10 @@ type Goodbye struct {
 	Reason string
 }
 
+// Type returns TypeGoodbye.
 func (*Goodbye) Type() MessageType { return TypeGoodbye }
 
+// Append appends the frame to b; a reason longer than MaxGoodbyeReason bytes is cut.
 func (m *Goodbye) Append(b []byte) []byte {
 	reason := m.Reason
 	if len(reason) > MaxGoodbyeReason {
@@ -386,6 +437,13 @@ func (m *Goodbye) Append(b []byte) []byte {
 	return appendFrame(b, TypeGoodbye, func(b []byte) []byte {
 		return append(append(b, byte(len(reason))), reason...)
 	})
+}
+
+func validChunkIndex(i uint32) error {
+	if i >= MaxChunksPerSegment {
+		return fmt.Errorf("%w: chunk index %d", ErrMalformed, i)
+	}
+	return nil
 }
 
 func validStripe(s uint8) error {
