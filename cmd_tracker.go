@@ -1,0 +1,88 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/crowdsurf/crowdsurf/tracker"
+)
+
+func init() {
+	register("tracker", "swarm membership and neighbour choice (HTTP API, state in NATS)", runTracker)
+}
+
+// trackerEnv returns the environment variable name's value, or def when it is unset or empty.
+func trackerEnv(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func runTracker(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("tracker", flag.ContinueOnError)
+	httpAddr := fs.String("http", trackerEnv("CROWDSURF_TRACKER_HTTP", ":7070"),
+		"`ADDR` the HTTP API listens on (env CROWDSURF_TRACKER_HTTP)")
+	natsURL := fs.String("nats", trackerEnv("CROWDSURF_NATS", ""),
+		"`URL` of a NATS server or cluster with JetStream that holds the swarm state; empty starts an\n"+
+			"embedded NATS server on 127.0.0.1 at a random port and logs its URL (env CROWDSURF_NATS)")
+	dataDir := fs.String("data", trackerEnv("CROWDSURF_DATA", ""),
+		"`DIR` where the embedded NATS server keeps its state, so registered streams survive a\n"+
+			"restart; empty keeps it in memory; ignored with --nats (env CROWDSURF_DATA)")
+	peerTTL := fs.Duration("peer-ttl", 10*time.Second, "how long a peer stays in the swarm after its last announce")
+	interval := fs.Duration("announce-interval", 3*time.Second, "how often peers are told to announce; must be shorter than --peer-ttl")
+	neighbours := fs.Int("neighbours", 8, "neighbour candidates per announce answer")
+	rateLimit := fs.Float64("rate-limit", 20, "API requests per second allowed per source IP (burst twice that); 0 turns the limit off")
+	registerToken := fs.String("register-token", trackerEnv("CROWDSURF_TRACKER_REGISTER_TOKEN", ""),
+		"`TOKEN` required as a bearer token to register streams over HTTP; empty allows anyone\n"+
+			"(env CROWDSURF_TRACKER_REGISTER_TOKEN)")
+	verbose := fs.Bool("v", false, "log debug detail")
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: crowdsurf tracker [flags]\n\n")
+		fmt.Fprintf(out, "Runs the tracker: peers announce to it over HTTP and get neighbour candidates back;\n")
+		fmt.Fprintf(out, "origins register their streams over NATS or HTTP. Several trackers on one NATS\n")
+		fmt.Fprintf(out, "give the same answers. Flags win over environment variables.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	limit := rate.Limit(*rateLimit)
+	burst := int(2 * *rateLimit)
+	if *rateLimit <= 0 {
+		limit, burst = rate.Inf, 1
+	}
+	t, err := tracker.New(tracker.Config{
+		HTTPAddr:         *httpAddr,
+		NATSURL:          *natsURL,
+		DataDir:          *dataDir,
+		Logger:           logger,
+		PeerTTL:          *peerTTL,
+		AnnounceInterval: *interval,
+		NeighbourCount:   *neighbours,
+		RateLimit:        limit,
+		RateBurst:        max(burst, 1),
+		RegisterToken:    *registerToken,
+	})
+	if err != nil {
+		return err
+	}
+	return t.Run(ctx)
+}

@@ -1,0 +1,183 @@
+package tracker
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+func testRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+
+// randomSwarm makes n peers with mixed free slots and depths.
+func randomSwarm(rng *rand.Rand, n int) []proto.PeerInfo {
+	peers := make([]proto.PeerInfo, n)
+	for i := range peers {
+		depths := make([]int, 4)
+		for s := range depths {
+			depths[s] = rng.IntN(6) - 1
+		}
+		free := 0
+		if rng.IntN(10) < 3 {
+			free = 1 + rng.IntN(4)
+		}
+		peers[i] = proto.PeerInfo{PeerID: fmt.Sprintf("p%03d", i), Addr: fmt.Sprintf("127.0.0.1:%d", 10000+i), Depths: depths, FreeSlots: free}
+	}
+	return peers
+}
+
+func TestChooseNeverReturnsAskerNorDuplicatesAndRespectsCount(t *testing.T) {
+	rng := testRNG(1)
+	for _, size := range []int{0, 1, 2, 5, 9, 10, 50, 257, 258, 1000} {
+		peers := randomSwarm(rng, size)
+		for _, n := range []int{1, 3, 8, 20} {
+			for trial := 0; trial < 20; trial++ {
+				asker := "newcomer"
+				if size > 0 && trial%2 == 0 {
+					asker = peers[rng.IntN(size)].PeerID
+				}
+				got := chooseNeighbours(rng, peers, asker, n)
+				others := size
+				if asker != "newcomer" {
+					others--
+				}
+				require.Len(t, got, min(n, others), "size %d n %d", size, n)
+				seen := map[string]bool{}
+				for _, p := range got {
+					require.NotEqual(t, asker, p.PeerID)
+					require.False(t, seen[p.PeerID], "duplicate %s", p.PeerID)
+					seen[p.PeerID] = true
+				}
+			}
+		}
+	}
+}
+
+func TestChooseWithZeroCountReturnsNothing(t *testing.T) {
+	require.Empty(t, chooseNeighbours(testRNG(2), randomSwarm(testRNG(3), 10), "x", 0))
+}
+
+func TestChooseFavoursFreeSlots(t *testing.T) {
+	rng := testRNG(4)
+	peers := make([]proto.PeerInfo, 100)
+	for i := range peers {
+		free := 0
+		if i%2 == 0 {
+			free = 3
+		}
+		peers[i] = proto.PeerInfo{PeerID: fmt.Sprintf("p%d", i), Depths: []int{2, 2, 2, 2}, FreeSlots: free}
+	}
+	withFree, full := 0, 0
+	for range 2000 {
+		for _, p := range chooseNeighbours(rng, peers, "asker", 8) {
+			if p.FreeSlots > 0 {
+				withFree++
+			} else {
+				full++
+			}
+		}
+	}
+	t.Logf("picks with free slots %d, without %d", withFree, full)
+	require.Greater(t, withFree, 3*full, "peers with free slots should be picked far more often")
+	require.Positive(t, full, "full peers must still be picked sometimes (uniform share)")
+}
+
+func TestChooseFavoursSmallDepth(t *testing.T) {
+	rng := testRNG(5)
+	peers := make([]proto.PeerInfo, 100)
+	for i := range peers {
+		d := 6
+		if i%2 == 0 {
+			d = 1
+		}
+		peers[i] = proto.PeerInfo{PeerID: fmt.Sprintf("p%d", i), Depths: []int{d, d, d, d}, FreeSlots: 2}
+	}
+	shallow, deep := 0, 0
+	for range 2000 {
+		for _, p := range chooseNeighbours(rng, peers, "asker", 8) {
+			if p.Depths[0] == 1 {
+				shallow++
+			} else {
+				deep++
+			}
+		}
+	}
+	t.Logf("shallow picks %d, deep picks %d", shallow, deep)
+	require.Greater(t, float64(shallow), 1.5*float64(deep))
+}
+
+func TestChooseInducesConnectedGraph(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		swarm func(rng *rand.Rand) []proto.PeerInfo
+	}{
+		{"mixed swarm", func(rng *rand.Rand) []proto.PeerInfo { return randomSwarm(rng, 200) }},
+		{"only three peers have free slots", func(rng *rand.Rand) []proto.PeerInfo {
+			peers := randomSwarm(rng, 200)
+			for i := range peers {
+				peers[i].FreeSlots = 0
+			}
+			for i := 0; i < 3; i++ {
+				peers[i].FreeSlots = 8
+				peers[i].Depths = []int{1, 1, 1, 1}
+			}
+			return peers
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for seed := uint64(10); seed < 30; seed++ {
+				rng := testRNG(seed)
+				peers := tc.swarm(rng)
+				adj := make(map[string][]string, len(peers))
+				// Every peer announces once and links to its answer.
+				for _, p := range peers {
+					for _, q := range chooseNeighbours(rng, peers, p.PeerID, 8) {
+						adj[p.PeerID] = append(adj[p.PeerID], q.PeerID)
+						adj[q.PeerID] = append(adj[q.PeerID], p.PeerID)
+					}
+				}
+				seen := map[string]bool{peers[0].PeerID: true}
+				queue := []string{peers[0].PeerID}
+				for len(queue) > 0 {
+					at := queue[0]
+					queue = queue[1:]
+					for _, next := range adj[at] {
+						if !seen[next] {
+							seen[next] = true
+							queue = append(queue, next)
+						}
+					}
+				}
+				require.Len(t, seen, len(peers), "seed %d: graph not connected", seed)
+			}
+		})
+	}
+}
+
+func TestChooseSamplesLargeSwarmsWidely(t *testing.T) {
+	// In a swarm larger than candidateSample every peer must still be reachable as a neighbour.
+	rng := testRNG(6)
+	peers := randomSwarm(rng, 2000)
+	picked := map[string]bool{}
+	for range 3000 {
+		for _, p := range chooseNeighbours(rng, peers, "asker", 8) {
+			picked[p.PeerID] = true
+		}
+	}
+	require.Greater(t, len(picked), 1900)
+}
+
+func BenchmarkChooseNeighbours(b *testing.B) {
+	rng := testRNG(7)
+	for _, size := range []int{50, 1000, 100000} {
+		peers := randomSwarm(rng, size)
+		b.Run(fmt.Sprint(size), func(b *testing.B) {
+			for b.Loop() {
+				chooseNeighbours(rng, peers, "asker", 8)
+			}
+		})
+	}
+}

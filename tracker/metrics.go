@@ -1,0 +1,52 @@
+package tracker
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are per tracker replica. No label names a peer or a source address: a swarm has
+// thousands of them.
+type metrics struct {
+	announces     *prometheus.CounterVec // by result
+	registrations *prometheus.CounterVec // by result
+	kvUpdates     *prometheus.CounterVec // by bucket
+	rateLimited   prometheus.Counter
+	peers         prometheus.Gauge
+	streams       prometheus.Gauge
+	announceTime  prometheus.Histogram
+}
+
+func newMetrics(reg *prometheus.Registry) *metrics {
+	const ns, sub = "crowdsurf", "tracker"
+	m := &metrics{
+		announces: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "announces_total",
+			Help: "Announces handled, by result (ok, bad_request, unknown_stream, unavailable).",
+		}, []string{"result"}),
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "registrations_total",
+			Help: "Stream registrations received over HTTP, by result.",
+		}, []string{"result"}),
+		kvUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "kv_updates_total",
+			Help: "Key-value updates seen by this replica's watchers, by bucket.",
+		}, []string{"bucket"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "rate_limited_total",
+			Help: "Requests refused with 429 because their source address exceeded its rate.",
+		}),
+		peers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "peers",
+			Help: "Peers in this replica's view, all streams.",
+		}),
+		streams: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: ns, Subsystem: sub, Name: "streams",
+			Help: "Registered streams in this replica's view.",
+		}),
+		announceTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: ns, Subsystem: sub, Name: "announce_seconds",
+			Help:    "Time to answer a valid announce, including the NATS write.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
+		}),
+	}
+	reg.MustRegister(m.announces, m.registrations, m.kvUpdates, m.rateLimited, m.peers, m.streams, m.announceTime)
+	return m
+}

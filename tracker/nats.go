@@ -1,0 +1,135 @@
+package tracker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// embeddedNATS is an in-process NATS server with JetStream, listening on 127.0.0.1 at a random port.
+type embeddedNATS struct {
+	srv     *server.Server
+	tempDir string // removed on shutdown; empty when DataDir holds the state
+}
+
+// startEmbeddedNATS starts the server. JetStream always needs a store directory, even for
+// memory-only buckets, so without a DataDir a temporary one is used and removed again.
+func startEmbeddedNATS(dataDir string) (*embeddedNATS, error) {
+	e := &embeddedNATS{}
+	storeDir := ""
+	if dataDir != "" {
+		storeDir = filepath.Join(dataDir, "nats")
+		if err := os.MkdirAll(storeDir, 0o750); err != nil {
+			return nil, fmt.Errorf("tracker: data dir: %w", err)
+		}
+	} else {
+		dir, err := os.MkdirTemp("", "crowdsurf-tracker-nats-")
+		if err != nil {
+			return nil, fmt.Errorf("tracker: temporary NATS store: %w", err)
+		}
+		storeDir, e.tempDir = dir, dir
+	}
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "crowdsurf-tracker",
+		Host:       "127.0.0.1",
+		Port:       server.RANDOM_PORT,
+		JetStream:  true,
+		StoreDir:   storeDir,
+		NoLog:      true,
+		NoSigs:     true,
+		// Nothing but this machine talks to the embedded server; bound what it will hold.
+		MaxPayload: 1 << 20,
+	})
+	if err != nil {
+		e.removeTemp()
+		return nil, fmt.Errorf("tracker: embedded NATS: %w", err)
+	}
+	e.srv = srv
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		e.shutdown()
+		return nil, errors.New("tracker: embedded NATS server did not become ready within 10s")
+	}
+	return e, nil
+}
+
+func (e *embeddedNATS) clientURL() string { return e.srv.ClientURL() }
+
+func (e *embeddedNATS) shutdown() {
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+	e.removeTemp()
+}
+
+func (e *embeddedNATS) removeTemp() {
+	if e.tempDir != "" {
+		_ = os.RemoveAll(e.tempDir)
+	}
+}
+
+// buckets opens (creating or updating) the two key-value buckets the swarm state lives in.
+func openBuckets(ctx context.Context, js jetstream.JetStream, cfg Config, storage jetstream.StorageType) (peers, streams jetstream.KeyValue, err error) {
+	peers, err = openBucket(ctx, js, cfg, jetstream.KeyValueConfig{
+		Bucket:       proto.TrackerPeersBucket,
+		Description:  "crowdsurf swarm members; entries expire when peers stop announcing",
+		History:      1,
+		TTL:          cfg.PeerTTL,
+		MaxValueSize: 8 << 10,
+		Storage:      storage,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	streams, err = openBucket(ctx, js, cfg, jetstream.KeyValueConfig{
+		Bucket:       proto.TrackerStreamsBucket,
+		Description:  "crowdsurf streams registered by origins; entries expire unless re-registered",
+		History:      1,
+		TTL:          cfg.StreamTTL,
+		MaxValueSize: 8 << 10,
+		Storage:      storage,
+	})
+	return peers, streams, err
+}
+
+// openBucket makes the bucket match kvc. When that fails (a bucket created elsewhere with another
+// storage type cannot be changed) it uses the bucket as it is, so a fleet never fights over it.
+func openBucket(ctx context.Context, js jetstream.JetStream, cfg Config, kvc jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, kvc)
+	if err == nil {
+		return kv, nil
+	}
+	kv, bindErr := js.KeyValue(ctx, kvc.Bucket)
+	if bindErr != nil {
+		return nil, fmt.Errorf("tracker: bucket %s: %w", kvc.Bucket, err)
+	}
+	cfg.Logger.Warn("using existing bucket with another configuration", "bucket", kvc.Bucket, "error", err)
+	return kv, nil
+}
+
+// connectNATS connects to url with reconnects forever: a tracker outlives NATS restarts.
+func connectNATS(url string, cfg Config) (*nats.Conn, error) {
+	nc, err := nats.Connect(url,
+		nats.Name("crowdsurf-tracker"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				cfg.Logger.Warn("NATS disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { cfg.Logger.Info("NATS reconnected") }),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("tracker: connect to NATS at %s: %w", url, err)
+	}
+	return nc, nil
+}
