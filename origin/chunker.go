@@ -1,0 +1,81 @@
+package origin
+
+import (
+	"crypto/ed25519"
+	"time"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// chunker cuts the bytes of one segment into signed chunks while the segment is still being
+// written: a chunk closes when it reaches size bytes or when its first byte is interval old,
+// whichever comes first, so the mesh carries a segment long before the segment ends.
+type chunker struct {
+	id       proto.ChunkID // Index is the next chunk's index
+	flags    proto.Flags   // FlagDiscontinuity or 0, on every chunk of the segment
+	size     int
+	interval time.Duration
+	key      ed25519.PrivateKey
+	emit     func(*proto.Chunk)
+
+	pending      []byte
+	pendingSince time.Time // when the first pending byte arrived
+	total        uint64
+	now          func() time.Time
+}
+
+func newChunker(id proto.ChunkID, flags proto.Flags, size int, interval time.Duration, key ed25519.PrivateKey, now func() time.Time, emit func(*proto.Chunk)) *chunker {
+	return &chunker{id: id, flags: flags, size: size, interval: interval, key: key, emit: emit, now: now,
+		pending: make([]byte, 0, size)}
+}
+
+// Write takes muxer output; it never fails, so the MPEG-TS writer can write straight into it.
+func (c *chunker) Write(p []byte) (int, error) {
+	n := len(p)
+	// Data that keeps flowing closes an old chunk on time too, between the stream's ticks.
+	if len(c.pending) > 0 && c.now().Sub(c.pendingSince) >= c.interval {
+		c.flush(0, proto.SegmentInfo{})
+	}
+	for len(p) > 0 {
+		if len(c.pending) == 0 {
+			c.pendingSince = c.now()
+		}
+		take := min(c.size-len(c.pending), len(p))
+		c.pending = append(c.pending, p[:take]...)
+		p = p[take:]
+		if len(c.pending) >= c.size {
+			c.flush(0, proto.SegmentInfo{})
+		}
+	}
+	return n, nil
+}
+
+// tick closes the pending chunk when it has waited for interval.
+func (c *chunker) tick(now time.Time) {
+	if len(c.pending) > 0 && now.Sub(c.pendingSince) >= c.interval {
+		c.flush(0, proto.SegmentInfo{})
+	}
+}
+
+// finish emits the last chunk, which carries the segment's info and whatever bytes are pending
+// (possibly none).
+func (c *chunker) finish(duration time.Duration, pdt time.Time) proto.SegmentInfo {
+	info := proto.SegmentInfo{
+		ChunkCount:      c.id.Index + 1,
+		ByteLength:      c.total + uint64(len(c.pending)),
+		Duration:        duration,
+		ProgramDateTime: pdt,
+	}
+	c.flush(proto.FlagLast, info)
+	return info
+}
+
+func (c *chunker) flush(flags proto.Flags, info proto.SegmentInfo) {
+	ch := &proto.Chunk{ID: c.id, Flags: c.flags | flags, Info: info, Data: c.pending}
+	ch.Sign(c.key)
+	c.total += uint64(len(c.pending))
+	c.id.Index++
+	// The emitted chunk owns its data from now on (the window and subscribers keep it).
+	c.pending = make([]byte, 0, c.size)
+	c.emit(ch)
+}

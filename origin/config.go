@@ -1,0 +1,159 @@
+// Package origin is crowdsurf's broadcaster side: it takes RTSP in (a publisher pushing to it, or
+// a camera it pulls from), cuts the media into self-contained MPEG-TS segments at keyframes,
+// splits each segment into signed chunks while it is being written, and serves the live window
+// as plain HLS and per-chunk URLs over HTTP. The mesh root (wired in by the caller) takes the
+// chunks through Subscribe.
+package origin
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// Defaults of Config.
+const (
+	DefaultRTSPAddr        = ":8554"
+	DefaultUDPRTPAddr      = ":8000"
+	DefaultHTTPAddr        = ":8080"
+	DefaultMeshAddr        = ":4433"
+	DefaultSeedCopies      = 2
+	DefaultSegmentDuration = 2 * time.Second
+	DefaultWindow          = 6
+	DefaultChunkSize       = 16 << 10
+	DefaultChunkInterval   = 200 * time.Millisecond
+)
+
+// Sentinel errors.
+var (
+	// ErrNoKey means Config.Key is missing; the origin cannot sign chunks without it.
+	ErrNoKey = errors.New("origin: no signing key (run `crowdsurf keygen --out FILE` and pass --key FILE)")
+	// ErrStreamBusy is the answer to a second publisher of a stream that is being published.
+	ErrStreamBusy = errors.New("stream is already being published")
+	// ErrUnsupportedCodec is the answer to a publisher whose media are not H.264 and/or AAC.
+	ErrUnsupportedCodec = errors.New("unsupported codec")
+)
+
+// Config configures an Origin. Zero fields take the defaults above.
+type Config struct {
+	// RTSPAddr is where publishers connect (TCP). RTSPListener, when set, is used instead.
+	RTSPAddr     string
+	RTSPListener net.Listener
+	// UDPRTPAddr is the UDP address for RTP from publishers that use UDP transport; RTCP uses
+	// the next port, and the RTP port must be even. "-" disables UDP transport.
+	// UDPRTPConn/UDPRTCPConn, when set, are used instead (tests bind a free pair of ports).
+	UDPRTPAddr  string
+	UDPRTPConn  *net.UDPConn
+	UDPRTCPConn *net.UDPConn
+
+	// HTTPAddr serves HLS, chunks and the API. HTTPListener, when set, is used instead.
+	HTTPAddr     string
+	HTTPListener net.Listener
+
+	// MeshAddr and SeedCopies configure the mesh root; the origin only keeps them for the
+	// caller that wires the root in.
+	MeshAddr   string
+	SeedCopies int
+
+	// Key signs every chunk. Required.
+	Key ed25519.PrivateKey
+	// PublishKey, when set, is the password RTSP publishers must give (any user name).
+	PublishKey string
+	// Pulls maps stream names to rtsp:// URLs the origin pulls from, reconnecting with backoff.
+	Pulls map[string]string
+	// PullBackoffMin/Max bound the wait between pull attempts.
+	PullBackoffMin time.Duration
+	PullBackoffMax time.Duration
+
+	SegmentDuration time.Duration // target segment duration
+	Window          int           // segments listed in the playlist
+	ChunkSize       int           // a chunk closes at this many bytes ...
+	ChunkInterval   time.Duration // ... or when its first byte is this old
+
+	// FirstSeq is the sequence number of a stream's first segment. Zero derives it from the
+	// clock (tenths of a second since the Unix epoch) when the stream first appears, so an origin
+	// restarted with the same key never reuses a (stream, seq) that peers and caches already hold
+	// with other bytes: segments are at least a keyframe interval long, far above 0.1 s.
+	FirstSeq uint64
+
+	// TrackerURL is the tracker's base URL, used to print watch links; empty omits them.
+	TrackerURL string
+
+	// OnStream, when set, is called whenever a stream starts or stops being published (the
+	// mesh root and the tracker registration follow streams this way). It must not block.
+	OnStream func(StreamInfo)
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+
+	// now is the clock, replaceable in tests.
+	now func() time.Time
+}
+
+func (c Config) withDefaults() Config {
+	if c.RTSPAddr == "" {
+		c.RTSPAddr = DefaultRTSPAddr
+	}
+	if c.UDPRTPAddr == "" {
+		c.UDPRTPAddr = DefaultUDPRTPAddr
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = DefaultHTTPAddr
+	}
+	if c.MeshAddr == "" {
+		c.MeshAddr = DefaultMeshAddr
+	}
+	if c.SeedCopies == 0 {
+		c.SeedCopies = DefaultSeedCopies
+	}
+	if c.SegmentDuration <= 0 {
+		c.SegmentDuration = DefaultSegmentDuration
+	}
+	if c.Window <= 0 {
+		c.Window = DefaultWindow
+	}
+	if c.ChunkSize <= 0 {
+		c.ChunkSize = DefaultChunkSize
+	}
+	if c.ChunkInterval <= 0 {
+		c.ChunkInterval = DefaultChunkInterval
+	}
+	if c.PullBackoffMin <= 0 {
+		c.PullBackoffMin = 500 * time.Millisecond
+	}
+	if c.PullBackoffMax <= 0 {
+		c.PullBackoffMax = 30 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.now == nil {
+		c.now = time.Now
+	}
+	return c
+}
+
+func (c Config) validate() error {
+	if len(c.Key) != ed25519.PrivateKeySize {
+		return ErrNoKey
+	}
+	if c.ChunkSize > proto.MaxChunkData {
+		return fmt.Errorf("origin: chunk size %d exceeds the frame limit %d", c.ChunkSize, proto.MaxChunkData)
+	}
+	for name, url := range c.Pulls {
+		if err := proto.ValidStreamName(name); err != nil {
+			return fmt.Errorf("origin: pull %s=%s: %w", name, url, err)
+		}
+	}
+	return nil
+}

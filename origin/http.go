@@ -1,0 +1,71 @@
+package origin
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/labstack/echo/v5"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/crowdsurf/crowdsurf/internal/segwindow"
+)
+
+// newEcho builds the HTTP API: HLS and chunks (segwindow.Server), /v1/streams, /stats,
+// /healthz, /metrics. Every error is JSON {"error": "..."}.
+func (o *Origin) newEcho() *echo.Echo {
+	e := echo.New()
+	e.HTTPErrorHandler = jsonErrorHandler
+
+	hls := segwindow.NewServer(func(name string) (*segwindow.Window, bool) {
+		st, ok := o.lookup(name)
+		if !ok {
+			return nil, false
+		}
+		return st.window, true
+	}, segwindow.ServerOptions{OnServe: func(_ string, _ string, n int) {
+		o.bytesHTTP.Add(uint64(n))
+		o.metrics.bytesHTTP.Add(float64(n))
+	}})
+	hls.Register(e)
+
+	e.GET("/v1/streams", func(c *echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]any{"streams": o.Streams()})
+	})
+	e.GET("/v1/streams/:stream", func(c *echo.Context) error {
+		st, ok := o.lookup(c.Param("stream"))
+		if !ok {
+			return c.JSON(http.StatusNotFound, map[string]string{"error": "no such stream"})
+		}
+		return c.JSON(http.StatusOK, st.info())
+	})
+	e.GET("/stats", func(c *echo.Context) error { return c.JSON(http.StatusOK, o.Stats()) })
+	e.GET("/healthz", func(c *echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	metrics := promhttp.HandlerFor(o.cfg.Registry, promhttp.HandlerOpts{})
+	e.GET("/metrics", func(c *echo.Context) error {
+		metrics.ServeHTTP(c.Response(), c.Request())
+		return nil
+	})
+	e.RouteNotFound("/*", func(c *echo.Context) error {
+		return c.JSON(http.StatusNotFound, map[string]string{"error": "not found: " + c.Request().URL.Path})
+	})
+	return e
+}
+
+func jsonErrorHandler(c *echo.Context, err error) {
+	if r, _ := echo.UnwrapResponse(c.Response()); r != nil && r.Committed {
+		return
+	}
+	code := http.StatusInternalServerError
+	var sc echo.HTTPStatusCoder
+	if errors.As(err, &sc) && sc.StatusCode() != 0 {
+		code = sc.StatusCode()
+	}
+	msg := http.StatusText(code)
+	var he *echo.HTTPError
+	if errors.As(err, &he) && he.Message != "" {
+		msg = he.Message
+	}
+	_ = c.JSON(code, map[string]string{"error": msg})
+}

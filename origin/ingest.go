@@ -1,0 +1,211 @@
+package origin
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpfragmented"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpmpeg4audio"
+	"github.com/pion/rtp"
+)
+
+// rtpSource is what the RTSP server session (publish) and the RTSP client (pull) have in common.
+type rtpSource interface {
+	OnPacketRTP(medi *description.Media, forma format.Format, cb gortsplib.OnPacketRTPFunc)
+	PacketPTS(medi *description.Media, pkt *rtp.Packet) (int64, bool)
+	PacketNTP(medi *description.Media, pkt *rtp.Packet) (time.Time, bool)
+}
+
+// ingestPlan is the choice of media and formats to take from a session.
+type ingestPlan struct {
+	tracks     trackSet
+	videoMedia *description.Media
+	video      *format.H264
+	audioMedia *description.Media
+	audio      *format.MPEG4Audio
+	latm       *latmAudio
+	ignored    []string // codecs of media left out
+}
+
+// rtpMaps names the formats taken, as their SDP rtpmap says (e.g. "MP4A-LATM/44100/1"), for logs.
+func (p *ingestPlan) rtpMaps() []string {
+	var m []string
+	if p.video != nil {
+		m = append(m, p.video.RTPMap())
+	}
+	if p.audio != nil {
+		m = append(m, p.audio.RTPMap())
+	}
+	if p.latm != nil {
+		m = append(m, p.latm.format.RTPMap())
+	}
+	return m
+}
+
+func (p *ingestPlan) medias() []*description.Media {
+	var m []*description.Media
+	if p.videoMedia != nil {
+		m = append(m, p.videoMedia)
+	}
+	if p.audioMedia != nil && p.audioMedia != p.videoMedia {
+		m = append(m, p.audioMedia)
+	}
+	return m
+}
+
+// planIngest picks the first H.264 and the first AAC format. strict (publishing) rejects any
+// media with nothing we can mux, so the encoder's operator learns at once; a pulled camera cannot
+// be reconfigured, so there unsupported media are left out as long as something remains.
+func planIngest(medias []*description.Media, strict bool) (*ingestPlan, error) {
+	p := &ingestPlan{}
+	for _, medi := range medias {
+		used := false
+		var names []string
+		for _, forma := range medi.Formats {
+			switch f := forma.(type) {
+			case *format.H264:
+				if p.video == nil {
+					p.video, p.videoMedia, used = f, medi, true
+				}
+			case *format.MPEG4Audio:
+				if p.audioMedia == nil && f.Config != nil {
+					p.audio, p.audioMedia, used = f, medi, true
+				}
+			case *format.MPEG4AudioLATM:
+				if p.audioMedia == nil {
+					if l, err := newLATMAudio(f); err == nil {
+						p.latm, p.audioMedia, used = l, medi, true
+					} else {
+						names = append(names, forma.Codec()+" (not one program of one layer)")
+					}
+				}
+			default:
+				names = append(names, forma.Codec())
+			}
+			if used {
+				break
+			}
+		}
+		if !used {
+			if len(names) == 0 {
+				names = []string{string(medi.Type)}
+			}
+			p.ignored = append(p.ignored, names...)
+		}
+	}
+	if (strict && len(p.ignored) > 0) || (p.video == nil && p.audioMedia == nil) {
+		what := strings.Join(p.ignored, ", ")
+		if what == "" {
+			what = "no media"
+		}
+		return nil, fmt.Errorf("%w %s: send H.264 video and/or AAC audio", ErrUnsupportedCodec, what)
+	}
+	if p.video != nil {
+		sps, pps := p.video.SafeParams()
+		p.tracks.H264, p.tracks.SPS, p.tracks.PPS = true, sps, pps
+	}
+	if p.audio != nil {
+		p.tracks.AAC = p.audio.Config
+	}
+	if p.latm != nil {
+		p.tracks.AAC = p.latm.config
+	}
+	return p, nil
+}
+
+// attach registers RTP callbacks that decode packets into access units and feed them to st as
+// long as owner publishes it. Decoding errors (malformed or lost packets) are counted and skipped;
+// a panic while muxing is contained to this session, which fail closes.
+func (p *ingestPlan) attach(src rtpSource, st *stream, owner any, fail func(error)) error {
+	if p.video != nil {
+		dec, err := p.video.CreateDecoder()
+		if err != nil {
+			return fmt.Errorf("h264 decoder: %w", err)
+		}
+		medi := p.videoMedia
+		src.OnPacketRTP(medi, p.video, func(pkt *rtp.Packet) {
+			defer st.recoverPanic(fail)
+			pts, ok := src.PacketPTS(medi, pkt)
+			if !ok {
+				return
+			}
+			au, err := dec.Decode(pkt)
+			if err != nil {
+				if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
+					st.rtpError("h264", err)
+				}
+				return
+			}
+			ntp, _ := src.PacketNTP(medi, pkt)
+			st.writeH264(owner, pts, ntp, au)
+		})
+	}
+	if p.audio != nil {
+		dec, err := p.audio.CreateDecoder()
+		if err != nil {
+			return fmt.Errorf("aac decoder: %w", err)
+		}
+		medi := p.audioMedia
+		rate := int64(p.audio.ClockRate())
+		src.OnPacketRTP(medi, p.audio, func(pkt *rtp.Packet) {
+			defer st.recoverPanic(fail)
+			pts, ok := src.PacketPTS(medi, pkt)
+			if !ok {
+				return
+			}
+			aus, err := dec.Decode(pkt)
+			if err != nil {
+				if !errors.Is(err, rtpmpeg4audio.ErrMorePacketsNeeded) {
+					st.rtpError("aac", err)
+				}
+				return
+			}
+			ntp, _ := src.PacketNTP(medi, pkt)
+			st.writeAAC(owner, rescale(pts, clockRate, rate), ntp, aus)
+		})
+	}
+	if p.latm != nil {
+		dec, err := p.latm.format.CreateDecoder()
+		if err != nil {
+			return fmt.Errorf("latm decoder: %w", err)
+		}
+		medi, latm := p.audioMedia, p.latm
+		rate := int64(latm.format.ClockRate())
+		src.OnPacketRTP(medi, latm.format, func(pkt *rtp.Packet) {
+			defer st.recoverPanic(fail)
+			pts, ok := src.PacketPTS(medi, pkt)
+			if !ok {
+				return
+			}
+			el, err := dec.Decode(pkt)
+			if err != nil {
+				if !errors.Is(err, rtpfragmented.ErrMorePacketsNeeded) {
+					st.rtpError("aac-latm", err)
+				}
+				return
+			}
+			aus, err := latm.frames(el)
+			if err != nil {
+				st.rtpError("aac-latm", err)
+				return
+			}
+			ntp, _ := src.PacketNTP(medi, pkt)
+			st.writeAAC(owner, rescale(pts, clockRate, rate), ntp, aus)
+		})
+	}
+	return nil
+}
+
+// rescale converts v from clock rate from to clock rate to without overflowing.
+func rescale(v, to, from int64) int64 {
+	if from == to || from == 0 {
+		return v
+	}
+	return (v/from)*to + (v%from)*to/from
+}

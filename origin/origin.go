@@ -1,0 +1,290 @@
+package origin
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// Origin ingests RTSP, produces signed chunks and serves them over HTTP.
+type Origin struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+	pub     ed25519.PublicKey
+
+	rtsp   *gortsplib.Server
+	httpLn net.Listener
+	http   *http.Server
+
+	mu      sync.Mutex
+	streams map[string]*stream
+
+	subMu   sync.RWMutex
+	subs    map[uint64]func(*proto.Chunk)
+	nextSub uint64
+
+	bytesProduced atomic.Uint64
+	bytesHTTP     atomic.Uint64
+	bytesSeeded   atomic.Uint64
+
+	runOnce atomic.Bool
+}
+
+// New checks cfg and opens the RTSP and HTTP listeners (so RTSPAddr and HTTPAddr are known at
+// once); Run serves them and closes them when its context ends.
+func New(cfg Config) (*Origin, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	o := &Origin{
+		cfg:     cfg,
+		log:     cfg.Logger.With("component", "origin"),
+		metrics: newMetrics(cfg.Registry),
+		pub:     cfg.Key.Public().(ed25519.PublicKey),
+		streams: make(map[string]*stream),
+		subs:    make(map[uint64]func(*proto.Chunk)),
+	}
+
+	o.rtsp = &gortsplib.Server{
+		Handler:     &rtspHandler{o: o},
+		RTSPAddress: cfg.RTSPAddr,
+	}
+	if cfg.RTSPListener != nil {
+		ln := cfg.RTSPListener
+		o.rtsp.RTSPAddress = ln.Addr().String()
+		o.rtsp.Listen = func(string, string) (net.Listener, error) { return ln, nil }
+	}
+	switch {
+	case cfg.UDPRTPConn != nil && cfg.UDPRTCPConn != nil:
+		rtpConn, rtcpConn := cfg.UDPRTPConn, cfg.UDPRTCPConn
+		o.rtsp.UDPRTPAddress = rtpConn.LocalAddr().String()
+		o.rtsp.UDPRTCPAddress = rtcpConn.LocalAddr().String()
+		o.rtsp.ListenPacket = func(_, addr string) (net.PacketConn, error) {
+			switch addr {
+			case rtpConn.LocalAddr().String():
+				return rtpConn, nil
+			case rtcpConn.LocalAddr().String():
+				return rtcpConn, nil
+			}
+			return nil, fmt.Errorf("origin: unexpected UDP listen on %s", addr)
+		}
+	case cfg.UDPRTPAddr != "-":
+		host, port, err := net.SplitHostPort(cfg.UDPRTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("origin: UDP RTP address %q: %w", cfg.UDPRTPAddr, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p%2 != 0 || p <= 0 || p >= 65535 {
+			return nil, fmt.Errorf("origin: UDP RTP address %q: the port must be even (RTCP uses the next one)", cfg.UDPRTPAddr)
+		}
+		o.rtsp.UDPRTPAddress = cfg.UDPRTPAddr
+		o.rtsp.UDPRTCPAddress = net.JoinHostPort(host, strconv.Itoa(p+1))
+	}
+
+	httpLn := cfg.HTTPListener
+	if httpLn == nil {
+		var err error
+		httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("origin: listen HTTP: %w", err)
+		}
+	}
+	o.httpLn = httpLn
+	o.http = &http.Server{Handler: o.newEcho(), ReadHeaderTimeout: 10 * time.Second}
+
+	if err := o.rtsp.Start(); err != nil {
+		httpLn.Close()
+		return nil, fmt.Errorf("origin: start RTSP server: %w", err)
+	}
+	return o, nil
+}
+
+// RTSPAddr is the address publishers connect to.
+func (o *Origin) RTSPAddr() net.Addr { return o.rtsp.NetListener().Addr() }
+
+// HTTPAddr is the address of the HLS/chunk/API server.
+func (o *Origin) HTTPAddr() net.Addr { return o.httpLn.Addr() }
+
+// PublicKey is the key every chunk verifies against.
+func (o *Origin) PublicKey() ed25519.PublicKey { return o.pub }
+
+// Config returns the configuration with defaults filled in (the mesh root reads MeshAddr and
+// SeedCopies from it).
+func (o *Origin) Config() Config { return o.cfg }
+
+// Run serves until ctx ends, then stops ingest (finishing open segments), pulls and HTTP, and
+// returns once all of them have stopped.
+func (o *Origin) Run(ctx context.Context) error {
+	if !o.runOnce.CompareAndSwap(false, true) {
+		return errors.New("origin: Run called twice")
+	}
+	o.log.Info("origin running", "rtsp", o.RTSPAddr().String(), "http", o.HTTPAddr().String(),
+		"udp_rtp", o.rtsp.UDPRTPAddress, "public_key", proto.FormatPublicKey(o.pub))
+
+	var wg sync.WaitGroup
+	httpErr := make(chan error, 1)
+	wg.Go(func() {
+		if err := o.http.Serve(o.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			httpErr <- err
+		}
+	})
+
+	pullCtx, stopPulls := context.WithCancel(ctx)
+	defer stopPulls()
+	names := make([]string, 0, len(o.cfg.Pulls))
+	for name := range o.cfg.Pulls {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		p := &puller{o: o, name: name, url: o.cfg.Pulls[name]}
+		wg.Go(func() { p.run(pullCtx) })
+	}
+
+	wg.Go(func() { o.tickChunks(pullCtx) })
+
+	rtspErr := make(chan error, 1)
+	go func() { rtspErr <- o.rtsp.Wait() }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-httpErr:
+		err = fmt.Errorf("origin: HTTP server: %w", err)
+	case err = <-rtspErr:
+		err = fmt.Errorf("origin: RTSP server: %w", err)
+	}
+	o.rtsp.Close() // closes sessions: each finishes its open segment
+	stopPulls()
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = o.http.Shutdown(shutdownCtx)
+	wg.Wait()
+	return err
+}
+
+// tickChunks closes chunks on time when a stream's media pauses between writes.
+func (o *Origin) tickChunks(ctx context.Context) {
+	t := time.NewTicker(max(o.cfg.ChunkInterval/4, 5*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			now := o.cfg.now()
+			for _, st := range o.allStreams() {
+				st.tick(now)
+			}
+		}
+	}
+}
+
+// stream returns the named stream, creating it on first use.
+func (o *Origin) stream(name string) *stream {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st, ok := o.streams[name]
+	if !ok {
+		st = newStream(o, name)
+		o.streams[name] = st
+	}
+	return st
+}
+
+func (o *Origin) lookup(name string) (*stream, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	st, ok := o.streams[name]
+	return st, ok
+}
+
+func (o *Origin) allStreams() []*stream {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make([]*stream, 0, len(o.streams))
+	for _, st := range o.streams {
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// Streams describes every stream the origin has seen, live or not, by name.
+func (o *Origin) Streams() []StreamInfo {
+	sts := o.allStreams()
+	out := make([]StreamInfo, 0, len(sts))
+	for _, st := range sts {
+		out = append(out, st.info())
+	}
+	return out
+}
+
+// Subscribe hands every chunk the origin emits, of every stream and in order per stream, to fn.
+// fn runs on the ingest path and must not block (the mesh root enqueues). cancel stops delivery.
+func (o *Origin) Subscribe(fn func(*proto.Chunk)) (cancel func()) {
+	o.subMu.Lock()
+	id := o.nextSub
+	o.nextSub++
+	o.subs[id] = fn
+	o.subMu.Unlock()
+	return func() {
+		o.subMu.Lock()
+		delete(o.subs, id)
+		o.subMu.Unlock()
+	}
+}
+
+func (o *Origin) fanout(c *proto.Chunk) {
+	o.subMu.RLock()
+	defer o.subMu.RUnlock()
+	for _, fn := range o.subs {
+		fn(c)
+	}
+}
+
+// AddSeeded counts chunk bytes the mesh root sent to its children (for /stats and metrics).
+func (o *Origin) AddSeeded(n int) {
+	o.bytesSeeded.Add(uint64(n))
+	o.metrics.bytesSeeded.Add(float64(n))
+}
+
+// Stats is the body of GET /stats.
+type Stats struct {
+	BytesProduced uint64 `json:"bytes_produced"`
+	BytesHTTP     uint64 `json:"bytes_http"`
+	BytesSeeded   uint64 `json:"bytes_seeded"`
+	Streams       int    `json:"streams"`
+	Live          int    `json:"live"`
+}
+
+// Stats reports the byte counters behind the origin-copies measure.
+func (o *Origin) Stats() Stats {
+	s := Stats{
+		BytesProduced: o.bytesProduced.Load(),
+		BytesHTTP:     o.bytesHTTP.Load(),
+		BytesSeeded:   o.bytesSeeded.Load(),
+	}
+	for _, si := range o.Streams() {
+		s.Streams++
+		if si.Live {
+			s.Live++
+		}
+	}
+	return s
+}

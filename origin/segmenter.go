@@ -1,0 +1,409 @@
+package origin
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
+	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// clockRate is the MPEG-TS clock; the segmenter takes every timestamp in it.
+const clockRate = 90000
+
+// cutTolerance lets a keyframe that lands a hair before the target (RTP clock rounding, encoders
+// whose GOP is exactly the target) cut the segment, instead of doubling it to the next keyframe.
+const cutTolerance = clockRate / 100
+
+// tsOffset shifts a session's timeline (which starts at 0) so that DTS and PCR, which run a little
+// behind PTS, never go negative in the muxed stream.
+const tsOffset = 10 * clockRate
+
+// errNoTracks is returned when a session offers nothing the segmenter can mux.
+var errNoTracks = errors.New("no H.264 video or AAC audio track")
+
+// trackSet is what one publishing session carries.
+type trackSet struct {
+	H264     bool
+	SPS, PPS []byte // from the SDP; ffmpeg sends them only there
+
+	// AAC is the audio config of an MPEG-4 audio (AAC) track, or nil.
+	AAC *mpeg4audio.AudioSpecificConfig
+}
+
+func (t trackSet) codecs() []string {
+	var c []string
+	if t.H264 {
+		c = append(c, "H264")
+	}
+	if t.AAC != nil {
+		c = append(c, "AAC")
+	}
+	return c
+}
+
+type segmenterConfig struct {
+	Stream        string
+	Target        time.Duration
+	ChunkSize     int
+	ChunkInterval time.Duration
+	Key           ed25519.PrivateKey
+	FirstSeq      uint64
+	Now           func() time.Time
+	// Emit receives every chunk in order; it runs under the caller's lock and must not block.
+	Emit func(*proto.Chunk)
+	// OnSegment is called after a segment's last chunk was emitted.
+	OnSegment func(seq uint64, info proto.SegmentInfo)
+	// OnError hears about muxing errors that happen outside a write call.
+	OnError func(error)
+}
+
+func (c segmenterConfig) onError(err error) {
+	if c.OnError != nil {
+		c.OnError(err)
+	}
+}
+
+// segmenter turns the access units of a stream's publishing sessions into self-contained MPEG-TS
+// segments, cut at keyframes once the target duration is reached (audio-only: cut on time), and
+// hands their bytes to a chunker while they are written. It is not safe for concurrent use: the
+// stream serialises calls.
+type segmenter struct {
+	cfg    segmenterConfig
+	target int64 // in clockRate units
+	seq    uint64
+
+	// session state: reset by startSession
+	tracks       trackSet
+	inSession    bool
+	discNext     bool // the next segment opens a new timeline
+	sps, pps     []byte
+	dtsExtractor *h264.DTSExtractor
+	anchored     bool
+	anchorTS     int64
+	anchorWall   time.Time
+	sampleNTP    time.Time
+	lastVideoDTS int64
+	videoFrame   int64 // duration of the last video frame, for the end of a cut-short segment
+	haveVideoDTS bool
+
+	cur *openSegment
+}
+
+type openSegment struct {
+	seq      uint64
+	w        *mpegts.Writer
+	video    *mpegts.Track
+	audio    *mpegts.Track
+	ch       *chunker
+	start    int64 // first DTS (video) or PTS (audio-only) in clockRate units
+	videoEnd int64
+	audioEnd int64
+	pdt      time.Time
+
+	// audio-only: frames waiting to be written as one PES
+	pendingAudio    [][]byte
+	pendingAudioPTS int64
+}
+
+func newSegmenter(cfg segmenterConfig) *segmenter {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &segmenter{cfg: cfg, seq: cfg.FirstSeq, target: durationToTS(cfg.Target)}
+}
+
+func durationToTS(d time.Duration) int64 { return int64(d) * clockRate / int64(time.Second) }
+func tsToDuration(ts int64) time.Duration {
+	return time.Duration(ts) * time.Second / clockRate
+}
+
+// nextSeq is the sequence number the next segment will get.
+func (s *segmenter) nextSeq() uint64 { return s.seq }
+
+// startSession begins a new timeline: publisher timestamps restart, so the first segment of every
+// session after the first one carries a discontinuity.
+func (s *segmenter) startSession(t trackSet) error {
+	if !t.H264 && t.AAC == nil {
+		return errNoTracks
+	}
+	s.endSession()
+	s.tracks = t
+	s.inSession = true
+	s.discNext = s.seq != s.cfg.FirstSeq
+	s.sps, s.pps = t.SPS, t.PPS
+	s.dtsExtractor = nil
+	s.anchored = false
+	s.haveVideoDTS = false
+	s.videoFrame = 0
+	return nil
+}
+
+// endSession finishes the open segment with its real duration, so a publisher that vanishes
+// mid-segment never leaves a broken segment behind.
+func (s *segmenter) endSession() {
+	if s.cur != nil {
+		end := s.cur.videoEnd
+		if s.cur.video == nil {
+			end = s.cur.audioEnd
+		}
+		s.finishSegment(end)
+	}
+	s.inSession = false
+}
+
+// tick lets the chunker close a chunk on time when no new data arrives.
+func (s *segmenter) tick(now time.Time) {
+	if s.cur != nil {
+		s.cur.ch.tick(now)
+	}
+}
+
+// maxNTPSkew bounds how far a publisher's NTP clock (RTCP sender reports) may be from ours
+// before we trust our own clock instead: many cameras never set theirs.
+const maxNTPSkew = 10 * time.Second
+
+// setSampleNTP tells the segmenter the publisher's wall clock for the next sample, when RTCP
+// sender reports gave one; zero means unknown.
+func (s *segmenter) setSampleNTP(t time.Time) { s.sampleNTP = t }
+
+// anchor maps the session's timeline to the wall clock at its first sample: through the RTP/NTP
+// mapping of the publisher's sender reports when they are sane, else by arrival time.
+func (s *segmenter) anchor(ts int64) {
+	if s.anchored {
+		return
+	}
+	s.anchored = true
+	s.anchorTS = ts
+	now := s.cfg.Now()
+	s.anchorWall = now
+	if ntp := s.sampleNTP; !ntp.IsZero() && ntp.Sub(now).Abs() <= maxNTPSkew {
+		s.anchorWall = ntp
+	}
+}
+
+// writeH264 takes one access unit with its PTS in clockRate units.
+func (s *segmenter) writeH264(pts int64, au [][]byte) error {
+	if !s.inSession || !s.tracks.H264 {
+		return fmt.Errorf("h264 access unit outside a session with video")
+	}
+	s.anchor(pts)
+
+	filtered := make([][]byte, 0, len(au)+2)
+	idr, picture := false, false
+	for _, nalu := range au {
+		if len(nalu) == 0 {
+			continue
+		}
+		switch h264.NALUType(nalu[0] & 0x1F) {
+		case h264.NALUTypeSPS:
+			s.sps = nalu
+			continue
+		case h264.NALUTypePPS:
+			s.pps = nalu
+			continue
+		case h264.NALUTypeAccessUnitDelimiter:
+			continue // the MPEG-TS writer adds its own
+		case h264.NALUTypeIDR:
+			idr, picture = true, true
+		case h264.NALUTypeNonIDR:
+			picture = true
+		}
+		filtered = append(filtered, nalu)
+	}
+	if !picture {
+		return nil
+	}
+	if idr {
+		if s.sps == nil || s.pps == nil {
+			return fmt.Errorf("IDR frame without SPS/PPS (neither in the SDP nor in the stream)")
+		}
+		filtered = append([][]byte{s.sps, s.pps}, filtered...)
+	}
+
+	if s.dtsExtractor == nil {
+		if !idr {
+			return nil // a segment must start with a keyframe
+		}
+		s.dtsExtractor = &h264.DTSExtractor{}
+		s.dtsExtractor.Initialize()
+	}
+	dts, err := s.dtsExtractor.Extract(filtered, pts)
+	if err != nil {
+		s.dtsExtractor = nil // resynchronise at the next keyframe
+		return fmt.Errorf("h264 timestamps: %w", err)
+	}
+
+	if s.cur != nil && s.jumped(dts) {
+		if !idr {
+			return fmt.Errorf("h264 timestamp jumped by %v; waiting for a keyframe", tsToDuration(dts-s.cur.start))
+		}
+		s.restartTimeline(s.cur.videoEnd, pts)
+	}
+	if s.cur != nil && idr && dts-s.cur.start >= s.target-cutTolerance {
+		s.finishSegment(dts)
+	}
+	if s.cur == nil {
+		if !idr {
+			return nil
+		}
+		if err := s.openSegment(dts); err != nil {
+			return err
+		}
+	}
+
+	if s.haveVideoDTS && dts > s.lastVideoDTS {
+		s.videoFrame = dts - s.lastVideoDTS
+	}
+	s.lastVideoDTS, s.haveVideoDTS = dts, true
+	s.cur.videoEnd = max(s.cur.videoEnd, dts+s.videoFrame)
+	if err := s.cur.w.WriteH264(s.cur.video, pts+tsOffset, dts+tsOffset, filtered); err != nil {
+		return fmt.Errorf("mux h264: %w", err)
+	}
+	return nil
+}
+
+// writeAAC takes the AAC access units of one RTP packet; pts is the first one's, in clockRate units.
+func (s *segmenter) writeAAC(pts int64, aus [][]byte) error {
+	if !s.inSession || s.tracks.AAC == nil {
+		return fmt.Errorf("aac access unit outside a session with audio")
+	}
+	if len(aus) == 0 {
+		return nil
+	}
+	s.anchor(pts)
+	if s.tracks.H264 {
+		if s.cur == nil {
+			return nil // video leads: audio waits for the first keyframe
+		}
+	} else {
+		// Audio is the PCR track here, and the MPEG-TS writer repeats PAT/PMT before every PES
+		// of the PCR track: group a few AAC frames per PES so tables do not double the bitrate.
+		defer s.groupAudio(pts, aus)
+		if s.cur != nil && s.jumped(pts) {
+			s.restartTimeline(s.cur.audioEnd, pts)
+		}
+		if s.cur != nil && pts-s.cur.start >= s.target-cutTolerance {
+			s.finishSegment(pts)
+		}
+		if s.cur == nil {
+			if err := s.openSegment(pts); err != nil {
+				return err
+			}
+		}
+	}
+	s.cur.audioEnd = max(s.cur.audioEnd, pts+int64(len(aus))*s.aacFrame())
+	if !s.tracks.H264 {
+		return nil // groupAudio writes
+	}
+	if err := s.cur.w.WriteMPEG4Audio(s.cur.audio, pts+tsOffset, aus); err != nil {
+		return fmt.Errorf("mux aac: %w", err)
+	}
+	return nil
+}
+
+// aacFramesPerPES groups about 100 ms of audio-only AAC into one PES.
+const aacFramesPerPES = 5
+
+func (s *segmenter) aacFrame() int64 {
+	rate := int64(s.tracks.AAC.SampleRate)
+	if rate <= 0 {
+		rate = 48000
+	}
+	return mpeg4audio.SamplesPerAccessUnit * clockRate / rate
+}
+
+// groupAudio queues audio-only frames (after writeAAC chose their segment) and writes them as
+// one PES once enough are queued. A segment's last frames are written by finishSegment.
+func (s *segmenter) groupAudio(pts int64, aus [][]byte) {
+	if s.cur == nil {
+		return
+	}
+	if len(s.cur.pendingAudio) == 0 {
+		s.cur.pendingAudioPTS = pts
+	}
+	for _, au := range aus {
+		s.cur.pendingAudio = append(s.cur.pendingAudio, append([]byte(nil), au...))
+	}
+	if len(s.cur.pendingAudio) >= aacFramesPerPES {
+		s.flushAudio()
+	}
+}
+
+func (s *segmenter) flushAudio() {
+	seg := s.cur
+	if seg == nil || len(seg.pendingAudio) == 0 {
+		return
+	}
+	aus := seg.pendingAudio
+	seg.pendingAudio = nil
+	if err := seg.w.WriteMPEG4Audio(seg.audio, seg.pendingAudioPTS+tsOffset, aus); err != nil {
+		s.cfg.onError(fmt.Errorf("mux aac: %w", err))
+	}
+}
+
+// jumped reports a timestamp that cannot belong to the open segment's timeline: it went back
+// before the segment's start, or leapt far ahead (a publisher bug or corrupt RTP). Cutting
+// there would produce a segment with a nonsense duration.
+func (s *segmenter) jumped(ts int64) bool {
+	return ts < s.cur.start || ts-s.cur.start > 10*max(s.target, clockRate)
+}
+
+// restartTimeline finishes the open segment where its media ended and starts a new timeline,
+// marked as a discontinuity, at ts.
+func (s *segmenter) restartTimeline(end int64, ts int64) {
+	s.finishSegment(end)
+	s.discNext = true
+	s.anchored = false
+	s.haveVideoDTS = false
+	s.anchor(ts)
+}
+
+func (s *segmenter) openSegment(start int64) error {
+	seg := &openSegment{seq: s.seq, start: start, videoEnd: start, audioEnd: start}
+	s.seq++
+	seg.pdt = s.anchorWall.Add(tsToDuration(start - s.anchorTS)).UTC()
+	var flags proto.Flags
+	if s.discNext {
+		flags = proto.FlagDiscontinuity
+		s.discNext = false
+	}
+	seg.ch = newChunker(proto.ChunkID{Stream: s.cfg.Stream, Seq: seg.seq}, flags, s.cfg.ChunkSize,
+		s.cfg.ChunkInterval, s.cfg.Key, s.cfg.Now, s.cfg.Emit)
+
+	// Video first, so that the video track carries the PCR and the segment opens with the
+	// keyframe. A fresh writer per segment makes every segment self-contained: its first write is
+	// a keyframe (or audio in an audio-only stream), which makes it emit PAT/PMT first.
+	var tracks []*mpegts.Track
+	if s.tracks.H264 {
+		seg.video = &mpegts.Track{Codec: &tscodecs.H264{}}
+		tracks = append(tracks, seg.video)
+	}
+	if s.tracks.AAC != nil {
+		seg.audio = &mpegts.Track{Codec: &tscodecs.MPEG4Audio{Config: *s.tracks.AAC}}
+		tracks = append(tracks, seg.audio)
+	}
+	seg.w = &mpegts.Writer{W: seg.ch, Tracks: tracks}
+	if err := seg.w.Initialize(); err != nil {
+		return fmt.Errorf("mpeg-ts writer: %w", err)
+	}
+	s.cur = seg
+	return nil
+}
+
+func (s *segmenter) finishSegment(end int64) {
+	s.flushAudio()
+	seg := s.cur
+	s.cur = nil
+	dur := tsToDuration(max(end-seg.start, 0))
+	info := seg.ch.finish(dur, seg.pdt)
+	if s.cfg.OnSegment != nil {
+		s.cfg.OnSegment(seg.seq, info)
+	}
+}

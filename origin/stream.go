@@ -1,0 +1,243 @@
+package origin
+
+import (
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/crowdsurf/crowdsurf/internal/segwindow"
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// stream is one named live stream: its segmenter, its window of recent segments and whoever
+// publishes it now. A stream outlives its publishers, so a publisher that comes back continues
+// the same sequence numbers. One small mutex serialises the RTP callbacks (video and audio may
+// arrive on different goroutines) and the chunk timer.
+type stream struct {
+	name   string
+	log    *slog.Logger
+	o      *Origin
+	window *segwindow.Window
+
+	mu        sync.Mutex
+	seg       *segmenter
+	publisher any // *gortsplib.ServerSession or *puller; nil when idle
+	tracks    trackSet
+	recent    []segmentStat // the newest finished segments, for the bitrate
+	newest    uint64
+	hasNewest bool
+}
+
+type segmentStat struct {
+	bytes    uint64
+	duration time.Duration
+}
+
+func newStream(o *Origin, name string) *stream {
+	st := &stream{
+		name: name,
+		o:    o,
+		log:  o.log.With("stream", name),
+		window: segwindow.New(segwindow.Config{
+			Stream:         name,
+			PlaylistLength: o.cfg.Window,
+			TargetDuration: o.cfg.SegmentDuration,
+		}),
+	}
+	first := o.cfg.FirstSeq
+	if first == 0 {
+		first = uint64(o.cfg.now().UnixMilli() / 100)
+	}
+	st.seg = newSegmenter(segmenterConfig{
+		FirstSeq:      first,
+		Stream:        name,
+		Target:        o.cfg.SegmentDuration,
+		ChunkSize:     o.cfg.ChunkSize,
+		ChunkInterval: o.cfg.ChunkInterval,
+		Key:           o.cfg.Key,
+		Now:           o.cfg.now,
+		Emit:          st.emit,
+		OnSegment:     st.onSegment,
+		OnError:       func(err error) { st.rtpError("aac", err) },
+	})
+	return st
+}
+
+// emit runs under st.mu for every chunk the segmenter produces.
+func (st *stream) emit(c *proto.Chunk) {
+	st.window.AddChunk(c)
+	st.o.metrics.chunks.Inc()
+	st.o.metrics.bytesProduced.Add(float64(len(c.Data)))
+	st.o.bytesProduced.Add(uint64(len(c.Data)))
+	st.o.fanout(c)
+}
+
+func (st *stream) onSegment(seq uint64, info proto.SegmentInfo) {
+	st.o.metrics.segments.Inc()
+	st.newest, st.hasNewest = seq, true
+	st.recent = append(st.recent, segmentStat{bytes: info.ByteLength, duration: info.Duration})
+	if len(st.recent) > st.o.cfg.Window {
+		st.recent = st.recent[1:]
+	}
+	st.log.Debug("segment", "seq", seq, "duration", info.Duration, "bytes", info.ByteLength, "chunks", info.ChunkCount)
+}
+
+// claim makes owner the stream's publisher, unless someone else already is.
+func (st *stream) claim(owner any) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.publisher != nil && st.publisher != owner {
+		return fmt.Errorf("%w: %s", ErrStreamBusy, st.name)
+	}
+	st.publisher = owner
+	return nil
+}
+
+// start begins owner's session: a new timeline in the segmenter.
+func (st *stream) start(owner any, plan *ingestPlan) error {
+	if err := st.startLocked(owner, plan.tracks); err != nil {
+		return err
+	}
+	st.log.Info("publishing started", "codecs", plan.tracks.codecs(), "rtp", plan.rtpMaps(), "next_seq", st.nextSeq())
+	st.notify()
+	return nil
+}
+
+// notify tells Config.OnStream about a change; called without st.mu held.
+func (st *stream) notify() {
+	if cb := st.o.cfg.OnStream; cb != nil {
+		cb(st.info())
+	}
+}
+
+func (st *stream) startLocked(owner any, tracks trackSet) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.publisher != owner {
+		return fmt.Errorf("%w: %s", ErrStreamBusy, st.name)
+	}
+	if err := st.seg.startSession(tracks); err != nil {
+		return err
+	}
+	st.tracks = tracks
+	st.o.metrics.publishers.Inc()
+	return nil
+}
+
+// release ends owner's session, finishing the open segment with its real duration.
+func (st *stream) release(owner any) {
+	st.mu.Lock()
+	if st.publisher != owner {
+		st.mu.Unlock()
+		return
+	}
+	st.publisher = nil
+	ended := st.seg.inSession
+	if ended {
+		st.seg.endSession()
+		st.o.metrics.publishers.Dec()
+		st.log.Info("publishing ended", "next_seq", st.seg.nextSeq())
+	}
+	st.mu.Unlock()
+	if ended {
+		st.notify()
+	}
+}
+
+func (st *stream) writeH264(owner any, pts int64, ntp time.Time, au [][]byte) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.publisher != owner || !st.seg.inSession {
+		return
+	}
+	st.seg.setSampleNTP(ntp)
+	if err := st.seg.writeH264(pts, au); err != nil {
+		st.rtpError("h264", err)
+	}
+}
+
+func (st *stream) writeAAC(owner any, pts int64, ntp time.Time, aus [][]byte) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.publisher != owner || !st.seg.inSession {
+		return
+	}
+	st.seg.setSampleNTP(ntp)
+	if err := st.seg.writeAAC(pts, aus); err != nil {
+		st.rtpError("aac", err)
+	}
+}
+
+func (st *stream) nextSeq() uint64 {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.seg.nextSeq()
+}
+
+func (st *stream) tick(now time.Time) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.seg.tick(now)
+}
+
+func (st *stream) rtpError(codec string, err error) {
+	st.o.metrics.mediaErrors.Inc()
+	st.log.Debug("media error", "codec", codec, "error", err)
+}
+
+// recoverPanic keeps a bug triggered by one publisher's media from taking the origin down.
+func (st *stream) recoverPanic(fail func(error)) {
+	if r := recover(); r != nil {
+		st.o.metrics.mediaErrors.Inc()
+		st.log.Error("panic while ingesting; closing the session", "panic", r, "stack", string(debug.Stack()))
+		if fail != nil {
+			fail(fmt.Errorf("ingest panic: %v", r))
+		}
+	}
+}
+
+// StreamInfo describes a stream for /v1/streams and the mesh root.
+type StreamInfo struct {
+	Name      string   `json:"name"`
+	PublicKey string   `json:"public_key"`
+	WatchLink string   `json:"watch_link,omitempty"`
+	Live      bool     `json:"live"`
+	Codecs    []string `json:"codecs"`
+	// NewestSeq is the newest finished segment; absent before the first one.
+	NewestSeq *uint64 `json:"newest_seq,omitempty"`
+	// BitrateBps is measured over the finished segments in the playlist window.
+	BitrateBps float64 `json:"bitrate_bps"`
+}
+
+func (st *stream) info() StreamInfo {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	si := StreamInfo{
+		Name:      st.name,
+		PublicKey: proto.FormatPublicKey(st.o.pub),
+		Live:      st.publisher != nil && st.seg.inSession,
+		Codecs:    st.tracks.codecs(),
+	}
+	if si.Codecs == nil {
+		si.Codecs = []string{}
+	}
+	if st.o.cfg.TrackerURL != "" {
+		si.WatchLink = proto.WatchLink{Tracker: st.o.cfg.TrackerURL, Stream: st.name, OriginKey: st.o.pub}.String()
+	}
+	if st.hasNewest {
+		n := st.newest
+		si.NewestSeq = &n
+	}
+	var bytes uint64
+	var dur time.Duration
+	for _, r := range st.recent {
+		bytes += r.bytes
+		dur += r.duration
+	}
+	if dur > 0 {
+		si.BitrateBps = float64(bytes*8) / dur.Seconds()
+	}
+	return si
+}
