@@ -1,9 +1,11 @@
 package segwindow
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v5"
 )
@@ -32,6 +34,11 @@ type ServerOptions struct {
 	// OnServe is called after each successful response with the stream, the kind
 	// (KindPlaylist, KindSegment, KindChunk) and the body bytes sent (0 for HEAD).
 	OnServe func(stream string, kind string, bytes int)
+	// WaitForFirst holds a playlist request for up to this long while the window has no
+	// complete segment yet, instead of answering 404 at once. Players (ffplay, VLC, hls.js) give
+	// up on a 404 for the first playlist, and a peer that has just started is seconds from its
+	// first segment, so a peer's local endpoint waits; the origin answers at once (0).
+	WaitForFirst time.Duration
 }
 
 // Server serves the playlists, segments and chunks of many streams' windows over HTTP.
@@ -90,6 +97,9 @@ func (s *Server) servePlaylist(c *echo.Context) error {
 		return jsonError(c, http.StatusNotFound, "unknown stream")
 	}
 	body, ok := w.Playlist()
+	if !ok && s.opts.WaitForFirst > 0 {
+		body, ok = waitForPlaylist(c.Request().Context(), w, s.opts.WaitForFirst)
+	}
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "no segment complete yet")
 	}
@@ -162,4 +172,23 @@ func playlistCacheControl(targetSecs int) string {
 func jsonError(c *echo.Context, code int, msg string) error {
 	c.Response().Header().Set(echo.HeaderAccessControlAllowOrigin, "*")
 	return c.JSON(code, map[string]string{"error": msg})
+}
+
+// waitForPlaylist waits until w has a playlist, the request ends, or limit passes.
+func waitForPlaylist(ctx context.Context, w *Window, limit time.Duration) ([]byte, bool) {
+	timer := time.NewTimer(limit)
+	defer timer.Stop()
+	for {
+		changed := w.Changed()
+		if body, ok := w.Playlist(); ok {
+			return body, true
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil, false
+		case <-ctx.Done():
+			return nil, false
+		}
+	}
 }

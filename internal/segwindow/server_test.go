@@ -170,3 +170,35 @@ func TestServerNilLookupIsNotFound(t *testing.T) {
 	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/cam1/index.m3u8", nil))
 	requireJSONError(t, rec, http.StatusNotFound)
 }
+
+// TestPlaylistRequestWaitsForTheFirstSegment pins WaitForFirst: a player that asks a peer which has
+// just started is answered with the first playlist as soon as it exists, not with a 404 that
+// makes ffplay or VLC give up; without a segment in time it still gets a 404.
+func TestPlaylistRequestWaitsForTheFirstSegment(t *testing.T) {
+	w := testWindow(3, 5)
+	e := echo.New()
+	NewServer(func(string) (*Window, bool) { return w, true }, ServerOptions{WaitForFirst: 5 * time.Second}).Register(e)
+
+	got := make(chan *httptest.ResponseRecorder, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/"+testStream+"/index.m3u8", nil))
+		got <- rec
+	}()
+	select {
+	case rec := <-got:
+		t.Fatalf("answered before any segment was complete: %d %s", rec.Code, rec.Body.String())
+	case <-time.After(100 * time.Millisecond):
+	}
+	addAll(t, w, spec(7, 100, 50))
+	rec := <-got
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), "7.ts")
+
+	empty := testWindow(3, 5)
+	e2 := echo.New()
+	NewServer(func(string) (*Window, bool) { return empty, true }, ServerOptions{WaitForFirst: 50 * time.Millisecond}).Register(e2)
+	rec2 := httptest.NewRecorder()
+	e2.ServeHTTP(rec2, httptest.NewRequest(http.MethodGet, "/live/"+testStream+"/index.m3u8", nil))
+	requireJSONError(t, rec2, http.StatusNotFound)
+}
