@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"sort"
 	"strings"
 
+	"github.com/crowdsurf/crowdsurf/internal/testcard"
 	"github.com/crowdsurf/crowdsurf/origin"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
@@ -51,7 +54,7 @@ func runOrigin(ctx context.Context, args []string) error {
 	rtspAddr := fs.String("rtsp", origin.DefaultRTSPAddr, "TCP address publishers send RTSP to (rtsp://HOST:PORT/NAME)")
 	udpAddr := fs.String("udp", origin.DefaultUDPRTPAddr, "UDP address for RTP from publishers that use UDP transport; RTCP uses the next port, so the port must be even; - disables UDP")
 	httpAddr := fs.String("http", origin.DefaultHTTPAddr, "HTTP address: HLS at /live/NAME/index.m3u8, chunks, /v1/streams, /stats, /metrics")
-	meshAddr := fs.String("mesh", origin.DefaultMeshAddr, "UDP address of the QUIC mesh root that seeds peers")
+	meshAddr := fs.String("mesh", origin.DefaultMeshAddr, "UDP address of the QUIC mesh root that seeds peers; - disables the mesh (HTTP only)")
 	seedCopies := fs.Int("seed-copies", origin.DefaultSeedCopies, "copies of the stream the origin seeds into the mesh")
 	keyFile := fs.String("key", "origin.key", "signing key file (PEM PKCS#8 Ed25519); created with a warning if missing")
 	publishKey := fs.String("publish-key", "", "password RTSP publishers must give (any user name), e.g. rtsp://u:SECRET@host:8554/NAME; empty accepts anyone")
@@ -61,7 +64,12 @@ func runOrigin(ctx context.Context, args []string) error {
 	window := fs.Int("window", origin.DefaultWindow, "segments listed in the live playlist")
 	chunkSize := fs.Int("chunk-size", origin.DefaultChunkSize, "a chunk closes at this many bytes ...")
 	chunkInterval := fs.Duration("chunk-interval", origin.DefaultChunkInterval, "... or when it is this old, whichever comes first")
-	tracker := fs.String("tracker", "", "tracker base URL (http://HOST:PORT), used for the watch links printed and listed in /v1/streams")
+	tracker := fs.String("tracker", "", "tracker base URL (http://HOST:PORT): streams are registered there so peers find this origin, and it names the watch links")
+	natsURL := fs.String("nats", "", "register streams straight into the tracker's NATS at this URL instead of over HTTP")
+	stripes := fs.Int("stripes", origin.DefaultStripes, "stripes each stream is split into (chunk index mod stripes); peers learn it from the tracker")
+	advertise := fs.String("advertise", "", "host peers use to reach this origin's mesh and HTTP ports; default: the --http host, or 127.0.0.1 when that is a wildcard (set it when peers run on other machines)")
+	publicHTTP := fs.String("public-http", "", "base URL peers use for the CDN fallback when a CDN or proxy sits in front of --http (default http://ADVERTISE:HTTPPORT)")
+	testcardName := fs.String("testcard", "", "also publish the built-in test card (a looping H.264+AAC clip) into this origin as stream NAME")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		w := fs.Output()
@@ -96,6 +104,17 @@ func runOrigin(ctx context.Context, args []string) error {
 	if created {
 		logger.Warn("created a new signing key: viewers need its public key (in the watch link)", "file", *keyFile)
 	}
+	// The public key beside the private one lets peers on the same host or volume read it
+	// (crowdsurf peer --origin-key @FILE.pub), as docker-compose.yml does.
+	pubText := proto.FormatPublicKey(key.Public().(ed25519.PublicKey)) + "\n"
+	if err := os.WriteFile(*keyFile+".pub", []byte(pubText), 0o644); err != nil {
+		logger.Warn("could not write the public key file", "file", *keyFile+".pub", "err", err)
+	}
+	if *testcardName != "" {
+		if err := proto.ValidStreamName(*testcardName); err != nil {
+			return fmt.Errorf("--testcard: %w", err)
+		}
+	}
 
 	o, err := origin.New(origin.Config{
 		RTSPAddr:        *rtspAddr,
@@ -111,6 +130,10 @@ func runOrigin(ctx context.Context, args []string) error {
 		ChunkSize:       *chunkSize,
 		ChunkInterval:   *chunkInterval,
 		TrackerURL:      *tracker,
+		NATSURL:         *natsURL,
+		Stripes:         *stripes,
+		Advertise:       *advertise,
+		PublicHTTPURL:   *publicHTTP,
 		Logger:          logger,
 	})
 	if err != nil {
@@ -121,6 +144,21 @@ func runOrigin(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stderr, "publish to rtsp://HOST%s/NAME, watch http://HOST%s/live/NAME/index.m3u8\n", originPort(o.RTSPAddr().String()), originPort(o.HTTPAddr().String()))
 	if *tracker != "" {
 		fmt.Fprintf(os.Stderr, "watch link: %s\n", proto.WatchLink{Tracker: *tracker, Stream: "NAME", OriginKey: o.PublicKey()}.String())
+	}
+	if *testcardName != "" {
+		_, port, _ := net.SplitHostPort(o.RTSPAddr().String())
+		pubr, err := testcard.New(testcard.Config{
+			URL:    "rtsp://" + net.JoinHostPort("127.0.0.1", port) + "/" + *testcardName,
+			User:   "testcard",
+			Pass:   *publishKey,
+			Logger: logger,
+		})
+		if err != nil {
+			return fmt.Errorf("--testcard: %w", err)
+		}
+		done := make(chan struct{})
+		go func() { defer close(done); _ = pubr.Run(ctx) }()
+		defer func() { <-done }() // Run returns once ctx ends
 	}
 	err = o.Run(ctx)
 	if err == nil && ctx.Err() != nil {

@@ -25,6 +25,7 @@ const (
 	DefaultHTTPAddr        = ":8080"
 	DefaultMeshAddr        = ":4433"
 	DefaultSeedCopies      = 2
+	DefaultStripes         = 4
 	DefaultSegmentDuration = 2 * time.Second
 	DefaultWindow          = 6
 	DefaultChunkSize       = 16 << 10
@@ -57,10 +58,25 @@ type Config struct {
 	HTTPAddr     string
 	HTTPListener net.Listener
 
-	// MeshAddr and SeedCopies configure the mesh root; the origin only keeps them for the
-	// caller that wires the root in.
-	MeshAddr   string
+	// MeshAddr is the UDP address of the QUIC mesh root that seeds peers ("-" = no mesh: the
+	// origin serves HTTP only). MeshConn, when set, is used instead (tests, simulated networks).
+	MeshAddr string
+	MeshConn net.PacketConn
+	// SeedCopies is how many children the root accepts per stripe: the origin's mesh egress is
+	// about this many copies of each stream.
 	SeedCopies int
+	// Stripes is the number of stripes a stream is split into (chunk index mod Stripes).
+	Stripes int
+
+	// TrackerURL (HTTP) or NATSURL (straight into the tracker's NATS) is where streams are
+	// registered so peers find the origin; with neither, peers need the origin's addresses given.
+	NATSURL string
+	// Advertise is the host peers use to reach this origin (its mesh and HTTP ports); empty = the
+	// host the HTTP listener is bound to, or 127.0.0.1 when that is a wildcard address.
+	Advertise string
+	// PublicHTTPURL overrides the HTTP base URL peers use for the CDN fallback (e.g. a CDN in
+	// front of the origin).
+	PublicHTTPURL string
 
 	// Key signs every chunk. Required.
 	Key ed25519.PrivateKey
@@ -110,6 +126,9 @@ func (c Config) withDefaults() Config {
 	if c.MeshAddr == "" {
 		c.MeshAddr = DefaultMeshAddr
 	}
+	if c.Stripes == 0 {
+		c.Stripes = DefaultStripes
+	}
 	if c.SeedCopies == 0 {
 		c.SeedCopies = DefaultSeedCopies
 	}
@@ -146,6 +165,12 @@ func (c Config) withDefaults() Config {
 func (c Config) validate() error {
 	if len(c.Key) != ed25519.PrivateKeySize {
 		return ErrNoKey
+	}
+	if c.Stripes < 1 || c.Stripes > proto.MaxStripes {
+		return fmt.Errorf("origin: stripes %d must be 1 to %d", c.Stripes, proto.MaxStripes)
+	}
+	if c.SeedCopies < 0 {
+		return fmt.Errorf("origin: seed copies %d must not be negative", c.SeedCopies)
 	}
 	if c.ChunkSize > proto.MaxChunkData {
 		return fmt.Errorf("origin: chunk size %d exceeds the frame limit %d", c.ChunkSize, proto.MaxChunkData)

@@ -88,6 +88,7 @@ func testConfig(t *testing.T) (Config, *syncBuffer) {
 		UDPRTPConn:      rtp,
 		UDPRTCPConn:     rtcp,
 		HTTPListener:    httpLn,
+		MeshAddr:        "127.0.0.1:0",
 		Key:             key,
 		SegmentDuration: time.Second,
 		Window:          12,

@@ -42,6 +42,18 @@ type Origin struct {
 	bytesSeeded   atomic.Uint64
 
 	runOnce atomic.Bool
+
+	meshConn       net.PacketConn // nil with MeshAddr "-"
+	ownMeshConn    bool
+	registeredOnce map[string]bool // under mu
+}
+
+// MeshAddr is the local address of the mesh socket (the first stream's root), or nil without a mesh.
+func (o *Origin) MeshAddr() net.Addr {
+	if o.meshConn == nil {
+		return nil
+	}
+	return o.meshConn.LocalAddr()
 }
 
 // New checks cfg and opens the RTSP and HTTP listeners (so RTSPAddr and HTTPAddr are known at
@@ -107,8 +119,21 @@ func New(cfg Config) (*Origin, error) {
 	o.httpLn = httpLn
 	o.http = &http.Server{Handler: o.newEcho(), ReadHeaderTimeout: 10 * time.Second}
 
+	o.meshConn = cfg.MeshConn
+	if o.meshConn == nil && cfg.MeshAddr != "-" {
+		var err error
+		if o.meshConn, err = net.ListenPacket("udp", cfg.MeshAddr); err != nil {
+			httpLn.Close()
+			return nil, fmt.Errorf("origin: mesh socket %s: %w (pick another with --mesh, or - for none)", cfg.MeshAddr, err)
+		}
+		o.ownMeshConn = true
+	}
+
 	if err := o.rtsp.Start(); err != nil {
 		httpLn.Close()
+		if o.ownMeshConn {
+			o.meshConn.Close()
+		}
 		return nil, fmt.Errorf("origin: start RTSP server: %w", err)
 	}
 	return o, nil
@@ -158,6 +183,21 @@ func (o *Origin) Run(ctx context.Context) error {
 
 	wg.Go(func() { o.tickChunks(pullCtx) })
 
+	// The mesh roots outlive ingest by a moment, so the segments that ingest finishes on the way
+	// out still reach the children; they stop with meshCtx after ingest has closed.
+	meshCtx, stopMesh := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMesh()
+	var mesh *meshSeeder
+	if o.meshConn != nil {
+		mesh = newMeshSeeder(meshCtx, o)
+		unsubscribe := o.Subscribe(mesh.publish)
+		defer unsubscribe()
+		wg.Go(func() { mesh.countSeeded(pullCtx) })
+		if o.cfg.TrackerURL != "" || o.cfg.NATSURL != "" {
+			wg.Go(func() { o.registerStreams(pullCtx, mesh) })
+		}
+	}
+
 	rtspErr := make(chan error, 1)
 	go func() { rtspErr <- o.rtsp.Wait() }()
 
@@ -175,6 +215,13 @@ func (o *Origin) Run(ctx context.Context) error {
 	defer cancel()
 	_ = o.http.Shutdown(shutdownCtx)
 	wg.Wait()
+	if mesh != nil {
+		stopMesh()
+		mesh.stop()
+	}
+	if o.ownMeshConn {
+		o.meshConn.Close()
+	}
 	return err
 }
 

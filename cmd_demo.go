@@ -1,0 +1,75 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/crowdsurf/crowdsurf/internal/demo"
+)
+
+func init() {
+	register("demo", "run the whole system on this machine: tracker, origin with a test card, peers", runDemo)
+}
+
+func runDemo(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+	var cfg demo.Config
+	fs.StringVar(&cfg.OriginHTTP, "origin-http", envOr("CROWDSURF_ORIGIN_HTTP", "127.0.0.1:8080"), "origin HTTP address (HLS, chunks, /v1/streams, /stats)")
+	fs.StringVar(&cfg.OriginRTSP, "origin-rtsp", envOr("CROWDSURF_ORIGIN_RTSP", "127.0.0.1:8554"), "origin RTSP address; publish your own stream here too (the publish key is random, so only the test card can)")
+	fs.StringVar(&cfg.OriginMesh, "origin-mesh", envOr("CROWDSURF_ORIGIN_MESH", "127.0.0.1:4433"), "origin QUIC mesh UDP address")
+	fs.StringVar(&cfg.TrackerHTTP, "tracker-http", envOr("CROWDSURF_TRACKER_HTTP", "127.0.0.1:7070"), "tracker HTTP address (embedded NATS on a random port)")
+	fs.StringVar(&cfg.PeerHTTP, "peer-http", envOr("CROWDSURF_PEER_HTTP", "127.0.0.1:8090"), "peer 0's local HLS address; peer i listens on this port plus i")
+	fs.IntVar(&cfg.Peers, "peers", 3, "number of peers")
+	fs.IntVar(&cfg.SeedCopies, "seed-copies", 2, "children the origin accepts per stripe (its mesh egress is about this many copies)")
+	fs.DurationVar(&cfg.Segment, "segment", 2*time.Second, "target segment duration")
+	verbose := fs.Bool("v", false, "log debug detail")
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprintf(w, "Usage: crowdsurf demo [flags]\n\n")
+		fmt.Fprintf(w, "Runs, in one process: a tracker with embedded NATS, an origin, the built-in test card\n")
+		fmt.Fprintf(w, "(a looping H.264+AAC clip) published into it over RTSP as stream %q, and --peers peers.\n", demo.Stream)
+		fmt.Fprintf(w, "Prints the URLs to open in VLC, ffplay or mpv; runs until interrupted.\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (see crowdsurf demo --help)", fs.Arg(0))
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	d, err := demo.New(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("crowdsurf demo: stream %q, %d peers\n\n", demo.Stream, len(d.Peers()))
+	fmt.Printf("  origin HLS (the CDN path)  %s\n", d.OriginPlaylist())
+	for i, p := range d.Peers() {
+		fmt.Printf("  peer %-2d local HLS         %s\n", i, p.HLSURL())
+	}
+	fmt.Printf("\n  watch link                 %s\n", d.WatchLink())
+	fmt.Printf("  swarm                      %s/v1/streams/%s\n", d.Tracker().URL(), demo.Stream)
+	fmt.Printf("  origin stats               http://%s/stats\n", d.Origin().HTTPAddr())
+	if len(d.Peers()) > 0 {
+		fmt.Printf("\nPlay one with:  ffplay %s   (or vlc, mpv; the first segments arrive after a few seconds)\n", d.Peers()[0].HLSURL())
+		fmt.Printf("Add a viewer:   crowdsurf peer --http 127.0.0.1:0 '%s'\n", d.WatchLink())
+	}
+	fmt.Printf("Ctrl-C stops.\n\n")
+	return d.Run(ctx)
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}

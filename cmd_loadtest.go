@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"runtime/debug"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/crowdsurf/crowdsurf/loadtest"
+)
+
+func init() {
+	register("loadtest", "run a whole broadcast on this machine and report offload, latency, stalls", runLoadtest)
+}
+
+func runLoadtest(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("loadtest", flag.ContinueOnError)
+	peers := fs.Int("peers", 20, "number of viewers, each a peer node with a headless player (in cdn mode: players only)")
+	duration := fs.Duration("duration", 60*time.Second, "measured interval; viewers join and play inside it")
+	bitrate := fs.String("bitrate", "1Mbit", "bit rate of the synthetic stream, e.g. 500kbit, 1Mbit, 2.5Mbit")
+	segment := fs.Duration("segment", 2*time.Second, "segment duration (rounded to whole frames at 25 fps)")
+	seedCopies := fs.Int("seed-copies", 2, "children the origin's mesh root accepts per stripe: the copies it seeds")
+	netKind := fs.String("net", "sim", "mesh network: sim (simulated links with uplink caps, latency, loss) or udp (real loopback UDP)")
+	latency := fs.Duration("latency", 20*time.Millisecond, "one-way latency of every mesh link (sim only)")
+	loss := fs.String("loss", "0", "packet loss per mesh link in percent, e.g. 1 or 1% (sim only)")
+	uplink := fs.String("uplink", "3Mbit", "peers' uplink: one rate, or a distribution like 50%:3Mbit,30%:1Mbit,20%:0\n(0 = a free rider that uploads nothing); in udp mode only the upload budget")
+	join := fs.Duration("join", 0, "spread the joins uniformly over this time (0: everyone joins at once)")
+	churn := fs.String("churn", "0", "percent of the peers leaving per minute (each replaced by a new joiner at once)")
+	mode := fs.String("mode", "p2p", "p2p (viewers form the mesh) or cdn (every player reads the origin's HTTP: the baseline)")
+	jsonPath := fs.String("json", "", "write the report as JSON to this file")
+	htmlPath := fs.String("html", "", "write a self-contained HTML report with charts to this file")
+	source := fs.String("source", "synthetic", "synthetic (a made-up MPEG-TS stream at --bitrate) or testcard (the test card published over RTSP into a real origin)")
+	mediaCheck := fs.String("media-check", "auto", "players parse and check every segment's MPEG-TS: on, off or auto (on up to 50 peers)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	verbose := fs.Bool("verbose", false, "log warnings of every component on stderr")
+	fs.Usage = func() {
+		out := fs.Output()
+		fmt.Fprintf(out, "Usage: crowdsurf loadtest [flags]\n\n")
+		fmt.Fprintf(out, "Runs a whole broadcast on this machine: a live source, the origin's CDN endpoint and mesh root,\n")
+		fmt.Fprintf(out, "a tracker, and --peers viewers (a peer node plus a headless player each). Prints a progress line\n")
+		fmt.Fprintf(out, "on stderr and a summary table on stdout. Measures (DESIGN.md): offload = share of the bytes peers\n")
+		fmt.Fprintf(out, "received that did not come from the origin; origin copies = origin egress / stream produced;\n")
+		fmt.Fprintf(out, "delivery latency = origin emitting a chunk to a peer holding it verified; startup, stalls and\n")
+		fmt.Fprintf(out, "live latency from the players.\n\n")
+		fmt.Fprintf(out, "The source runs four segments before the first viewer joins (not measured), so players start\n")
+		fmt.Fprintf(out, "three target durations behind the live edge as real ones do. The run uses GOGC=400 unless GOGC is\n")
+		fmt.Fprintf(out, "set. Example: crowdsurf loadtest --peers 200 --net sim --duration 60s --json r.json --html r.html\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+
+	cfg := loadtest.Config{
+		Peers: *peers, Duration: *duration, Segment: *segment, SeedCopies: *seedCopies, Net: *netKind,
+		Latency: *latency, Join: *join, Mode: *mode, Source: *source, OnProgress: loadtestProgress(os.Stderr),
+	}
+	var err error
+	if cfg.BitrateBps, err = loadtest.ParseRate(*bitrate); err != nil {
+		return fmt.Errorf("--bitrate: %w", err)
+	}
+	if cfg.Uplink, err = loadtest.ParseUplink(*uplink); err != nil {
+		return fmt.Errorf("--uplink: %w", err)
+	}
+	if cfg.LossPct, err = parsePercent(*loss); err != nil {
+		return fmt.Errorf("--loss: %w", err)
+	}
+	if cfg.ChurnPct, err = parsePercent(*churn); err != nil {
+		return fmt.Errorf("--churn: %w", err)
+	}
+	switch *mediaCheck {
+	case "on":
+		cfg.MediaCheck, cfg.MediaCheckSet = true, true
+	case "off":
+		cfg.MediaCheckSet = true
+	case "auto":
+	default:
+		return fmt.Errorf("--media-check %q: use on, off or auto", *mediaCheck)
+	}
+	level := slog.LevelError
+	if *verbose {
+		level = slog.LevelWarn
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+
+	// Hundreds of nodes in one process allocate fast; collecting less often buys CPU for the
+	// mesh with memory this machine has. GOGC in the environment still wins.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(400)
+	}
+	lt, err := loadtest.New(cfg)
+	if err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("--cpuprofile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	runErr := lt.Run(ctx)
+	fmt.Fprintln(os.Stderr)
+	r := lt.Report()
+	if r == nil {
+		if runErr == nil {
+			runErr = errors.New("no report")
+		}
+		return runErr
+	}
+	if err := r.WriteSummary(os.Stdout); err != nil {
+		return err
+	}
+	if *jsonPath != "" {
+		if err := r.WriteJSONFile(*jsonPath); err != nil {
+			return err
+		}
+	}
+	if *htmlPath != "" {
+		if err := r.WriteHTMLFile(*htmlPath); err != nil {
+			return err
+		}
+	}
+	return runErr
+}
+
+// parsePercent reads "5", "5%" or "0.5" as a percentage.
+func parsePercent(s string) (float64, error) {
+	v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(s), "%"), 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a percentage; write e.g. 1 or 1%%", s)
+	}
+	return v, nil
+}
+
+// loadtestProgress redraws one line in place on a terminal, and prints one line every five
+// seconds otherwise so that logs stay readable.
+func loadtestProgress(w *os.File) func(string) {
+	terminal := false
+	if fi, err := w.Stat(); err == nil {
+		terminal = fi.Mode()&os.ModeCharDevice != 0
+	}
+	width := 0
+	var last time.Time
+	return func(line string) {
+		if !terminal {
+			if time.Since(last) >= 5*time.Second {
+				last = time.Now()
+				fmt.Fprintln(w, line)
+			}
+			return
+		}
+		fmt.Fprintf(w, "\r%-*s", width, line)
+		width = max(width, len(line))
+	}
+}

@@ -1,0 +1,141 @@
+// Package loadtest runs a whole crowdsurf broadcast on one machine: a live source (synthetic or
+// the test card through a real origin), the origin's CDN endpoint and mesh root, an in-process
+// tracker, and N viewers, each a peer node with a headless player on its local HLS URL, over real
+// loopback UDP or a simulated network. It measures what DESIGN.md "Measures" defines (offload,
+// origin copies, delivery latency, startup, stalls, live latency) and writes a report: a table,
+// JSON, and a self-contained HTML page with charts.
+package loadtest
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Modes and networks.
+const (
+	ModeP2P = "p2p" // viewers are mesh peers; the origin seeds a few copies
+	ModeCDN = "cdn" // every player reads the origin's HTTP endpoint (the baseline)
+
+	NetUDP = "udp" // real loopback UDP sockets
+	NetSim = "sim" // internal/simnet: capped uplinks, latency, loss
+
+	SourceSynthetic = "synthetic"
+	SourceTestcard  = "testcard"
+)
+
+// ErrConfig means a Config field is out of range; the message says which and what to use.
+var ErrConfig = errors.New("loadtest: bad config")
+
+// Config configures a load test. Zero fields take the defaults of `crowdsurf loadtest`.
+type Config struct {
+	Peers      int           // viewers (default 20)
+	Duration   time.Duration // measured interval (default 60s)
+	BitrateBps int64         // stream bit rate (default 1 Mbit/s)
+	Segment    time.Duration // segment duration (default 2s)
+	SeedCopies int           // the origin's children per stripe (default 2)
+	Stripes    int           // stripes of the mesh (default 4)
+	Net        string        // NetSim (default) or NetUDP
+	Latency    time.Duration // one-way latency of every mesh link (sim; default 20ms)
+	LossPct    float64       // packet loss per mesh link in percent (sim; default 0)
+	Uplink     UplinkDist    // peers' uplinks (default 3 Mbit/s each)
+	Join       time.Duration // joins spread uniformly over this (default 0: all at once)
+	ChurnPct   float64       // percent of peers leaving per minute, each replaced (default 0)
+	Mode       string        // ModeP2P (default) or ModeCDN
+	Source     string        // SourceSynthetic (default) or SourceTestcard
+	// MediaCheck makes players parse every segment as MPEG-TS and check its timestamps (default
+	// on up to 50 peers; it costs CPU that big runs need for the mesh). Set MediaCheckSet to
+	// force the given value.
+	MediaCheck    bool
+	MediaCheckSet bool
+	// Warmup is how long the source runs before the first viewer joins, so that players join a
+	// playlist long enough to start three target durations behind the live edge, as real ones
+	// do (default: four segments).
+	Warmup time.Duration
+
+	// OnProgress gets a status line about once a second; nil = none.
+	OnProgress func(line string)
+	// Logger gets the components' logs; nil discards.
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Peers == 0 {
+		c.Peers = 20
+	}
+	if c.Duration == 0 {
+		c.Duration = 60 * time.Second
+	}
+	if c.BitrateBps == 0 {
+		c.BitrateBps = 1_000_000
+	}
+	if c.Segment == 0 {
+		c.Segment = 2 * time.Second
+	}
+	if c.SeedCopies == 0 {
+		c.SeedCopies = 2
+	}
+	if c.Stripes == 0 {
+		c.Stripes = 4
+	}
+	if c.Net == "" {
+		c.Net = NetSim
+	}
+	if c.Latency == 0 && c.Net == NetSim {
+		c.Latency = 20 * time.Millisecond
+	}
+	if len(c.Uplink) == 0 {
+		c.Uplink = UplinkDist{{Share: 1, Bps: 3_000_000}}
+	}
+	if c.Mode == "" {
+		c.Mode = ModeP2P
+	}
+	if c.Source == "" {
+		c.Source = SourceSynthetic
+	}
+	if !c.MediaCheckSet {
+		c.MediaCheck = c.Peers <= 50
+	}
+	if c.Warmup == 0 {
+		c.Warmup = 4 * c.Segment
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	switch {
+	case c.Peers < 1 || c.Peers > 5000:
+		return c, fmt.Errorf("%w: --peers %d must be 1 to 5000", ErrConfig, c.Peers)
+	case c.Duration < time.Second:
+		return c, fmt.Errorf("%w: --duration %v must be at least 1s", ErrConfig, c.Duration)
+	case c.BitrateBps < 10_000:
+		return c, fmt.Errorf("%w: --bitrate %d bit/s must be at least 10kbit", ErrConfig, c.BitrateBps)
+	case c.Segment < 100*time.Millisecond:
+		return c, fmt.Errorf("%w: --segment %v must be at least 100ms", ErrConfig, c.Segment)
+	case c.SeedCopies < 1:
+		return c, fmt.Errorf("%w: --seed-copies %d must be at least 1", ErrConfig, c.SeedCopies)
+	case c.Net != NetSim && c.Net != NetUDP:
+		return c, fmt.Errorf("%w: --net %q: use sim or udp", ErrConfig, c.Net)
+	case c.Mode != ModeP2P && c.Mode != ModeCDN:
+		return c, fmt.Errorf("%w: --mode %q: use p2p or cdn", ErrConfig, c.Mode)
+	case c.Source != SourceSynthetic && c.Source != SourceTestcard:
+		return c, fmt.Errorf("%w: --source %q: use synthetic or testcard", ErrConfig, c.Source)
+	case c.Latency < 0 || c.Latency > 10*time.Second:
+		return c, fmt.Errorf("%w: --latency %v must be 0 to 10s", ErrConfig, c.Latency)
+	case c.LossPct < 0 || c.LossPct >= 100:
+		return c, fmt.Errorf("%w: --loss %g must be a percentage from 0 up to (not including) 100", ErrConfig, c.LossPct)
+	case c.Join < 0:
+		return c, fmt.Errorf("%w: --join %v must not be negative", ErrConfig, c.Join)
+	case c.ChurnPct < 0 || c.ChurnPct > 1000:
+		return c, fmt.Errorf("%w: --churn %g must be 0 to 1000 percent per minute", ErrConfig, c.ChurnPct)
+	}
+	return c, nil
+}
+
+func (c Config) parameters() Parameters {
+	return Parameters{
+		Peers: c.Peers, Duration: c.Duration.String(), Bitrate: FormatRate(c.BitrateBps), Segment: c.Segment.String(),
+		SeedCopies: c.SeedCopies, Net: c.Net, Latency: c.Latency.String(), LossPct: c.LossPct, Uplink: c.Uplink.String(),
+		Join: c.Join.String(), ChurnPct: c.ChurnPct, Mode: c.Mode, Source: c.Source, Stripes: c.Stripes, MediaCheck: c.MediaCheck,
+	}
+}

@@ -1,0 +1,500 @@
+package loadtest
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"math"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crowdsurf/crowdsurf/peer"
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// streamName is the one stream a load test broadcasts.
+const streamName = "loadtest"
+
+// infraStopWait bounds the wait for the source, the mesh root and the tracker to stop.
+const infraStopWait = 10 * time.Second
+
+// LoadTest is one run. Create it with New, call Run once, then read Report.
+type LoadTest struct {
+	cfg Config
+	key ed25519.PrivateKey
+	src source
+
+	// p2p mode only
+	mesh       meshNet
+	root       *peer.Node
+	rootAddr   string
+	trackerURL string
+
+	fallbackClient  *http.Client
+	playerTransport *http.Transport
+
+	emits       *emitBook
+	delivery    samples
+	liveLatency samples
+
+	mu      sync.Mutex
+	viewers []*viewer // every viewer ever started, in join order
+	rootMu  sync.RWMutex
+	report  *Report
+}
+
+// New checks cfg and prepares the source; Run starts everything.
+func New(cfg Config) (*LoadTest, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, fmt.Errorf("loadtest: origin key: %w", err)
+	}
+	lt := &LoadTest{
+		cfg:             cfg,
+		key:             key,
+		emits:           newEmitBook(),
+		playerTransport: newSharedTransport(),
+	}
+	fallbackTr := newSharedTransport()
+	fallbackTr.MaxIdleConnsPerHost = 1024 // every peer falls back to the same origin
+	lt.fallbackClient = &http.Client{Transport: fallbackTr, Timeout: 5 * time.Second}
+
+	switch cfg.Source {
+	case SourceSynthetic:
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("loadtest: CDN listener: %w", err)
+		}
+		lt.src, err = newSyntheticSource(syntheticConfig{
+			Stream:       streamName,
+			BitrateBps:   cfg.BitrateBps,
+			Segment:      cfg.Segment,
+			Key:          key,
+			HTTPListener: ln,
+			OnChunk:      lt.onSourceChunk,
+		})
+		if err != nil {
+			_ = ln.Close()
+			return nil, err
+		}
+	case SourceTestcard:
+		lt.src, err = newTestcardSource(cfg, key, lt.onSourceChunk)
+		if err != nil {
+			return nil, err
+		}
+	}
+	return lt, nil
+}
+
+// onSourceChunk runs in the source's goroutine for every chunk it emits.
+func (lt *LoadTest) onSourceChunk(c *proto.Chunk, at time.Time) {
+	lt.emits.record(c.ID.Seq, c.ID.Index, at)
+	lt.rootMu.RLock()
+	root := lt.root
+	lt.rootMu.RUnlock()
+	if root != nil {
+		root.Publish(c)
+	}
+}
+
+// Report is the outcome; nil until Run has finished the measurement (it may still return an
+// error about a component that failed on the way, which the report's figures then reflect).
+func (lt *LoadTest) Report() *Report {
+	lt.mu.Lock()
+	defer lt.mu.Unlock()
+	return lt.report
+}
+
+// Run runs the whole broadcast for the configured duration (or until ctx ends, which cuts the
+// measured interval short), then stops everything it started and builds the report.
+func (lt *LoadTest) Run(ctx context.Context) error {
+	cfg := lt.cfg
+	usage0 := processUsage()
+	startedAt := time.Now()
+	infraCtx, stopInfra := context.WithCancel(context.Background())
+	var infra sync.WaitGroup
+	var infraErrMu sync.Mutex
+	var infraErr error
+	runInfra := func(name string, run func(context.Context) error) {
+		infra.Go(func() {
+			if err := run(infraCtx); err != nil && !errors.Is(err, context.Canceled) {
+				infraErrMu.Lock()
+				infraErr = errors.Join(infraErr, fmt.Errorf("%s: %w", name, err))
+				infraErrMu.Unlock()
+				cfg.Logger.Error("load test component failed", "component", name, "error", err)
+			}
+		})
+	}
+	defer func() {
+		stopInfra()
+		if !waitTimeout(&infra, infraStopWait) {
+			cfg.Logger.Error("load test components did not stop in time", "waited", infraStopWait)
+		}
+		if lt.mesh != nil {
+			lt.mesh.close()
+		}
+	}()
+
+	if cfg.Mode == ModeP2P {
+		if err := lt.startMesh(infraCtx, runInfra); err != nil {
+			return err
+		}
+	}
+	runInfra("source", lt.src.Run)
+	if err := lt.awaitStream(ctx); err != nil {
+		return err
+	}
+
+	// The measured interval starts now: every viewer joins inside it.
+	t0 := time.Now()
+	base := lt.totals(t0)
+	viewCtx, stopViewers := context.WithCancel(context.Background())
+	defer stopViewers()
+	end := t0.Add(cfg.Duration)
+
+	var joiners sync.WaitGroup
+	joiners.Go(func() { lt.joinAll(ctx, viewCtx, t0, end) })
+	if cfg.ChurnPct > 0 {
+		joiners.Go(func() { lt.churn(ctx, viewCtx, t0, end) })
+	}
+
+	series := lt.sample(ctx, t0, end, base)
+	last := lt.totals(time.Now())
+	depths := lt.depthHistogram()
+	joiners.Wait()
+
+	// Everyone leaves at once, as at the end of a broadcast.
+	lt.mu.Lock()
+	all := append([]*viewer(nil), lt.viewers...)
+	lt.mu.Unlock()
+	var leaving sync.WaitGroup
+	for _, v := range all {
+		leaving.Go(func() { v.stop() })
+	}
+	leaving.Wait()
+	stopViewers()
+
+	r := lt.buildReport(base, last, series, depths, all)
+	r.StartedAt = startedAt.UTC()
+	usage := processUsage()
+	r.CPUSeconds = (usage.CPU - usage0.CPU).Seconds()
+	r.MaxRSSBytes = usage.MaxRSS
+	if ls, ok := lt.src.(interface{ maxLag() time.Duration }); ok {
+		r.Detail.SourceLagMaxMs = float64(ls.maxLag()) / float64(time.Millisecond)
+		if ls.maxLag() > 500*time.Millisecond {
+			r.Notes = append(r.Notes, fmt.Sprintf("the source fell up to %.1f s behind real time: the machine was overloaded, so stalls and latencies are worse than the system's own", ls.maxLag().Seconds()))
+		}
+	}
+	if ctx.Err() != nil {
+		r.Notes = append(r.Notes, "interrupted: the measured interval was cut short")
+	}
+
+	stuck := 0
+	for _, v := range all {
+		v.mu.Lock()
+		if v.stuck {
+			stuck++
+		}
+		v.mu.Unlock()
+	}
+	if stuck > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("%d peers did not stop within %v of leaving (peer.Node.Run did not return): a shutdown bug in the peer", stuck, 2*viewerStopWait))
+	}
+	stopInfra()
+	if !waitTimeout(&infra, infraStopWait) {
+		r.Notes = append(r.Notes, fmt.Sprintf("the origin, tracker or source did not stop within %v", infraStopWait))
+	}
+	lt.mu.Lock()
+	lt.report = r
+	lt.mu.Unlock()
+	infraErrMu.Lock()
+	defer infraErrMu.Unlock()
+	return infraErr
+}
+
+// startMesh starts the origin's mesh root and the tracker (p2p mode).
+func (lt *LoadTest) startMesh(ctx context.Context, runInfra func(string, func(context.Context) error)) error {
+	cfg := lt.cfg
+	if cfg.Net == NetSim {
+		lt.mesh = newSimNet(cfg)
+	} else {
+		lt.mesh = udpNet{}
+	}
+	pc, err := lt.mesh.originConn()
+	if err != nil {
+		return fmt.Errorf("loadtest: origin mesh socket: %w", err)
+	}
+	root, err := peer.New(peer.Config{
+		Stream:         streamName,
+		OriginKey:      lt.src.PublicKey(),
+		PacketConn:     pc,
+		Root:           true,
+		SeedCopies:     cfg.SeedCopies,
+		Stripes:        cfg.Stripes,
+		TargetDuration: cfg.Segment,
+		OriginHTTP:     lt.src.HTTPURL(),
+		Logger:         cfg.Logger.With("viewer", "root"),
+		Registry:       prometheus.NewRegistry(),
+	})
+	if err != nil {
+		_ = pc.Close()
+		return fmt.Errorf("loadtest: origin mesh root: %w", err)
+	}
+	lt.rootMu.Lock()
+	lt.root = root
+	lt.rootMu.Unlock()
+	lt.rootAddr = root.Addr().String()
+	runInfra("mesh root", func(ctx context.Context) error {
+		defer pc.Close()
+		return root.Run(ctx)
+	})
+
+	url, err := lt.startTracker(ctx, runInfra)
+	if err != nil {
+		return err
+	}
+	lt.trackerURL = url
+	return nil
+}
+
+// awaitStream waits for the warm-up: at least one complete segment at the CDN.
+func (lt *LoadTest) awaitStream(ctx context.Context) error {
+	deadline := time.Now().Add(lt.cfg.Warmup)
+	timeout := time.Now().Add(lt.cfg.Warmup + 4*lt.cfg.Segment + 10*time.Second)
+	for {
+		if time.Now().After(deadline) && lt.src.StreamBytes() > 0 && lt.streamReady() {
+			return nil
+		}
+		if time.Now().After(timeout) {
+			return errors.New("loadtest: the source produced no complete segment; see the log (--verbose)")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+func (lt *LoadTest) streamReady() bool {
+	if r, ok := lt.src.(interface{ ready() bool }); ok {
+		return r.ready()
+	}
+	return true
+}
+
+// joinAll starts the viewers, spread uniformly over cfg.Join.
+func (lt *LoadTest) joinAll(ctx, viewCtx context.Context, t0, end time.Time) {
+	n := lt.cfg.Peers
+	for i := range n {
+		at := t0.Add(time.Duration(float64(lt.cfg.Join) * float64(i) / float64(n)))
+		if !sleepUntil(ctx, at) || time.Now().After(end) {
+			return
+		}
+		lt.join(viewCtx, i)
+	}
+}
+
+func (lt *LoadTest) join(viewCtx context.Context, id int) {
+	v, err := lt.startViewer(viewCtx, id)
+	if err != nil {
+		lt.cfg.Logger.Error("viewer could not join", "viewer", id, "error", err)
+		return
+	}
+	lt.mu.Lock()
+	lt.viewers = append(lt.viewers, v)
+	lt.mu.Unlock()
+}
+
+// churn makes ChurnPct percent of the peers leave per minute, at random, each replaced at once
+// by a new joiner, from the end of the join period on.
+func (lt *LoadTest) churn(ctx, viewCtx context.Context, t0, end time.Time) {
+	perMinute := float64(lt.cfg.Peers) * lt.cfg.ChurnPct / 100
+	every := time.Duration(float64(time.Minute) / perMinute)
+	next := t0.Add(lt.cfg.Join).Add(every)
+	nextID := lt.cfg.Peers
+	var leaving sync.WaitGroup
+	defer leaving.Wait()
+	for next.Before(end) {
+		if !sleepUntil(ctx, next) {
+			return
+		}
+		next = next.Add(every)
+		lt.mu.Lock()
+		var live []*viewer
+		for _, v := range lt.viewers {
+			if !v.gone() {
+				live = append(live, v)
+			}
+		}
+		lt.mu.Unlock()
+		if len(live) == 0 {
+			continue
+		}
+		victim := live[mrand.IntN(len(live))]
+		leaving.Go(func() { victim.stop() })
+		lt.join(viewCtx, nextID)
+		nextID++
+	}
+}
+
+func sleepUntil(ctx context.Context, at time.Time) bool {
+	d := time.Until(at)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// totals is a snapshot of every counter the measures are built from.
+type totals struct {
+	at                              time.Time
+	http, quic, stream              int64
+	httpPlaylist, httpSegment       int64
+	httpChunk                       int64
+	fromPeers, fromOrigin, fromHTTP int64
+	stalls, stalled, playing, peers int
+	unattached                      int // live peers' stripes without a parent
+}
+
+// totals also takes one live latency sample from every playing player: the pooled samples are
+// the live latency distribution of the report.
+func (lt *LoadTest) totals(at time.Time) totals {
+	t := totals{at: at, http: lt.src.HTTPBytes(), stream: lt.src.StreamBytes()}
+	if lt.root != nil {
+		t.quic = lt.root.Stats().BytesToPeers
+	}
+	if s, ok := lt.src.(*syntheticSource); ok {
+		t.httpPlaylist = s.cdn.playlistBytes.Load()
+		t.httpSegment = s.cdn.segmentBytes.Load()
+		t.httpChunk = s.cdn.chunkBytes.Load()
+	}
+	lt.mu.Lock()
+	vs := append([]*viewer(nil), lt.viewers...)
+	lt.mu.Unlock()
+	for _, v := range vs {
+		var depths []int
+		if v.node != nil {
+			s := v.node.Stats()
+			t.fromPeers += s.BytesFromPeers
+			t.fromOrigin += s.BytesFromOrigin
+			t.fromHTTP += s.BytesFromHTTP
+			depths = s.Depths
+		}
+		st := v.player.Status()
+		t.stalls += st.Stalls
+		if v.gone() {
+			continue
+		}
+		t.peers++
+		for _, d := range depths {
+			if d < 0 {
+				t.unattached++
+			}
+		}
+		switch st.State {
+		case "stalled":
+			t.stalled++
+		case "playing":
+			t.playing++
+			if st.HasLatency {
+				lt.liveLatency.add(st.LatencyMs)
+			}
+		}
+	}
+	return t
+}
+
+// sample takes one snapshot a second until end, drawing the progress line.
+func (lt *LoadTest) sample(ctx context.Context, t0, end time.Time, base totals) []SecondSample {
+	series := []SecondSample{}
+	prev := base
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return series
+		case <-tick.C:
+		}
+		now := time.Now()
+		cur := lt.totals(now)
+		dt := cur.at.Sub(prev.at).Seconds()
+		s := SecondSample{
+			T:               math.Round(now.Sub(t0).Seconds()*10) / 10,
+			OriginEgressBps: float64(cur.http-prev.http+cur.quic-prev.quic) * 8 / dt,
+			OriginCopies:    ratio(float64(cur.http-prev.http+cur.quic-prev.quic), float64(cur.stream-prev.stream)),
+			Offload:         ratio(float64(cur.fromPeers-prev.fromPeers), float64(cur.fromPeers-prev.fromPeers+cur.fromOrigin-prev.fromOrigin)),
+			Stalls:          cur.stalls - prev.stalls,
+			Stalled:         cur.stalled,
+			Peers:           cur.peers,
+			Playing:         cur.playing,
+			Unattached:      cur.unattached,
+		}
+		series = append(series, s)
+		prev = cur
+		if lt.cfg.OnProgress != nil {
+			offload := ratio(float64(cur.fromPeers-base.fromPeers), float64(cur.fromPeers-base.fromPeers+cur.fromOrigin-base.fromOrigin))
+			copies := ratio(float64(cur.http-base.http+cur.quic-base.quic), float64(cur.stream-base.stream))
+			lt.cfg.OnProgress(fmt.Sprintf("[%3.0fs/%.0fs] peers %d, playing %d, offload %.1f%%, origin copies %.2f, stalls %d (%d stalled now)",
+				now.Sub(t0).Seconds(), end.Sub(t0).Seconds(), cur.peers, cur.playing, 100*offload, copies, cur.stalls-base.stalls, cur.stalled))
+		}
+		if time.Until(end) < 100*time.Millisecond {
+			return series
+		}
+		if d := time.Until(end); d < time.Second {
+			tick.Reset(d)
+		}
+	}
+}
+
+func ratio(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return a / b
+}
+
+// depthHistogram counts the live peers' (peer, stripe) pairs by depth.
+func (lt *LoadTest) depthHistogram() []DepthBin {
+	counts := map[int]int{}
+	lt.mu.Lock()
+	vs := append([]*viewer(nil), lt.viewers...)
+	lt.mu.Unlock()
+	maxDepth := -1
+	for _, v := range vs {
+		if v.node == nil || v.gone() {
+			continue
+		}
+		for _, d := range v.node.Stats().Depths {
+			counts[d]++
+			maxDepth = max(maxDepth, d)
+		}
+	}
+	bins := []DepthBin{}
+	for d := -1; d <= maxDepth; d++ {
+		if d <= 0 && counts[d] == 0 { // the origin alone is at depth 0
+			continue
+		}
+		bins = append(bins, DepthBin{Depth: d, Count: counts[d]})
+	}
+	return bins
+}

@@ -1,0 +1,164 @@
+package loadtest
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// runLoadTest runs a small load test and returns its report, also written as JSON and HTML.
+func runLoadTest(t *testing.T, cfg Config) (*Report, []byte, string) {
+	t.Helper()
+	lt, err := New(cfg)
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+60*time.Second)
+	defer cancel()
+	require.NoError(t, lt.Run(ctx))
+	r := lt.Report()
+	require.NotNil(t, r)
+
+	dir := t.TempDir()
+	jsonPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
+	require.NoError(t, r.WriteJSONFile(jsonPath))
+	require.NoError(t, r.WriteHTMLFile(htmlPath))
+	b, err := os.ReadFile(jsonPath)
+	require.NoError(t, err)
+	h, err := os.ReadFile(htmlPath)
+	require.NoError(t, err)
+	var summary bytes.Buffer
+	require.NoError(t, r.WriteSummary(&summary))
+	t.Logf("report:\n%s", summary.String())
+	return r, b, string(h)
+}
+
+// requireSaneReport checks what holds for every run, whatever the mode.
+func requireSaneReport(t *testing.T, r *Report, cfg Config, jsonBytes []byte, html string) {
+	t.Helper()
+	requireReportFields(t, jsonBytes)
+	require.Equal(t, cfg.Peers, r.Peers)
+	require.Equal(t, cfg.Mode, r.Mode)
+	require.Equal(t, cfg.BitrateBps, r.BitrateBps)
+	require.InDelta(t, cfg.Duration.Seconds(), r.DurationS, 1.5)
+	// The source kept its bit rate over the measured interval (within 20 %).
+	require.InDelta(t, float64(cfg.BitrateBps)/8*r.DurationS, float64(r.StreamBytes), 0.2*float64(cfg.BitrateBps)/8*r.DurationS)
+	require.GreaterOrEqual(t, r.Offload, 0.0)
+	require.LessOrEqual(t, r.Offload, 1.0)
+	require.GreaterOrEqual(t, r.FallbackShare, 0.0)
+	require.LessOrEqual(t, r.FallbackShare, 1.0)
+	require.Zero(t, r.CorruptBytes, "no corrupt bytes: %+v", r.Detail)
+	require.Zero(t, r.Detail.PlayerParseErrors+r.Detail.PlayerTSErrors, "players' MPEG-TS checks pass")
+	require.Equal(t, cfg.Peers, r.StartupMs.Samples, "every player started")
+	require.Positive(t, r.StartupMs.P50)
+	require.LessOrEqual(t, r.StartupMs.P50, r.StartupMs.P95)
+	require.LessOrEqual(t, r.StartupMs.P95, r.StartupMs.Max)
+	require.Positive(t, r.SegmentsPlayed)
+	require.Positive(t, r.LiveLatencyMs.P50)
+	require.LessOrEqual(t, r.LiveLatencyMs.P50, r.LiveLatencyMs.P95)
+	require.GreaterOrEqual(t, r.StallRatio, 0.0)
+	require.Less(t, r.StallRatio, 1.0)
+	require.Positive(t, r.CPUSeconds)
+	require.Positive(t, r.MaxRSSBytes)
+	require.NotEmpty(t, r.Series)
+	charts := 6 // origin egress, offload, delivery latency CDF, stalls, mesh, depth histogram
+	if cfg.Mode == ModeCDN {
+		charts = 5 // no mesh
+	}
+	require.Equal(t, charts, strings.Count(html, "<svg"), "the HTML report holds its charts as inline SVG")
+}
+
+func TestP2PLoadTestOffloadsTheOrigin(t *testing.T) {
+	cfg := Config{
+		Peers: 20, Duration: 8 * time.Second, BitrateBps: 500_000, Segment: time.Second,
+		Net: NetUDP, Mode: ModeP2P,
+	}
+	r, b, html := runLoadTest(t, cfg)
+	requireSaneReport(t, r, cfg, b, html)
+	require.Greater(t, r.Offload, 0.2, "peers carry a good part of the stream: %+v", r.Detail)
+	require.Positive(t, r.Detail.OriginQUICBytes, "the root seeds over QUIC")
+	require.Positive(t, r.DeliveryLatencyMs.Samples)
+	require.LessOrEqual(t, r.DeliveryLatencyMs.P50, r.DeliveryLatencyMs.P95)
+	require.LessOrEqual(t, r.DeliveryLatencyMs.P95, r.DeliveryLatencyMs.P99)
+	require.LessOrEqual(t, r.DeliveryLatencyMs.P99, r.DeliveryLatencyMs.Max)
+	require.Len(t, r.DeliveryLatencyCDF, 100)
+	require.NotEmpty(t, r.DepthHistogram)
+	pairs := 0
+	for _, bin := range r.DepthHistogram {
+		pairs += bin.Count
+	}
+	require.Equal(t, cfg.Peers*4, pairs, "one depth per peer and stripe")
+}
+
+func TestSimulatedNetworkCarriesTheSwarmWithMixedUplinks(t *testing.T) {
+	uplinks, err := ParseUplink("50%:3Mbit,30%:1Mbit,20%:0")
+	require.NoError(t, err)
+	cfg := Config{
+		Peers: 10, Duration: 8 * time.Second, BitrateBps: 500_000, Segment: time.Second,
+		Net: NetSim, Latency: 10 * time.Millisecond, LossPct: 0.5, Uplink: uplinks, Join: 2 * time.Second, Mode: ModeP2P,
+	}
+	r, b, html := runLoadTest(t, cfg)
+	requireSaneReport(t, r, cfg, b, html)
+	require.Positive(t, r.Offload, "some bytes travel between simulated peers: %+v", r.Detail)
+	require.Positive(t, r.Detail.OriginQUICBytes)
+	require.Positive(t, r.DeliveryLatencyMs.Samples)
+	// The latency is real: nothing crosses the simulated mesh in under one link's delay.
+	require.GreaterOrEqual(t, r.DeliveryLatencyMs.Max, float64(cfg.Latency/time.Millisecond))
+	require.Equal(t, "50%:3Mbit,30%:1Mbit,20%:0", r.Parameters.Uplink)
+	require.Equal(t, 0.5, r.Parameters.LossPct)
+}
+
+func TestChurnReplacesLeavingPeers(t *testing.T) {
+	cfg := Config{
+		Peers: 6, Duration: 6 * time.Second, BitrateBps: 300_000, Segment: time.Second,
+		Net: NetUDP, ChurnPct: 500, Mode: ModeP2P, // 30 leave per minute: one every 2 s
+	}
+	r, _, _ := runLoadTest(t, cfg)
+	require.Greater(t, r.Detail.PeersJoined, cfg.Peers, "leavers were replaced by new joiners")
+	require.Positive(t, r.Detail.PeersLeft)
+	require.Equal(t, r.Detail.PeersJoined-cfg.Peers, r.Detail.PeersLeft, "one joiner per leaver")
+	last := r.Series[len(r.Series)-1]
+	require.Equal(t, cfg.Peers, last.Peers, "the swarm keeps its size")
+}
+
+func TestCDNBaselineSendsOneCopyPerPlayer(t *testing.T) {
+	cfg := Config{
+		Peers: 20, Duration: 5 * time.Second, BitrateBps: 500_000, Segment: 400 * time.Millisecond, Mode: ModeCDN,
+	}
+	r, b, html := runLoadTest(t, cfg)
+	requireSaneReport(t, r, cfg, b, html)
+	require.Zero(t, r.Offload)
+	require.InDelta(t, float64(cfg.Peers), r.OriginCopies, 0.3*float64(cfg.Peers), "origin copies near the number of players")
+	require.Zero(t, r.SegmentsMissing)
+}
+
+func TestConfigRejectsNonsenseWithAHint(t *testing.T) {
+	for _, cfg := range []Config{
+		{Peers: -1}, {Net: "tcp"}, {Mode: "mesh"}, {Source: "camera"}, {LossPct: 100}, {Duration: time.Millisecond},
+		{ChurnPct: -5}, {Segment: time.Millisecond},
+	} {
+		_, err := New(cfg)
+		require.ErrorIs(t, err, ErrConfig, "%+v", cfg)
+		require.Contains(t, err.Error(), "--")
+	}
+}
+
+func TestTestcardThroughARealOriginPlaysCleanly(t *testing.T) {
+	cfg := Config{Peers: 3, Duration: 5 * time.Second, Segment: time.Second, Mode: ModeCDN, Source: SourceTestcard}
+	r, b, html := runLoadTest(t, cfg)
+	requireReportFields(t, b)
+	require.Equal(t, 5, strings.Count(html, "<svg"), "cdn mode: five charts, no mesh")
+	require.Equal(t, cfg.Peers, r.StartupMs.Samples, "every player started on the origin's HLS")
+	require.Zero(t, r.Detail.PlayerParseErrors+r.Detail.PlayerTSErrors, "the origin's MPEG-TS passes the players' checks")
+	require.Zero(t, r.CorruptBytes)
+	require.Positive(t, r.StreamBytes)
+	require.Positive(t, r.BitrateBps, "the clip's bit rate is measured")
+	// Each player also fetches the three target durations of history it starts with, which
+	// weighs heavily in a short run.
+	require.GreaterOrEqual(t, r.OriginCopies, 0.7*float64(cfg.Peers))
+	require.LessOrEqual(t, r.OriginCopies, 2*float64(cfg.Peers))
+}

@@ -1,0 +1,238 @@
+package loadtest
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is the outcome of one load test. The measures follow DESIGN.md "Measures"; the JSON
+// names are an interface (scripts and the README read them), so they never change.
+type Report struct {
+	Peers      int     `json:"peers"`
+	DurationS  float64 `json:"duration_s"`
+	BitrateBps int64   `json:"bitrate_bps"`
+	Mode       string  `json:"mode"`
+
+	// StreamBytes is the chunk data the source produced during the measured interval.
+	StreamBytes int64 `json:"stream_bytes"`
+	// OriginEgressBytes is what the origin sent in the same interval: QUIC seeding by the mesh
+	// root plus everything its HTTP endpoint served (players in cdn mode, peers' fallback and
+	// playlist polls in p2p mode).
+	OriginEgressBytes int64 `json:"origin_egress_bytes"`
+	// OriginCopies is OriginEgressBytes / StreamBytes.
+	OriginCopies float64 `json:"origin_copies"`
+	// Offload is the share of the bytes peers received that did not come from the origin (QUIC
+	// seeding and HTTP fallback both count as origin). 0 in cdn mode.
+	Offload float64 `json:"offload"`
+	// DeliveryLatencyMs runs from the origin emitting a chunk to a peer holding it verified.
+	DeliveryLatencyMs LatencyQuantiles `json:"delivery_latency_ms"`
+	// StartupMs is the players' startup (first playlist request to first segment received).
+	StartupMs StartupQuantiles `json:"startup_ms"`
+	// Stalls counts the times any player's buffer ran dry; StallRatio is stalled time over
+	// watched time, summed over players.
+	Stalls     int     `json:"stalls"`
+	StallRatio float64 `json:"stall_ratio"`
+	// LiveLatencyMs pools every player's live latency, sampled once a second while playing.
+	LiveLatencyMs LiveLatency `json:"live_latency_ms"`
+	// SegmentsPlayed sums the segments players received; SegmentsMissing counts the sequence
+	// numbers a player skipped between its first and its last segment.
+	SegmentsPlayed  int `json:"segments_played"`
+	SegmentsMissing int `json:"segments_missing"`
+	// CorruptBytes estimates the bytes that failed checks: chunks peers rejected (at the mean
+	// chunk size) plus segments the players could not parse (at the mean segment size).
+	CorruptBytes int64 `json:"corrupt_bytes"`
+	// FallbackShare is the share of the bytes peers received that came over the HTTP fallback.
+	FallbackShare float64 `json:"fallback_share"`
+	CPUSeconds    float64 `json:"cpu_seconds"`
+	MaxRSSBytes   int64   `json:"max_rss_bytes"`
+
+	Parameters Parameters `json:"parameters"`
+	Machine    Machine    `json:"machine"`
+	Detail     Detail     `json:"detail"`
+	StartedAt  time.Time  `json:"started_at"`
+
+	// Series has one sample per second of the measured interval.
+	Series []SecondSample `json:"series"`
+	// DepthHistogram counts (peer, stripe) pairs by tree depth at the end; depth -1 = no parent.
+	DepthHistogram []DepthBin `json:"depth_histogram"`
+	// DeliveryLatencyCDF is the delivery latency distribution in 1 % steps.
+	DeliveryLatencyCDF []CDFPoint `json:"delivery_latency_cdf"`
+	// Notes are caveats about this run (e.g. the machine could not keep up).
+	Notes []string `json:"notes"`
+}
+
+// LatencyQuantiles are delivery latency quantiles in milliseconds.
+type LatencyQuantiles struct {
+	P50     float64 `json:"p50"`
+	P95     float64 `json:"p95"`
+	P99     float64 `json:"p99"`
+	Max     float64 `json:"max"`
+	Samples int     `json:"samples"`
+}
+
+// StartupQuantiles are startup quantiles in milliseconds over the players that started.
+type StartupQuantiles struct {
+	P50     float64 `json:"p50"`
+	P95     float64 `json:"p95"`
+	Max     float64 `json:"max"`
+	Samples int     `json:"samples"`
+}
+
+// LiveLatency are live latency quantiles in milliseconds.
+type LiveLatency struct {
+	P50     float64 `json:"p50"`
+	P95     float64 `json:"p95"`
+	Samples int     `json:"samples"`
+}
+
+// Parameters are the knobs the run used, in the units of the flags.
+type Parameters struct {
+	Peers      int     `json:"peers"`
+	Duration   string  `json:"duration"`
+	Bitrate    string  `json:"bitrate"`
+	Segment    string  `json:"segment"`
+	SeedCopies int     `json:"seed_copies"`
+	Net        string  `json:"net"`
+	Latency    string  `json:"latency"`
+	LossPct    float64 `json:"loss_pct"`
+	Uplink     string  `json:"uplink"`
+	Join       string  `json:"join"`
+	ChurnPct   float64 `json:"churn_pct_per_min"`
+	Mode       string  `json:"mode"`
+	Source     string  `json:"source"`
+	Stripes    int     `json:"stripes"`
+	MediaCheck bool    `json:"media_check"`
+}
+
+// Detail holds the raw counters behind the headline measures.
+type Detail struct {
+	OriginHTTPBytes int64 `json:"origin_http_bytes"`
+	OriginQUICBytes int64 `json:"origin_quic_bytes"`
+	// The HTTP egress by kind of response (synthetic source only).
+	OriginHTTPPlaylistBytes int64   `json:"origin_http_playlist_bytes"`
+	OriginHTTPSegmentBytes  int64   `json:"origin_http_segment_bytes"`
+	OriginHTTPChunkBytes    int64   `json:"origin_http_chunk_bytes"`
+	BytesFromPeers          int64   `json:"bytes_from_peers"`
+	BytesFromOrigin         int64   `json:"bytes_from_origin"`
+	BytesFromHTTP           int64   `json:"bytes_from_http"`
+	ChunksEmitted           int64   `json:"chunks_emitted"`
+	ChunksRejected          int64   `json:"chunks_rejected"`
+	SegmentsWithFallbk      int64   `json:"segments_with_fallback"`
+	SegmentsAbandoned       int64   `json:"segments_abandoned"`
+	PeersJoined             int     `json:"peers_joined"`
+	PeersLeft               int     `json:"peers_left"`
+	PlayersStarted          int     `json:"players_started"`
+	PlayerErrors            int     `json:"player_errors"`
+	PlayerParseErrors       int     `json:"player_parse_errors"`
+	PlayerTSErrors          int     `json:"player_timestamp_errors"`
+	PlayerFetchErrors       int     `json:"player_fetch_errors"`
+	PlayerSequenceErrs      int     `json:"player_sequence_errors"`
+	StallMs                 float64 `json:"stall_ms"`
+	WatchedMs               float64 `json:"watched_ms"`
+	SimPacketsDropped       uint64  `json:"sim_packets_dropped"`
+	SimDroppedQueue         uint64  `json:"sim_dropped_queue"`
+	SimDroppedLoss          uint64  `json:"sim_dropped_loss"`
+	SimDroppedRcvBuffer     uint64  `json:"sim_dropped_receive_buffer"`
+	SourceLagMaxMs          float64 `json:"source_lag_max_ms"`
+}
+
+// SecondSample is one second of the run.
+type SecondSample struct {
+	T float64 `json:"t"` // seconds since the measured interval began
+	// OriginEgressBps is the origin's egress in this second; OriginCopies divides it by the
+	// stream produced in the same second.
+	OriginEgressBps float64 `json:"origin_egress_bps"`
+	OriginCopies    float64 `json:"origin_copies"`
+	// Offload is the offload of the bytes peers received in this second (NaN-free: 0 when none).
+	Offload float64 `json:"offload"`
+	// Stalls are the stalls that began in this second; Stalled the players dry right now.
+	Stalls  int `json:"stalls"`
+	Stalled int `json:"stalled"`
+	Peers   int `json:"peers"`
+	Playing int `json:"playing"`
+	// Unattached counts the live peers' (peer, stripe) pairs without a parent right now.
+	Unattached int `json:"unattached"`
+}
+
+// DepthBin counts the (peer, stripe) pairs at one depth.
+type DepthBin struct {
+	Depth int `json:"depth"`
+	Count int `json:"count"`
+}
+
+// WriteJSON writes the report as indented JSON.
+func (r *Report) WriteJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(r); err != nil {
+		return fmt.Errorf("loadtest: writing report JSON: %w", err)
+	}
+	return nil
+}
+
+// WriteJSONFile writes the report to path.
+func (r *Report) WriteJSONFile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("loadtest: %w", err)
+	}
+	if err := r.WriteJSON(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// summaryRows is the table shared by the text summary and the HTML report.
+func (r *Report) summaryRows() [][2]string {
+	rows := [][2]string{
+		{"mode", fmt.Sprintf("%s, %d peers, %s net, source %s", r.Mode, r.Peers, r.Parameters.Net, r.Parameters.Source)},
+		{"duration", fmt.Sprintf("%.1f s", r.DurationS)},
+		{"bitrate", fmt.Sprintf("%.2f Mbit/s", float64(r.BitrateBps)/1e6)},
+		{"stream bytes", humanBytes(r.StreamBytes)},
+		{"origin egress", fmt.Sprintf("%s (QUIC %s, HTTP %s)", humanBytes(r.OriginEgressBytes),
+			humanBytes(r.Detail.OriginQUICBytes), humanBytes(r.Detail.OriginHTTPBytes))},
+		{"origin copies", fmt.Sprintf("%.2f", r.OriginCopies)},
+		{"offload", fmt.Sprintf("%.1f %%", 100*r.Offload)},
+		{"fallback share", fmt.Sprintf("%.1f %%", 100*r.FallbackShare)},
+		{"delivery latency", fmt.Sprintf("p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms (%d samples)",
+			r.DeliveryLatencyMs.P50, r.DeliveryLatencyMs.P95, r.DeliveryLatencyMs.P99, r.DeliveryLatencyMs.Max, r.DeliveryLatencyMs.Samples)},
+		{"startup", fmt.Sprintf("p50 %.0f ms, p95 %.0f ms, max %.0f ms (%d of %d players started)",
+			r.StartupMs.P50, r.StartupMs.P95, r.StartupMs.Max, r.StartupMs.Samples, r.Detail.PeersJoined)},
+		{"stalls", fmt.Sprintf("%d, stall ratio %.3f %%", r.Stalls, 100*r.StallRatio)},
+		{"live latency", fmt.Sprintf("p50 %.2f s, p95 %.2f s", r.LiveLatencyMs.P50/1000, r.LiveLatencyMs.P95/1000)},
+		{"segments", fmt.Sprintf("%d played, %d missing", r.SegmentsPlayed, r.SegmentsMissing)},
+		{"corrupt bytes", fmt.Sprintf("%d (%d chunks rejected, %d player parse errors)", r.CorruptBytes, r.Detail.ChunksRejected, r.Detail.PlayerParseErrors)},
+		{"cpu", fmt.Sprintf("%.1f s (%.2f cores), max RSS %s", r.CPUSeconds, r.CPUSeconds/max(r.DurationS, 1e-9), humanBytes(r.MaxRSSBytes))},
+		{"machine", fmt.Sprintf("%s, %d cores, %s", r.Machine.CPUModel, r.Machine.Cores, r.Machine.GoVersion)},
+	}
+	return rows
+}
+
+// WriteSummary writes the human summary table.
+func (r *Report) WriteSummary(w io.Writer) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, row := range r.summaryRows() {
+		fmt.Fprintf(tw, "%s\t%s\n", row[0], row[1])
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(tw, "note\t%s\n", n)
+	}
+	return tw.Flush()
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

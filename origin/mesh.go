@@ -1,0 +1,173 @@
+package origin
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/crowdsurf/crowdsurf/peer"
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// meshSeeder runs one root mesh node per stream: the top of every stripe tree, accepting at most
+// SeedCopies children per stripe, so the origin's mesh egress is a few copies of each stream
+// whatever the audience size.
+//
+// The first stream's root uses the --mesh socket; later streams get a socket of their own on the
+// same host at a free port, which the tracker registration announces. (One socket shared by the
+// roots of all streams would need the roots to share one quic.Transport and hand connections to the
+// right node after HELLO; see the README's design notes.)
+type meshSeeder struct {
+	o   *Origin
+	ctx context.Context
+	log *slog.Logger
+	wg  sync.WaitGroup
+
+	mu        sync.Mutex
+	roots     map[string]*rootNode
+	firstConn net.PacketConn // the --mesh socket, handed to the first stream's root
+	closed    bool
+
+	// started wakes the tracker registration as soon as a new root runs, so peers can find a
+	// new stream at once instead of at the next registration tick.
+	started chan struct{}
+}
+
+type rootNode struct {
+	node       *peer.Node
+	conn       net.PacketConn
+	lastSeeded int64
+}
+
+func newMeshSeeder(ctx context.Context, o *Origin) *meshSeeder {
+	return &meshSeeder{
+		o:         o,
+		ctx:       ctx,
+		log:       o.log.With("component", "origin-mesh"),
+		roots:     make(map[string]*rootNode),
+		firstConn: o.meshConn,
+		started:   make(chan struct{}, 1),
+	}
+}
+
+// publish hands a chunk to its stream's root, starting the root on the stream's first chunk. It
+// runs on the ingest path, so it never blocks: peer.Node.Publish only enqueues.
+func (m *meshSeeder) publish(c *proto.Chunk) {
+	m.mu.Lock()
+	r, ok := m.roots[c.ID.Stream]
+	if !ok && !m.closed {
+		var err error
+		if r, err = m.startRoot(c.ID.Stream); err != nil {
+			m.log.Error("mesh root not started; peers of this stream fall back to HTTP",
+				"stream", c.ID.Stream, "err", err)
+		}
+		m.roots[c.ID.Stream] = r // nil after an error: do not retry on every chunk
+	}
+	m.mu.Unlock()
+	if r != nil {
+		r.node.Publish(c)
+	}
+}
+
+// startRoot is called with m.mu held.
+func (m *meshSeeder) startRoot(stream string) (*rootNode, error) {
+	conn := m.firstConn
+	m.firstConn = nil
+	if conn == nil {
+		host := "127.0.0.1"
+		if m.o.meshConn != nil {
+			if a, ok := m.o.meshConn.LocalAddr().(*net.UDPAddr); ok {
+				host = a.IP.String()
+			}
+		}
+		var err error
+		if conn, err = net.ListenPacket("udp", net.JoinHostPort(host, "0")); err != nil {
+			return nil, fmt.Errorf("mesh socket for stream %s: %w", stream, err)
+		}
+	}
+	node, err := peer.New(peer.Config{
+		Stream:         stream,
+		PacketConn:     conn,
+		Root:           true,
+		SeedCopies:     m.o.cfg.SeedCopies,
+		Stripes:        m.o.cfg.Stripes,
+		PlaylistLength: m.o.cfg.Window,
+		TargetDuration: m.o.cfg.SegmentDuration,
+		Logger:         m.o.cfg.Logger,
+	})
+	if err != nil {
+		if conn != m.o.meshConn {
+			conn.Close()
+		}
+		return nil, fmt.Errorf("mesh root for stream %s: %w", stream, err)
+	}
+	r := &rootNode{node: node, conn: conn}
+	m.wg.Go(func() {
+		if err := node.Run(m.ctx); err != nil {
+			m.log.Error("mesh root stopped", "stream", stream, "err", err)
+		}
+		if conn != m.o.meshConn {
+			conn.Close()
+		}
+	})
+	select {
+	case m.started <- struct{}{}:
+	default:
+	}
+	m.log.Info("mesh root seeding", "stream", stream, "mesh", conn.LocalAddr().String(),
+		"seed_copies", m.o.cfg.SeedCopies, "stripes", m.o.cfg.Stripes)
+	return r, nil
+}
+
+// meshAddr is the local address of a stream's root, if it runs.
+func (m *meshSeeder) meshAddr(stream string) (net.Addr, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := m.roots[stream]
+	if r == nil {
+		return nil, false
+	}
+	return r.conn.LocalAddr(), true
+}
+
+// countSeeded moves the roots' upload counters into the origin's bytes_seeded once a second.
+func (m *meshSeeder) countSeeded(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			m.collectSeeded()
+			return
+		case <-t.C:
+			m.collectSeeded()
+		}
+	}
+}
+
+func (m *meshSeeder) collectSeeded() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, r := range m.roots {
+		if r == nil {
+			continue
+		}
+		sent := r.node.Stats().BytesToPeers
+		if d := sent - r.lastSeeded; d > 0 {
+			m.o.AddSeeded(int(d))
+			r.lastSeeded = sent
+		}
+	}
+}
+
+// stop refuses new roots and waits for the running ones, which end with ctx.
+func (m *meshSeeder) stop() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+	m.wg.Wait()
+	m.collectSeeded()
+}

@@ -1,0 +1,112 @@
+package origin
+
+import (
+	"context"
+	"net"
+	"time"
+
+	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// registerInterval is well inside the tracker's stream time-to-live (proto.TrackerStreamTTL), so
+// one lost registration never makes a live stream disappear from the swarm.
+const registerInterval = 5 * time.Second
+
+// registerStreams keeps every stream whose mesh root runs registered at the tracker (over HTTP
+// with TrackerURL, or straight into NATS with NATSURL), so peers learn the origin's QUIC and HTTP
+// addresses from their announce answers.
+func (o *Origin) registerStreams(ctx context.Context, mesh *meshSeeder) {
+	var client *trackerclient.Client
+	if o.cfg.TrackerURL != "" {
+		client = &trackerclient.Client{BaseURL: o.cfg.TrackerURL}
+	}
+	failing := map[string]bool{}
+	t := time.NewTicker(registerInterval)
+	defer t.Stop()
+	for {
+		for _, si := range o.Streams() {
+			addr, ok := mesh.meshAddr(si.Name)
+			if !ok || !si.Live {
+				continue
+			}
+			reg := proto.StreamRegistration{
+				Name:              si.Name,
+				PublicKey:         si.PublicKey,
+				QUICAddr:          o.advertisedAddr(addr),
+				HTTPURL:           o.PublicHTTPURL(),
+				Stripes:           o.cfg.Stripes,
+				SegmentDurationMs: o.cfg.SegmentDuration.Milliseconds(),
+				BitrateBps:        int64(si.BitrateBps),
+			}
+			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			var err error
+			if client != nil {
+				err = client.RegisterStream(rctx, reg)
+			} else if o.cfg.NATSURL != "" {
+				err = trackerclient.RegisterStreamNATS(rctx, o.cfg.NATSURL, reg)
+			}
+			cancel()
+			switch {
+			case err != nil && !failing[si.Name] && ctx.Err() == nil:
+				o.log.Warn("stream not registered at the tracker; peers cannot find the origin until it is",
+					"stream", si.Name, "err", err)
+				failing[si.Name] = true
+			case err == nil && (failing[si.Name] || !o.registered(si.Name)):
+				o.log.Info("stream registered at the tracker", "stream", si.Name, "quic", reg.QUICAddr, "http", reg.HTTPURL)
+				failing[si.Name] = false
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-mesh.started:
+		}
+	}
+}
+
+// registered remembers which streams were logged as registered, so the log says it once.
+func (o *Origin) registered(name string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.registeredOnce == nil {
+		o.registeredOnce = map[string]bool{}
+	}
+	was := o.registeredOnce[name]
+	o.registeredOnce[name] = true
+	return was
+}
+
+// advertisedAddr is the mesh address peers dial: the advertised host with the socket's port.
+func (o *Origin) advertisedAddr(a net.Addr) string {
+	_, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	return net.JoinHostPort(o.advertiseHost(), port)
+}
+
+// PublicHTTPURL is the base URL peers use for the CDN fallback.
+func (o *Origin) PublicHTTPURL() string {
+	if o.cfg.PublicHTTPURL != "" {
+		return o.cfg.PublicHTTPURL
+	}
+	_, port, _ := net.SplitHostPort(o.HTTPAddr().String())
+	return "http://" + net.JoinHostPort(o.advertiseHost(), port)
+}
+
+// advertiseHost is Config.Advertise, else the host the HTTP listener is bound to when that is a
+// specific address, else loopback (fine on one machine; other machines need --advertise).
+func (o *Origin) advertiseHost() string {
+	if o.cfg.Advertise != "" {
+		return o.cfg.Advertise
+	}
+	host, _, err := net.SplitHostPort(o.HTTPAddr().String())
+	if err == nil {
+		if ip := net.ParseIP(host); ip != nil && !ip.IsUnspecified() {
+			return host
+		}
+	}
+	return "127.0.0.1"
+}

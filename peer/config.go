@@ -1,0 +1,170 @@
+// Package peer is the viewer's node of the crowdsurf mesh: QUIC connections to neighbours, stripe
+// subscriptions (push), HAVE/REQUEST repair (pull), the CDN fallback over HTTP, the live window of
+// verified chunks and the local HLS endpoint a media player reads. The origin runs the same node in
+// root mode as the top of every stripe tree.
+package peer
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// Source says where a chunk came from, for accounting (offload) and for the OnChunk hook.
+type Source uint8
+
+const (
+	// SourcePeer is a chunk pushed or repaired by another viewer.
+	SourcePeer Source = iota + 1
+	// SourceOrigin is a chunk received over QUIC from the origin (the root node).
+	SourceOrigin
+	// SourceHTTP is a chunk fetched from the origin's HTTP endpoint (the CDN path).
+	SourceHTTP
+	// SourceLocal is a chunk handed in with Publish (root mode).
+	SourceLocal
+)
+
+func (s Source) String() string {
+	switch s {
+	case SourcePeer:
+		return "peer"
+	case SourceOrigin:
+		return "origin"
+	case SourceHTTP:
+		return "http"
+	case SourceLocal:
+		return "local"
+	}
+	return fmt.Sprintf("source(%d)", uint8(s))
+}
+
+// Announcer is the tracker as the node sees it; the default talks HTTP to Config.TrackerURL, tests
+// may pass their own.
+type Announcer interface {
+	Announce(ctx context.Context, req proto.AnnounceRequest) (proto.AnnounceResponse, error)
+}
+
+// Config configures a Node. Zero values take the defaults documented on each field.
+type Config struct {
+	// Stream is the stream name (required).
+	Stream string
+	// OriginKey verifies every chunk (required, unless Root).
+	OriginKey ed25519.PublicKey
+	// PacketConn is the mesh UDP socket; one quic.Transport on it listens and dials (required).
+	PacketConn net.PacketConn
+	// HTTPListener serves the local HLS endpoint, /stats, /healthz and /metrics; nil = none.
+	HTTPListener net.Listener
+
+	// TrackerURL is the tracker's base URL; empty = no tracker (use Bootstrap).
+	TrackerURL string
+	// Announcer overrides the HTTP tracker client (tests).
+	Announcer Announcer
+	// Bootstrap lists static neighbour QUIC addresses (host:port), dialled and re-dialled until connected.
+	Bootstrap []string
+	// OriginHTTP is the base URL of the origin's HLS/chunk endpoint for the CDN fallback, e.g.
+	// http://127.0.0.1:8080; empty = learned from the tracker.
+	OriginHTTP string
+	// OriginQUIC is the origin's mesh address; empty = learned from the tracker.
+	OriginQUIC string
+	// HTTPClient fetches fallback chunks and the origin playlist (default: 5 s timeout).
+	HTTPClient *http.Client
+
+	// Stripes is the stripe count (default 4).
+	Stripes int
+	// MaxUploadBps is the upload budget in bits/s; 0 = auto, three times the stream bitrate.
+	MaxUploadBps int64
+	// Root runs the node as the origin's root: depth 0 on every stripe, never subscribes nor falls
+	// back, and accepts at most SeedCopies children per stripe.
+	Root bool
+	// SeedCopies is the root's child limit per stripe (default 2).
+	SeedCopies int
+	// MaxNeighbours bounds the connections the node dials (default 8). It accepts up to twice as many.
+	MaxNeighbours int
+	// PlaylistLength is the number of segments in the local playlist (default 6).
+	PlaylistLength int
+	// TargetDuration is the nominal segment duration until measured (default 2 s).
+	TargetDuration time.Duration
+	// FallbackDelay is how long a segment may stay incomplete after the swarm moved to the next one
+	// before its missing chunks are fetched over HTTP (default TargetDuration/4).
+	FallbackDelay time.Duration
+	// RepairWait is how long after a neighbour's HAVE a missing chunk is requested (default 300 ms).
+	RepairWait time.Duration
+	// ParentTimeout is how long a parent may stay silent on its stripe while the stripe's chunks
+	// are known to exist before we re-subscribe elsewhere (default 1 s).
+	ParentTimeout time.Duration
+
+	// OnChunk, when set, is called from the node loop for every new verified chunk; it must not block.
+	OnChunk func(id proto.ChunkID, from Source, at time.Time)
+
+	Logger   *slog.Logger
+	Registry *prometheus.Registry
+}
+
+// ErrConfig means the Config misses a required field or holds an absurd value.
+var ErrConfig = errors.New("peer: bad config")
+
+func (c Config) withDefaults() (Config, error) {
+	if err := proto.ValidStreamName(c.Stream); err != nil {
+		return c, fmt.Errorf("%w: stream: %w", ErrConfig, err)
+	}
+	if !c.Root && len(c.OriginKey) != ed25519.PublicKeySize {
+		return c, fmt.Errorf("%w: origin key of %d bytes; pass the key from the watch link", ErrConfig, len(c.OriginKey))
+	}
+	if c.PacketConn == nil {
+		return c, fmt.Errorf("%w: no PacketConn for the mesh", ErrConfig)
+	}
+	if c.Stripes == 0 {
+		c.Stripes = 4
+	}
+	if c.Stripes < 1 || c.Stripes > proto.MaxStripes {
+		return c, fmt.Errorf("%w: stripes %d must be 1 to %d", ErrConfig, c.Stripes, proto.MaxStripes)
+	}
+	if c.MaxUploadBps < 0 {
+		return c, fmt.Errorf("%w: negative upload budget", ErrConfig)
+	}
+	if c.SeedCopies <= 0 {
+		c.SeedCopies = 2
+	}
+	if c.MaxNeighbours <= 0 {
+		c.MaxNeighbours = 8
+	}
+	if c.PlaylistLength <= 0 {
+		c.PlaylistLength = 6
+	}
+	if c.TargetDuration <= 0 {
+		c.TargetDuration = 2 * time.Second
+	}
+	if c.RepairWait <= 0 {
+		c.RepairWait = 300 * time.Millisecond
+	}
+	if c.ParentTimeout <= 0 {
+		c.ParentTimeout = time.Second
+	}
+	c.OriginHTTP = strings.TrimRight(c.OriginHTTP, "/")
+	if c.OriginHTTP != "" {
+		if u, err := url.Parse(c.OriginHTTP); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
+			return c, fmt.Errorf("%w: origin HTTP %q is not an http(s) URL", ErrConfig, c.OriginHTTP)
+		}
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 5 * time.Second}
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	return c, nil
+}

@@ -1,0 +1,434 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// Application error codes we close connections and streams with.
+const (
+	codeGoodbye   quic.ApplicationErrorCode = 0 // orderly leave
+	codeViolation quic.ApplicationErrorCode = 1 // bad chunk, oversized frame, malformed message
+	codeRejected  quic.ApplicationErrorCode = 2 // wrong stream, version, duplicate, banned, full
+	codeLate      quic.StreamErrorCode      = 1 // a push abandoned past its deadline
+)
+
+const (
+	handshakeTimeout = 3 * time.Second
+	pushDeadline     = time.Second // a chunk push that takes longer is abandoned
+	pushWorkers      = 4
+	pushQueueLen     = 512
+	controlQueueLen  = 1024
+	chunkReadTimeout = 5 * time.Second
+)
+
+// ErrProtocol means a neighbour broke the mesh protocol; it is disconnected and banned.
+var ErrProtocol = errors.New("mesh protocol violation")
+
+// neighbour is one QUIC connection to another node. The fields above the line are fixed at the
+// handshake; the loop-owned ones are touched only by the node loop; the queues are the way other
+// goroutines talk to the connection.
+type neighbour struct {
+	id       uint64 // local, never reused
+	conn     *quic.Conn
+	ctrl     *quic.Stream
+	peerID   [16]byte
+	addr     string // remote UDP address; a node dials and listens on one socket, so this is its mesh address
+	dialAddr string // the address we dialled, when we dialled
+	dialled  bool
+	origin   bool // the remote is a root (depth 0 on every stripe)
+	hello    *proto.Hello
+
+	// loop-owned
+	depths      []uint8
+	freeSlots   int
+	has         map[chunkKey]struct{}
+	outstanding int
+	connectedAt time.Time
+	gone        bool
+
+	ctrlQueue  chan proto.Message
+	writerDone chan struct{}
+	pushQueue  chan queuedPush
+
+	mu        sync.Mutex // guards cancelled: the loop adds, pushers check
+	cancelled map[chunkKey]struct{}
+}
+
+func (nb *neighbour) String() string { return fmt.Sprintf("%x@%s", nb.peerID[:4], nb.addr) }
+
+// send queues a control message without blocking the loop. A neighbour that cannot take a
+// thousand queued messages is hopelessly slow; it is cut off.
+func (nb *neighbour) send(m proto.Message) {
+	select {
+	case nb.ctrlQueue <- m:
+	default:
+		_ = nb.conn.CloseWithError(codeRejected, "control queue overflow")
+	}
+}
+
+// queuedPush is a chunk waiting for a pusher, with the time it was queued.
+type queuedPush struct {
+	c  *proto.Chunk
+	at time.Time
+}
+
+// push queues a chunk for pushing; when the queue is full the chunk is dropped and the neighbour
+// will repair it (or fall back), which beats stalling everything behind a slow link.
+func (nb *neighbour) push(c *proto.Chunk) bool {
+	select {
+	case nb.pushQueue <- queuedPush{c: c, at: time.Now()}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (nb *neighbour) cancel(k chunkKey) {
+	nb.mu.Lock()
+	if len(nb.cancelled) < 4096 {
+		nb.cancelled[k] = struct{}{}
+	}
+	nb.mu.Unlock()
+}
+
+func (nb *neighbour) takeCancelled(k chunkKey) bool {
+	nb.mu.Lock()
+	defer nb.mu.Unlock()
+	if _, ok := nb.cancelled[k]; ok {
+		delete(nb.cancelled, k)
+		return true
+	}
+	return false
+}
+
+// writeMessage writes one control message frame.
+func writeMessage(w io.Writer, m proto.Message) error {
+	_, err := w.Write(m.Append(make([]byte, 0, 64)))
+	return err
+}
+
+// readMessage reads one control message frame, never allocating more than proto.MaxMessageSize.
+func readMessage(r io.Reader, buf []byte) (proto.Message, error) {
+	const hdr = 3
+	if _, err := io.ReadFull(r, buf[:hdr]); err != nil {
+		return nil, err
+	}
+	n := int(buf[1])<<8 | int(buf[2])
+	if _, err := io.ReadFull(r, buf[hdr:hdr+n]); err != nil {
+		return nil, err
+	}
+	m, _, err := proto.ParseMessage(buf[:hdr+n])
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
+	}
+	return m, nil
+}
+
+// handshake exchanges HELLOs on the control stream and checks the remote's: same stream, a common
+// version, a sane stripe count.
+func (n *Node) handshake(nb *neighbour, dialler bool) error {
+	_ = nb.ctrl.SetDeadline(time.Now().Add(handshakeTimeout))
+	defer nb.ctrl.SetDeadline(time.Time{})
+	local := n.localHello()
+	if dialler {
+		if err := writeMessage(nb.ctrl, local); err != nil {
+			return fmt.Errorf("send hello: %w", err)
+		}
+	}
+	buf := make([]byte, 3+proto.MaxMessageSize)
+	m, err := readMessage(nb.ctrl, buf)
+	if err != nil {
+		return fmt.Errorf("read hello: %w", err)
+	}
+	remote, ok := m.(*proto.Hello)
+	if !ok {
+		return fmt.Errorf("%w: first message is %s, not HELLO", ErrProtocol, m.Type())
+	}
+	if !dialler {
+		if err := writeMessage(nb.ctrl, local); err != nil {
+			return fmt.Errorf("send hello: %w", err)
+		}
+	}
+	if _, err := proto.Negotiate(local, remote); err != nil {
+		_ = writeMessage(nb.ctrl, &proto.Goodbye{Reason: err.Error()})
+		return err
+	}
+	if remote.Stream != n.cfg.Stream {
+		err := fmt.Errorf("peer watches %q, we watch %q", remote.Stream, n.cfg.Stream)
+		_ = writeMessage(nb.ctrl, &proto.Goodbye{Reason: err.Error()})
+		return err
+	}
+	if len(remote.Depths) != n.cfg.Stripes {
+		err := fmt.Errorf("peer uses %d stripes, we use %d", len(remote.Depths), n.cfg.Stripes)
+		_ = writeMessage(nb.ctrl, &proto.Goodbye{Reason: err.Error()})
+		return err
+	}
+	if remote.PeerID == n.id {
+		return errors.New("connected to ourselves")
+	}
+	nb.hello = remote
+	nb.peerID = remote.PeerID
+	nb.depths = append([]uint8(nil), remote.Depths...)
+	nb.freeSlots = int(remote.FreeSlots)
+	nb.origin = true
+	for _, d := range remote.Depths {
+		if d != 0 {
+			nb.origin = false
+		}
+	}
+	return nil
+}
+
+func (n *Node) newNeighbour(conn *quic.Conn, ctrl *quic.Stream, dialled bool) *neighbour {
+	return &neighbour{
+		id:         n.nextConnID.Add(1),
+		conn:       conn,
+		ctrl:       ctrl,
+		addr:       conn.RemoteAddr().String(),
+		dialled:    dialled,
+		has:        make(map[chunkKey]struct{}),
+		ctrlQueue:  make(chan proto.Message, controlQueueLen),
+		writerDone: make(chan struct{}),
+		pushQueue:  make(chan queuedPush, pushQueueLen),
+		cancelled:  make(map[chunkKey]struct{}),
+	}
+}
+
+// dial connects to addr and hands the connection to the loop (or reports the failure).
+func (n *Node) dial(ctx context.Context, addr string) {
+	err := func() error {
+		udp, err := net.ResolveUDPAddr("udp", addr)
+		if err != nil {
+			return err
+		}
+		dctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+		defer cancel()
+		conn, err := n.tr.Dial(dctx, udp, n.tlsClient, n.quicConf)
+		if err != nil {
+			return err
+		}
+		ctrl, err := conn.OpenStreamSync(dctx)
+		if err != nil {
+			_ = conn.CloseWithError(codeRejected, "no control stream")
+			return err
+		}
+		nb := n.newNeighbour(conn, ctrl, true)
+		nb.dialAddr = addr
+		if err := n.handshake(nb, true); err != nil {
+			_ = conn.CloseWithError(codeRejected, clip(err.Error()))
+			return err
+		}
+		n.startConn(ctx, nb)
+		return nil
+	}()
+	if err != nil {
+		n.emit(ctx, evDialFailed{addr: addr, err: err})
+	}
+}
+
+// acceptLoop takes incoming connections until the listener closes.
+func (n *Node) acceptLoop(ctx context.Context) {
+	for {
+		conn, err := n.ln.Accept(ctx)
+		if err != nil {
+			return
+		}
+		n.wg.Go(func() {
+			hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
+			defer cancel()
+			ctrl, err := conn.AcceptStream(hctx)
+			if err != nil {
+				_ = conn.CloseWithError(codeRejected, "no control stream")
+				return
+			}
+			nb := n.newNeighbour(conn, ctrl, false)
+			if err := n.handshake(nb, false); err != nil {
+				n.log.Debug("inbound handshake failed", "remote", nb.addr, "error", err)
+				_ = conn.CloseWithError(codeRejected, clip(err.Error()))
+				return
+			}
+			n.startConn(ctx, nb)
+		})
+	}
+}
+
+// startConn registers a handshaken connection with the loop, then runs its goroutines. The loop
+// sees evConnUp before any event of the connection, because the goroutines start after the loop
+// took it.
+func (n *Node) startConn(ctx context.Context, nb *neighbour) {
+	if !n.emit(ctx, evConnUp{nb: nb}) {
+		_ = nb.conn.CloseWithError(codeGoodbye, "shutting down")
+		return
+	}
+	n.wg.Go(func() { n.controlWriter(nb) })
+	for range pushWorkers {
+		n.wg.Go(func() { n.pusher(ctx, nb) })
+	}
+	n.wg.Go(func() { n.uniAcceptor(ctx, nb) })
+	n.wg.Go(func() {
+		err := n.controlReader(ctx, nb)
+		n.emit(ctx, evConnDown{nb: nb, err: err})
+	})
+}
+
+func (n *Node) controlReader(ctx context.Context, nb *neighbour) error {
+	buf := make([]byte, 3+proto.MaxMessageSize)
+	for {
+		m, err := readMessage(nb.ctrl, buf)
+		if err != nil {
+			if errors.Is(err, ErrProtocol) {
+				_ = nb.conn.CloseWithError(codeViolation, clip(err.Error()))
+				n.emit(ctx, evBan{nb: nb, reason: err})
+			}
+			_ = nb.conn.CloseWithError(codeGoodbye, "control stream ended")
+			return err
+		}
+		if !n.emit(ctx, evMessage{nb: nb, msg: m}) {
+			return ctx.Err()
+		}
+	}
+}
+
+// controlWriter writes queued control messages. It stops when the connection closes, not when
+// the node's context ends, so the GOODBYE queued at shutdown still goes out.
+func (n *Node) controlWriter(nb *neighbour) {
+	defer close(nb.writerDone)
+	for {
+		select {
+		case <-nb.conn.Context().Done():
+			return
+		case m := <-nb.ctrlQueue:
+			_ = nb.ctrl.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			if err := writeMessage(nb.ctrl, m); err != nil {
+				_ = nb.conn.CloseWithError(codeGoodbye, "control write failed")
+				return
+			}
+			if _, bye := m.(*proto.Goodbye); bye {
+				_ = nb.ctrl.Close()
+				return
+			}
+		}
+	}
+}
+
+// pusher writes queued chunks, each on its own unidirectional stream. Several run per connection
+// so one slow chunk does not hold back the next.
+func (n *Node) pusher(ctx context.Context, nb *neighbour) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-nb.conn.Context().Done():
+			return
+		case q := <-nb.pushQueue:
+			c := q.c
+			if nb.takeCancelled(chunkKey{c.ID.Seq, c.ID.Index}) || n.tooOld(c.ID.Seq) {
+				continue
+			}
+			// A chunk that waited past its deadline in our queue (our uplink is saturated) is
+			// dropped: the receiver repairs or falls back, and the chunks behind it catch up.
+			if time.Since(q.at) > pushDeadline {
+				n.stats.pushDropped.Add(1)
+				continue
+			}
+			if err := n.pushChunk(ctx, nb, c); err != nil {
+				n.log.Debug("push failed", "peer", nb.String(), "chunk", c.ID.String(), "error", err)
+			}
+		}
+	}
+}
+
+// tooOld reports whether a chunk belongs to a segment older than the newest two: a player is
+// past it, so pushing it only steals bandwidth from chunks that still matter.
+func (n *Node) tooOld(seq uint64) bool {
+	newest, ok := n.window.Newest()
+	return ok && seq+2 < newest
+}
+
+func (n *Node) pushChunk(ctx context.Context, nb *neighbour, c *proto.Chunk) error {
+	octx, cancel := context.WithTimeout(ctx, pushDeadline)
+	defer cancel()
+	s, err := nb.conn.OpenUniStreamSync(octx)
+	if err != nil {
+		return err
+	}
+	_ = s.SetWriteDeadline(time.Now().Add(pushDeadline))
+	frame := c.Append(make([]byte, 0, c.Len()))
+	if _, err := s.Write(frame); err != nil {
+		s.CancelWrite(codeLate)
+		return err
+	}
+	if err := s.Close(); err != nil {
+		return err
+	}
+	n.stats.bytesToPeers.Add(int64(len(frame)))
+	n.metrics.bytesSent.Add(float64(len(frame)))
+	return nil
+}
+
+// uniAcceptor takes the neighbour's chunk streams; each is read and verified in its own goroutine
+// so verification runs on all cores and a slow stream does not block the others.
+func (n *Node) uniAcceptor(ctx context.Context, nb *neighbour) {
+	for {
+		s, err := nb.conn.AcceptUniStream(ctx)
+		if err != nil {
+			return
+		}
+		n.wg.Go(func() { n.readChunk(ctx, nb, s) })
+	}
+}
+
+func (n *Node) readChunk(ctx context.Context, nb *neighbour, s *quic.ReceiveStream) {
+	_ = s.SetReadDeadline(time.Now().Add(chunkReadTimeout))
+	b, err := io.ReadAll(io.LimitReader(s, proto.MaxChunkFrame+1))
+	if err != nil {
+		return // abandoned by the sender (late) or the connection went away: not the peer's fault
+	}
+	at := time.Now()
+	if len(b) > proto.MaxChunkFrame {
+		s.CancelRead(0)
+		n.reject(ctx, nb, fmt.Errorf("%w: chunk frame over %d bytes", ErrProtocol, proto.MaxChunkFrame))
+		return
+	}
+	c, used, err := proto.ParseChunk(b)
+	if err == nil && used != len(b) {
+		err = fmt.Errorf("%w: %d bytes after the chunk frame", proto.ErrMalformed, len(b)-used)
+	}
+	if err == nil && c.ID.Stream != n.cfg.Stream {
+		err = fmt.Errorf("chunk of stream %q", c.ID.Stream)
+	}
+	if err == nil {
+		err = c.Verify(n.cfg.OriginKey)
+	}
+	if err != nil {
+		n.reject(ctx, nb, fmt.Errorf("%w: %w", ErrProtocol, err))
+		return
+	}
+	n.emit(ctx, evChunk{nb: nb, c: c, size: len(b), at: at})
+}
+
+// reject counts a bad chunk, disconnects the neighbour that sent it and has the loop ban it.
+func (n *Node) reject(ctx context.Context, nb *neighbour, err error) {
+	n.stats.chunksRejected.Add(1)
+	n.metrics.chunksRejected.Inc()
+	n.log.Warn("bad chunk from peer; disconnecting and banning it", "peer", nb.String(), "error", err)
+	_ = nb.conn.CloseWithError(codeViolation, clip(err.Error()))
+	n.emit(ctx, evBan{nb: nb, reason: err})
+}
+
+func clip(s string) string {
+	if len(s) > 200 {
+		return s[:200]
+	}
+	return s
+}

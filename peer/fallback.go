@@ -1,0 +1,194 @@
+package peer
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// The CDN path: chunks the swarm could not deliver in time are fetched from the origin's HTTP
+// endpoint, each at its own immutable URL, and verified like any other chunk.
+
+// ErrNotFound means the origin does not have (yet, or any more) what we asked for.
+var ErrNotFound = errors.New("not found at the origin")
+
+const (
+	fetchParallel = 4
+	// maxTailChunks bounds how far past the highest known index a fetch walks looking for the
+	// segment's last chunk.
+	maxTailChunks = 4096
+	maxPlaylist   = 1 << 20
+)
+
+// fetchJob asks for some chunks of one segment: the listed indexes, and when the segment's
+// length is unknown, every index from tailFrom on until the last chunk.
+type fetchJob struct {
+	base, stream string
+	seq          uint64
+	indexes      []uint32
+	tailFrom     int // -1: the chunk count is known
+}
+
+func chunkURL(base, stream string, seq uint64, index uint32) string {
+	return fmt.Sprintf("%s/live/%s/%d/%d.chunk", base, stream, seq, index)
+}
+
+// runFetch runs one job and reports each verified chunk and the end to the loop.
+func (n *Node) runFetch(ctx context.Context, job fetchJob) {
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+		sem      = make(chan struct{}, fetchParallel)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		if firstErr == nil {
+			firstErr = err
+		}
+		mu.Unlock()
+	}
+	for _, idx := range job.indexes {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			wg.Wait()
+			return
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if _, err := n.fetchChunk(ctx, job, idx); err != nil {
+				fail(err)
+			}
+		})
+	}
+	if job.tailFrom >= 0 {
+		for idx := uint32(job.tailFrom); idx < uint32(job.tailFrom)+maxTailChunks; idx++ {
+			c, err := n.fetchChunk(ctx, job, idx)
+			if err != nil {
+				fail(err)
+				break
+			}
+			if c.Last() {
+				break
+			}
+		}
+	}
+	wg.Wait()
+	n.emit(ctx, evFetchDone{seq: job.seq, err: firstErr})
+}
+
+func (n *Node) fetchChunk(ctx context.Context, job fetchJob, idx uint32) (*proto.Chunk, error) {
+	if c, ok := n.window.Chunk(job.seq, idx); ok {
+		return c, nil // arrived from the swarm meanwhile
+	}
+	url := chunkURL(job.base, job.stream, job.seq, idx)
+	b, err := n.httpGet(ctx, url, proto.MaxChunkFrame)
+	if err != nil {
+		return nil, err
+	}
+	c, used, err := proto.ParseChunk(b)
+	if err == nil && (used != len(b) || c.ID.Stream != job.stream || c.ID.Seq != job.seq || c.ID.Index != idx) {
+		err = fmt.Errorf("%w: %s holds chunk %s", proto.ErrMalformed, url, c.ID)
+	}
+	if err == nil {
+		err = c.Verify(n.cfg.OriginKey)
+	}
+	if err != nil {
+		// Not a neighbour to ban: count it and let the playlist move on if it never verifies.
+		n.stats.chunksRejected.Add(1)
+		n.metrics.chunksRejected.Inc()
+		return nil, fmt.Errorf("fallback %s: %w", url, err)
+	}
+	n.emit(ctx, evChunk{c: c, size: len(b), at: time.Now()})
+	return c, nil
+}
+
+// httpGet fetches url and returns at most limit bytes of its body; a longer body is an error.
+func (n *Node) httpGet(ctx context.Context, url string, limit int) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := n.cfg.HTTPClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, fmt.Errorf("%s: %w", url, ErrNotFound)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: HTTP %s", url, resp.Status)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", url, err)
+	}
+	if len(b) > limit {
+		return nil, fmt.Errorf("%s: %w: body over %d bytes", url, proto.ErrTooLarge, limit)
+	}
+	return b, nil
+}
+
+// playlistPoller reads the origin's playlist while the loop wants it (joining, no parent, or a
+// silent mesh), so the node knows the live edge without any neighbour.
+func (n *Node) playlistPoller(ctx context.Context) {
+	interval := max(n.cfg.TargetDuration/4, 100*time.Millisecond)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if base := n.originHTTP.Load(); base != nil && n.wantPlaylist.Load() {
+			url := *base + "/live/" + n.cfg.Stream + "/index.m3u8"
+			if b, err := n.httpGet(ctx, url, maxPlaylist); err == nil {
+				if seqs := playlistSeqs(b); len(seqs) > 0 {
+					n.emit(ctx, evPlaylist{seqs: seqs})
+				}
+			} else {
+				n.log.Debug("origin playlist", "error", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// playlistSeqs reads the media sequence numbers of a crowdsurf origin playlist: its segment URIs
+// are "SEQ.ts". Lines that are not such URIs are skipped.
+func playlistSeqs(b []byte) []uint64 {
+	var seqs []uint64
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if i := strings.LastIndexByte(line, '/'); i >= 0 {
+			line = line[i+1:]
+		}
+		if i := strings.IndexByte(line, '?'); i >= 0 {
+			line = line[:i]
+		}
+		name, ok := strings.CutSuffix(line, ".ts")
+		if !ok {
+			continue
+		}
+		if seq, err := strconv.ParseUint(name, 10, 64); err == nil {
+			seqs = append(seqs, seq)
+		}
+	}
+	return seqs
+}

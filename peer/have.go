@@ -1,0 +1,76 @@
+package peer
+
+import (
+	"slices"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// HAVE: telling neighbours, in batches of ranges, which chunks we hold.
+
+// haveRanges turns held chunk keys into HAVE ranges.
+func haveRanges(keys []chunkKey) []proto.ChunkRange {
+	slices.SortFunc(keys, func(a, b chunkKey) int {
+		if a.seq != b.seq {
+			if a.seq < b.seq {
+				return -1
+			}
+			return 1
+		}
+		return int(int64(a.index) - int64(b.index))
+	})
+	var out []proto.ChunkRange
+	for _, k := range keys {
+		if n := len(out); n > 0 {
+			last := &out[n-1]
+			if last.Seq == k.seq && last.First+last.Count == k.index {
+				last.Count++
+				continue
+			}
+			if last.Seq == k.seq && k.index < last.First+last.Count {
+				continue // duplicate
+			}
+		}
+		out = append(out, proto.ChunkRange{Seq: k.seq, First: k.index, Count: 1})
+	}
+	return out
+}
+
+func haveMessages(ranges []proto.ChunkRange) []proto.Message {
+	var out []proto.Message
+	for len(ranges) > 0 {
+		n := min(len(ranges), proto.MaxHaveRanges)
+		out = append(out, &proto.Have{Ranges: ranges[:n]})
+		ranges = ranges[n:]
+	}
+	return out
+}
+
+func (l *loop) windowRanges() []proto.ChunkRange {
+	var keys []chunkKey
+	for _, seq := range l.n.window.Seqs() {
+		st, ok := l.n.window.State(seq)
+		if !ok {
+			continue
+		}
+		for i, h := range st.Have {
+			if h {
+				keys = append(keys, chunkKey{seq, uint32(i)})
+			}
+		}
+	}
+	return haveRanges(keys)
+}
+
+func (l *loop) flushHave() {
+	if len(l.newHave) == 0 {
+		return
+	}
+	msgs := haveMessages(haveRanges(l.newHave))
+	l.newHave = l.newHave[:0]
+	for _, nb := range l.nbs {
+		for _, m := range msgs {
+			nb.send(m)
+		}
+	}
+}

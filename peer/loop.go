@@ -1,0 +1,394 @@
+package peer
+
+import (
+	"context"
+	"encoding/hex"
+	"net"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// Events the node's goroutines send to the loop.
+type (
+	event      any
+	evConnUp   struct{ nb *neighbour }
+	evConnDown struct {
+		nb  *neighbour
+		err error
+	}
+	evDialFailed struct {
+		addr string
+		err  error
+	}
+	evMessage struct {
+		nb  *neighbour
+		msg proto.Message
+	}
+	// evChunk carries a verified chunk: from a neighbour (nb set) or the CDN path (nb nil).
+	evChunk struct {
+		nb   *neighbour
+		c    *proto.Chunk
+		size int
+		at   time.Time
+	}
+	evBan struct {
+		nb     *neighbour
+		reason error
+	}
+	evFetchDone struct {
+		seq uint64
+		err error
+	}
+	evPlaylist struct{ seqs []uint64 }
+	evAnnounce struct{ resp proto.AnnounceResponse }
+)
+
+const (
+	tickInterval     = 50 * time.Millisecond
+	haveEvery        = 3 // ticks: HAVE batches go out every 150 ms
+	subscribeTimeout = time.Second
+	refuseBackoff    = 2 * time.Second
+	stallPenalty     = 5 * time.Second
+	requestTimeout   = 800 * time.Millisecond
+	freshRequest     = 200 * time.Millisecond // a REQUEST younger than this keeps its chunk off the CDN
+	maxOutstanding   = 32
+	fetchRetry       = 500 * time.Millisecond
+	maxFetchJobs     = 3
+	dialBackoff      = 2 * time.Second
+	joinWindow       = 3 * time.Second
+	joinSegments     = 3
+	// repairSpan is how many segments behind the newest known one repair and fallback look at.
+	repairSpan = 4
+	// abandonLag is how far the swarm must have moved past an incomplete segment, after fallback
+	// failed twice, before we give up on it so the playlist can move on.
+	abandonLag = 3
+	// haveSeqAhead bounds how far past the newest seq we know a neighbour's (unverified) HAVE may
+	// point, so a lying neighbour cannot drag our idea of the live edge into the future.
+	haveSeqAhead   = 2
+	maxHaveIndexes = 8192
+	// repairBurst lets a few chunks of repair go out at once (bytes).
+	repairBurst = 4 * 16 << 10
+	// repairWaitPerLevel is added to RepairWait for each level of depth below the first: a
+	// push takes longer to reach a deep node, and asking early only duplicates it.
+	repairWaitPerLevel = 100 * time.Millisecond
+)
+
+// stripeState is the loop's view of one stripe: our parent and depth, and our children.
+type stripeState struct {
+	parent           *neighbour
+	depth            uint8
+	parentSince      time.Time
+	lastFromParent   time.Time
+	undeliveredSince time.Time // we learned of a chunk the parent did not push; zero = none
+	pendingSub       *neighbour
+	pendingAt        time.Time
+	refused          map[uint64]time.Time // neighbour id -> not before
+	children         map[uint64]*neighbour
+	newest           chunkKey // newest chunk of the stripe we hold
+	hasNewest        bool
+}
+
+type pendingReq struct {
+	nb *neighbour
+	at time.Time
+}
+
+// loop owns the node's state; every method runs on the loop goroutine.
+type loop struct {
+	n   *Node
+	cfg Config
+	ctx context.Context // the node's; the loop starts goroutines with it
+	now time.Time
+
+	nbs           map[uint64]*neighbour
+	byPeer        map[[16]byte]*neighbour
+	dialing       map[string]bool
+	dialNotBefore map[string]time.Time
+	candidates    []string // from the tracker
+	bannedPeers   map[[16]byte]bool
+	bannedAddrs   map[string]bool
+	selfAddr      string
+
+	stripes []*stripeState
+
+	pending      map[chunkKey]*pendingReq
+	tried        map[chunkKey]map[uint64]bool
+	advertised   map[uint64]map[uint32]time.Time // chunks neighbours hold that we miss, when first heard of
+	seqKnown     map[uint64]time.Time            // when we first learned a seq exists
+	known        bool
+	verifiedEdge bool   // the live edge was confirmed by a verified chunk or the origin
+	newest       uint64 // newest seq known to exist anywhere
+	startSeq     uint64 // the oldest seq we try to get (set on the first sight of the live edge)
+
+	newHave []chunkKey
+
+	fetching      map[uint64]bool
+	lastFetch     map[uint64]time.Time
+	fetchAttempts map[uint64]int
+	fromHTTP      map[uint64]bool
+
+	joinedAt        time.Time
+	joining         bool
+	lastChunkAt     time.Time
+	unattachedSince time.Time
+
+	originHTTP  string
+	originQUIC  string
+	statusDirty bool
+	bitrate     int64
+	targetDur   time.Duration
+	repairLimit *rate.Limiter // bytes/s of chunks sent in answer to REQUESTs
+	ticks       int
+}
+
+func newLoop(n *Node) *loop {
+	l := &loop{
+		n:             n,
+		cfg:           n.cfg,
+		now:           time.Now(),
+		nbs:           make(map[uint64]*neighbour),
+		byPeer:        make(map[[16]byte]*neighbour),
+		dialing:       make(map[string]bool),
+		dialNotBefore: make(map[string]time.Time),
+		bannedPeers:   make(map[[16]byte]bool),
+		bannedAddrs:   make(map[string]bool),
+		selfAddr:      n.Addr().String(),
+		pending:       make(map[chunkKey]*pendingReq),
+		tried:         make(map[chunkKey]map[uint64]bool),
+		advertised:    make(map[uint64]map[uint32]time.Time),
+		seqKnown:      make(map[uint64]time.Time),
+		fetching:      make(map[uint64]bool),
+		lastFetch:     make(map[uint64]time.Time),
+		fetchAttempts: make(map[uint64]int),
+		fromHTTP:      make(map[uint64]bool),
+		joining:       !n.cfg.Root,
+		originHTTP:    n.cfg.OriginHTTP,
+		originQUIC:    normalizeAddr(n.cfg.OriginQUIC),
+		targetDur:     n.cfg.TargetDuration,
+	}
+	l.joinedAt = l.now
+	l.unattachedSince = l.now
+	l.repairLimit = rate.NewLimiter(0, repairBurst)
+	for range n.cfg.Stripes {
+		st := &stripeState{
+			depth:    proto.NoDepth,
+			refused:  make(map[uint64]time.Time),
+			children: make(map[uint64]*neighbour),
+		}
+		if n.cfg.Root {
+			st.depth = 0
+		}
+		l.stripes = append(l.stripes, st)
+	}
+	l.updateRepairLimit()
+	return l
+}
+
+func normalizeAddr(a string) string {
+	if a == "" {
+		return ""
+	}
+	if u, err := net.ResolveUDPAddr("udp", a); err == nil {
+		return u.String()
+	}
+	return a
+}
+
+func (l *loop) run(ctx context.Context) {
+	l.ctx = ctx
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
+	l.tick()
+	for {
+		select {
+		case <-ctx.Done():
+			l.shutdown()
+			return
+		case ev := <-l.n.events:
+			l.now = time.Now()
+			l.handle(ctx, ev)
+		case c := <-l.n.publishCh:
+			l.now = time.Now()
+			l.onChunk(nil, c, c.Len(), SourceLocal)
+		case <-tick.C:
+			l.now = time.Now()
+			l.tick()
+		}
+	}
+}
+
+func (l *loop) handle(ctx context.Context, ev event) {
+	switch ev := ev.(type) {
+	case evConnUp:
+		l.onConnUp(ev.nb)
+	case evConnDown:
+		l.dropNeighbour(ev.nb, "connection closed")
+	case evDialFailed:
+		delete(l.dialing, ev.addr)
+		l.dialNotBefore[ev.addr] = l.now.Add(dialBackoff)
+		l.n.log.Debug("dial failed", "addr", ev.addr, "error", ev.err)
+	case evMessage:
+		if !ev.nb.gone {
+			l.onMessage(ev.nb, ev.msg)
+		}
+	case evChunk:
+		src := SourceHTTP
+		if ev.nb != nil {
+			src = SourcePeer
+			if ev.nb.origin {
+				src = SourceOrigin
+			}
+		}
+		l.onChunk(ev.nb, ev.c, ev.size, src)
+	case evBan:
+		l.ban(ev.nb, ev.reason)
+	case evFetchDone:
+		delete(l.fetching, ev.seq)
+		l.lastFetch[ev.seq] = l.now
+		l.fetchAttempts[ev.seq]++
+		if ev.err != nil {
+			l.n.log.Debug("fallback fetch failed", "seq", ev.seq, "error", ev.err)
+		}
+	case evPlaylist:
+		l.onPlaylist(ev.seqs)
+	case evAnnounce:
+		l.onAnnounce(ctx, ev.resp)
+	}
+}
+
+func (l *loop) tick() {
+	ctx := l.ctx
+	if !l.cfg.Root {
+		l.maintainStripes()
+		l.repair()
+		l.fallback(ctx)
+		l.updateJoining()
+	}
+	l.dialMore(ctx)
+	l.ticks++
+	if l.ticks%haveEvery == 0 {
+		l.flushHave()
+	}
+	if l.statusDirty {
+		l.broadcastStatus()
+	}
+	if l.ticks%20 == 0 {
+		l.prune()
+		l.updateRepairLimit()
+	}
+	meshSilent := l.lastChunkAt.IsZero() || l.now.Sub(l.lastChunkAt) > 2*l.targetDur
+	unattached := !l.unattachedSince.IsZero() && l.now.Sub(l.unattachedSince) > l.cfg.ParentTimeout
+	l.n.wantPlaylist.Store(!l.cfg.Root && (l.joining || unattached || meshSilent))
+	l.publishTopology()
+}
+
+// prune forgets what is older than the window.
+func (l *loop) prune() {
+	if !l.known {
+		return
+	}
+	keep := uint64(l.n.window.Config().Keep)
+	if l.newest < keep {
+		return
+	}
+	low := l.newest - keep
+	old := func(seq uint64) bool { return seq < low }
+	for _, nb := range l.nbs {
+		for k := range nb.has {
+			if old(k.seq) {
+				delete(nb.has, k)
+			}
+		}
+	}
+	for seq := range l.advertised {
+		if old(seq) {
+			delete(l.advertised, seq)
+		}
+	}
+	for seq := range l.seqKnown {
+		if old(seq) {
+			delete(l.seqKnown, seq)
+		}
+	}
+	for k, p := range l.pending {
+		if old(k.seq) {
+			p.nb.outstanding--
+			delete(l.pending, k)
+		}
+	}
+	for k := range l.tried {
+		if old(k.seq) {
+			delete(l.tried, k)
+		}
+	}
+	for _, m := range []map[uint64]time.Time{l.lastFetch} {
+		for seq := range m {
+			if old(seq) {
+				delete(m, seq)
+			}
+		}
+	}
+	for seq := range l.fetchAttempts {
+		if old(seq) {
+			delete(l.fetchAttempts, seq)
+		}
+	}
+	for seq := range l.fromHTTP {
+		if old(seq) {
+			delete(l.fromHTTP, seq)
+		}
+	}
+	for _, st := range l.stripes {
+		for id, until := range st.refused {
+			if l.now.After(until) {
+				delete(st.refused, id)
+			}
+		}
+	}
+}
+
+func (l *loop) publishTopology() {
+	t := &topology{
+		Depths:     depthsInt(l.depths()),
+		FreeSlots:  l.freeSlots(),
+		Neighbours: len(l.nbs),
+		Children:   l.totalChildren(),
+		Joining:    l.joining,
+	}
+	for _, st := range l.stripes {
+		id := ""
+		if st.parent != nil {
+			t.Parents++
+			id = hex.EncodeToString(st.parent.peerID[:])
+		}
+		t.ParentIDs = append(t.ParentIDs, id)
+	}
+	l.n.topology.Store(t)
+	l.n.metrics.children.Set(float64(t.Children))
+	l.n.metrics.parents.Set(float64(t.Parents))
+}
+
+// shutdown says GOODBYE to every neighbour, gives the messages a moment to leave, then closes.
+func (l *loop) shutdown() {
+	for _, nb := range l.nbs {
+		nb.send(&proto.Goodbye{Reason: "leaving"})
+	}
+	deadline := time.NewTimer(300 * time.Millisecond)
+	defer deadline.Stop()
+wait:
+	for _, nb := range l.nbs {
+		select {
+		case <-nb.writerDone:
+		case <-deadline.C:
+			break wait
+		}
+	}
+	for _, nb := range l.nbs {
+		nb.gone = true
+		_ = nb.conn.CloseWithError(codeGoodbye, "leaving")
+	}
+	clear(l.nbs)
+}

@@ -1,0 +1,143 @@
+package peer
+
+import (
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// Neighbours: admitting handshaken connections (bans, duplicates, limits), forgetting them, and
+// dispatching their control messages. All of it runs on the node loop.
+
+func dialler(nb *neighbour, self [16]byte) [16]byte {
+	if nb.dialled {
+		return self
+	}
+	return nb.peerID
+}
+
+func (l *loop) onConnUp(nb *neighbour) {
+	if nb.dialled {
+		delete(l.dialing, nb.dialAddr)
+	}
+	if l.bannedPeers[nb.peerID] || l.bannedAddrs[nb.addr] {
+		nb.gone = true
+		_ = nb.conn.CloseWithError(codeRejected, "banned")
+		return
+	}
+	if old := l.byPeer[nb.peerID]; old != nil {
+		// Both sides dialled each other. Both keep the connection dialled by the smaller peer
+		// id, so they agree without talking about it.
+		a, b := dialler(old, l.n.id), dialler(nb, l.n.id)
+		if string(b[:]) >= string(a[:]) {
+			nb.gone = true
+			_ = nb.conn.CloseWithError(codeRejected, "duplicate connection")
+			return
+		}
+		l.dropNeighbour(old, "duplicate connection")
+	}
+	limit := 2 * l.cfg.MaxNeighbours
+	if l.cfg.Root {
+		limit = 4096
+	}
+	if !nb.dialled && len(l.nbs) >= limit {
+		nb.gone = true
+		_ = nb.conn.CloseWithError(codeRejected, "too many neighbours")
+		return
+	}
+	nb.connectedAt = l.now
+	l.nbs[nb.id] = nb
+	l.byPeer[nb.peerID] = nb
+	l.n.metrics.neighbours.Set(float64(len(l.nbs)))
+	l.n.log.Debug("neighbour up", "peer", nb.String(), "dialled", nb.dialled, "origin", nb.origin)
+	for _, m := range haveMessages(l.windowRanges()) {
+		nb.send(m)
+	}
+}
+
+// dropNeighbour forgets a neighbour: its stripes lose their parent or child, its requests are
+// re-sent elsewhere. Safe to call twice.
+func (l *loop) dropNeighbour(nb *neighbour, reason string) {
+	if nb.gone {
+		return
+	}
+	nb.gone = true
+	_ = nb.conn.CloseWithError(codeGoodbye, reason)
+	delete(l.nbs, nb.id)
+	if l.byPeer[nb.peerID] == nb {
+		delete(l.byPeer, nb.peerID)
+	}
+	for s, st := range l.stripes {
+		if st.parent == nb {
+			l.n.log.Debug("lost parent", "stripe", s, "peer", nb.String(), "reason", reason)
+			l.detach(s)
+		}
+		if st.pendingSub == nb {
+			st.pendingSub = nil
+		}
+		if _, ok := st.children[nb.id]; ok {
+			delete(st.children, nb.id)
+			l.statusDirty = true
+		}
+		delete(st.refused, nb.id)
+	}
+	for k, p := range l.pending {
+		if p.nb == nb {
+			delete(l.pending, k)
+		}
+	}
+	if nb.dialAddr != "" {
+		l.dialNotBefore[nb.dialAddr] = l.now.Add(dialBackoff / 2)
+	}
+	l.n.metrics.neighbours.Set(float64(len(l.nbs)))
+	l.n.log.Debug("neighbour down", "peer", nb.String(), "reason", reason)
+}
+
+// ban disconnects a neighbour that broke the protocol and never talks to it again.
+func (l *loop) ban(nb *neighbour, reason error) {
+	l.bannedPeers[nb.peerID] = true
+	l.bannedAddrs[nb.addr] = true
+	if nb.dialAddr != "" {
+		l.bannedAddrs[nb.dialAddr] = true
+	}
+	l.n.log.Info("banned neighbour", "peer", nb.String(), "reason", reason)
+	l.dropNeighbour(nb, "protocol violation")
+}
+
+func (l *loop) onMessage(nb *neighbour, m proto.Message) {
+	switch m := m.(type) {
+	case *proto.Status:
+		l.onStatus(nb, m)
+	case *proto.Have:
+		l.onHave(nb, m)
+	case *proto.Subscribe:
+		l.onSubscribe(nb, m)
+	case *proto.SubscribeAck:
+		l.onSubscribeAck(nb, m)
+	case *proto.Unsubscribe:
+		if int(m.Stripe) < len(l.stripes) {
+			if _, ok := l.stripes[m.Stripe].children[nb.id]; ok {
+				delete(l.stripes[m.Stripe].children, nb.id)
+				l.statusDirty = true
+			}
+		}
+	case *proto.Request:
+		c, ok := l.n.window.Chunk(m.Seq, m.Index)
+		if !ok {
+			return
+		}
+		// Repairs get what the upload budget leaves after the children; a request we cannot
+		// afford goes unanswered and the requester asks someone else or falls back.
+		if !l.repairLimit.AllowN(l.now, c.Len()) {
+			l.n.stats.requestsRefused.Add(1)
+			return
+		}
+		if nb.push(c) {
+			l.n.stats.requestsServed.Add(1)
+		}
+	case *proto.Cancel:
+		nb.cancel(chunkKey{m.Seq, m.Index})
+	case *proto.Goodbye:
+		l.dropNeighbour(nb, "goodbye: "+m.Reason)
+	case *proto.Hello:
+		l.ban(nb, ErrProtocol)
+	}
+}

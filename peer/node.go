@@ -1,0 +1,216 @@
+package peer
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/crowdsurf/crowdsurf/internal/segwindow"
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// chunkKey names a chunk inside the node's one stream.
+type chunkKey struct {
+	seq   uint64
+	index uint32
+}
+
+// Node is one member of a stream's mesh: a viewer, or the origin's root in root mode.
+//
+// One goroutine, the loop (loop.go), owns the node's state: neighbours, stripe parents and
+// children, pending requests, what is known about the swarm. Connection goroutines read and
+// verify, then hand events to the loop; the loop answers through each connection's queues.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	id      [16]byte
+	tr      *quic.Transport
+	ln      *quic.Listener
+	window  *segwindow.Window
+	metrics *metrics
+	stats   counters
+
+	tlsServer, tlsClient *tls.Config
+	quicConf             *quic.Config
+
+	nextConnID   atomic.Uint64
+	events       chan event
+	publishCh    chan *proto.Chunk
+	hello        atomic.Pointer[proto.Hello] // what we say in HELLO now; the loop updates it
+	topology     atomic.Pointer[topology]    // the loop's view for Stats and the tracker
+	wantPlaylist atomic.Bool                 // the loop wants the origin playlist polled
+	originHTTP   atomic.Pointer[string]      // base URL of the CDN path, once known
+
+	wg      sync.WaitGroup
+	running atomic.Bool
+	done    chan struct{}
+}
+
+// ErrStopped means Run was called twice.
+var ErrStopped = errors.New("peer: node already ran")
+
+// New sets a node up: its mesh socket starts listening at once, so Addr is known before Run.
+func New(cfg Config) (*Node, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:       cfg,
+		events:    make(chan event, 256),
+		publishCh: make(chan *proto.Chunk, 1024),
+		done:      make(chan struct{}),
+	}
+	if _, err := rand.Read(n.id[:]); err != nil {
+		return nil, fmt.Errorf("peer id: %w", err)
+	}
+	n.log = cfg.Logger.With("component", "peer", "stream", cfg.Stream, "peer_id", hex.EncodeToString(n.id[:4]))
+	n.window = segwindow.New(segwindow.Config{
+		Stream:         cfg.Stream,
+		PlaylistLength: cfg.PlaylistLength,
+		TargetDuration: cfg.TargetDuration,
+	})
+	if n.metrics, err = newMetrics(cfg.Registry, &n.stats); err != nil {
+		return nil, err
+	}
+	if n.tlsServer, n.tlsClient, err = meshTLS(); err != nil {
+		return nil, err
+	}
+	n.quicConf = meshQUICConfig()
+	if cfg.OriginHTTP != "" {
+		u := cfg.OriginHTTP
+		n.originHTTP.Store(&u)
+	}
+	n.tr = &quic.Transport{Conn: cfg.PacketConn}
+	if n.ln, err = n.tr.Listen(n.tlsServer, n.quicConf); err != nil {
+		_ = n.tr.Close()
+		return nil, fmt.Errorf("peer: listen on %s: %w", cfg.PacketConn.LocalAddr(), err)
+	}
+	depths := make([]uint8, cfg.Stripes)
+	for i := range depths {
+		depths[i] = proto.NoDepth
+		if cfg.Root {
+			depths[i] = 0
+		}
+	}
+	n.setHello(depths, n.initialFreeSlots())
+	n.topology.Store(&topology{Depths: depthsInt(depths)})
+	return n, nil
+}
+
+func (n *Node) initialFreeSlots() int {
+	if n.cfg.Root {
+		return n.cfg.SeedCopies * n.cfg.Stripes
+	}
+	return childSlots(n.cfg.MaxUploadBps, 0, n.cfg.Stripes)
+}
+
+func (n *Node) setHello(depths []uint8, free int) {
+	n.hello.Store(&proto.Hello{
+		MinVersion: proto.MinVersion,
+		MaxVersion: proto.MaxVersion,
+		PeerID:     n.id,
+		Stream:     n.cfg.Stream,
+		Depths:     append([]uint8(nil), depths...),
+		FreeSlots:  uint16(min(free, 0xffff)),
+	})
+}
+
+func (n *Node) localHello() *proto.Hello { return n.hello.Load() }
+
+// Addr is the node's mesh (QUIC/UDP) address.
+func (n *Node) Addr() net.Addr { return n.cfg.PacketConn.LocalAddr() }
+
+// PeerID is the node's random identity in the mesh and at the tracker, hex.
+func (n *Node) PeerID() string { return hex.EncodeToString(n.id[:]) }
+
+// Window is the node's live window of verified chunks.
+func (n *Node) Window() *segwindow.Window { return n.window }
+
+// HLSURL is the playlist URL a player should open, or "" without an HTTP listener.
+func (n *Node) HLSURL() string {
+	if n.cfg.HTTPListener == nil {
+		return ""
+	}
+	return "http://" + n.cfg.HTTPListener.Addr().String() + "/live/" + n.cfg.Stream + "/index.m3u8"
+}
+
+// Publish hands the root a chunk the origin signed. It never blocks: when the node cannot keep
+// up the chunk is dropped (and counted); children then repair it from each other or fall back.
+func (n *Node) Publish(c *proto.Chunk) {
+	select {
+	case n.publishCh <- c:
+	default:
+		n.stats.publishDropped.Add(1)
+	}
+}
+
+// emit hands an event to the loop; false when the node is stopping.
+func (n *Node) emit(ctx context.Context, ev event) bool {
+	select {
+	case n.events <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// Run runs the node until ctx ends, then says GOODBYE to every neighbour, closes everything and
+// returns when every goroutine it started has ended. It closes the HTTPListener; the PacketConn
+// stays open for the caller to close.
+func (n *Node) Run(ctx context.Context) error {
+	if !n.running.CompareAndSwap(false, true) {
+		return ErrStopped
+	}
+	defer close(n.done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	var httpErr error
+	var httpDone chan struct{}
+	if n.cfg.HTTPListener != nil {
+		httpDone = make(chan struct{})
+		srv := n.httpServer()
+		go func() {
+			defer close(httpDone)
+			if err := srv.Serve(n.cfg.HTTPListener); err != nil && !errors.Is(err, errServerClosed) {
+				httpErr = err
+			}
+		}()
+		defer func() {
+			sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer scancel()
+			_ = srv.Shutdown(sctx)
+			<-httpDone
+		}()
+	}
+
+	n.wg.Go(func() { n.acceptLoop(ctx) })
+	if a := n.announcer(); a != nil {
+		n.wg.Go(func() { n.announceLoop(ctx, a) })
+	}
+	if !n.cfg.Root {
+		n.wg.Go(func() { n.playlistPoller(ctx) })
+	}
+
+	l := newLoop(n)
+	l.run(ctx)
+	n.log.Debug("node stopped", "stats", n.Stats())
+
+	// The loop has said goodbye and closed every connection; now stop accepting and wait.
+	cancel()
+	_ = n.ln.Close()
+	n.wg.Wait()
+	_ = n.tr.Close()
+	return httpErr
+}

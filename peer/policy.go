@@ -1,0 +1,209 @@
+package peer
+
+import (
+	"cmp"
+	"slices"
+	"time"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// The scheduling decisions of the node are pure functions of what the loop knows, so they can be
+// tested with tables and the loop only gathers inputs and acts on the answer.
+
+// parentCandidate is a neighbour as a possible parent for one stripe.
+type parentCandidate struct {
+	ID        uint64
+	Depth     uint8 // its depth on the stripe; proto.NoDepth when unattached
+	FreeSlots int
+	RTT       time.Duration
+}
+
+// parentPolicy holds the hysteresis of parent switching.
+type parentPolicy struct {
+	// SwitchMargin is how many levels shallower another candidate must be before we leave a
+	// working parent for it.
+	SwitchMargin int
+	// MinHold is how long we keep a parent before we consider switching away from it.
+	MinHold time.Duration
+}
+
+var defaultParentPolicy = parentPolicy{SwitchMargin: 1, MinHold: 3 * time.Second}
+
+// rttBucket groups round-trip times so that tiny differences do not decide between otherwise equal
+// candidates (and do not make us flap).
+func rttBucket(d time.Duration) int64 { return int64(d / (20 * time.Millisecond)) }
+
+// betterParent orders candidates: small depth first, then low RTT, then many free slots, then id
+// (so the choice is deterministic).
+func betterParent(a, b parentCandidate) int {
+	if c := cmp.Compare(a.Depth, b.Depth); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(rttBucket(a.RTT), rttBucket(b.RTT)); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(b.FreeSlots, a.FreeSlots); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.ID, b.ID)
+}
+
+// chooseParent picks the neighbour to subscribe to for one stripe. cands excludes neighbours that
+// must not be our parent (our own children on the stripe, recent refusals). current is the index
+// of our current parent in cands, or -1 when we are unattached; heldFor is how long we have had it.
+// The answer is an index into cands, or -1 for none; returning current means keep it.
+//
+// Unattached, we take the best attached candidate with a free slot: any depth will do, since a
+// stripe with a parent beats none. Attached, we only move to a candidate at least SwitchMargin
+// levels shallower than our parent, after MinHold, so the tree settles instead of flapping.
+func chooseParent(cands []parentCandidate, current int, heldFor time.Duration, pol parentPolicy) int {
+	best := -1
+	for i, c := range cands {
+		if i == current || c.Depth == proto.NoDepth || c.FreeSlots <= 0 {
+			continue
+		}
+		if best < 0 || betterParent(c, cands[best]) < 0 {
+			best = i
+		}
+	}
+	if current < 0 {
+		return best
+	}
+	cur := cands[current]
+	if cur.Depth == proto.NoDepth {
+		return best
+	}
+	if best < 0 || heldFor < pol.MinHold {
+		return current
+	}
+	if int(cands[best].Depth)+pol.SwitchMargin <= int(cur.Depth) {
+		return best
+	}
+	return current
+}
+
+// repairCandidate is a neighbour that advertised a chunk we miss.
+type repairCandidate struct {
+	ID          uint64
+	IsParent    bool // our parent on the chunk's stripe
+	IsOrigin    bool // the root: asked last, its upload is the scarce resource
+	Outstanding int  // requests we have open at it
+	RTT         time.Duration
+	Tried       bool // already asked for this chunk and it did not answer in time
+}
+
+// chooseRepairTarget picks who to REQUEST a missing chunk from: the stripe's parent first (it
+// should have pushed it and likely has it queued), then other peers before the origin, then the
+// one with the fewest open requests, then the nearest. -1 when nobody can be asked now.
+func chooseRepairTarget(cands []repairCandidate, maxOutstanding int) int {
+	idx := make([]int, 0, len(cands))
+	for i, c := range cands {
+		if !c.Tried && c.Outstanding < maxOutstanding {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return -1
+	}
+	return slices.MinFunc(idx, func(i, j int) int {
+		a, b := cands[i], cands[j]
+		if a.IsParent != b.IsParent {
+			if a.IsParent {
+				return -1
+			}
+			return 1
+		}
+		if a.IsOrigin != b.IsOrigin {
+			if b.IsOrigin {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(a.Outstanding, b.Outstanding); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(rttBucket(a.RTT), rttBucket(b.RTT)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.ID, b.ID)
+	})
+}
+
+// repairDue says whether a missing chunk that some neighbour holds should be requested now. The
+// push tree is the normal path, so we wait for it unless the evidence says the push is late: a
+// later chunk of the same stripe already arrived, we have no parent on the stripe, we are joining
+// (we need the newest segments at once), or the HAVE is older than wait. When only the origin
+// holds the chunk (it advertises every chunk first), asking it would spend the scarcest upload
+// on a chunk the tree is most likely still carrying, so we wait twice as long and nothing else
+// counts.
+func repairDue(advertisedAt time.Time, laterOfStripeHeld, attached, joining, onlyOrigin bool, now time.Time, wait time.Duration) bool {
+	if onlyOrigin {
+		return !advertisedAt.IsZero() && now.Sub(advertisedAt) >= 2*wait
+	}
+	if joining || !attached || laterOfStripeHeld {
+		return true
+	}
+	return !advertisedAt.IsZero() && now.Sub(advertisedAt) >= wait
+}
+
+// segmentProgress is what the fallback decision knows about one segment.
+type segmentProgress struct {
+	Complete  bool
+	Abandoned bool
+	Fetching  bool      // an HTTP fetch for it is running
+	NextKnown time.Time // when we first learned that seq+1 exists anywhere; zero = not yet
+	LastFetch time.Time // when the previous HTTP fetch for it ended; zero = never
+}
+
+// fallbackDue says whether a segment's missing chunks should now be fetched over HTTP: the swarm
+// has moved on to the next segment at least delay ago and the segment is still incomplete. A
+// segment fetched before is retried only after retry, so a slow origin is not hammered.
+func fallbackDue(p segmentProgress, now time.Time, delay, retry time.Duration) bool {
+	if p.Complete || p.Abandoned || p.Fetching || p.NextKnown.IsZero() {
+		return false
+	}
+	if now.Sub(p.NextKnown) < delay {
+		return false
+	}
+	return p.LastFetch.IsZero() || now.Sub(p.LastFetch) >= retry
+}
+
+// stripeStalled says whether our parent on a stripe has failed it: we have known for at least
+// timeout of a chunk of the stripe that the parent did not push (undeliveredSince, zero = none),
+// the parent pushed nothing on the stripe since, and the other stripes' parents did deliver since
+// (othersDelivered: the latest push on any other stripe, zero = no other stripe attached). The
+// last condition keeps a node whose CPU or link is slow for everyone from blaming one parent;
+// a parent that dies outright is noticed by the connection's idle timeout instead. A new parent
+// gets timeout from subscribing.
+func stripeStalled(undeliveredSince, lastFromParent, subscribedAt, othersDelivered, now time.Time, timeout time.Duration) bool {
+	if undeliveredSince.IsZero() || now.Sub(subscribedAt) < timeout {
+		return false
+	}
+	if now.Sub(undeliveredSince) < timeout || lastFromParent.After(undeliveredSince) {
+		return false
+	}
+	return othersDelivered.IsZero() || othersDelivered.After(undeliveredSince)
+}
+
+// assumedBitrate stands in for the stream's bitrate until a complete segment measured it, so an
+// explicit upload budget means something from the start (a free rider's tiny budget gives no
+// slots, not the auto budget's dozen).
+const assumedBitrate = 2_000_000
+
+// childSlots is how many stripe children an upload budget carries: each child of a stripe costs
+// that stripe's share of the bitrate, and children get three quarters of the budget. The rest is
+// headroom for repairs, control traffic and bursts: a budget filled to the brim by pushes queues
+// every chunk behind the others (measured on the simulated mesh: 9 slots on a 2.4 Mbit budget
+// for a 1 Mbit stream gave a median delivery latency of a second; 7 slots keep it to the links'
+// latency). The auto budget (0) is three copies of the stream, whatever its bitrate.
+func childSlots(maxUploadBps, bitrateBps int64, stripes int) int {
+	if maxUploadBps <= 0 {
+		return 3 * stripes * 3 / 4
+	}
+	if bitrateBps <= 0 {
+		bitrateBps = assumedBitrate
+	}
+	perChild := max(bitrateBps/int64(stripes), 1)
+	return int(min(maxUploadBps*3/4/perChild, 1<<16))
+}

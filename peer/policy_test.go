@@ -1,0 +1,213 @@
+package peer
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+func TestChooseParent(t *testing.T) {
+	const ms = time.Millisecond
+	nd := proto.NoDepth
+	pol := parentPolicy{SwitchMargin: 1, MinHold: 3 * time.Second}
+	tests := []struct {
+		name    string
+		cands   []parentCandidate
+		current int
+		heldFor time.Duration
+		want    int
+	}{
+		{name: "nobody to choose", want: -1, current: -1},
+		{name: "unattached neighbours are no parents", current: -1, want: -1,
+			cands: []parentCandidate{{ID: 1, Depth: nd, FreeSlots: 5}}},
+		{name: "a full neighbour is no parent", current: -1, want: -1,
+			cands: []parentCandidate{{ID: 1, Depth: 1, FreeSlots: 0}}},
+		{name: "unattached: the smallest depth wins", current: -1, want: 1,
+			cands: []parentCandidate{{ID: 1, Depth: 3, FreeSlots: 5}, {ID: 2, Depth: 1, FreeSlots: 1}, {ID: 3, Depth: 2, FreeSlots: 9}}},
+		{name: "unattached: any attached depth will do", current: -1, want: 0,
+			cands: []parentCandidate{{ID: 1, Depth: 9, FreeSlots: 1}}},
+		{name: "same depth: the nearer one wins", current: -1, want: 1,
+			cands: []parentCandidate{{ID: 1, Depth: 2, FreeSlots: 9, RTT: 90 * ms}, {ID: 2, Depth: 2, FreeSlots: 1, RTT: 5 * ms}}},
+		{name: "same depth and RTT: more free slots win", current: -1, want: 1,
+			cands: []parentCandidate{{ID: 1, Depth: 2, FreeSlots: 1, RTT: 5 * ms}, {ID: 2, Depth: 2, FreeSlots: 4, RTT: 6 * ms}}},
+		{name: "attached: keep the parent when nobody is clearly better", current: 0, heldFor: time.Minute, want: 0,
+			cands: []parentCandidate{{ID: 1, Depth: 2, FreeSlots: 0}, {ID: 2, Depth: 2, FreeSlots: 5, RTT: time.Microsecond}}},
+		{name: "attached: switch to a shallower neighbour with room", current: 0, heldFor: time.Minute, want: 1,
+			cands: []parentCandidate{{ID: 1, Depth: 3, FreeSlots: 0}, {ID: 2, Depth: 2, FreeSlots: 1}}},
+		{name: "attached: hysteresis keeps a fresh parent", current: 0, heldFor: time.Second, want: 0,
+			cands: []parentCandidate{{ID: 1, Depth: 3, FreeSlots: 0}, {ID: 2, Depth: 0, FreeSlots: 1}}},
+		{name: "attached: a shallower neighbour without room is no reason to move", current: 0, heldFor: time.Minute, want: 0,
+			cands: []parentCandidate{{ID: 1, Depth: 3}, {ID: 2, Depth: 1, FreeSlots: 0}}},
+		{name: "parent lost its stripe: take the best other", current: 0, heldFor: time.Second, want: 2,
+			cands: []parentCandidate{{ID: 1, Depth: nd}, {ID: 2, Depth: 4, FreeSlots: 1}, {ID: 3, Depth: 2, FreeSlots: 1}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, chooseParent(tt.cands, tt.current, tt.heldFor, pol))
+		})
+	}
+}
+
+func TestChooseRepairTarget(t *testing.T) {
+	tests := []struct {
+		name  string
+		cands []repairCandidate
+		want  int
+	}{
+		{name: "nobody holds it", want: -1},
+		{name: "the parent first", want: 1,
+			cands: []repairCandidate{{ID: 1, Outstanding: 0}, {ID: 2, IsParent: true, Outstanding: 5}}},
+		{name: "peers before the origin", want: 1,
+			cands: []repairCandidate{{ID: 1, IsOrigin: true}, {ID: 2, Outstanding: 3}}},
+		{name: "the origin when nobody else has it", want: 0,
+			cands: []repairCandidate{{ID: 1, IsOrigin: true}}},
+		{name: "fewest outstanding requests", want: 2,
+			cands: []repairCandidate{{ID: 1, Outstanding: 4}, {ID: 2, Outstanding: 2}, {ID: 3, Outstanding: 1}}},
+		{name: "then the nearest", want: 0,
+			cands: []repairCandidate{{ID: 1, RTT: time.Millisecond}, {ID: 2, RTT: 80 * time.Millisecond}}},
+		{name: "not one that already failed us for this chunk", want: 1,
+			cands: []repairCandidate{{ID: 1, IsParent: true, Tried: true}, {ID: 2, Outstanding: 9}}},
+		{name: "not one with too many open requests", want: -1,
+			cands: []repairCandidate{{ID: 1, Outstanding: maxOutstanding}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, chooseRepairTarget(tt.cands, maxOutstanding))
+		})
+	}
+}
+
+func TestRepairDue(t *testing.T) {
+	now := time.Now()
+	wait := 300 * time.Millisecond
+	tests := []struct {
+		name                              string
+		advertisedAt                      time.Time
+		laterHeld, attached, joining, due bool
+		onlyOrigin                        bool
+	}{
+		{name: "fresh HAVE, push still expected", advertisedAt: now.Add(-100 * time.Millisecond), attached: true},
+		{name: "HAVE older than the wait", advertisedAt: now.Add(-wait), attached: true, due: true},
+		{name: "a later chunk of the stripe arrived first", advertisedAt: now, laterHeld: true, attached: true, due: true},
+		{name: "no parent on the stripe", advertisedAt: now, due: true},
+		{name: "joining needs the newest segments now", advertisedAt: now, attached: true, joining: true, due: true},
+		{name: "known only from the window, not advertised", attached: true},
+		{name: "only the origin has it: the tree is probably still carrying it", advertisedAt: now.Add(-wait), onlyOrigin: true,
+			laterHeld: true, joining: true},
+		{name: "only the origin has it, for long", advertisedAt: now.Add(-2 * wait), onlyOrigin: true, attached: true, due: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.due, repairDue(tt.advertisedAt, tt.laterHeld, tt.attached, tt.joining, tt.onlyOrigin, now, wait))
+		})
+	}
+}
+
+func TestFallbackDue(t *testing.T) {
+	now := time.Now()
+	delay, retry := 125*time.Millisecond, 500*time.Millisecond
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	tests := []struct {
+		name string
+		p    segmentProgress
+		due  bool
+	}{
+		{name: "the swarm has not moved on", p: segmentProgress{}},
+		{name: "moved on just now", p: segmentProgress{NextKnown: ago(50 * time.Millisecond)}},
+		{name: "moved on a while ago", p: segmentProgress{NextKnown: ago(delay)}, due: true},
+		{name: "complete", p: segmentProgress{Complete: true, NextKnown: ago(time.Second)}},
+		{name: "abandoned", p: segmentProgress{Abandoned: true, NextKnown: ago(time.Second)}},
+		{name: "already fetching", p: segmentProgress{Fetching: true, NextKnown: ago(time.Second)}},
+		{name: "fetched recently", p: segmentProgress{NextKnown: ago(time.Second), LastFetch: ago(100 * time.Millisecond)}},
+		{name: "retry after a failed fetch", p: segmentProgress{NextKnown: ago(time.Second), LastFetch: ago(retry)}, due: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.due, fallbackDue(tt.p, now, delay, retry))
+		})
+	}
+}
+
+func TestStripeStalled(t *testing.T) {
+	now := time.Now()
+	timeout := time.Second
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	var zero time.Time
+	tests := []struct {
+		name                                                     string
+		undelivered, lastFromParent, subscribed, othersDelivered time.Time
+		stalled                                                  bool
+	}{
+		{name: "nothing undelivered", lastFromParent: ago(5 * time.Second), subscribed: ago(time.Minute)},
+		{name: "undelivered only briefly", undelivered: ago(500 * time.Millisecond), lastFromParent: ago(2 * time.Second),
+			subscribed: ago(time.Minute), othersDelivered: ago(10 * time.Millisecond)},
+		{name: "parent silent while other stripes flow", undelivered: ago(1200 * time.Millisecond), lastFromParent: ago(2 * time.Second),
+			subscribed: ago(time.Minute), othersDelivered: ago(10 * time.Millisecond), stalled: true},
+		{name: "parent delivered since", undelivered: ago(1200 * time.Millisecond), lastFromParent: ago(100 * time.Millisecond),
+			subscribed: ago(time.Minute), othersDelivered: ago(10 * time.Millisecond)},
+		{name: "every stripe is slow: not this parent's fault", undelivered: ago(1200 * time.Millisecond), lastFromParent: ago(2 * time.Second),
+			subscribed: ago(time.Minute), othersDelivered: ago(2 * time.Second)},
+		{name: "only stripe attached: the timeout alone decides", undelivered: ago(1200 * time.Millisecond), lastFromParent: ago(2 * time.Second),
+			subscribed: ago(time.Minute), othersDelivered: zero, stalled: true},
+		{name: "a new parent gets its time", undelivered: ago(1200 * time.Millisecond), lastFromParent: zero,
+			subscribed: ago(500 * time.Millisecond), othersDelivered: ago(10 * time.Millisecond)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.stalled, stripeStalled(tt.undelivered, tt.lastFromParent, tt.subscribed, tt.othersDelivered, now, timeout))
+		})
+	}
+}
+
+func TestChildSlots(t *testing.T) {
+	require.Equal(t, 9, childSlots(0, 2_000_000, 4), "auto budget: three copies, three quarters of it for children")
+	require.Equal(t, 6, childSlots(4_000_000, 0, 4), "unknown bitrate: assume a typical one")
+	require.Equal(t, 0, childSlots(1, 0, 4), "a free rider takes no children, even before the bitrate is known")
+	require.Equal(t, 6, childSlots(4_000_000, 2_000_000, 4))
+	require.Equal(t, 7, childSlots(2_400_000, 1_000_000, 4))
+	require.Equal(t, 1, childSlots(1_000_000, 2_000_000, 4))
+	require.Equal(t, 0, childSlots(100_000, 2_000_000, 4))
+}
+
+func TestHaveRangesMergeConsecutiveChunks(t *testing.T) {
+	got := haveRanges([]chunkKey{{5, 2}, {4, 0}, {5, 0}, {5, 1}, {4, 1}, {5, 7}, {5, 1}})
+	require.Equal(t, []proto.ChunkRange{
+		{Seq: 4, First: 0, Count: 2},
+		{Seq: 5, First: 0, Count: 3},
+		{Seq: 5, First: 7, Count: 1},
+	}, got)
+	require.Empty(t, haveRanges(nil))
+}
+
+var playlistSeqsTests = []struct {
+	name string
+	in   string
+	want []uint64
+}{
+	{name: "origin playlist", in: "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:41\n#EXTINF:2.000,\n41.ts\n#EXTINF:2.000,\n42.ts\n", want: []uint64{41, 42}},
+	{name: "absolute URIs and queries", in: "#EXTM3U\nhttp://x/live/a/7.ts?x=1\n", want: []uint64{7}},
+	{name: "not ours", in: "#EXTM3U\nseg-1.ts\nfoo.m4s\n\n", want: nil},
+	{name: "empty", in: "", want: nil},
+}
+
+func TestPlaylistSeqs(t *testing.T) {
+	for _, tt := range playlistSeqsTests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, playlistSeqs([]byte(tt.in)))
+		})
+	}
+}
+
+func FuzzPlaylistSeqs(f *testing.F) {
+	for _, tt := range playlistSeqsTests {
+		f.Add([]byte(tt.in))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, seq := range playlistSeqs(b) {
+			_ = seq // never panics; every result came from a "N.ts" line
+		}
+	})
+}

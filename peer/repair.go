@@ -1,0 +1,249 @@
+package peer
+
+import (
+	"context"
+	"slices"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// Repair (REQUEST from neighbours) and fallback (fetch from the CDN) scheduling on the loop.
+
+func (l *loop) lowSeq() uint64 {
+	lo := l.newest - min(l.newest, repairSpan)
+	return max(lo, l.startSeq)
+}
+
+// missing lists the chunks of seq we know exist (an index below one we hold, or advertised by a
+// neighbour) and do not hold.
+func (l *loop) missing(seq uint64, st segwindowState) []uint32 {
+	var out []uint32
+	for i, h := range st.Have {
+		if !h {
+			out = append(out, uint32(i))
+		}
+	}
+	for i := range l.advertised[seq] {
+		if int(i) >= len(st.Have) && (st.ChunkCount < 0 || int(i) < st.ChunkCount) {
+			out = append(out, i)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// laterOfStripeHeld tells whether we hold a chunk of key's stripe that comes after key: then the
+// push of key is late.
+func (l *loop) laterOfStripeHeld(key chunkKey) bool {
+	st := l.stripes[l.stripeOf(key.index)]
+	if !st.hasNewest {
+		return false
+	}
+	n := st.newest
+	return n.seq > key.seq || (n.seq == key.seq && n.index > key.index)
+}
+
+func (l *loop) repair() {
+	if !l.known {
+		return
+	}
+	for seq := l.lowSeq(); seq <= l.newest; seq++ {
+		st := l.segState(seq)
+		if st.Complete || st.Abandoned {
+			continue
+		}
+		for _, idx := range l.missing(seq, st) {
+			key := chunkKey{seq, idx}
+			if p := l.pending[key]; p != nil {
+				if l.now.Sub(p.at) < requestTimeout {
+					continue
+				}
+				l.markTried(key, p.nb.id)
+				p.nb.outstanding--
+				delete(l.pending, key)
+			}
+			stripe := l.stripes[l.stripeOf(idx)]
+			var cands []repairCandidate
+			var holders []*neighbour
+			for _, nb := range l.nbs {
+				if _, ok := nb.has[key]; !ok {
+					continue
+				}
+				holders = append(holders, nb)
+				cands = append(cands, repairCandidate{
+					ID:          nb.id,
+					IsParent:    nb == stripe.parent,
+					IsOrigin:    nb.origin,
+					Outstanding: nb.outstanding,
+					RTT:         nb.conn.ConnectionStats().SmoothedRTT,
+					Tried:       l.tried[key][nb.id],
+				})
+			}
+			if len(cands) == 0 {
+				continue
+			}
+			// While a subscription is pending the push is on its way; a joiner pulls at once only
+			// the segments before the one in progress, which pushes will carry.
+			attached := stripe.parent != nil || stripe.pendingSub != nil
+			onlyOrigin := true
+			for _, c := range cands {
+				onlyOrigin = onlyOrigin && c.IsOrigin
+			}
+			wait := l.cfg.RepairWait
+			if stripe.parent != nil && stripe.depth > 1 {
+				wait += time.Duration(stripe.depth-1) * repairWaitPerLevel
+			}
+			if !repairDue(l.advertised[seq][idx], l.laterOfStripeHeld(key), attached, l.joining && seq < l.newest, onlyOrigin, l.now, wait) {
+				continue
+			}
+			i := chooseRepairTarget(cands, maxOutstanding)
+			if i < 0 {
+				continue
+			}
+			nb := holders[i]
+			nb.send(&proto.Request{Seq: seq, Index: idx})
+			nb.outstanding++
+			l.pending[key] = &pendingReq{nb: nb, at: l.now}
+			l.n.stats.requests.Add(1)
+		}
+	}
+}
+
+// updateRepairLimit sets the repair rate to what the upload budget leaves after the children, but
+// never below an eighth of it. The root answers at most one copy of the stream in repairs: its
+// upload is what the mesh exists to save.
+func (l *loop) updateRepairLimit() {
+	bitrate := l.bitrate
+	if bitrate <= 0 {
+		bitrate = assumedBitrate
+	}
+	var bps int64
+	if l.cfg.Root {
+		bps = bitrate
+	} else {
+		budget := l.cfg.MaxUploadBps
+		if budget <= 0 {
+			budget = 3 * bitrate
+		}
+		children := int64(l.totalChildren()) * bitrate / int64(len(l.stripes))
+		bps = max(budget-children, budget/8)
+	}
+	l.repairLimit.SetLimitAt(l.now, rate.Limit(bps/8))
+}
+
+func (l *loop) markTried(key chunkKey, id uint64) {
+	t := l.tried[key]
+	if t == nil {
+		t = make(map[uint64]bool)
+		l.tried[key] = t
+	}
+	t[id] = true
+}
+
+func (l *loop) fallbackDelay() time.Duration {
+	if l.cfg.FallbackDelay > 0 {
+		return l.cfg.FallbackDelay
+	}
+	return l.targetDur / 4
+}
+
+func (l *loop) fallback(ctx context.Context) {
+	if !l.known {
+		return
+	}
+	for seq := l.lowSeq(); seq <= l.newest; seq++ {
+		st := l.segState(seq)
+		if st.Broken {
+			l.n.window.Abandon(seq)
+			continue
+		}
+		// Give up only on a segment the swarm left long ago that the CDN could not complete
+		// either (or that we cannot ask the CDN for): the playlist then moves past it.
+		if !st.Complete && !st.Abandoned && !l.fetching[seq] && !l.joining && seq+abandonLag <= l.newest &&
+			l.now.Sub(l.movedOnAt(seq+1)) > 3*l.targetDur && (l.fetchAttempts[seq] >= 3 || l.originHTTP == "") {
+			l.n.log.Warn("giving up on a segment nobody could deliver", "seq", seq)
+			l.n.window.Abandon(seq)
+			l.n.stats.segmentsAbandoned.Add(1)
+			continue
+		}
+		if l.originHTTP == "" || len(l.fetching) >= maxFetchJobs {
+			continue
+		}
+		prog := segmentProgress{
+			Complete:  st.Complete,
+			Abandoned: st.Abandoned,
+			Fetching:  l.fetching[seq],
+			NextKnown: l.movedOnAt(seq + 1),
+			LastFetch: l.lastFetch[seq],
+		}
+		if !fallbackDue(prog, l.now, l.fallbackDelay(), fetchRetry) {
+			continue
+		}
+		// The segment is late: fetch every missing chunk except those just requested from a
+		// neighbour (a request that has not answered in a moment is no reason to wait longer).
+		var want []uint32
+		for _, idx := range l.missing(seq, st) {
+			if p := l.pending[chunkKey{seq, idx}]; p == nil || l.now.Sub(p.at) > freshRequest {
+				want = append(want, idx)
+			}
+		}
+		tail := -1
+		if st.ChunkCount < 0 {
+			tail = len(st.Have)
+		}
+		if len(want) == 0 && tail < 0 {
+			continue
+		}
+		l.fetching[seq] = true
+		job := fetchJob{base: l.originHTTP, stream: l.cfg.Stream, seq: seq, indexes: want, tailFrom: tail}
+		l.n.wg.Go(func() { l.n.runFetch(ctx, job) })
+	}
+}
+
+// movedOnAt is when the swarm, as far as it concerns us, moved on to seq: when the first chunk of
+// seq reached us. Neighbours' HAVEs and the origin's playlist tell us earlier, but a deep node
+// hears of a shallow neighbour's progress long before its own tree delivers, so that evidence
+// counts only a quarter target duration later.
+func (l *loop) movedOnAt(seq uint64) time.Time {
+	if st, ok := l.n.window.State(seq); ok && !st.FirstSeen.IsZero() {
+		return st.FirstSeen
+	}
+	if t, ok := l.seqKnown[seq]; ok {
+		return t.Add(l.targetDur / 4)
+	}
+	return time.Time{}
+}
+
+// segwindowState is the part of a segment's state the schedulers read.
+type segwindowState struct {
+	Complete, Abandoned, Broken bool
+	ChunkCount                  int
+	Have                        []bool
+}
+
+func (l *loop) segState(seq uint64) segwindowState {
+	st, ok := l.n.window.State(seq)
+	if !ok {
+		return segwindowState{ChunkCount: -1}
+	}
+	return segwindowState{Complete: st.Complete, Abandoned: st.Abandoned, Broken: st.Broken, ChunkCount: st.ChunkCount, Have: st.Have}
+}
+
+func (l *loop) updateJoining() {
+	if !l.joining {
+		return
+	}
+	complete := 0
+	for _, seq := range l.n.window.Seqs() {
+		if st, ok := l.n.window.State(seq); ok && st.Complete {
+			complete++
+		}
+	}
+	if complete >= joinSegments || l.now.Sub(l.joinedAt) > joinWindow {
+		l.joining = false
+		l.n.log.Debug("joined", "complete_segments", complete, "after", l.now.Sub(l.joinedAt))
+	}
+}

@@ -1,0 +1,173 @@
+package peer
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Stats is what a node reports about itself: /stats serves it as JSON and the load test reads it
+// in-process.
+type Stats struct {
+	PeerID string `json:"peer_id"`
+	Stream string `json:"stream"`
+	Root   bool   `json:"root"`
+	// BytesFromPeers counts verified chunk bytes received from other viewers.
+	BytesFromPeers int64 `json:"bytes_from_peers"`
+	// BytesFromOrigin counts verified chunk bytes from the origin: over QUIC from the root plus
+	// the HTTP fallback (BytesFromHTTP is the HTTP part).
+	BytesFromOrigin int64 `json:"bytes_from_origin"`
+	BytesFromHTTP   int64 `json:"bytes_from_http"`
+	// BytesToPeers counts chunk frame bytes pushed to neighbours.
+	BytesToPeers int64 `json:"bytes_to_peers"`
+	// BytesPublished counts chunk bytes handed in with Publish (root).
+	BytesPublished int64 `json:"bytes_published"`
+
+	Neighbours int   `json:"neighbours"`
+	Parents    int   `json:"parents"`
+	Children   int   `json:"children"`
+	FreeSlots  int   `json:"free_slots"`
+	Depths     []int `json:"depths"` // per stripe; -1 = no parent
+	// ParentIDs holds the peer id of our parent per stripe, "" where we have none.
+	ParentIDs []string `json:"parent_ids"`
+	Joining   bool     `json:"joining"`
+
+	SegmentsComplete     int64 `json:"segments_complete"`
+	SegmentsWithFallback int64 `json:"segments_with_fallback"`
+	SegmentsAbandoned    int64 `json:"segments_abandoned"`
+	ChunksRejected       int64 `json:"chunks_rejected"`
+	Requests             int64 `json:"requests"`         // REQUESTs we sent (repair)
+	RequestsServed       int64 `json:"requests_served"`  // neighbours' REQUESTs we answered
+	RequestsRefused      int64 `json:"requests_refused"` // REQUESTs left unanswered: over the repair budget
+	PushesDropped        int64 `json:"pushes_dropped"`
+	PublishDropped       int64 `json:"publish_dropped"`
+	BitrateBps           int64 `json:"bitrate_bps"`
+	// Offload is the share of received bytes that did not come from the origin.
+	Offload float64 `json:"offload"`
+}
+
+// counters are the node's running totals, updated from any goroutine.
+type counters struct {
+	bytesFromPeers, bytesFromOrigin, bytesFromHTTP, bytesPublished, bytesToPeers    atomic.Int64
+	chunksRejected, segmentsComplete, segmentsWithFallback, segmentsAbandoned       atomic.Int64
+	requests, requestsServed, requestsRefused, pushDropped, publishDropped, bitrate atomic.Int64
+}
+
+func (c *counters) received(src Source, n int) {
+	switch src {
+	case SourcePeer:
+		c.bytesFromPeers.Add(int64(n))
+	case SourceOrigin:
+		c.bytesFromOrigin.Add(int64(n))
+	case SourceHTTP:
+		c.bytesFromOrigin.Add(int64(n))
+		c.bytesFromHTTP.Add(int64(n))
+	case SourceLocal:
+		c.bytesPublished.Add(int64(n))
+	}
+}
+
+// topology is the loop's latest view of the node's place in the mesh.
+type topology struct {
+	Depths     []int
+	ParentIDs  []string
+	FreeSlots  int
+	Neighbours int
+	Parents    int
+	Children   int
+	Joining    bool
+}
+
+func depthsInt(d []uint8) []int {
+	out := make([]int, len(d))
+	for i, v := range d {
+		out[i] = int(v)
+		if v == 0xff {
+			out[i] = -1
+		}
+	}
+	return out
+}
+
+// Stats returns the node's current figures. Safe to call from any goroutine.
+func (n *Node) Stats() Stats {
+	t := n.topology.Load()
+	s := Stats{
+		PeerID:               n.PeerID(),
+		Stream:               n.cfg.Stream,
+		Root:                 n.cfg.Root,
+		BytesFromPeers:       n.stats.bytesFromPeers.Load(),
+		BytesFromOrigin:      n.stats.bytesFromOrigin.Load(),
+		BytesFromHTTP:        n.stats.bytesFromHTTP.Load(),
+		BytesToPeers:         n.stats.bytesToPeers.Load(),
+		BytesPublished:       n.stats.bytesPublished.Load(),
+		Neighbours:           t.Neighbours,
+		Parents:              t.Parents,
+		Children:             t.Children,
+		FreeSlots:            t.FreeSlots,
+		Depths:               append([]int(nil), t.Depths...),
+		ParentIDs:            append([]string(nil), t.ParentIDs...),
+		Joining:              t.Joining,
+		SegmentsComplete:     n.stats.segmentsComplete.Load(),
+		SegmentsWithFallback: n.stats.segmentsWithFallback.Load(),
+		SegmentsAbandoned:    n.stats.segmentsAbandoned.Load(),
+		ChunksRejected:       n.stats.chunksRejected.Load(),
+		Requests:             n.stats.requests.Load(),
+		RequestsServed:       n.stats.requestsServed.Load(),
+		RequestsRefused:      n.stats.requestsRefused.Load(),
+		PushesDropped:        n.stats.pushDropped.Load(),
+		PublishDropped:       n.stats.publishDropped.Load(),
+		BitrateBps:           n.stats.bitrate.Load(),
+	}
+	if total := s.BytesFromPeers + s.BytesFromOrigin; total > 0 {
+		s.Offload = float64(s.BytesFromPeers) / float64(total)
+	}
+	return s
+}
+
+// metrics are the node's Prometheus series; no per-peer labels (a swarm has thousands of peers).
+type metrics struct {
+	bytesReceived    *prometheus.CounterVec
+	bytesSent        prometheus.Counter
+	chunksRejected   prometheus.Counter
+	segmentsComplete prometheus.Counter
+	segmentsFallback prometheus.Counter
+	neighbours       prometheus.Gauge
+	parents          prometheus.Gauge
+	children         prometheus.Gauge
+}
+
+func newMetrics(reg *prometheus.Registry, _ *counters) (*metrics, error) {
+	const ns, sub = "crowdsurf", "peer"
+	m := &metrics{
+		bytesReceived: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "chunk_bytes_received_total", Help: "Verified chunk bytes received, by source (peer, origin, http, local)."},
+			[]string{"source"}),
+		bytesSent: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "chunk_bytes_sent_total", Help: "Chunk frame bytes pushed to neighbours."}),
+		chunksRejected: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "chunks_rejected_total", Help: "Chunks rejected: malformed, oversized or failing the origin signature."}),
+		segmentsComplete: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "segments_complete_total", Help: "Segments completed in the local window."}),
+		segmentsFallback: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "segments_fallback_total", Help: "Completed segments that needed at least one chunk over HTTP."}),
+		neighbours: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "neighbours", Help: "Connected mesh neighbours."}),
+		parents: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "parents", Help: "Stripes with a parent."}),
+		children: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "children", Help: "Stripe children served."}),
+	}
+	for _, c := range []prometheus.Collector{m.bytesReceived, m.bytesSent, m.chunksRejected, m.segmentsComplete,
+		m.segmentsFallback, m.neighbours, m.parents, m.children} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("peer metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) received(src Source, n int) {
+	m.bytesReceived.WithLabelValues(src.String()).Add(float64(n))
+}

@@ -1,0 +1,255 @@
+package peer
+
+import (
+	"slices"
+	"time"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// Stripes, the push trees: our parent and depth per stripe, the children we feed, subscribing,
+// re-subscribing when a parent fails or a clearly better one appears.
+
+func (l *loop) stripeOf(index uint32) int { return int(index) % len(l.stripes) }
+
+// detach leaves a stripe's parent (without telling it: callers that should, do).
+func (l *loop) detach(s int) {
+	st := l.stripes[s]
+	st.parent = nil
+	st.depth = proto.NoDepth
+	st.undeliveredSince = time.Time{}
+	l.statusDirty = true
+}
+
+func (l *loop) onStatus(nb *neighbour, m *proto.Status) {
+	if len(m.Depths) != len(l.stripes) {
+		l.ban(nb, ErrProtocol)
+		return
+	}
+	nb.depths = append(nb.depths[:0], m.Depths...)
+	nb.freeSlots = int(m.FreeSlots)
+	for s, st := range l.stripes {
+		if st.parent != nb {
+			continue
+		}
+		pd := m.Depths[s]
+		switch {
+		case pd == proto.NoDepth || pd >= st.depth:
+			// Our parent lost its own parent or moved deeper (maybe below us: a cycle).
+			nb.send(&proto.Unsubscribe{Stripe: uint8(s)})
+			l.detach(s)
+		case pd+1 != st.depth:
+			st.depth = pd + 1
+			l.statusDirty = true
+		}
+	}
+}
+
+func (l *loop) totalChildren() int {
+	t := 0
+	for _, st := range l.stripes {
+		t += len(st.children)
+	}
+	return t
+}
+
+func (l *loop) freeSlots() int {
+	if l.cfg.Root {
+		free := 0
+		for _, st := range l.stripes {
+			free += max(0, l.cfg.SeedCopies-len(st.children))
+		}
+		return free
+	}
+	return max(0, childSlots(l.cfg.MaxUploadBps, l.bitrate, len(l.stripes))-l.totalChildren())
+}
+
+// stripeCap bounds our children on one stripe to an even share of our slots. Every chunk of a
+// stripe goes to all its children at once, so children piled on one stripe would send bursts
+// that overflow a modest uplink's queue; spread over the stripes, the same load flows evenly
+// (and every stripe tree gets interior nodes).
+func (l *loop) stripeCap() int {
+	slots := childSlots(l.cfg.MaxUploadBps, l.bitrate, len(l.stripes))
+	return (slots + len(l.stripes) - 1) / len(l.stripes)
+}
+
+func (l *loop) onSubscribe(nb *neighbour, m *proto.Subscribe) {
+	s := int(m.Stripe)
+	if s >= len(l.stripes) {
+		nb.send(&proto.SubscribeAck{Stripe: m.Stripe, Accepted: false, Depth: proto.NoDepth})
+		return
+	}
+	st := l.stripes[s]
+	_, already := st.children[nb.id]
+	ok := already
+	if !ok && st.depth != proto.NoDepth && st.parent != nb && st.pendingSub != nb {
+		if l.cfg.Root {
+			ok = len(st.children) < l.cfg.SeedCopies
+		} else {
+			ok = l.freeSlots() > 0 && len(st.children) < l.stripeCap()
+		}
+	}
+	nb.send(&proto.SubscribeAck{Stripe: m.Stripe, Accepted: ok, Depth: st.depth})
+	if !ok {
+		return
+	}
+	if !already {
+		st.children[nb.id] = nb
+		l.statusDirty = true
+	}
+	// Push what we already hold of the stripe from FromSeq on (never older than newest-2), so
+	// a joining child gets the newest segments at once.
+	newest, have := l.n.window.Newest()
+	if !have {
+		return
+	}
+	from := m.FromSeq
+	if newest >= 2 && from < newest-2 {
+		from = newest - 2
+	}
+	for seq := from; seq <= newest; seq++ {
+		ss, ok := l.n.window.State(seq)
+		if !ok {
+			continue
+		}
+		for i, h := range ss.Have {
+			if !h || i%len(l.stripes) != s {
+				continue
+			}
+			if _, has := nb.has[chunkKey{seq, uint32(i)}]; has {
+				continue
+			}
+			if c, ok := l.n.window.Chunk(seq, uint32(i)); ok {
+				nb.push(c)
+			}
+		}
+	}
+}
+
+func (l *loop) onSubscribeAck(nb *neighbour, m *proto.SubscribeAck) {
+	s := int(m.Stripe)
+	if s >= len(l.stripes) {
+		return
+	}
+	st := l.stripes[s]
+	if st.pendingSub != nb {
+		if m.Accepted && st.parent != nb {
+			nb.send(&proto.Unsubscribe{Stripe: m.Stripe}) // a late answer we no longer want
+		}
+		return
+	}
+	st.pendingSub = nil
+	if !m.Accepted || m.Depth >= proto.NoDepth-1 {
+		st.refused[nb.id] = l.now.Add(refuseBackoff)
+		return
+	}
+	if old := st.parent; old != nil && old != nb {
+		old.send(&proto.Unsubscribe{Stripe: m.Stripe})
+	}
+	if len(nb.depths) == len(l.stripes) {
+		nb.depths[s] = m.Depth
+	}
+	st.parent = nb
+	st.depth = m.Depth + 1
+	st.parentSince = l.now
+	st.undeliveredSince = time.Time{}
+	l.statusDirty = true
+	l.n.log.Debug("new parent", "stripe", s, "peer", nb.String(), "depth", st.depth)
+}
+
+// fromSeq is where a new subscription should start: after the newest segment we completed.
+func (l *loop) fromSeq() uint64 {
+	if c, ok := l.n.window.NewestComplete(); ok {
+		return c + 1
+	}
+	return l.startSeq
+}
+
+func (l *loop) maintainStripes() {
+	ids := make([]uint64, 0, len(l.nbs))
+	for id := range l.nbs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	attached := false
+	for s, st := range l.stripes {
+		if st.pendingSub != nil && l.now.Sub(st.pendingAt) > subscribeTimeout {
+			st.refused[st.pendingSub.id] = l.now.Add(refuseBackoff)
+			st.pendingSub = nil
+		}
+		if p := st.parent; p != nil && stripeStalled(st.undeliveredSince, st.lastFromParent, st.parentSince, l.othersDelivered(s), l.now, l.cfg.ParentTimeout) {
+			l.n.log.Debug("parent stopped delivering; re-subscribing", "stripe", s, "peer", p.String())
+			st.refused[p.id] = l.now.Add(stallPenalty)
+			p.send(&proto.Unsubscribe{Stripe: uint8(s)})
+			l.detach(s)
+		}
+		if st.parent != nil {
+			attached = true
+		}
+		if st.pendingSub != nil {
+			continue
+		}
+		cands := make([]parentCandidate, 0, len(ids))
+		current := -1
+		for _, id := range ids {
+			nb := l.nbs[id]
+			if _, child := st.children[id]; child || len(nb.depths) != len(l.stripes) {
+				continue
+			}
+			if until, ok := st.refused[id]; ok && l.now.Before(until) && nb != st.parent {
+				continue
+			}
+			if nb == st.parent {
+				current = len(cands)
+			}
+			cands = append(cands, parentCandidate{
+				ID:        id,
+				Depth:     nb.depths[s],
+				FreeSlots: nb.freeSlots,
+				RTT:       nb.conn.ConnectionStats().SmoothedRTT,
+			})
+		}
+		choice := chooseParent(cands, current, l.now.Sub(st.parentSince), defaultParentPolicy)
+		if choice < 0 || choice == current {
+			continue
+		}
+		target := l.nbs[cands[choice].ID]
+		target.send(&proto.Subscribe{Stripe: uint8(s), FromSeq: l.fromSeq()})
+		st.pendingSub = target
+		st.pendingAt = l.now
+	}
+	if attached {
+		l.unattachedSince = time.Time{}
+	} else if l.unattachedSince.IsZero() {
+		l.unattachedSince = l.now
+	}
+}
+
+// othersDelivered is the latest push from a parent on any stripe but s; zero when no other
+// stripe has a parent.
+func (l *loop) othersDelivered(s int) time.Time {
+	var latest time.Time
+	for i, st := range l.stripes {
+		if i != s && st.parent != nil && st.lastFromParent.After(latest) {
+			latest = st.lastFromParent
+		}
+	}
+	return latest
+}
+
+func (l *loop) depths() []uint8 {
+	d := make([]uint8, len(l.stripes))
+	for i, st := range l.stripes {
+		d[i] = st.depth
+	}
+	return d
+}
+
+func (l *loop) broadcastStatus() {
+	l.statusDirty = false
+	d, free := l.depths(), l.freeSlots()
+	l.n.setHello(d, free)
+	for _, nb := range l.nbs {
+		nb.send(&proto.Status{Depths: d, FreeSlots: uint16(min(free, 0xffff))})
+	}
+}
