@@ -46,7 +46,7 @@ func newMeshSeeder(ctx context.Context, o *Origin) *meshSeeder {
 	return &meshSeeder{
 		o:         o,
 		ctx:       ctx,
-		log:       o.log.With("component", "origin-mesh"),
+		log:       o.cfg.Logger.With("component", "origin-mesh"),
 		roots:     make(map[string]*rootNode),
 		firstConn: o.meshConn,
 		started:   make(chan struct{}, 1),
