@@ -75,7 +75,7 @@ func TestPublishTCPMakesCleanHLS(t *testing.T) {
 	t.Parallel()
 	requireFFmpeg(t)
 	cfg, _ := testConfig(t)
-	cfg.TrackerURL = "http://127.0.0.1:7070"
+	cfg.TrackerURL = "http://127.0.0.1:9" // names the watch links; nothing listens there
 	events := make(chan StreamInfo, 10)
 	cfg.OnStream = func(si StreamInfo) { events <- si }
 	o := startOrigin(t, cfg)
