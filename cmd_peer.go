@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/crowdsurf/crowdsurf/internal/rate"
 	"github.com/crowdsurf/crowdsurf/peer"
@@ -32,7 +33,8 @@ func runPeer(ctx context.Context, args []string) error {
 		"`URL` of the tracker, e.g. http://host:7070; not needed with a watch link (env CROWDSURF_TRACKER)")
 	stream := fs.String("stream", peerEnv("CROWDSURF_STREAM", ""), "`NAME` of the stream; not needed with a watch link (env CROWDSURF_STREAM)")
 	originKey := fs.String("origin-key", peerEnv("CROWDSURF_ORIGIN_KEY", ""),
-		"the origin's public `KEY` (as 'crowdsurf keygen' prints it); not needed with a watch link (env CROWDSURF_ORIGIN_KEY)")
+		"the origin's public `KEY` (as 'crowdsurf keygen' prints it), or @FILE to read it from a file such as the\n"+
+			"origin.key.pub the origin writes beside its key; not needed with a watch link (env CROWDSURF_ORIGIN_KEY)")
 	httpAddr := fs.String("http", peerEnv("CROWDSURF_PEER_HTTP", "127.0.0.1:8090"),
 		"`ADDR` of the local HLS endpoint the player opens (env CROWDSURF_PEER_HTTP)")
 	meshAddr := fs.String("mesh", peerEnv("CROWDSURF_MESH", ":0"), "UDP `ADDR` of the mesh (QUIC) socket (env CROWDSURF_MESH)")
@@ -62,7 +64,7 @@ func runPeer(ctx context.Context, args []string) error {
 			fs.Usage()
 			return errors.New("give a watch link, or --tracker, --stream and --origin-key")
 		}
-		k, err := proto.ParsePublicKey(*originKey)
+		k, err := readOriginKey(*originKey)
 		if err != nil {
 			return fmt.Errorf("--origin-key: %w", err)
 		}
@@ -118,4 +120,17 @@ func runPeer(ctx context.Context, args []string) error {
 	fmt.Fprintf(os.Stdout, "crowdsurf peer: watching %q; play %s\n", *stream, n.HLSURL())
 	logger.Info("peer started", "mesh", n.Addr().String(), "hls", n.HLSURL(), "tracker", *trackerURL)
 	return n.Run(ctx)
+}
+
+// readOriginKey reads --origin-key: the key text itself, or "@FILE" for a file holding it (the
+// origin writes one beside its private key, e.g. /keys/origin.key.pub in docker-compose.yml).
+func readOriginKey(arg string) ([]byte, error) {
+	if name, ok := strings.CutPrefix(arg, "@"); ok {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil, fmt.Errorf("read key file: %w", err)
+		}
+		arg = strings.TrimSpace(string(b))
+	}
+	return proto.ParsePublicKey(arg)
 }

@@ -27,9 +27,11 @@ func (l *loop) learnSeq(seq uint64, verified bool) {
 	if !l.known {
 		l.known = true
 		l.newest = seq
+		l.lowestSeen = seq
 		l.startSeq = seq - min(seq, joinSegments)
 		return
 	}
+	l.lowestSeen = min(l.lowestSeen, seq)
 	if seq > l.newest {
 		l.newest = seq
 	}
@@ -158,8 +160,10 @@ func (l *loop) onHave(nb *neighbour, m *proto.Have) {
 			if _, ok := adv[i]; !ok {
 				adv[i] = l.now
 			}
+			// The root advertises every chunk the moment it publishes it, long before any tree
+			// can have carried it down: its HAVE is no sign that our parent is late.
 			st := l.stripes[l.stripeOf(i)]
-			if st.parent != nil && st.parent != nb && st.undeliveredSince.IsZero() {
+			if st.parent != nil && st.parent != nb && !nb.origin && st.undeliveredSince.IsZero() {
 				st.undeliveredSince = l.now
 			}
 		}

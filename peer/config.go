@@ -96,7 +96,7 @@ type Config struct {
 	// TargetDuration is the nominal segment duration until measured (default 2 s).
 	TargetDuration time.Duration
 	// FallbackDelay is how long a segment may stay incomplete after the swarm moved to the next one
-	// before its missing chunks are fetched over HTTP (default TargetDuration/4).
+	// before its missing chunks are fetched over HTTP (default 3/4 of the measured segment duration).
 	FallbackDelay time.Duration
 	// RepairWait is how long after a neighbour's HAVE a missing chunk is requested (default 300 ms).
 	RepairWait time.Duration

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -55,6 +56,13 @@ type neighbour struct {
 	outstanding int
 	connectedAt time.Time
 	gone        bool
+	lastSent    time.Time // when the loop last queued a control message for it
+	rtt         time.Duration
+	rttAt       int // loop tick rtt was read at
+
+	// lastHeard is when its last control message or chunk arrived (unix ns), set by the reading
+	// goroutines at read time, so a busy loop does not mistake its own lag for the peer's silence.
+	lastHeard atomic.Int64
 
 	ctrlQueue  chan proto.Message
 	writerDone chan struct{}
@@ -69,6 +77,7 @@ func (nb *neighbour) String() string { return fmt.Sprintf("%x@%s", nb.peerID[:4]
 // send queues a control message without blocking the loop. A neighbour that cannot take a
 // thousand queued messages is hopelessly slow; it is cut off.
 func (nb *neighbour) send(m proto.Message) {
+	nb.lastSent = time.Now()
 	select {
 	case nb.ctrlQueue <- m:
 	default:
@@ -190,7 +199,7 @@ func (n *Node) handshake(nb *neighbour, dialler bool) error {
 }
 
 func (n *Node) newNeighbour(conn *quic.Conn, ctrl *quic.Stream, dialled bool) *neighbour {
-	return &neighbour{
+	nb := &neighbour{
 		id:         n.nextConnID.Add(1),
 		conn:       conn,
 		ctrl:       ctrl,
@@ -202,6 +211,8 @@ func (n *Node) newNeighbour(conn *quic.Conn, ctrl *quic.Stream, dialled bool) *n
 		pushQueue:  make(chan queuedPush, pushQueueLen),
 		cancelled:  make(map[chunkKey]struct{}),
 	}
+	nb.lastHeard.Store(time.Now().UnixNano())
+	return nb
 }
 
 // dial connects to addr and hands the connection to the loop (or reports the failure).
@@ -293,6 +304,7 @@ func (n *Node) controlReader(ctx context.Context, nb *neighbour) error {
 			_ = nb.conn.CloseWithError(codeGoodbye, "control stream ended")
 			return err
 		}
+		nb.lastHeard.Store(time.Now().UnixNano())
 		if !n.emit(ctx, evMessage{nb: nb, msg: m}) {
 			return ctx.Err()
 		}
@@ -395,6 +407,7 @@ func (n *Node) readChunk(ctx context.Context, nb *neighbour, s *quic.ReceiveStre
 		return // abandoned by the sender (late) or the connection went away: not the peer's fault
 	}
 	at := time.Now()
+	nb.lastHeard.Store(at.UnixNano())
 	if len(b) > proto.MaxChunkFrame {
 		s.CancelRead(0)
 		n.reject(ctx, nb, fmt.Errorf("%w: chunk frame over %d bytes", ErrProtocol, proto.MaxChunkFrame))

@@ -2,11 +2,34 @@ package peer
 
 import (
 	"context"
+	"slices"
+	"time"
 
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
-// Dialling: bootstrap addresses, the origin and the tracker's candidates, within MaxNeighbours.
+// Dialling: bootstrap addresses, the origin and the tracker's candidates, within MaxNeighbours;
+// plus a few connections beyond it to candidates that can be our parent on a stripe we lack.
+
+const (
+	// parentDialExtra is how many connections beyond the neighbour budget a node may dial to
+	// reach a candidate parent for a stripe it has none for. In a big swarm the budget fills
+	// with other newcomers (inbound included), none of them attached; without these extra dials
+	// a node never meets a peer that could feed it, and its stripes live on the CDN.
+	parentDialExtra = 4
+	// parentDialsInFlight bounds the extra dials running at once.
+	parentDialsInFlight = 2
+	// evictGrace is how long a neighbour is kept before it may be dropped as useless: a fresh
+	// connection has not had the time to subscribe or to tell us its depths.
+	evictGrace = 10 * time.Second
+)
+
+// candidate is a neighbour the tracker proposed, with what it said about the peer.
+type candidate struct {
+	addr      string
+	depths    []int // per stripe, -1 = no parent; nil = unknown
+	freeSlots int
+}
 
 func (l *loop) onAnnounce(ctx context.Context, resp proto.AnnounceResponse) {
 	if l.cfg.OriginHTTP == "" && resp.Origin.HTTPURL != "" && resp.Origin.HTTPURL != l.originHTTP {
@@ -24,10 +47,37 @@ func (l *loop) onAnnounce(ctx context.Context, resp proto.AnnounceResponse) {
 	l.candidates = l.candidates[:0]
 	for _, p := range resp.Neighbours {
 		if a := normalizeAddr(p.Addr); a != "" {
-			l.candidates = append(l.candidates, a)
+			c := candidate{addr: a, freeSlots: p.FreeSlots}
+			if len(p.Depths) == len(l.stripes) {
+				c.depths = p.Depths
+			}
+			l.candidates = append(l.candidates, c)
 		}
 	}
 	l.dialMore(ctx)
+}
+
+// orphanStripes marks the stripes we have no attached parent for (nor a subscription on its way).
+func (l *loop) orphanStripes() []bool {
+	out := make([]bool, len(l.stripes))
+	for s, st := range l.stripes {
+		out[s] = (st.parent == nil || st.depth == proto.NoDepth) && st.pendingSub == nil
+	}
+	return out
+}
+
+// feedsOrphan says whether a candidate says it could be our parent on a stripe we lack one for:
+// it has a depth there and a free slot.
+func feedsOrphan(depths []int, freeSlots int, orphan []bool) bool {
+	if freeSlots <= 0 || len(depths) != len(orphan) {
+		return false
+	}
+	for s, o := range orphan {
+		if o && depths[s] >= 0 && depths[s] < int(proto.NoDepth)-1 {
+			return true
+		}
+	}
+	return false
 }
 
 func (l *loop) dialMore(ctx context.Context) {
@@ -41,26 +91,118 @@ func (l *loop) dialMore(ctx context.Context) {
 			connected[nb.dialAddr] = true
 		}
 	}
-	try := func(addr string, always bool) {
-		if addr == "" || addr == l.selfAddr || connected[addr] || l.dialing[addr] || l.bannedAddrs[addr] {
-			return
+	canDial := func(addr string) bool {
+		if addr == "" || addr == l.selfAddr || connected[addr] || l.bannedAddrs[addr] {
+			return false
 		}
-		if nb, ok := l.dialNotBefore[addr]; ok && l.now.Before(nb) {
-			return
+		if _, ok := l.dialing[addr]; ok {
+			return false
 		}
-		if !always && len(l.nbs)+len(l.dialing) >= l.cfg.MaxNeighbours {
-			return
-		}
-		l.dialing[addr] = true
+		nb, ok := l.dialNotBefore[addr]
+		return !ok || !l.now.Before(nb)
+	}
+	dial := func(addr string, extra bool) {
+		l.dialing[addr] = extra
+		connected[addr] = true
 		l.n.wg.Go(func() { l.n.dial(ctx, addr) })
 	}
 	// The origin is always a candidate parent, whatever the neighbour budget.
-	try(l.originQUIC, true)
-	for _, a := range l.cfg.Bootstrap {
-		try(normalizeAddr(a), false)
+	if canDial(l.originQUIC) {
+		dial(l.originQUIC, false)
 	}
-	for _, a := range l.candidates {
-		try(a, false)
+	for _, a := range l.cfg.Bootstrap {
+		if a = normalizeAddr(a); canDial(a) && len(l.nbs)+len(l.dialing) < l.cfg.MaxNeighbours {
+			dial(a, false)
+		}
+	}
+	orphan := l.orphanStripes()
+	needParent := slices.Contains(orphan, true)
+	for _, c := range l.candidates {
+		if !canDial(c.addr) {
+			continue
+		}
+		if len(l.nbs)+len(l.dialing) < l.cfg.MaxNeighbours {
+			dial(c.addr, false)
+			continue
+		}
+		if needParent && feedsOrphan(c.depths, c.freeSlots, orphan) &&
+			l.extraDials() < parentDialsInFlight && len(l.nbs)+len(l.dialing) < l.neighbourCap() {
+			l.n.stats.parentDials.Add(1)
+			dial(c.addr, true)
+		}
+	}
+}
+
+// extraDials counts the dials running beyond the neighbour budget.
+func (l *loop) extraDials() int {
+	n := 0
+	for _, extra := range l.dialing {
+		if extra {
+			n++
+		}
+	}
+	return n
+}
+
+// neighbourCap is the most connections a node holds: inbound ones up to twice the budget, plus
+// the parent-seeking extra dials.
+func (l *loop) neighbourCap() int { return 2*l.cfg.MaxNeighbours + parentDialExtra }
+
+// uselessNeighbour says whether a neighbour may be dropped to make room: it is neither parent nor
+// child nor pending subscription on any stripe, we have held it for evictGrace, and it cannot
+// feed us (unattached on every stripe: it gets its own chunks from repair and the CDN).
+func (l *loop) uselessNeighbour(nb *neighbour) bool {
+	if nb.origin || l.now.Sub(nb.connectedAt) < evictGrace {
+		return false
+	}
+	for _, st := range l.stripes {
+		if st.parent == nb || st.pendingSub == nb {
+			return false
+		}
+		if _, ok := st.children[nb.id]; ok {
+			return false
+		}
+	}
+	for _, d := range nb.depths {
+		if d != proto.NoDepth {
+			return false
+		}
+	}
+	return true
+}
+
+// evictUseless drops up to count useless neighbours, the oldest first, and says how many went.
+func (l *loop) evictUseless(count int, reason string) int {
+	var victims []*neighbour
+	for _, nb := range l.nbs {
+		if l.uselessNeighbour(nb) {
+			victims = append(victims, nb)
+		}
+	}
+	slices.SortFunc(victims, func(a, b *neighbour) int {
+		if c := a.connectedAt.Compare(b.connectedAt); c != 0 {
+			return c
+		}
+		return int(a.id) - int(b.id)
+	})
+	if len(victims) > count {
+		victims = victims[:count]
+	}
+	for _, nb := range victims {
+		l.n.stats.evicted.Add(1)
+		l.dropNeighbour(nb, reason)
+	}
+	return len(victims)
+}
+
+// trimNeighbours keeps the connection count near the budget: over twice the budget, useless
+// neighbours go until it is back under.
+func (l *loop) trimNeighbours() {
+	if l.cfg.Root {
+		return
+	}
+	if over := len(l.nbs) - 2*l.cfg.MaxNeighbours; over > 0 {
+		l.evictUseless(over, "neighbour budget: making room for better parents")
 	}
 }
 

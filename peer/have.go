@@ -69,6 +69,9 @@ func (l *loop) flushHave() {
 	msgs := haveMessages(haveRanges(l.newHave))
 	l.newHave = l.newHave[:0]
 	for _, nb := range l.nbs {
+		if nb.origin {
+			continue // the root holds every chunk; at 200 peers our HAVEs were most of its load
+		}
 		for _, m := range msgs {
 			nb.send(m)
 		}

@@ -13,25 +13,44 @@ import (
 
 var errServerClosed = http.ErrServerClosed
 
+// firstPlaylistWait is how long a player's first playlist request waits for the first complete
+// segment: players give up on a 404, and a peer that has just started is seconds from its first
+// segment.
+const firstPlaylistWait = 10 * time.Second
+
 // httpServer is the local endpoint a media player reads: the stream's playlist and segments from
 // the window, plus /stats, /healthz and /metrics.
 func (n *Node) httpServer() *http.Server {
 	e := echo.New()
-	e.HTTPErrorHandler = func(c *echo.Context, err error) {
-		code := http.StatusInternalServerError
-		var sc echo.HTTPStatusCoder
-		if errors.As(err, &sc) && sc.StatusCode() != 0 {
-			code = sc.StatusCode()
-		}
-		_ = c.JSON(code, map[string]string{"error": err.Error()})
-	}
+	// echo's default logger writes to stdout; a peer logs where its owner said.
+	e.Logger = n.log
+	e.HTTPErrorHandler = jsonErrorHandler
 	segwindow.NewServer(func(stream string) (*segwindow.Window, bool) {
 		return n.window, stream == n.cfg.Stream
-	}, segwindow.ServerOptions{}).Register(e)
+	}, segwindow.ServerOptions{WaitForFirst: firstPlaylistWait}).Register(e)
 	e.GET("/stats", func(c *echo.Context) error { return c.JSON(http.StatusOK, n.Stats()) })
 	e.GET("/healthz", func(c *echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]any{"ok": true, "neighbours": n.Stats().Neighbours})
 	})
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{})))
 	return &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
+}
+
+// jsonErrorHandler answers errors as {"error": "..."}. A response already under way (a player
+// that went away mid-segment) is left alone: there is nobody to tell.
+func jsonErrorHandler(c *echo.Context, err error) {
+	if r, _ := echo.UnwrapResponse(c.Response()); r != nil && r.Committed {
+		return
+	}
+	code := http.StatusInternalServerError
+	var sc echo.HTTPStatusCoder
+	if errors.As(err, &sc) && sc.StatusCode() != 0 {
+		code = sc.StatusCode()
+	}
+	msg := err.Error()
+	var he *echo.HTTPError
+	if errors.As(err, &he) && he.Message != "" {
+		msg = he.Message
+	}
+	_ = c.JSON(code, map[string]string{"error": msg})
 }

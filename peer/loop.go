@@ -47,8 +47,11 @@ type (
 )
 
 const (
-	tickInterval     = 50 * time.Millisecond
-	haveEvery        = 3 // ticks: HAVE batches go out every 150 ms
+	tickInterval = 50 * time.Millisecond
+	haveEvery    = 3 // ticks: HAVE batches go out every 150 ms
+	// heartbeatEvery: a neighbour we told nothing for this long gets a STATUS, so that silence
+	// means death (parentSilent) and not merely nothing new to say.
+	heartbeatEvery   = 300 * time.Millisecond
 	subscribeTimeout = time.Second
 	refuseBackoff    = 2 * time.Second
 	stallPenalty     = 5 * time.Second
@@ -62,6 +65,10 @@ const (
 	joinSegments     = 3
 	// repairSpan is how many segments behind the newest known one repair and fallback look at.
 	repairSpan = 4
+	// repairEvery: the repair scan runs every other tick; its waits are hundreds of ms.
+	repairEvery = 2
+	// lagThreshold: a tick this late says the loop itself was starved.
+	lagThreshold = 5 * tickInterval
 	// abandonLag is how far the swarm must have moved past an incomplete segment, after fallback
 	// failed twice, before we give up on it so the playlist can move on.
 	abandonLag = 3
@@ -105,9 +112,10 @@ type loop struct {
 
 	nbs           map[uint64]*neighbour
 	byPeer        map[[16]byte]*neighbour
-	dialing       map[string]bool
+	dialing       map[string]bool // addr -> dialled beyond the neighbour budget, for a parent
 	dialNotBefore map[string]time.Time
-	candidates    []string // from the tracker
+	dialFailures  map[string]int // consecutive failed dials per address
+	candidates    []candidate    // from the tracker
 	bannedPeers   map[[16]byte]bool
 	bannedAddrs   map[string]bool
 	selfAddr      string
@@ -122,6 +130,10 @@ type loop struct {
 	verifiedEdge bool   // the live edge was confirmed by a verified chunk or the origin
 	newest       uint64 // newest seq known to exist anywhere
 	startSeq     uint64 // the oldest seq we try to get (set on the first sight of the live edge)
+	// lowestSeen is the oldest seq anyone showed us (a chunk, a HAVE, the origin's playlist).
+	// A young stream has nothing before its first segment: seqs below this one are not
+	// missing, so we neither fetch nor abandon them (no phantom gap at the start).
+	lowestSeen uint64
 
 	newHave []chunkKey
 
@@ -142,6 +154,8 @@ type loop struct {
 	targetDur   time.Duration
 	repairLimit *rate.Limiter // bytes/s of chunks sent in answer to REQUESTs
 	ticks       int
+	lastTickAt  time.Time
+	lagUntil    time.Time // until then our loop was lagging: parents are not judged
 }
 
 func newLoop(n *Node) *loop {
@@ -153,6 +167,7 @@ func newLoop(n *Node) *loop {
 		byPeer:        make(map[[16]byte]*neighbour),
 		dialing:       make(map[string]bool),
 		dialNotBefore: make(map[string]time.Time),
+		dialFailures:  make(map[string]int),
 		bannedPeers:   make(map[[16]byte]bool),
 		bannedAddrs:   make(map[string]bool),
 		selfAddr:      n.Addr().String(),
@@ -228,7 +243,11 @@ func (l *loop) handle(ctx context.Context, ev event) {
 		l.dropNeighbour(ev.nb, "connection closed")
 	case evDialFailed:
 		delete(l.dialing, ev.addr)
-		l.dialNotBefore[ev.addr] = l.now.Add(dialBackoff)
+		// Back off exponentially: at a few hundred peers a busy node (the origin first of all)
+		// answers handshakes slowly, and every peer re-dialling it every two seconds is a
+		// handshake storm that keeps it busy.
+		l.dialFailures[ev.addr]++
+		l.dialNotBefore[ev.addr] = l.now.Add(dialBackoffAfter(l.dialFailures[ev.addr]))
 		l.n.log.Debug("dial failed", "addr", ev.addr, "error", ev.err)
 	case evMessage:
 		if !ev.nb.gone {
@@ -261,13 +280,26 @@ func (l *loop) handle(ctx context.Context, ev event) {
 
 func (l *loop) tick() {
 	ctx := l.ctx
+	// A tick far behind its schedule means our own process is starved (CPU, GC): silence and
+	// stalls we see now may be our lag, not our parents' fault, so we do not judge them for
+	// a moment.
+	if !l.lastTickAt.IsZero() && l.now.Sub(l.lastTickAt) > lagThreshold {
+		l.lagUntil = l.now.Add(l.cfg.ParentTimeout)
+		l.n.stats.loopLags.Add(1)
+	}
+	l.lastTickAt = l.now
 	if !l.cfg.Root {
 		l.maintainStripes()
-		l.repair()
+		if l.ticks%repairEvery == 0 {
+			l.repair()
+		}
 		l.fallback(ctx)
 		l.updateJoining()
 	}
 	l.dialMore(ctx)
+	if l.ticks%4 == 0 && l.now.After(l.lagUntil) {
+		l.dropSilentChildren()
+	}
 	l.ticks++
 	if l.ticks%haveEvery == 0 {
 		l.flushHave()
@@ -275,7 +307,9 @@ func (l *loop) tick() {
 	if l.statusDirty {
 		l.broadcastStatus()
 	}
+	l.heartbeat()
 	if l.ticks%20 == 0 {
+		l.trimNeighbours()
 		l.prune()
 		l.updateRepairLimit()
 	}

@@ -17,6 +17,7 @@ func dialler(nb *neighbour, self [16]byte) [16]byte {
 func (l *loop) onConnUp(nb *neighbour) {
 	if nb.dialled {
 		delete(l.dialing, nb.dialAddr)
+		delete(l.dialFailures, nb.dialAddr)
 	}
 	if l.bannedPeers[nb.peerID] || l.bannedAddrs[nb.addr] {
 		nb.gone = true
@@ -38,7 +39,7 @@ func (l *loop) onConnUp(nb *neighbour) {
 	if l.cfg.Root {
 		limit = 4096
 	}
-	if !nb.dialled && len(l.nbs) >= limit {
+	if !nb.dialled && len(l.nbs) >= limit && (l.cfg.Root || l.evictUseless(1, "neighbour budget: making room") == 0) {
 		nb.gone = true
 		_ = nb.conn.CloseWithError(codeRejected, "too many neighbours")
 		return
@@ -48,6 +49,9 @@ func (l *loop) onConnUp(nb *neighbour) {
 	l.byPeer[nb.peerID] = nb
 	l.n.metrics.neighbours.Set(float64(len(l.nbs)))
 	l.n.log.Debug("neighbour up", "peer", nb.String(), "dialled", nb.dialled, "origin", nb.origin)
+	if nb.origin {
+		return // the root holds every chunk: our HAVEs would only load it
+	}
 	for _, m := range haveMessages(l.windowRanges()) {
 		nb.send(m)
 	}

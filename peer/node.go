@@ -207,10 +207,43 @@ func (n *Node) Run(ctx context.Context) error {
 	l.run(ctx)
 	n.log.Debug("node stopped", "stats", n.Stats())
 
-	// The loop has said goodbye and closed every connection; now stop accepting and wait.
+	// The loop has said goodbye and closed every connection it knew; now stop accepting and
+	// wait. A connection whose handshake ended as the loop stopped may have queued its evConnUp
+	// unseen: its writer would wait on the connection for ever (the remote's keep-alives hold it
+	// open), so whatever still arrives is drained and closed until everything has stopped.
 	cancel()
 	_ = n.ln.Close()
-	n.wg.Wait()
+	stopped := make(chan struct{})
+	go func() {
+		n.wg.Wait()
+		close(stopped)
+	}()
+	for {
+		select {
+		case ev := <-n.events:
+			closeUnseen(ev)
+			continue
+		case <-stopped:
+		}
+		break
+	}
+	for {
+		select {
+		case ev := <-n.events:
+			closeUnseen(ev)
+			continue
+		default:
+		}
+		break
+	}
 	_ = n.tr.Close()
 	return httpErr
+}
+
+// closeUnseen closes the connection of an evConnUp the loop never took.
+func closeUnseen(ev event) {
+	if up, ok := ev.(evConnUp); ok {
+		up.nb.gone = true
+		_ = up.nb.conn.CloseWithError(codeGoodbye, "shutting down")
+	}
 }

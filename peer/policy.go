@@ -171,11 +171,12 @@ func fallbackDue(p segmentProgress, now time.Time, delay, retry time.Duration) b
 
 // stripeStalled says whether our parent on a stripe has failed it: we have known for at least
 // timeout of a chunk of the stripe that the parent did not push (undeliveredSince, zero = none),
-// the parent pushed nothing on the stripe since, and the other stripes' parents did deliver since
-// (othersDelivered: the latest push on any other stripe, zero = no other stripe attached). The
+// the parent pushed nothing on the stripe since, and the other stripes' other parents did deliver
+// since (othersDelivered: the latest push on any stripe fed by another parent, zero = none). The
 // last condition keeps a node whose CPU or link is slow for everyone from blaming one parent;
-// a parent that dies outright is noticed by the connection's idle timeout instead. A new parent
-// gets timeout from subscribing.
+// stripes that share the parent do not count, or a parent feeding every stripe could never be
+// found stalled. A parent that dies outright is also noticed by parentSilent. A new parent gets
+// timeout from subscribing.
 func stripeStalled(undeliveredSince, lastFromParent, subscribedAt, othersDelivered, now time.Time, timeout time.Duration) bool {
 	if undeliveredSince.IsZero() || now.Sub(subscribedAt) < timeout {
 		return false
@@ -184,6 +185,15 @@ func stripeStalled(undeliveredSince, lastFromParent, subscribedAt, othersDeliver
 		return false
 	}
 	return othersDelivered.IsZero() || othersDelivered.After(undeliveredSince)
+}
+
+// parentSilent says whether a parent has gone quiet: nothing at all heard from it (chunks,
+// control messages; every node sends one at least every heartbeatEvery) for timeout, and we
+// have held it that long. This notices a parent that died without a word in about a second,
+// whatever the other stripes do, long before the QUIC idle timeout (which grows with the RTT
+// estimate on a loaded machine).
+func parentSilent(lastHeard, subscribedAt, now time.Time, timeout time.Duration) bool {
+	return now.Sub(subscribedAt) >= timeout && now.Sub(lastHeard) >= timeout
 }
 
 // assumedBitrate stands in for the stream's bitrate until a complete segment measured it, so an
@@ -206,4 +216,28 @@ func childSlots(maxUploadBps, bitrateBps int64, stripes int) int {
 	}
 	perChild := max(bitrateBps/int64(stripes), 1)
 	return int(min(maxUploadBps*3/4/perChild, 1<<16))
+}
+
+// stripeCap is the child limit on one stripe for a node with slots child slots: its even share,
+// rounded up. (Twice the share was tried at 100 peers on the simulated 3 Mbit uplinks: the
+// simultaneous pushes of one chunk to four children overflow the uplink's queue, QUIC backs off,
+// pushes miss their deadline and the trees churn.)
+func stripeCap(slots, stripes int) int {
+	return (slots + stripes - 1) / stripes
+}
+
+// rootStripesPerChild is how many stripes the root feeds one child: its seed slots spread over as
+// many different peers as it has neighbours. The first peers to subscribe would otherwise take
+// every stripe from the root, become everyone's favourite parent on every stripe at once, and
+// choke their uplinks; spread out, each top-level peer carries one stripe. A lone viewer still
+// gets every stripe.
+func rootStripesPerChild(stripes, seedCopies, neighbours int) int {
+	slots := stripes * seedCopies
+	return min(stripes, (slots+max(neighbours, 1)-1)/max(neighbours, 1))
+}
+
+// dialBackoffAfter is how long to wait before dialling an address again after failures
+// consecutive failed dials: dialBackoff, doubling, at most 16 times as long.
+func dialBackoffAfter(failures int) time.Duration {
+	return dialBackoff << min(max(failures-1, 0), 4)
 }

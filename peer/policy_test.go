@@ -211,3 +211,76 @@ func FuzzPlaylistSeqs(f *testing.F) {
 		}
 	})
 }
+
+func TestParentSilent(t *testing.T) {
+	now := time.Now()
+	ago := func(d time.Duration) time.Time { return now.Add(-d) }
+	timeout := 1500 * time.Millisecond
+	tests := []struct {
+		name                string
+		lastHeard, subbedAt time.Time
+		silent              bool
+	}{
+		{name: "heard a heartbeat just now", lastHeard: ago(100 * time.Millisecond), subbedAt: ago(time.Minute)},
+		{name: "quiet for less than the timeout", lastHeard: ago(time.Second), subbedAt: ago(time.Minute)},
+		{name: "quiet past the timeout: dead, whatever other stripes do", lastHeard: ago(1600 * time.Millisecond), subbedAt: ago(time.Minute), silent: true},
+		{name: "a new parent gets its time", lastHeard: ago(time.Minute), subbedAt: ago(time.Second)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.silent, parentSilent(tt.lastHeard, tt.subbedAt, now, timeout))
+		})
+	}
+}
+
+func TestStripeCapIsAnEvenShareOfTheSlots(t *testing.T) {
+	tests := []struct{ slots, stripes, want int }{
+		{slots: 0, stripes: 4, want: 0}, // a free rider takes no child on any stripe
+		{slots: 1, stripes: 4, want: 1},
+		{slots: 3, stripes: 4, want: 1},
+		{slots: 7, stripes: 4, want: 2},
+		{slots: 9, stripes: 4, want: 3},
+		{slots: 8, stripes: 1, want: 8},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, stripeCap(tt.slots, tt.stripes), "%d slots over %d stripes", tt.slots, tt.stripes)
+	}
+}
+
+func TestFeedsOrphan(t *testing.T) {
+	orphan := []bool{true, false, false, false}
+	tests := []struct {
+		name   string
+		depths []int
+		free   int
+		want   bool
+	}{
+		{name: "attached on the stripe we lack, with a slot", depths: []int{3, -1, -1, -1}, free: 2, want: true},
+		{name: "attached only where we have parents", depths: []int{-1, 1, 1, 1}, free: 2},
+		{name: "no free slot", depths: []int{1, 1, 1, 1}, free: 0},
+		{name: "depths unknown", depths: nil, free: 5},
+		{name: "unattached newcomer", depths: []int{-1, -1, -1, -1}, free: 5},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.Equal(t, tt.want, feedsOrphan(tt.depths, tt.free, orphan))
+		})
+	}
+}
+
+func TestRootSpreadsItsSeedSlotsOverManyPeers(t *testing.T) {
+	require.Equal(t, 4, rootStripesPerChild(4, 2, 1), "a lone viewer gets every stripe from the root")
+	require.Equal(t, 4, rootStripesPerChild(4, 2, 2))
+	require.Equal(t, 2, rootStripesPerChild(4, 2, 4))
+	require.Equal(t, 1, rootStripesPerChild(4, 2, 8))
+	require.Equal(t, 1, rootStripesPerChild(4, 2, 200), "in a big swarm each top-level peer carries one stripe")
+	require.Equal(t, 4, rootStripesPerChild(4, 2, 0))
+}
+
+func TestDialBackoffDoublesUpToALimit(t *testing.T) {
+	require.Equal(t, dialBackoff, dialBackoffAfter(1))
+	require.Equal(t, 2*dialBackoff, dialBackoffAfter(2))
+	require.Equal(t, 8*dialBackoff, dialBackoffAfter(4))
+	require.Equal(t, 16*dialBackoff, dialBackoffAfter(5))
+	require.Equal(t, 16*dialBackoff, dialBackoffAfter(50))
+}

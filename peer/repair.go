@@ -14,7 +14,7 @@ import (
 
 func (l *loop) lowSeq() uint64 {
 	lo := l.newest - min(l.newest, repairSpan)
-	return max(lo, l.startSeq)
+	return max(lo, l.startSeq, l.lowestSeen)
 }
 
 // missing lists the chunks of seq we know exist (an index below one we hold, or advertised by a
@@ -147,7 +147,11 @@ func (l *loop) fallbackDelay() time.Duration {
 	if l.cfg.FallbackDelay > 0 {
 		return l.cfg.FallbackDelay
 	}
-	return l.targetDur / 4
+	// Three quarters of a segment: a player stays a few segments behind the live edge, so the
+	// tree may take its time; a deep node of a big swarm gets the last chunks of a segment a
+	// second after the origin sent them, and fetching them again over HTTP at that moment is
+	// what turned a loaded 200-peer swarm into 100 origin copies.
+	return l.targetDur * 3 / 4
 }
 
 func (l *loop) fallback(ctx context.Context) {

@@ -43,6 +43,14 @@ type Stats struct {
 	PushesDropped        int64 `json:"pushes_dropped"`
 	PublishDropped       int64 `json:"publish_dropped"`
 	BitrateBps           int64 `json:"bitrate_bps"`
+	// ParentDials counts connections dialled beyond the neighbour budget to reach a parent for
+	// a stripe we had none for; Evicted counts neighbours dropped to make room (useless ones:
+	// no parent, child or depth); ParentsSilent counts parents left because they went silent.
+	ParentDials   int64 `json:"parent_dials"`
+	Evicted       int64 `json:"evicted"`
+	ParentsSilent int64 `json:"parents_silent"`
+	// LoopLags counts ticks that ran far behind schedule: the node itself was starved.
+	LoopLags int64 `json:"loop_lags"`
 	// Offload is the share of received bytes that did not come from the origin.
 	Offload float64 `json:"offload"`
 }
@@ -52,6 +60,7 @@ type counters struct {
 	bytesFromPeers, bytesFromOrigin, bytesFromHTTP, bytesPublished, bytesToPeers    atomic.Int64
 	chunksRejected, segmentsComplete, segmentsWithFallback, segmentsAbandoned       atomic.Int64
 	requests, requestsServed, requestsRefused, pushDropped, publishDropped, bitrate atomic.Int64
+	parentDials, evicted, parentsSilent, loopLags                                   atomic.Int64
 }
 
 func (c *counters) received(src Source, n int) {
@@ -119,6 +128,10 @@ func (n *Node) Stats() Stats {
 		PushesDropped:        n.stats.pushDropped.Load(),
 		PublishDropped:       n.stats.publishDropped.Load(),
 		BitrateBps:           n.stats.bitrate.Load(),
+		ParentDials:          n.stats.parentDials.Load(),
+		Evicted:              n.stats.evicted.Load(),
+		ParentsSilent:        n.stats.parentsSilent.Load(),
+		LoopLags:             n.stats.loopLags.Load(),
 	}
 	if total := s.BytesFromPeers + s.BytesFromOrigin; total > 0 {
 		s.Offload = float64(s.BytesFromPeers) / float64(total)

@@ -34,8 +34,18 @@ func (l *loop) onStatus(nb *neighbour, m *proto.Status) {
 		}
 		pd := m.Depths[s]
 		switch {
-		case pd == proto.NoDepth || pd >= st.depth:
-			// Our parent lost its own parent or moved deeper (maybe below us: a cycle).
+		case pd == proto.NoDepth:
+			// Our parent lost its own parent. Keep the link (it still forwards what it gets,
+			// and it is likely to re-attach within a second) but say we have no depth, so no
+			// one below joins us meanwhile and our own children keep their links too. Leaving
+			// at once would tear down the whole subtree for every hiccup near the root. We
+			// look for an attached parent as if we had none (chooseParent).
+			if st.depth != proto.NoDepth {
+				st.depth = proto.NoDepth
+				l.statusDirty = true
+			}
+		case st.depth != proto.NoDepth && pd >= st.depth:
+			// Our parent moved deeper than us: maybe below us, a cycle.
 			nb.send(&proto.Unsubscribe{Stripe: uint8(s)})
 			l.detach(s)
 		case pd+1 != st.depth:
@@ -69,8 +79,7 @@ func (l *loop) freeSlots() int {
 // that overflow a modest uplink's queue; spread over the stripes, the same load flows evenly
 // (and every stripe tree gets interior nodes).
 func (l *loop) stripeCap() int {
-	slots := childSlots(l.cfg.MaxUploadBps, l.bitrate, len(l.stripes))
-	return (slots + len(l.stripes) - 1) / len(l.stripes)
+	return stripeCap(childSlots(l.cfg.MaxUploadBps, l.bitrate, len(l.stripes)), len(l.stripes))
 }
 
 func (l *loop) onSubscribe(nb *neighbour, m *proto.Subscribe) {
@@ -84,7 +93,7 @@ func (l *loop) onSubscribe(nb *neighbour, m *proto.Subscribe) {
 	ok := already
 	if !ok && st.depth != proto.NoDepth && st.parent != nb && st.pendingSub != nb {
 		if l.cfg.Root {
-			ok = len(st.children) < l.cfg.SeedCopies
+			ok = len(st.children) < l.cfg.SeedCopies && l.rootStripesOf(nb) < rootStripesPerChild(l.cfg.Stripes, l.cfg.SeedCopies, len(l.nbs))
 		} else {
 			ok = l.freeSlots() > 0 && len(st.children) < l.stripeCap()
 		}
@@ -126,6 +135,17 @@ func (l *loop) onSubscribe(nb *neighbour, m *proto.Subscribe) {
 	}
 }
 
+// rootStripesOf counts the stripes nb is the root's child on.
+func (l *loop) rootStripesOf(nb *neighbour) int {
+	n := 0
+	for _, st := range l.stripes {
+		if _, ok := st.children[nb.id]; ok {
+			n++
+		}
+	}
+	return n
+}
+
 func (l *loop) onSubscribeAck(nb *neighbour, m *proto.SubscribeAck) {
 	s := int(m.Stripe)
 	if s >= len(l.stripes) {
@@ -165,29 +185,69 @@ func (l *loop) fromSeq() uint64 {
 	return l.startSeq
 }
 
-func (l *loop) maintainStripes() {
-	ids := make([]uint64, 0, len(l.nbs))
-	for id := range l.nbs {
-		ids = append(ids, id)
+// switchCheckEvery is how often (ticks) a stripe that has a parent looks for a better one; a
+// stripe without one looks every tick. Switching waits MinHold anyway, so checking every tick
+// would only cost CPU in proportion to neighbours x stripes.
+const switchCheckEvery = 10
+
+// rttOf is a neighbour's smoothed RTT, read from QUIC at most once a second.
+func (l *loop) rttOf(nb *neighbour) time.Duration {
+	if nb.rttAt == 0 || l.ticks-nb.rttAt >= 20 {
+		nb.rtt = nb.conn.ConnectionStats().SmoothedRTT
+		nb.rttAt = max(l.ticks, 1)
 	}
-	slices.Sort(ids)
+	return nb.rtt
+}
+
+// silenceTimeout is how long a parent may send us nothing at all (no chunk, no control message,
+// though every node sends one at least every heartbeatEvery) before we take it for dead.
+// The root talks to every viewer and is the busiest node of all; it gets twice as long.
+func (l *loop) silenceTimeout(p *neighbour) time.Duration {
+	if p.origin {
+		return l.cfg.ParentTimeout * 3
+	}
+	return l.cfg.ParentTimeout * 3 / 2
+}
+
+// stallTimeout is how long a live parent may leave a chunk we know exists undelivered before we
+// leave it: twice ParentTimeout, plus a little per level, as pushes take longer to reach a deep
+// node. Dead parents are noticed sooner, by their silence.
+func (l *loop) stallTimeout(depth uint8) time.Duration {
+	return 2*l.cfg.ParentTimeout + time.Duration(min(depth, 10))*repairWaitPerLevel
+}
+
+func (l *loop) maintainStripes() {
+	var ids []uint64
 	attached := false
 	for s, st := range l.stripes {
 		if st.pendingSub != nil && l.now.Sub(st.pendingAt) > subscribeTimeout {
 			st.refused[st.pendingSub.id] = l.now.Add(refuseBackoff)
 			st.pendingSub = nil
 		}
-		if p := st.parent; p != nil && stripeStalled(st.undeliveredSince, st.lastFromParent, st.parentSince, l.othersDelivered(s), l.now, l.cfg.ParentTimeout) {
-			l.n.log.Debug("parent stopped delivering; re-subscribing", "stripe", s, "peer", p.String())
-			st.refused[p.id] = l.now.Add(stallPenalty)
-			p.send(&proto.Unsubscribe{Stripe: uint8(s)})
-			l.detach(s)
+		if p := st.parent; p != nil && !l.now.Before(l.lagUntil) {
+			silent := parentSilent(time.Unix(0, p.lastHeard.Load()), st.parentSince, l.now, l.silenceTimeout(p))
+			if silent || stripeStalled(st.undeliveredSince, st.lastFromParent, st.parentSince, l.othersDelivered(s), l.now, l.stallTimeout(st.depth)) {
+				l.n.log.Debug("parent stopped delivering; re-subscribing", "stripe", s, "peer", p.String(), "silent", silent)
+				if silent {
+					l.n.stats.parentsSilent.Add(1)
+				}
+				st.refused[p.id] = l.now.Add(stallPenalty)
+				p.send(&proto.Unsubscribe{Stripe: uint8(s)})
+				l.detach(s)
+			}
 		}
 		if st.parent != nil {
 			attached = true
 		}
-		if st.pendingSub != nil {
+		if st.pendingSub != nil || (st.parent != nil && (l.ticks+s)%switchCheckEvery != 0) {
 			continue
+		}
+		if ids == nil {
+			ids = make([]uint64, 0, len(l.nbs))
+			for id := range l.nbs {
+				ids = append(ids, id)
+			}
+			slices.Sort(ids)
 		}
 		cands := make([]parentCandidate, 0, len(ids))
 		current := -1
@@ -201,12 +261,14 @@ func (l *loop) maintainStripes() {
 			}
 			if nb == st.parent {
 				current = len(cands)
+			} else if nb.depths[s] == proto.NoDepth || nb.freeSlots <= 0 {
+				continue // chooseParent would skip it; spare the RTT lookup
 			}
 			cands = append(cands, parentCandidate{
 				ID:        id,
 				Depth:     nb.depths[s],
 				FreeSlots: nb.freeSlots,
-				RTT:       nb.conn.ConnectionStats().SmoothedRTT,
+				RTT:       l.rttOf(nb),
 			})
 		}
 		choice := chooseParent(cands, current, l.now.Sub(st.parentSince), defaultParentPolicy)
@@ -225,12 +287,14 @@ func (l *loop) maintainStripes() {
 	}
 }
 
-// othersDelivered is the latest push from a parent on any stripe but s; zero when no other
-// stripe has a parent.
+// othersDelivered is the latest push on any stripe but s from a parent other than s's own; zero
+// when no stripe has another parent. Stripes fed by the same parent are no evidence that the
+// parent works: when it dies they all go quiet together.
 func (l *loop) othersDelivered(s int) time.Time {
 	var latest time.Time
+	own := l.stripes[s].parent
 	for i, st := range l.stripes {
-		if i != s && st.parent != nil && st.lastFromParent.After(latest) {
+		if i != s && st.parent != nil && st.parent != own && st.lastFromParent.After(latest) {
 			latest = st.lastFromParent
 		}
 	}
@@ -245,11 +309,59 @@ func (l *loop) depths() []uint8 {
 	return d
 }
 
+// heartbeat sends a STATUS to each parent and child we have been quiet to for heartbeatEvery:
+// they are the ones who judge our silence (parentSilent, dropSilentChildren). Other neighbours
+// get nothing extra; at 200 peers every packet counts.
+func (l *loop) heartbeat() {
+	var st *proto.Status
+	for _, nb := range l.nbs {
+		if l.now.Sub(nb.lastSent) < heartbeatEvery || !l.treeLink(nb) {
+			continue
+		}
+		if st == nil {
+			free := l.freeSlots()
+			st = &proto.Status{Depths: l.depths(), FreeSlots: uint16(min(free, 0xffff))}
+		}
+		nb.send(st)
+	}
+}
+
+// treeLink says whether nb is our parent or child on some stripe.
+func (l *loop) treeLink(nb *neighbour) bool {
+	for _, st := range l.stripes {
+		if st.parent == nb {
+			return true
+		}
+		if _, ok := st.children[nb.id]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// dropSilentChildren frees the slots of children we have not heard from for the silence
+// timeout: a child that died without a word would otherwise hold its slot (the root's scarce
+// seed slots first of all) until the connection times out.
+func (l *loop) dropSilentChildren() {
+	timeout := l.cfg.ParentTimeout * 3 / 2
+	for s, st := range l.stripes {
+		for id, c := range st.children {
+			if l.now.Sub(c.connectedAt) >= timeout && parentSilent(time.Unix(0, c.lastHeard.Load()), c.connectedAt, l.now, timeout) {
+				l.n.log.Debug("child went silent; freeing its slot", "stripe", s, "peer", c.String())
+				delete(st.children, id)
+				l.statusDirty = true
+			}
+		}
+	}
+}
+
 func (l *loop) broadcastStatus() {
 	l.statusDirty = false
 	d, free := l.depths(), l.freeSlots()
 	l.n.setHello(d, free)
 	for _, nb := range l.nbs {
-		nb.send(&proto.Status{Depths: d, FreeSlots: uint16(min(free, 0xffff))})
+		if !nb.origin {
+			nb.send(&proto.Status{Depths: d, FreeSlots: uint16(min(free, 0xffff))})
+		}
 	}
 }

@@ -54,10 +54,12 @@ func meshTLS() (server, client *tls.Config, err error) {
 }
 
 // meshQUICConfig tunes QUIC for a live mesh: keep-alives and a short idle timeout notice a dead
-// parent within about a second, and each chunk being its own stream needs many concurrent streams.
+// neighbour within about a second (a dead parent is also noticed by its silence on the control
+// stream, parentSilent; the root learns of a dead child only from the idle timeout, and frees
+// its seed slot then), and each chunk being its own stream needs many concurrent streams.
 func meshQUICConfig() *quic.Config {
 	return &quic.Config{
-		KeepAlivePeriod:                300 * time.Millisecond,
+		KeepAlivePeriod:                500 * time.Millisecond,
 		MaxIdleTimeout:                 1200 * time.Millisecond,
 		HandshakeIdleTimeout:           2 * time.Second,
 		MaxIncomingUniStreams:          1000,

@@ -1,0 +1,72 @@
+package peer
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestYoungStreamHasNoPhantomSegmentBeforeItsFirst pins that a peer which joins before a stream
+// starts (at a media sequence that is not 0) never takes the seqs before the first one for missing:
+// it does not fetch, abandon or list a gap for them.
+func TestYoungStreamHasNoPhantomSegmentBeforeItsFirst(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	n := startNode(t, o.peerConfig(t, o.root.Addr().String()))
+	require.Eventually(t, func() bool { return n.Stats().Neighbours >= 1 }, 5*time.Second, 10*time.Millisecond)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const first, end = 100, 106
+	<-o.playAsync(ctx, first, end, nil)
+	require.Eventually(t, func() bool { return allComplete(n, end-3, end) }, 5*time.Second, 20*time.Millisecond, "%+v", n.Stats())
+	// The abandon rule waits three target durations after the swarm moved on: give it that.
+	time.Sleep(2 * testSegDur) //nolint:forbidigo // waiting for something that must NOT happen
+	s := n.Stats()
+	require.Zero(t, s.SegmentsAbandoned, "%+v", s)
+	for seq := uint64(first - 4); seq < first; seq++ {
+		_, ok := n.Window().State(seq)
+		require.False(t, ok, "seq %d before the stream's first is in the window", seq)
+	}
+	code, body := httpGetBody(t, n.HLSURL())
+	require.Equal(t, 200, code)
+	require.NotContains(t, body, "DISCONTINUITY", "playlist:\n%s", body)
+	require.False(t, strings.Contains(body, segURI(first-1)), "playlist:\n%s", body)
+}
+
+// TestFirstPlaylistRequestWaitsForTheFirstSegment pins the local endpoint's WaitForFirst: a player
+// that opens the peer's URL before any segment is complete gets the playlist once one is, not a
+// 404 it would give up on.
+func TestFirstPlaylistRequestWaitsForTheFirstSegment(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	n := startNode(t, o.peerConfig(t, o.root.Addr().String()))
+	type answer struct {
+		code int
+		body string
+	}
+	got := make(chan answer, 1)
+	go func() {
+		resp, err := http.Get(n.HLSURL())
+		if err != nil {
+			got <- answer{code: -1, body: err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		got <- answer{code: resp.StatusCode, body: string(b)}
+	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := o.playAsync(ctx, 0, 4, nil)
+	select {
+	case a := <-got:
+		require.Equal(t, http.StatusOK, a.code, a.body)
+		require.True(t, strings.HasPrefix(a.body, "#EXTM3U"), a.body)
+	case <-time.After(8 * time.Second):
+		t.Fatal("the first playlist request got no answer")
+	}
+	<-done
+}
