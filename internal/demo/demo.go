@@ -19,6 +19,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/crowdsurf/crowdsurf/internal/testcard"
+	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
 	"github.com/crowdsurf/crowdsurf/origin"
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/proto"
@@ -235,9 +236,34 @@ func (d *Demo) Run(ctx context.Context) error {
 	start("tracker", d.tracker.Run)
 	start("origin", d.origin.Run)
 	start("test card", d.publisher.Run)
+	// Peers join once the origin has registered the stream, as viewers of a live show do; a
+	// peer started earlier would only retry its announces until then.
+	d.waitForStream(ctx)
 	for i, p := range d.peers {
 		start(fmt.Sprintf("peer %d", i), p.Run)
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// waitForStream waits (at most 15 s) until the tracker knows the test card's stream.
+func (d *Demo) waitForStream(ctx context.Context) {
+	client := &trackerclient.Client{BaseURL: d.tracker.URL()}
+	deadline := time.NewTimer(15 * time.Second)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if _, err := client.Stream(ctx, Stream); err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			d.cfg.Logger.Warn("the origin has not registered the test card yet; starting the peers anyway")
+			return
+		case <-tick.C:
+		}
+	}
 }
