@@ -14,6 +14,7 @@ import (
 	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 
 	"github.com/crowdsurf/crowdsurf/internal/segwindow"
+	"github.com/crowdsurf/crowdsurf/origin"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -180,7 +181,7 @@ func (s *syntheticSource) produce(ctx context.Context) error {
 
 	var (
 		seq      uint64
-		cur      *chunker
+		cur      *origin.Chunker
 		w        *mpegts.Writer
 		track    *mpegts.Track
 		segStart time.Time
@@ -218,12 +219,12 @@ func (s *syntheticSource) produce(ctx context.Context) error {
 		idr := k%int64(framesPerSeg) == 0
 		if idr {
 			if cur != nil {
-				cur.finish(segDur, segStart)
+				cur.Finish(segDur, segStart)
 				seq++
 			}
 			// A fresh writer per segment makes each segment self-contained: PAT/PMT come first.
 			segStart = now.UTC()
-			cur = newChunker(proto.ChunkID{Stream: cfg.Stream, Seq: seq}, cfg.ChunkSize, cfg.ChunkInterval, cfg.Key, emit)
+			cur = origin.NewChunker(proto.ChunkID{Stream: cfg.Stream, Seq: seq}, 0, cfg.ChunkSize, cfg.ChunkInterval, cfg.Key, time.Now, emit)
 			counter.w = cur
 			track = &mpegts.Track{Codec: &tscodecs.H264{}}
 			w = &mpegts.Writer{W: counter, Tracks: []*mpegts.Track{track}}
@@ -231,7 +232,7 @@ func (s *syntheticSource) produce(ctx context.Context) error {
 				return fmt.Errorf("loadtest: mpeg-ts writer: %w", err)
 			}
 		} else {
-			cur.tick(now)
+			cur.Tick(now)
 		}
 
 		// Size this frame so the total catches up with the target rate.

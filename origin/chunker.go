@@ -7,10 +7,12 @@ import (
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
-// chunker cuts the bytes of one segment into signed chunks while the segment is still being
+// Chunker cuts the bytes of one segment into signed chunks while the segment is still being
 // written: a chunk closes when it reaches size bytes or when its first byte is interval old,
-// whichever comes first, so the mesh carries a segment long before the segment ends.
-type chunker struct {
+// whichever comes first, so the mesh carries a segment long before the segment ends. The origin's
+// segmenter and the loadtest's synthetic source both use it, so load tests carry exactly the
+// chunks a real origin emits.
+type Chunker struct {
 	id       proto.ChunkID // Index is the next chunk's index
 	flags    proto.Flags   // FlagDiscontinuity or 0, on every chunk of the segment
 	size     int
@@ -24,13 +26,15 @@ type chunker struct {
 	now          func() time.Time
 }
 
-func newChunker(id proto.ChunkID, flags proto.Flags, size int, interval time.Duration, key ed25519.PrivateKey, now func() time.Time, emit func(*proto.Chunk)) *chunker {
-	return &chunker{id: id, flags: flags, size: size, interval: interval, key: key, emit: emit, now: now,
+// NewChunker starts segment id.Seq at chunk id.Index. flags (FlagDiscontinuity or 0) go on every
+// chunk; now is the clock (time.Now outside tests); emit receives each signed chunk and owns it.
+func NewChunker(id proto.ChunkID, flags proto.Flags, size int, interval time.Duration, key ed25519.PrivateKey, now func() time.Time, emit func(*proto.Chunk)) *Chunker {
+	return &Chunker{id: id, flags: flags, size: size, interval: interval, key: key, emit: emit, now: now,
 		pending: make([]byte, 0, size)}
 }
 
 // Write takes muxer output; it never fails, so the MPEG-TS writer can write straight into it.
-func (c *chunker) Write(p []byte) (int, error) {
+func (c *Chunker) Write(p []byte) (int, error) {
 	n := len(p)
 	// Data that keeps flowing closes an old chunk on time too, between the stream's ticks.
 	if len(c.pending) > 0 && c.now().Sub(c.pendingSince) >= c.interval {
@@ -50,16 +54,16 @@ func (c *chunker) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// tick closes the pending chunk when it has waited for interval.
-func (c *chunker) tick(now time.Time) {
+// Tick closes the pending chunk when it has waited for interval.
+func (c *Chunker) Tick(now time.Time) {
 	if len(c.pending) > 0 && now.Sub(c.pendingSince) >= c.interval {
 		c.flush(0, proto.SegmentInfo{})
 	}
 }
 
-// finish emits the last chunk, which carries the segment's info and whatever bytes are pending
+// Finish emits the last chunk, which carries the segment's info and whatever bytes are pending
 // (possibly none).
-func (c *chunker) finish(duration time.Duration, pdt time.Time) proto.SegmentInfo {
+func (c *Chunker) Finish(duration time.Duration, pdt time.Time) proto.SegmentInfo {
 	info := proto.SegmentInfo{
 		ChunkCount:      c.id.Index + 1,
 		ByteLength:      c.total + uint64(len(c.pending)),
@@ -70,7 +74,7 @@ func (c *chunker) finish(duration time.Duration, pdt time.Time) proto.SegmentInf
 	return info
 }
 
-func (c *chunker) flush(flags proto.Flags, info proto.SegmentInfo) {
+func (c *Chunker) flush(flags proto.Flags, info proto.SegmentInfo) {
 	ch := &proto.Chunk{ID: c.id, Flags: c.flags | flags, Info: info, Data: c.pending}
 	ch.Sign(c.key)
 	c.total += uint64(len(c.pending))

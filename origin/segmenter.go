@@ -101,7 +101,7 @@ type openSegment struct {
 	w        *mpegts.Writer
 	video    *mpegts.Track
 	audio    *mpegts.Track
-	ch       *chunker
+	ch       *Chunker
 	start    int64 // first DTS (video) or PTS (audio-only) in clockRate units
 	videoEnd int64
 	audioEnd int64
@@ -161,7 +161,7 @@ func (s *segmenter) endSession() {
 // tick lets the chunker close a chunk on time when no new data arrives.
 func (s *segmenter) tick(now time.Time) {
 	if s.cur != nil {
-		s.cur.ch.tick(now)
+		s.cur.ch.Tick(now)
 	}
 }
 
@@ -374,7 +374,7 @@ func (s *segmenter) openSegment(start int64) error {
 		flags = proto.FlagDiscontinuity
 		s.discNext = false
 	}
-	seg.ch = newChunker(proto.ChunkID{Stream: s.cfg.Stream, Seq: seg.seq}, flags, s.cfg.ChunkSize,
+	seg.ch = NewChunker(proto.ChunkID{Stream: s.cfg.Stream, Seq: seg.seq}, flags, s.cfg.ChunkSize,
 		s.cfg.ChunkInterval, s.cfg.Key, s.cfg.Now, s.cfg.Emit)
 
 	// Video first, so that the video track carries the PCR and the segment opens with the
@@ -402,7 +402,7 @@ func (s *segmenter) finishSegment(end int64) {
 	seg := s.cur
 	s.cur = nil
 	dur := tsToDuration(max(end-seg.start, 0))
-	info := seg.ch.finish(dur, seg.pdt)
+	info := seg.ch.Finish(dur, seg.pdt)
 	if s.cfg.OnSegment != nil {
 		s.cfg.OnSegment(seg.seq, info)
 	}
