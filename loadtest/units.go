@@ -1,6 +1,8 @@
 package loadtest
 
 import (
+	"github.com/crowdsurf/crowdsurf/internal/rate"
+
 	"errors"
 	"fmt"
 	"math"
@@ -9,43 +11,25 @@ import (
 	"time"
 )
 
-// ErrBadRate means a bit rate could not be read; the message shows the accepted forms.
-var ErrBadRate = errors.New("bad rate")
+// ErrBadRate means a bit rate could not be read. It is internal/rate's, so the loadtest's rate
+// flags and the peer's --max-upload read rates the same way and fail the same way.
+var ErrBadRate = rate.ErrBadRate
 
 // ErrBadUplink means an uplink distribution could not be read.
 var ErrBadUplink = errors.New("bad uplink distribution")
 
 // ParseRate reads a bit rate such as "1Mbit", "500kbit", "2.5Mbps", "3M", "800k" or "1000000"
-// (bits per second). Prefixes are decimal (k = 1000). "0" is zero.
+// (bits per second) with rate.ParseBps, and refuses more than 1 Tbit/s, which no simulated
+// link here could carry.
 func ParseRate(s string) (int64, error) {
-	t := strings.ToLower(strings.TrimSpace(s))
-	if t == "" {
-		return 0, fmt.Errorf("%w: empty; write e.g. 1Mbit, 500kbit or 3000000", ErrBadRate)
+	bps, err := rate.ParseBps(s)
+	if err != nil {
+		return 0, err
 	}
-	for _, suffix := range []string{"bit/s", "bits", "bit", "bps", "b/s", "/s"} {
-		if strings.HasSuffix(t, suffix) {
-			t = strings.TrimSuffix(t, suffix)
-			break
-		}
-	}
-	mult := 1.0
-	switch {
-	case strings.HasSuffix(t, "k"):
-		mult, t = 1e3, strings.TrimSuffix(t, "k")
-	case strings.HasSuffix(t, "m"):
-		mult, t = 1e6, strings.TrimSuffix(t, "m")
-	case strings.HasSuffix(t, "g"):
-		mult, t = 1e9, strings.TrimSuffix(t, "g")
-	}
-	v, err := strconv.ParseFloat(strings.TrimSpace(t), 64)
-	if err != nil || math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
-		return 0, fmt.Errorf("%w: %q; write e.g. 1Mbit, 500kbit or 3000000", ErrBadRate, s)
-	}
-	bps := v * mult
 	if bps > 1e12 {
 		return 0, fmt.Errorf("%w: %q is over 1 Tbit/s", ErrBadRate, s)
 	}
-	return int64(math.Round(bps)), nil
+	return bps, nil
 }
 
 // UplinkClass is one part of an uplink distribution: Share of the peers get Bps of upload.
