@@ -43,9 +43,8 @@ type Origin struct {
 
 	runOnce atomic.Bool
 
-	meshConn       net.PacketConn // nil with MeshAddr "-"
-	ownMeshConn    bool
-	registeredOnce map[string]bool // under mu
+	meshConn    net.PacketConn // nil with MeshAddr "-"
+	ownMeshConn bool
 }
 
 // MeshAddr is the local address of the mesh socket (the first stream's root), or nil without a mesh.

@@ -21,7 +21,8 @@ func (o *Origin) registerStreams(ctx context.Context, mesh *meshSeeder) {
 	if o.cfg.TrackerURL != "" {
 		client = &trackerclient.Client{BaseURL: o.cfg.TrackerURL}
 	}
-	failing := map[string]bool{}
+	// registeredOK holds each stream's last outcome, so the log tells only of changes.
+	registeredOK := map[string]bool{}
 	t := time.NewTicker(registerInterval)
 	defer t.Stop()
 	for {
@@ -47,14 +48,16 @@ func (o *Origin) registerStreams(ctx context.Context, mesh *meshSeeder) {
 				err = trackerclient.RegisterStreamNATS(rctx, o.cfg.NATSURL, reg)
 			}
 			cancel()
+			was, seen := registeredOK[si.Name]
 			switch {
-			case err != nil && !failing[si.Name] && ctx.Err() == nil:
+			case err != nil && ctx.Err() == nil && (!seen || was):
 				o.log.Warn("stream not registered at the tracker; peers cannot find the origin until it is",
 					"stream", si.Name, "err", err)
-				failing[si.Name] = true
-			case err == nil && (failing[si.Name] || !o.registered(si.Name)):
+			case err == nil && (!seen || !was):
 				o.log.Info("stream registered at the tracker", "stream", si.Name, "quic", reg.QUICAddr, "http", reg.HTTPURL)
-				failing[si.Name] = false
+			}
+			if ctx.Err() == nil {
+				registeredOK[si.Name] = err == nil
 			}
 		}
 		select {
@@ -64,18 +67,6 @@ func (o *Origin) registerStreams(ctx context.Context, mesh *meshSeeder) {
 		case <-mesh.started:
 		}
 	}
-}
-
-// registered remembers which streams were logged as registered, so the log says it once.
-func (o *Origin) registered(name string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.registeredOnce == nil {
-		o.registeredOnce = map[string]bool{}
-	}
-	was := o.registeredOnce[name]
-	o.registeredOnce[name] = true
-	return was
 }
 
 // advertisedAddr is the mesh address peers dial: the advertised host with the socket's port.
