@@ -66,10 +66,3 @@ func runDemo(ctx context.Context, args []string) error {
 	fmt.Printf("Ctrl-C stops.\n\n")
 	return d.Run(ctx)
 }
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}

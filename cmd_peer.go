@@ -20,29 +20,22 @@ func init() {
 	register("peer", "watch a stream: join its mesh and serve it as HLS on localhost for any player", runPeer)
 }
 
-func peerEnv(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
 func runPeer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("peer", flag.ContinueOnError)
-	trackerURL := fs.String("tracker", peerEnv("CROWDSURF_TRACKER", ""),
+	trackerURL := fs.String("tracker", envOr("CROWDSURF_TRACKER", ""),
 		"`URL` of the tracker, e.g. http://host:7070; not needed with a watch link (env CROWDSURF_TRACKER)")
-	stream := fs.String("stream", peerEnv("CROWDSURF_STREAM", ""), "`NAME` of the stream; not needed with a watch link (env CROWDSURF_STREAM)")
-	originKey := fs.String("origin-key", peerEnv("CROWDSURF_ORIGIN_KEY", ""),
+	stream := fs.String("stream", envOr("CROWDSURF_STREAM", ""), "`NAME` of the stream; not needed with a watch link (env CROWDSURF_STREAM)")
+	originKey := fs.String("origin-key", envOr("CROWDSURF_ORIGIN_KEY", ""),
 		"the origin's public `KEY` (as 'crowdsurf keygen' prints it), or @FILE to read it from a file such as the\n"+
 			"origin.key.pub the origin writes beside its key; not needed with a watch link (env CROWDSURF_ORIGIN_KEY)")
-	httpAddr := fs.String("http", peerEnv("CROWDSURF_PEER_HTTP", "127.0.0.1:8090"),
+	httpAddr := fs.String("http", envOr("CROWDSURF_PEER_HTTP", "127.0.0.1:8090"),
 		"`ADDR` of the local HLS endpoint the player opens (env CROWDSURF_PEER_HTTP)")
-	meshAddr := fs.String("mesh", peerEnv("CROWDSURF_MESH", ":0"), "UDP `ADDR` of the mesh (QUIC) socket (env CROWDSURF_MESH)")
-	maxUpload := fs.String("max-upload", peerEnv("CROWDSURF_MAX_UPLOAD", "auto"),
+	meshAddr := fs.String("mesh", envOr("CROWDSURF_MESH", ":0"), "UDP `ADDR` of the mesh (QUIC) socket (env CROWDSURF_MESH)")
+	maxUpload := fs.String("max-upload", envOr("CROWDSURF_MAX_UPLOAD", "auto"),
 		"upload budget as a bit `RATE` (4Mbit, 500kbit, 2M); auto = three times the stream's bitrate (env CROWDSURF_MAX_UPLOAD)")
-	defStripes, _ := strconv.Atoi(peerEnv("CROWDSURF_STRIPES", "4"))
+	defStripes, _ := strconv.Atoi(envOr("CROWDSURF_STRIPES", "4"))
 	stripes := fs.Int("stripes", defStripes, "stripe count; must match the stream's (env CROWDSURF_STRIPES)")
-	originHTTP := fs.String("origin-http", peerEnv("CROWDSURF_ORIGIN_HTTP", ""),
+	originHTTP := fs.String("origin-http", envOr("CROWDSURF_ORIGIN_HTTP", ""),
 		"base `URL` of the origin's HTTP endpoint for the CDN fallback; empty = learn it from the tracker (env CROWDSURF_ORIGIN_HTTP)")
 	verbose := fs.Bool("v", false, "log debug detail")
 	fs.Usage = func() {

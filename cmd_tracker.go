@@ -17,29 +17,21 @@ func init() {
 	register("tracker", "swarm membership and neighbour choice (HTTP API, state in NATS)", runTracker)
 }
 
-// trackerEnv returns the environment variable name's value, or def when it is unset or empty.
-func trackerEnv(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
 func runTracker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("tracker", flag.ContinueOnError)
-	httpAddr := fs.String("http", trackerEnv("CROWDSURF_TRACKER_HTTP", ":7070"),
+	httpAddr := fs.String("http", envOr("CROWDSURF_TRACKER_HTTP", ":7070"),
 		"`ADDR` the HTTP API listens on (env CROWDSURF_TRACKER_HTTP)")
-	natsURL := fs.String("nats", trackerEnv("CROWDSURF_NATS", ""),
+	natsURL := fs.String("nats", envOr("CROWDSURF_NATS", ""),
 		"`URL` of a NATS server or cluster with JetStream that holds the swarm state; empty starts an\n"+
 			"embedded NATS server on 127.0.0.1 at a random port and logs its URL (env CROWDSURF_NATS)")
-	dataDir := fs.String("data", trackerEnv("CROWDSURF_DATA", ""),
+	dataDir := fs.String("data", envOr("CROWDSURF_DATA", ""),
 		"`DIR` where the embedded NATS server keeps its state, so registered streams survive a\n"+
 			"restart; empty keeps it in memory; ignored with --nats (env CROWDSURF_DATA)")
 	peerTTL := fs.Duration("peer-ttl", 10*time.Second, "how long a peer stays in the swarm after its last announce")
 	interval := fs.Duration("announce-interval", 3*time.Second, "how often peers are told to announce; must be shorter than --peer-ttl")
 	neighbours := fs.Int("neighbours", 8, "neighbour candidates per announce answer")
 	rateLimit := fs.Float64("rate-limit", 20, "API requests per second allowed per source IP (burst twice that); 0 turns the limit off")
-	registerToken := fs.String("register-token", trackerEnv("CROWDSURF_TRACKER_REGISTER_TOKEN", ""),
+	registerToken := fs.String("register-token", envOr("CROWDSURF_TRACKER_REGISTER_TOKEN", ""),
 		"`TOKEN` required as a bearer token to register streams over HTTP; empty allows anyone\n"+
 			"(env CROWDSURF_TRACKER_REGISTER_TOKEN)")
 	verbose := fs.Bool("v", false, "log debug detail")

@@ -78,3 +78,12 @@ func main() {
 		os.Exit(0)
 	}
 }
+
+// envOr returns the environment variable name's value, or def when it is unset or empty: the
+// CROWDSURF_* fallbacks behind the flags' defaults (flags still win).
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
