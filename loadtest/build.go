@@ -75,6 +75,15 @@ func (lt *LoadTest) buildReport(base, last totals, series []SecondSample, depths
 			r.Detail.ChunksRejected += ns.ChunksRejected
 			r.Detail.SegmentsWithFallbk += ns.SegmentsWithFallback
 			r.Detail.SegmentsAbandoned += ns.SegmentsAbandoned
+			r.Detail.MeshDials += ns.Dials
+			r.Detail.MeshDialsFailed += ns.DialsFailed
+			r.Detail.MeshConnsUp += ns.ConnsUp
+			r.Detail.MeshConnsDown += ns.ConnsDown
+			r.Detail.MeshParentsSilent += ns.ParentsSilent
+			r.Detail.MeshEvicted += ns.Evicted
+			r.Detail.MeshLoopLags += ns.LoopLags
+			r.Detail.MeshRequests += ns.Requests
+			r.Detail.MeshPushesDropped += ns.PushesDropped
 		}
 	}
 	startups = sortedCopy(startups)
@@ -93,6 +102,8 @@ func (lt *LoadTest) buildReport(base, last totals, series []SecondSample, depths
 
 	if lt.mesh != nil {
 		st := lt.mesh.stats()
+		r.Detail.SimPacketsSent = st.PacketsSent
+		r.Detail.SimBytesSent = st.BytesSent
 		r.Detail.SimPacketsDropped = st.PacketsDropped
 		r.Detail.SimDroppedQueue = st.DroppedQueue
 		r.Detail.SimDroppedLoss = st.DroppedLoss

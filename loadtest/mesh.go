@@ -16,6 +16,7 @@ type meshNet interface {
 	peerConn(uplinkBps int64) (net.PacketConn, error)
 	// stats are the simulated network's counters (zero for UDP).
 	stats() simnet.Stats
+
 	close()
 }
 

@@ -133,11 +133,23 @@ type Detail struct {
 	PlayerSequenceErrs      int     `json:"player_sequence_errors"`
 	StallMs                 float64 `json:"stall_ms"`
 	WatchedMs               float64 `json:"watched_ms"`
+	SimPacketsSent          uint64  `json:"sim_packets_sent"`
+	SimBytesSent            uint64  `json:"sim_bytes_sent"`
 	SimPacketsDropped       uint64  `json:"sim_packets_dropped"`
 	SimDroppedQueue         uint64  `json:"sim_dropped_queue"`
 	SimDroppedLoss          uint64  `json:"sim_dropped_loss"`
 	SimDroppedRcvBuffer     uint64  `json:"sim_dropped_receive_buffer"`
 	SourceLagMaxMs          float64 `json:"source_lag_max_ms"`
+	// Mesh connection counters summed over every viewer node (see peer.Stats).
+	MeshDials         int64 `json:"mesh_dials"`
+	MeshDialsFailed   int64 `json:"mesh_dials_failed"`
+	MeshConnsUp       int64 `json:"mesh_conns_up"`
+	MeshConnsDown     int64 `json:"mesh_conns_down"`
+	MeshParentsSilent int64 `json:"mesh_parents_silent"`
+	MeshEvicted       int64 `json:"mesh_evicted"`
+	MeshLoopLags      int64 `json:"mesh_loop_lags"`
+	MeshRequests      int64 `json:"mesh_requests"`
+	MeshPushesDropped int64 `json:"mesh_pushes_dropped"`
 }
 
 // SecondSample is one second of the run.

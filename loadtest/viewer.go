@@ -62,6 +62,7 @@ func (lt *LoadTest) startViewer(ctx context.Context, id int) (*viewer, error) {
 		node, err := peer.New(peer.Config{
 			Stream:         streamName,
 			OriginKey:      lt.src.PublicKey(),
+			VerifyCache:    lt.verifyCache,
 			PacketConn:     pc,
 			HTTPListener:   ln,
 			TrackerURL:     lt.trackerURL,

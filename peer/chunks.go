@@ -81,6 +81,7 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 	if adv := l.advertised[key.seq]; adv != nil {
 		delete(adv, key.index)
 	}
+	delete(l.gapSince, key)
 	l.newHave = append(l.newHave, key)
 	for _, child := range st.children {
 		if child == from {
@@ -89,7 +90,9 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 		if _, has := child.has[key]; has {
 			continue
 		}
-		if !child.push(c) {
+		if child.push(c) {
+			child.has[key] = struct{}{} // on its way: no HAVE for it, no REQUEST to the child
+		} else {
 			l.n.stats.pushDropped.Add(1)
 		}
 	}

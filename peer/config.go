@@ -61,6 +61,9 @@ type Config struct {
 	Stream string
 	// OriginKey verifies every chunk (required, unless Root).
 	OriginKey ed25519.PublicKey
+	// VerifyCache, when set, is shared with other nodes of this process so that each chunk's
+	// signature is checked once (the load test; see VerifyCache). Nil: every chunk is verified.
+	VerifyCache *VerifyCache
 	// PacketConn is the mesh UDP socket; one quic.Transport on it listens and dials (required).
 	PacketConn net.PacketConn
 	// HTTPListener serves the local HLS endpoint, /stats, /healthz and /metrics; nil = none.

@@ -24,7 +24,7 @@ const (
 )
 
 const (
-	handshakeTimeout = 3 * time.Second
+	handshakeTimeout = 4 * time.Second
 	pushDeadline     = time.Second // a chunk push that takes longer is abandoned
 	pushWorkers      = 4
 	pushQueueLen     = 512
@@ -421,7 +421,7 @@ func (n *Node) readChunk(ctx context.Context, nb *neighbour, s *quic.ReceiveStre
 		err = fmt.Errorf("chunk of stream %q", c.ID.Stream)
 	}
 	if err == nil {
-		err = c.Verify(n.cfg.OriginKey)
+		err = n.verify(c)
 	}
 	if err != nil {
 		n.reject(ctx, nb, fmt.Errorf("%w: %w", ErrProtocol, err))

@@ -104,6 +104,7 @@ func (l *loop) dialMore(ctx context.Context) {
 	dial := func(addr string, extra bool) {
 		l.dialing[addr] = extra
 		connected[addr] = true
+		l.n.stats.dials.Add(1)
 		l.n.wg.Go(func() { l.n.dial(ctx, addr) })
 	}
 	// The origin is always a candidate parent, whatever the neighbour budget.

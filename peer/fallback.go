@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -37,7 +38,13 @@ type fetchJob struct {
 	seq          uint64
 	indexes      []uint32
 	tailFrom     int // -1: the chunk count is known
+	// whole: we hold nothing of the segment, so ask for all its chunks in one request
+	// (segwindow.AllChunks); if that fails, the indexes and tail are fetched one by one.
+	whole bool
 }
+
+// maxBundle bounds the body of a whole-segment fetch: a 6 s segment at 40 Mbit/s.
+const maxBundle = 32 << 20
 
 func chunkURL(base, stream string, seq uint64, index uint32) string {
 	return fmt.Sprintf("%s/live/%s/%d/%d.chunk", base, stream, seq, index)
@@ -57,6 +64,14 @@ func (n *Node) runFetch(ctx context.Context, job fetchJob) {
 			firstErr = err
 		}
 		mu.Unlock()
+	}
+	if job.whole {
+		err := n.fetchWhole(ctx, job)
+		if err == nil {
+			n.emit(ctx, evFetchDone{seq: job.seq})
+			return
+		}
+		n.log.Debug("whole-segment fetch failed; fetching chunks", "seq", job.seq, "error", err)
 	}
 	for _, idx := range job.indexes {
 		select {
@@ -102,7 +117,7 @@ func (n *Node) fetchChunk(ctx context.Context, job fetchJob, idx uint32) (*proto
 		err = fmt.Errorf("%w: %s holds chunk %s", proto.ErrMalformed, url, c.ID)
 	}
 	if err == nil {
-		err = c.Verify(n.cfg.OriginKey)
+		err = n.verify(c)
 	}
 	if err != nil {
 		// Not a neighbour to ban: count it and let the playlist move on if it never verifies.
@@ -112,6 +127,41 @@ func (n *Node) fetchChunk(ctx context.Context, job fetchJob, idx uint32) (*proto
 	}
 	n.emit(ctx, evChunk{c: c, size: len(b), at: time.Now()})
 	return c, nil
+}
+
+// fetchWhole fetches every chunk of a segment in one body, verifies each and hands it to the loop.
+// At a flash crowd every joiner needs a segment or two before any tree exists; one request per
+// segment instead of one per chunk cut the CDN path's CPU (client and server) by an order of
+// magnitude in the 200-peer simulation.
+func (n *Node) fetchWhole(ctx context.Context, job fetchJob) error {
+	url := fmt.Sprintf("%s/live/%s/%d/%s", job.base, job.stream, job.seq, segwindow.AllChunks)
+	b, err := n.httpGet(ctx, url, maxBundle)
+	if err != nil {
+		return err
+	}
+	for i := uint32(0); len(b) > 0; i++ {
+		c, used, err := proto.ParseChunk(b)
+		if err == nil && (c.ID.Stream != job.stream || c.ID.Seq != job.seq || c.ID.Index != i) {
+			err = fmt.Errorf("%w: %s holds chunk %s at position %d", proto.ErrMalformed, url, c.ID, i)
+		}
+		if err == nil {
+			err = n.verify(c)
+		}
+		if err != nil {
+			n.stats.chunksRejected.Add(1)
+			n.metrics.chunksRejected.Inc()
+			return fmt.Errorf("fallback %s: %w", url, err)
+		}
+		n.emit(ctx, evChunk{c: c, size: used, at: time.Now()})
+		b = b[used:]
+		if c.Last() {
+			if len(b) > 0 {
+				return fmt.Errorf("fallback %s: %w: %d bytes after the last chunk", url, proto.ErrMalformed, len(b))
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("fallback %s: %w: no last chunk", url, proto.ErrMalformed)
 }
 
 // httpGet fetches url and returns at most limit bytes of its body; a longer body is an error.

@@ -3,12 +3,18 @@ package peer
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -126,4 +132,58 @@ func TestLocalEndpointServesStatsHealthAndMetrics(t *testing.T) {
 	code, body = httpGetBody(t, base+"/live/other/index.m3u8")
 	require.Equal(t, 404, code)
 	require.Contains(t, body, `"error"`)
+}
+
+// countingCDN sits in front of the test origin's HTTP endpoint, counts whole-segment requests
+// and, when corrupt is set, flips a byte in the middle of every whole-segment body.
+type countingCDN struct {
+	next    http.Handler
+	corrupt bool
+	whole   atomic.Int64
+}
+
+func (c *countingCDN) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !strings.HasSuffix(r.URL.Path, "/"+segwindow.AllChunks) {
+		c.next.ServeHTTP(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	c.next.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	if rec.Code == http.StatusOK {
+		c.whole.Add(1)
+		if c.corrupt {
+			body[len(body)/2] ^= 0x40
+		}
+	}
+	w.WriteHeader(rec.Code)
+	_, _ = w.Write(body)
+}
+
+func TestWholeSegmentsComeFromTheCDNInOneRequest(t *testing.T) {
+	for _, corrupt := range []bool{false, true} {
+		t.Run(fmt.Sprintf("corrupt=%v", corrupt), func(t *testing.T) {
+			o := newTestOrigin(t, 2)
+			cdn := &countingCDN{next: o.http.Config.Handler, corrupt: corrupt}
+			srv := httptest.NewServer(cdn)
+			t.Cleanup(srv.Close)
+			cfg := o.peerConfig(t) // no neighbours: everything comes from the CDN
+			cfg.OriginHTTP = srv.URL
+			n := startNode(t, cfg)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			const segments = 8
+			<-o.playAsync(ctx, 0, segments, nil)
+			require.Eventually(t, func() bool { return allComplete(n, segments-4, segments) }, 5*time.Second, 20*time.Millisecond,
+				"%+v", n.Stats())
+			requireSegmentsIdentical(t, n, segments-4, segments)
+			require.Positive(t, cdn.whole.Load(), "segments the node held nothing of came in one request")
+			if corrupt {
+				// A bundle with a bad chunk is dropped whole; the chunks come one by one instead.
+				require.Positive(t, n.Stats().ChunksRejected)
+			} else {
+				require.Zero(t, n.Stats().ChunksRejected)
+			}
+		})
+	}
 }

@@ -66,14 +66,28 @@ func (l *loop) flushHave() {
 	if len(l.newHave) == 0 {
 		return
 	}
-	msgs := haveMessages(haveRanges(l.newHave))
-	l.newHave = l.newHave[:0]
+	keys := l.newHave
+	haveRanges(keys) // sorts keys; the per-neighbour subsets below stay sorted
+	var mine []chunkKey
 	for _, nb := range l.nbs {
 		if nb.origin {
 			continue // the root holds every chunk; at 200 peers our HAVEs were most of its load
 		}
-		for _, m := range msgs {
+		// Tell each neighbour only what it lacks: the parent that pushed a chunk and the
+		// children we pushed it to know already. At 50 peers HAVEs were most control messages,
+		// and every message is a packet plus an ACK.
+		mine = mine[:0]
+		for _, k := range keys {
+			if _, ok := nb.has[k]; !ok {
+				mine = append(mine, k)
+			}
+		}
+		if len(mine) == 0 {
+			continue
+		}
+		for _, m := range haveMessages(haveRanges(mine)) {
 			nb.send(m)
 		}
 	}
+	l.newHave = l.newHave[:0]
 }

@@ -48,11 +48,17 @@ type (
 
 const (
 	tickInterval = 50 * time.Millisecond
-	haveEvery    = 3 // ticks: HAVE batches go out every 150 ms
+	// haveEvery (ticks): HAVE batches go out every 500 ms, the root's every second. Every
+	// control message is a small packet of its own plus an ACK; at 150 ms HAVEs were two
+	// thirds of the control messages and a quarter of all packets in the 50-peer simulation,
+	// and repair rarely needs to know sooner: a gap in a stripe (laterOfStripeHeld) is seen
+	// at once, and holders of older chunks were announced long before.
+	haveEvery     = 10
+	rootHaveEvery = 20
 	// heartbeatEvery: a neighbour we told nothing for this long gets a STATUS, so that silence
 	// means death (parentSilent) and not merely nothing new to say.
 	heartbeatEvery   = 300 * time.Millisecond
-	subscribeTimeout = time.Second
+	subscribeTimeout = 2500 * time.Millisecond // a loaded parent answers late; giving up sooner only churns
 	refuseBackoff    = 2 * time.Second
 	stallPenalty     = 5 * time.Second
 	requestTimeout   = 800 * time.Millisecond
@@ -65,8 +71,10 @@ const (
 	joinSegments     = 3
 	// repairSpan is how many segments behind the newest known one repair and fallback look at.
 	repairSpan = 4
-	// repairEvery: the repair scan runs every other tick; its waits are hundreds of ms.
+	// repairEvery: the repair and fallback scans run every other tick; their waits are
+	// hundreds of ms.
 	repairEvery = 2
+	dialEvery   = 10
 	// lagThreshold: a tick this late says the loop itself was starved.
 	lagThreshold = 5 * tickInterval
 	// abandonLag is how far the swarm must have moved past an incomplete segment, after fallback
@@ -125,6 +133,7 @@ type loop struct {
 	pending      map[chunkKey]*pendingReq
 	tried        map[chunkKey]map[uint64]bool
 	advertised   map[uint64]map[uint32]time.Time // chunks neighbours hold that we miss, when first heard of
+	gapSince     map[chunkKey]time.Time          // when a later chunk of the stripe showed this one missing
 	seqKnown     map[uint64]time.Time            // when we first learned a seq exists
 	known        bool
 	verifiedEdge bool   // the live edge was confirmed by a verified chunk or the origin
@@ -174,6 +183,7 @@ func newLoop(n *Node) *loop {
 		pending:       make(map[chunkKey]*pendingReq),
 		tried:         make(map[chunkKey]map[uint64]bool),
 		advertised:    make(map[uint64]map[uint32]time.Time),
+		gapSince:      make(map[chunkKey]time.Time),
 		seqKnown:      make(map[uint64]time.Time),
 		fetching:      make(map[uint64]bool),
 		lastFetch:     make(map[uint64]time.Time),
@@ -243,6 +253,7 @@ func (l *loop) handle(ctx context.Context, ev event) {
 		l.dropNeighbour(ev.nb, "connection closed")
 	case evDialFailed:
 		delete(l.dialing, ev.addr)
+		l.n.stats.dialsFailed.Add(1)
 		// Back off exponentially: at a few hundred peers a busy node (the origin first of all)
 		// answers handshakes slowly, and every peer re-dialling it every two seconds is a
 		// handshake storm that keeps it busy.
@@ -292,16 +303,24 @@ func (l *loop) tick() {
 		l.maintainStripes()
 		if l.ticks%repairEvery == 0 {
 			l.repair()
+			l.fallback(ctx)
 		}
-		l.fallback(ctx)
 		l.updateJoining()
 	}
-	l.dialMore(ctx)
+	// Dialling reacts to the tracker's answers (onAnnounce dials at once) and to lost
+	// neighbours; twice a second is soon enough, and it walks every neighbour.
+	if l.ticks%dialEvery == 0 {
+		l.dialMore(ctx)
+	}
 	if l.ticks%4 == 0 && l.now.After(l.lagUntil) {
 		l.dropSilentChildren()
 	}
 	l.ticks++
-	if l.ticks%haveEvery == 0 {
+	every := haveEvery
+	if l.cfg.Root {
+		every = rootHaveEvery
+	}
+	if l.ticks%every == 0 {
 		l.flushHave()
 	}
 	if l.statusDirty {
@@ -356,6 +375,11 @@ func (l *loop) prune() {
 	for k := range l.tried {
 		if old(k.seq) {
 			delete(l.tried, k)
+		}
+	}
+	for k := range l.gapSince {
+		if old(k.seq) {
+			delete(l.gapSince, k)
 		}
 	}
 	for _, m := range []map[uint64]time.Time{l.lastFetch} {

@@ -45,6 +45,7 @@ func (l *loop) onConnUp(nb *neighbour) {
 		return
 	}
 	nb.connectedAt = l.now
+	l.n.stats.connsUp.Add(1)
 	l.nbs[nb.id] = nb
 	l.byPeer[nb.peerID] = nb
 	l.n.metrics.neighbours.Set(float64(len(l.nbs)))
@@ -65,6 +66,7 @@ func (l *loop) dropNeighbour(nb *neighbour, reason string) {
 	}
 	nb.gone = true
 	_ = nb.conn.CloseWithError(codeGoodbye, reason)
+	l.n.stats.connsDown.Add(1)
 	delete(l.nbs, nb.id)
 	if l.byPeer[nb.peerID] == nb {
 		delete(l.byPeer, nb.peerID)
@@ -135,6 +137,7 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 			return
 		}
 		if nb.push(c) {
+			nb.has[chunkKey{m.Seq, m.Index}] = struct{}{}
 			l.n.stats.requestsServed.Add(1)
 		}
 	case *proto.Cancel:

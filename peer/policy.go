@@ -17,7 +17,12 @@ type parentCandidate struct {
 	Depth     uint8 // its depth on the stripe; proto.NoDepth when unattached
 	FreeSlots int
 	RTT       time.Duration
+	IsOrigin  bool // the root: its few seed slots are for when no viewer can feed us
 }
+
+// originDepthLimit is the depth at which a viewer parent stops being preferred to the root: a
+// chain that deep makes every chunk late, and the root's seed slot, if it has one, is better.
+const originDepthLimit = 6
 
 // parentPolicy holds the hysteresis of parent switching.
 type parentPolicy struct {
@@ -34,9 +39,16 @@ var defaultParentPolicy = parentPolicy{SwitchMargin: 1, MinHold: 3 * time.Second
 // candidates (and do not make us flap).
 func rttBucket(d time.Duration) int64 { return int64(d / (20 * time.Millisecond)) }
 
-// betterParent orders candidates: small depth first, then low RTT, then many free slots, then id
-// (so the choice is deterministic).
+// betterParent orders candidates: viewers before the root (unless they sit originDepthLimit deep),
+// then small depth, then low RTT, then many free slots, then id (so the choice is deterministic).
+// The root comes last because every viewer can reach it and it has only a few seed slots: ranked
+// by depth, the root (depth 0) was every orphan's first choice, and at 200 peers thousands of
+// SUBSCRIBEs a minute went to it, were refused or timed out, while viewers with free slots at
+// depth 1 sat idle and the stripes stayed on the CDN.
 func betterParent(a, b parentCandidate) int {
+	if c := cmp.Compare(originRank(a), originRank(b)); c != 0 {
+		return c
+	}
 	if c := cmp.Compare(a.Depth, b.Depth); c != 0 {
 		return c
 	}
@@ -49,13 +61,21 @@ func betterParent(a, b parentCandidate) int {
 	return cmp.Compare(a.ID, b.ID)
 }
 
+// originRank is 1 for the root and for viewers too deep to prefer to it, 0 for the others.
+func originRank(c parentCandidate) int {
+	if c.IsOrigin || c.Depth >= originDepthLimit {
+		return 1
+	}
+	return 0
+}
+
 // chooseParent picks the neighbour to subscribe to for one stripe. cands excludes neighbours that
 // must not be our parent (our own children on the stripe, recent refusals). current is the index
 // of our current parent in cands, or -1 when we are unattached; heldFor is how long we have had it.
 // The answer is an index into cands, or -1 for none; returning current means keep it.
 //
-// Unattached, we take the best attached candidate with a free slot: any depth will do, since a
-// stripe with a parent beats none. Attached, we only move to a candidate at least SwitchMargin
+// Unattached, we take the best attached candidate with a free slot (betterParent): any depth will
+// do, since a stripe with a parent beats none. Attached, we only move to a candidate at least SwitchMargin
 // levels shallower than our parent, after MinHold, so the tree settles instead of flapping.
 func chooseParent(cands []parentCandidate, current int, heldFor time.Duration, pol parentPolicy) int {
 	best := -1
@@ -76,6 +96,9 @@ func chooseParent(cands []parentCandidate, current int, heldFor time.Duration, p
 	}
 	if best < 0 || heldFor < pol.MinHold {
 		return current
+	}
+	if cands[best].IsOrigin && !cur.IsOrigin {
+		return current // a working viewer parent never gives way to the root's scarce slots
 	}
 	if int(cands[best].Depth)+pol.SwitchMargin <= int(cur.Depth) {
 		return best

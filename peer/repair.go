@@ -46,6 +46,25 @@ func (l *loop) laterOfStripeHeld(key chunkKey) bool {
 	return n.seq > key.seq || (n.seq == key.seq && n.index > key.index)
 }
 
+// reorderGrace is how long a gap in a stripe may last before it counts as a lost push. A parent
+// pushes several chunks at once, each on its own stream, so a later chunk often overtakes an
+// earlier one by a few tens of milliseconds; requesting the earlier one at once made a duplicate
+// of a third of the stream (every REQUEST answered while the push was arriving anyway).
+const reorderGrace = 250 * time.Millisecond
+
+// gapOutlasted says whether a later chunk of key's stripe is held and has been for reorderGrace.
+func (l *loop) gapOutlasted(key chunkKey) bool {
+	if !l.laterOfStripeHeld(key) {
+		return false
+	}
+	since, ok := l.gapSince[key]
+	if !ok {
+		l.gapSince[key] = l.now
+		return false
+	}
+	return l.now.Sub(since) >= reorderGrace
+}
+
 func (l *loop) repair() {
 	if !l.known {
 		return
@@ -96,7 +115,7 @@ func (l *loop) repair() {
 			if stripe.parent != nil && stripe.depth > 1 {
 				wait += time.Duration(stripe.depth-1) * repairWaitPerLevel
 			}
-			if !repairDue(l.advertised[seq][idx], l.laterOfStripeHeld(key), attached, l.joining && seq < l.newest, onlyOrigin, l.now, wait) {
+			if !repairDue(l.advertised[seq][idx], l.gapOutlasted(key), attached, l.joining && seq < l.newest, onlyOrigin, l.now, wait) {
 				continue
 			}
 			i := chooseRepairTarget(cands, maxOutstanding)
@@ -202,7 +221,8 @@ func (l *loop) fallback(ctx context.Context) {
 			continue
 		}
 		l.fetching[seq] = true
-		job := fetchJob{base: l.originHTTP, stream: l.cfg.Stream, seq: seq, indexes: want, tailFrom: tail}
+		job := fetchJob{base: l.originHTTP, stream: l.cfg.Stream, seq: seq, indexes: want, tailFrom: tail,
+			whole: !slices.Contains(st.Have, true)}
 		l.n.wg.Go(func() { l.n.runFetch(ctx, job) })
 	}
 }

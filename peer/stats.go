@@ -51,6 +51,13 @@ type Stats struct {
 	ParentsSilent int64 `json:"parents_silent"`
 	// LoopLags counts ticks that ran far behind schedule: the node itself was starved.
 	LoopLags int64 `json:"loop_lags"`
+	// Dials counts connections we started, DialsFailed those that never completed the
+	// handshake; ConnsUp counts neighbours taken (both directions), ConnsDown those lost.
+	// A node dialling far more than it keeps is in a connect storm.
+	Dials       int64 `json:"dials"`
+	DialsFailed int64 `json:"dials_failed"`
+	ConnsUp     int64 `json:"conns_up"`
+	ConnsDown   int64 `json:"conns_down"`
 	// Offload is the share of received bytes that did not come from the origin.
 	Offload float64 `json:"offload"`
 }
@@ -61,6 +68,7 @@ type counters struct {
 	chunksRejected, segmentsComplete, segmentsWithFallback, segmentsAbandoned       atomic.Int64
 	requests, requestsServed, requestsRefused, pushDropped, publishDropped, bitrate atomic.Int64
 	parentDials, evicted, parentsSilent, loopLags                                   atomic.Int64
+	dials, dialsFailed, connsUp, connsDown                                          atomic.Int64
 }
 
 func (c *counters) received(src Source, n int) {
@@ -132,6 +140,10 @@ func (n *Node) Stats() Stats {
 		Evicted:              n.stats.evicted.Load(),
 		ParentsSilent:        n.stats.parentsSilent.Load(),
 		LoopLags:             n.stats.loopLags.Load(),
+		Dials:                n.stats.dials.Load(),
+		DialsFailed:          n.stats.dialsFailed.Load(),
+		ConnsUp:              n.stats.connsUp.Load(),
+		ConnsDown:            n.stats.connsDown.Load(),
 	}
 	if total := s.BytesFromPeers + s.BytesFromOrigin; total > 0 {
 		s.Offload = float64(s.BytesFromPeers) / float64(total)

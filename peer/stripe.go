@@ -160,7 +160,11 @@ func (l *loop) onSubscribeAck(nb *neighbour, m *proto.SubscribeAck) {
 	}
 	st.pendingSub = nil
 	if !m.Accepted || m.Depth >= proto.NoDepth-1 {
-		st.refused[nb.id] = l.now.Add(refuseBackoff)
+		backoff := refuseBackoff
+		if nb.origin {
+			backoff *= 3 // its seed slots stay taken for long; asking again soon only loads it
+		}
+		st.refused[nb.id] = l.now.Add(backoff)
 		return
 	}
 	if old := st.parent; old != nil && old != nb {
@@ -269,6 +273,7 @@ func (l *loop) maintainStripes() {
 				Depth:     nb.depths[s],
 				FreeSlots: nb.freeSlots,
 				RTT:       l.rttOf(nb),
+				IsOrigin:  nb.origin,
 			})
 		}
 		choice := chooseParent(cands, current, l.now.Sub(st.parentSince), defaultParentPolicy)

@@ -19,6 +19,14 @@ import (
 // come from TLS identities (any viewer can join and claim any id) but from the origin's signature
 // on every chunk, which every receiver checks before it stores, forwards or serves the chunk. TLS
 // still gives us QUIC's encryption and ALPN.
+//
+// The key exchange is plain X25519: Go's default leads with the X25519MLKEM768 hybrid, whose
+// ML-KEM half costs as much CPU again per handshake and protects nothing we need (the stream is
+// public and signed; what a recording of today's traffic could reveal tomorrow is a concert
+// everyone watched). A node makes a handshake with every neighbour it meets, so at a few hundred
+// peers per machine handshakes were a fifth of the CPU.
+var meshCurves = []tls.CurveID{tls.X25519}
+
 func meshTLS() (server, client *tls.Config, err error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -40,28 +48,33 @@ func meshTLS() (server, client *tls.Config, err error) {
 	}
 	cert := tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv}
 	server = &tls.Config{
-		Certificates: []tls.Certificate{cert},
-		NextProtos:   []string{proto.ALPN},
-		MinVersion:   tls.VersionTLS13,
+		Certificates:     []tls.Certificate{cert},
+		NextProtos:       []string{proto.ALPN},
+		MinVersion:       tls.VersionTLS13,
+		CurvePreferences: meshCurves,
 	}
 	client = &tls.Config{
 		InsecureSkipVerify: true, //nolint:gosec // see above: chunk signatures, not TLS, protect the mesh
 		NextProtos:         []string{proto.ALPN},
 		ServerName:         "crowdsurf-peer",
 		MinVersion:         tls.VersionTLS13,
+		CurvePreferences:   meshCurves,
 	}
 	return server, client, nil
 }
 
-// meshQUICConfig tunes QUIC for a live mesh: keep-alives and a short idle timeout notice a dead
-// neighbour within about a second (a dead parent is also noticed by its silence on the control
-// stream, parentSilent; the root learns of a dead child only from the idle timeout, and frees
-// its seed slot then), and each chunk being its own stream needs many concurrent streams.
+// meshQUICConfig tunes QUIC for a live mesh. Dead neighbours are noticed by the application, not
+// by QUIC: parents and children send each other a STATUS at least every heartbeatEvery, and a
+// silent parent (parentSilent) or child (dropSilentChildren) is dropped within ParentTimeout*1.5.
+// The QUIC idle timeout only reclaims connections nobody uses, so it is generous: a short one
+// (it was 1.2 s) kills healthy connections whenever a loaded machine falls a second behind, and
+// every re-dial is a handshake that loads it more, a collapse we measured at 200 peers.
+// Each chunk being its own stream needs many concurrent streams.
 func meshQUICConfig() *quic.Config {
 	return &quic.Config{
-		KeepAlivePeriod:                500 * time.Millisecond,
-		MaxIdleTimeout:                 1200 * time.Millisecond,
-		HandshakeIdleTimeout:           2 * time.Second,
+		KeepAlivePeriod:                2 * time.Second,
+		MaxIdleTimeout:                 6 * time.Second,
+		HandshakeIdleTimeout:           handshakeTimeout,
 		MaxIncomingUniStreams:          1000,
 		MaxIncomingStreams:             4, // the control stream; anything else is ignored
 		InitialStreamReceiveWindow:     proto.MaxChunkFrame,

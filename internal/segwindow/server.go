@@ -57,6 +57,7 @@ func NewServer(lookup Lookup, opts ServerOptions) *Server {
 //	/live/:stream/index.m3u8          the live playlist
 //	/live/:stream/:seq.ts             a whole complete segment
 //	/live/:stream/:seq/:index.chunk   one signed chunk frame (proto.Chunk.Append)
+//	/live/:stream/:seq/all.chunks     every chunk frame of a complete segment, in order
 //
 // Echo's router would take ":seq.ts" for a parameter named "seq.ts", so the last path element is
 // routed as one parameter and parsed here.
@@ -113,9 +114,12 @@ func (s *Server) serveChunk(c *echo.Context) error {
 	if err != nil {
 		return jsonError(c, http.StatusBadRequest, "malformed segment number "+strconv.Quote(seqText))
 	}
+	if c.Param("chunk") == AllChunks {
+		return s.serveChunkFrames(c, seq, seqText)
+	}
 	indexText, ok := strings.CutSuffix(c.Param("chunk"), ".chunk")
 	if !ok {
-		return jsonError(c, http.StatusNotFound, "no such file: want INDEX.chunk")
+		return jsonError(c, http.StatusNotFound, "no such file: want INDEX.chunk or "+AllChunks)
 	}
 	index, err := strconv.ParseUint(indexText, 10, 32)
 	if err != nil {
@@ -131,6 +135,24 @@ func (s *Server) serveChunk(c *echo.Context) error {
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, CacheImmutable)
 	return s.send(c, KindChunk, ContentTypeChunk, chunk.Append(make([]byte, 0, chunk.Len())))
+}
+
+// AllChunks is the file name under a segment's directory of the bundle of all its chunk frames.
+const AllChunks = "all.chunks"
+
+// serveChunkFrames sends a complete segment's chunk frames in one body. It is immutable, like a
+// chunk, so a CDN caches it; a segment still in progress is a 404 and the peer fetches chunks.
+func (s *Server) serveChunkFrames(c *echo.Context, seq uint64, seqText string) error {
+	w, ok := s.window(c)
+	if !ok {
+		return jsonError(c, http.StatusNotFound, "unknown stream")
+	}
+	body, ok := w.ChunkFrames(seq)
+	if !ok {
+		return jsonError(c, http.StatusNotFound, "segment "+seqText+" not complete")
+	}
+	c.Response().Header().Set(echo.HeaderCacheControl, CacheImmutable)
+	return s.send(c, KindChunk, ContentTypeChunk, body)
 }
 
 func (s *Server) window(c *echo.Context) (*Window, bool) {

@@ -163,6 +163,36 @@ func TestServerChunk(t *testing.T) {
 	require.Equal(t, []served{{testStream, KindChunk, len(cs[2].Append(nil))}, {testStream, KindChunk, 0}}, f.served)
 }
 
+func TestServerChunkFrames(t *testing.T) {
+	f := newServerFixture(t)
+	s := spec(5, 300, 20, 7)
+	cs := s.chunks()
+	f.window.AddChunk(cs[2])
+	f.window.AddChunk(cs[0])
+	// A segment in progress has no bundle: the peer asks for its chunks one by one.
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/5/all.chunks"), http.StatusNotFound)
+	f.window.AddChunk(cs[1])
+
+	rec := f.do(http.MethodGet, "/live/cam1/5/all.chunks")
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Equal(t, CacheImmutable, rec.Header().Get("Cache-Control"))
+	// The frames in index order, whatever order the chunks arrived in, each parseable in turn.
+	body := rec.Body.Bytes()
+	var want []byte
+	for _, c := range cs {
+		want = c.Append(want)
+	}
+	require.Equal(t, want, body)
+	for i := 0; len(body) > 0; i++ {
+		got, n, err := proto.ParseChunk(body)
+		require.NoError(t, err)
+		require.Equal(t, cs[i].ID, got.ID)
+		body = body[n:]
+	}
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/6/all.chunks"), http.StatusNotFound)
+	require.Equal(t, []served{{testStream, KindChunk, len(want)}}, f.served)
+}
+
 func TestServerNilLookupIsNotFound(t *testing.T) {
 	e := echo.New()
 	NewServer(nil, ServerOptions{}).Register(e)

@@ -283,6 +283,26 @@ func (w *Window) Segment(seq uint64) ([]byte, SegmentMeta, bool) {
 	return s.data, s.meta(), true
 }
 
+// ChunkFrames returns every chunk frame of a complete segment, in index order, concatenated: the
+// body a peer fetches from the CDN to get a whole segment in one request instead of one per chunk.
+func (w *Window) ChunkFrames(seq uint64) ([]byte, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.segs[seq]
+	if s == nil || !s.complete {
+		return nil, false
+	}
+	size := 0
+	for _, c := range s.chunks {
+		size += c.Len()
+	}
+	b := make([]byte, 0, size)
+	for i := range uint32(len(s.chunks)) {
+		b = s.chunks[i].Append(b)
+	}
+	return b, true
+}
+
 // State describes one held (or abandoned) segment.
 func (w *Window) State(seq uint64) (SegmentState, bool) {
 	w.mu.Lock()
