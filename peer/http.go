@@ -25,6 +25,7 @@ func (n *Node) httpServer() *http.Server {
 	// echo's default logger writes to stdout; a peer logs where its owner said.
 	e.Logger = n.log
 	e.HTTPErrorHandler = jsonErrorHandler
+	e.Use(n.trackPlayback)
 	segwindow.NewServer(func(stream string) (*segwindow.Window, bool) {
 		return n.window, stream == n.cfg.Stream
 	}, segwindow.ServerOptions{WaitForFirst: firstPlaylistWait}).Register(e)

@@ -68,7 +68,15 @@ const (
 	maxFetchJobs     = 3
 	dialBackoff      = 2 * time.Second
 	joinWindow       = 3 * time.Second
-	joinSegments     = 3
+	// joinSegments is how many complete segments before the live edge a joiner gets, so its
+	// player starts with that much buffer. Two, not three: when a crowd arrives at once nobody
+	// but the origin holds them, and each one is a copy of a segment the CDN sends to every
+	// joiner (measured at 100 peers joining together: the first 8 s cost more origin egress
+	// than the minute after).
+	joinSegments = 2
+	// joinFallbackDelay is how long a joiner waits for neighbours to deliver a segment the
+	// origin has completed before it fetches it from the CDN: its player is waiting.
+	joinFallbackDelay = 300 * time.Millisecond
 	// repairSpan is how many segments behind the newest known one repair and fallback look at.
 	repairSpan = 4
 	// repairEvery: the repair and fallback scans run every other tick; their waits are

@@ -48,6 +48,7 @@ type Node struct {
 	publishCh    chan *proto.Chunk
 	hello        atomic.Pointer[proto.Hello] // what we say in HELLO now; the loop updates it
 	topology     atomic.Pointer[topology]    // the loop's view for Stats and the tracker
+	playback     playback                    // the local player's buffer, as its segment requests tell
 	wantPlaylist atomic.Bool                 // the loop wants the origin playlist polled
 	originHTTP   atomic.Pointer[string]      // base URL of the CDN path, once known
 

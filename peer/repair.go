@@ -202,7 +202,11 @@ func (l *loop) fallback(ctx context.Context) {
 			NextKnown: l.movedOnAt(seq + 1),
 			LastFetch: l.lastFetch[seq],
 		}
-		if !fallbackDue(prog, l.now, l.fallbackDelay(), fetchRetry) {
+		delay := l.fallbackDelay()
+		if l.joining && seq < l.newest || l.playerNeedsSoon(seq) {
+			delay = joinFallbackDelay
+		}
+		if !fallbackDue(prog, l.now, delay, fetchRetry) {
 			continue
 		}
 		// The segment is late: fetch every missing chunk except those just requested from a
@@ -225,6 +229,18 @@ func (l *loop) fallback(ctx context.Context) {
 			whole: !slices.Contains(st.Have, true)}
 		l.n.wg.Go(func() { l.n.runFetch(ctx, job) })
 	}
+}
+
+// urgentBuffer: when the local player will run dry within this time and the segment it needs
+// next is incomplete, the segment comes from the CDN now (a whole-segment fetch takes a round trip
+// and the transfer; the rest is margin).
+const urgentBuffer = 1500 * time.Millisecond
+
+// playerNeedsSoon says whether seq is the segment the local player asks for next and its buffer
+// runs out within urgentBuffer.
+func (l *loop) playerNeedsSoon(seq uint64) bool {
+	next, end, ok := l.n.playback.state()
+	return ok && seq == next && end.Sub(l.now) < urgentBuffer
 }
 
 // movedOnAt is when the swarm, as far as it concerns us, moved on to seq: when the first chunk of
