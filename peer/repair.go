@@ -84,6 +84,9 @@ func (l *loop) repair() {
 				p.nb.outstanding--
 				delete(l.pending, key)
 			}
+			if _, ok := l.advertised[seq][idx]; !ok {
+				continue // nobody told us they hold it: no neighbour to ask
+			}
 			stripe := l.stripes[l.stripeOf(idx)]
 			var cands []repairCandidate
 			var holders []*neighbour
@@ -97,7 +100,7 @@ func (l *loop) repair() {
 					IsParent:    nb == stripe.parent,
 					IsOrigin:    nb.origin,
 					Outstanding: nb.outstanding,
-					RTT:         nb.conn.ConnectionStats().SmoothedRTT,
+					RTT:         l.rttOf(nb),
 					Tried:       l.tried[key][nb.id],
 				})
 			}

@@ -192,11 +192,11 @@ func (l *loop) fromSeq() uint64 {
 // switchCheckEvery is how often (ticks) a stripe that has a parent looks for a better one; a
 // stripe without one looks every tick. Switching waits MinHold anyway, so checking every tick
 // would only cost CPU in proportion to neighbours x stripes.
-const switchCheckEvery = 10
+const switchCheckEvery = int(500 * time.Millisecond / tickInterval)
 
 // rttOf is a neighbour's smoothed RTT, read from QUIC at most once a second.
 func (l *loop) rttOf(nb *neighbour) time.Duration {
-	if nb.rttAt == 0 || l.ticks-nb.rttAt >= 20 {
+	if nb.rttAt == 0 || l.ticks-nb.rttAt >= housekeepingEvery {
 		nb.rtt = nb.conn.ConnectionStats().SmoothedRTT
 		nb.rttAt = max(l.ticks, 1)
 	}
