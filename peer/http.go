@@ -18,6 +18,10 @@ var errServerClosed = http.ErrServerClosed
 // segment.
 const firstPlaylistWait = 10 * time.Second
 
+// startWait is how long, once the first segment is complete, the first playlist waits for the
+// joinSegments-th: a joiner fetches them together, so it is usually there within a moment.
+const startWait = time.Second
+
 // httpServer is the local endpoint a media player reads: the stream's playlist and segments from
 // the window, plus /stats, /healthz and /metrics.
 func (n *Node) httpServer() *http.Server {
@@ -28,7 +32,7 @@ func (n *Node) httpServer() *http.Server {
 	e.Use(n.trackPlayback)
 	segwindow.NewServer(func(stream string) (*segwindow.Window, bool) {
 		return n.window, stream == n.cfg.Stream
-	}, segwindow.ServerOptions{WaitForFirst: firstPlaylistWait}).Register(e)
+	}, segwindow.ServerOptions{WaitForFirst: firstPlaylistWait, StartSegments: joinSegments, StartWait: startWait}).Register(e)
 	e.GET("/stats", func(c *echo.Context) error { return c.JSON(http.StatusOK, n.Stats()) })
 	e.GET("/healthz", func(c *echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]any{"ok": true, "neighbours": n.Stats().Neighbours})

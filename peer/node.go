@@ -201,6 +201,9 @@ func (n *Node) Run(ctx context.Context) error {
 		n.wg.Go(func() { n.announceLoop(ctx, a) })
 	}
 	if !n.cfg.Root {
+		// A joiner wants the live edge at once: the first poll goes out now, not after the
+		// loop's first tick and a poll interval (half a second of startup).
+		n.wantPlaylist.Store(true)
 		n.wg.Go(func() { n.playlistPoller(ctx) })
 	}
 

@@ -255,6 +255,9 @@ func (l *loop) movedOnAt(seq uint64) time.Time {
 		return st.FirstSeen
 	}
 	if t, ok := l.seqKnown[seq]; ok {
+		if l.joining {
+			return t // a joiner's player is waiting; the origin lists only complete segments
+		}
 		return t.Add(l.targetDur / 4)
 	}
 	return time.Time{}

@@ -64,6 +64,14 @@ func (w *Window) TargetDurationSeconds() int {
 	return w.targetSecs
 }
 
+// ListedCount is how many segments the playlist would list now, without rendering it (rendering
+// moves the window's floor to its first segment, which must wait until the start is settled).
+func (w *Window) ListedCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.listed())
+}
+
 // listed picks the segments to list; called with mu held.
 func (w *Window) listed() []*segment {
 	var (

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -39,12 +40,22 @@ type ServerOptions struct {
 	// up on a 404 for the first playlist, and a peer that has just started is seconds from its
 	// first segment, so a peer's local endpoint waits; the origin answers at once (0).
 	WaitForFirst time.Duration
+	// StartSegments and StartWait: the first playlist a window serves waits (up to StartWait
+	// after the first segment completed) until it lists StartSegments segments. A player
+	// starts a few target durations from the end of the first playlist it reads; handed a
+	// one-segment playlist it starts on two seconds of buffer and stalls while the peer is
+	// still joining (measured: most stalls of a 50-peer flash crowd). Zero: no wait.
+	StartSegments int
+	StartWait     time.Duration
 }
 
 // Server serves the playlists, segments and chunks of many streams' windows over HTTP.
 type Server struct {
 	lookup Lookup
 	opts   ServerOptions
+
+	mu      sync.Mutex
+	started map[*Window]bool // windows that served their first playlist
 }
 
 // NewServer returns a server that finds windows with lookup.
@@ -97,13 +108,14 @@ func (s *Server) servePlaylist(c *echo.Context) error {
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "unknown stream")
 	}
-	body, ok := w.Playlist()
-	if !ok && s.opts.WaitForFirst > 0 {
-		body, ok = waitForPlaylist(c.Request().Context(), w, s.opts.WaitForFirst)
+	if s.opts.WaitForFirst > 0 && !s.hasStarted(w) {
+		waitForStart(c.Request().Context(), w, s.opts)
 	}
+	body, ok := w.Playlist()
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "no segment complete yet")
 	}
+	s.markStarted(w)
 	c.Response().Header().Set(echo.HeaderCacheControl, playlistCacheControl(w.TargetDurationSeconds()))
 	return s.send(c, KindPlaylist, ContentTypePlaylist, body)
 }
@@ -196,21 +208,51 @@ func jsonError(c *echo.Context, code int, msg string) error {
 	return c.JSON(code, map[string]string{"error": msg})
 }
 
-// waitForPlaylist waits until w has a playlist, the request ends, or limit passes.
-func waitForPlaylist(ctx context.Context, w *Window, limit time.Duration) ([]byte, bool) {
-	timer := time.NewTimer(limit)
-	defer timer.Stop()
+func (s *Server) hasStarted(w *Window) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.started[w]
+}
+
+func (s *Server) markStarted(w *Window) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started == nil {
+		s.started = make(map[*Window]bool)
+	}
+	s.started[w] = true
+}
+
+// waitForStart waits until w lists a segment (at most opts.WaitForFirst) and then until it lists
+// opts.StartSegments (at most opts.StartWait more).
+func waitForStart(ctx context.Context, w *Window, opts ServerOptions) {
+	first := time.NewTimer(opts.WaitForFirst)
+	defer first.Stop()
+	var more <-chan time.Time
 	for {
 		changed := w.Changed()
-		if body, ok := w.Playlist(); ok {
-			return body, true
+		n := w.ListedCount()
+		if n >= max(opts.StartSegments, 1) {
+			return
+		}
+		if n > 0 && more == nil {
+			if opts.StartWait <= 0 {
+				return
+			}
+			t := time.NewTimer(opts.StartWait)
+			defer t.Stop()
+			more = t.C
 		}
 		select {
 		case <-changed:
-		case <-timer.C:
-			return nil, false
+		case <-first.C:
+			if n == 0 {
+				return
+			}
+		case <-more:
+			return
 		case <-ctx.Done():
-			return nil, false
+			return
 		}
 	}
 }

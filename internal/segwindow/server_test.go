@@ -232,3 +232,55 @@ func TestPlaylistRequestWaitsForTheFirstSegment(t *testing.T) {
 	e2.ServeHTTP(rec2, httptest.NewRequest(http.MethodGet, "/live/"+testStream+"/index.m3u8", nil))
 	requireJSONError(t, rec2, http.StatusNotFound)
 }
+
+func TestFirstPlaylistWaitsForTheStartSegments(t *testing.T) {
+	w := testWindow(3, 5)
+	e := echo.New()
+	NewServer(func(string) (*Window, bool) { return w, true },
+		ServerOptions{WaitForFirst: 5 * time.Second, StartSegments: 2, StartWait: 5 * time.Second}).Register(e)
+	get := func() <-chan *httptest.ResponseRecorder {
+		got := make(chan *httptest.ResponseRecorder, 1)
+		go func() {
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/"+testStream+"/index.m3u8", nil))
+			got <- rec
+		}()
+		return got
+	}
+	got := get()
+	// The later segment completes first (fetched in parallel); the earlier one must still lead
+	// the first playlist, so the player starts with both.
+	addAll(t, w, spec(8, 100, 50))
+	select {
+	case rec := <-got:
+		t.Fatalf("answered with one segment: %s", rec.Body.String())
+	case <-time.After(100 * time.Millisecond):
+	}
+	addAll(t, w, spec(7, 100, 50))
+	rec := <-got
+	require.Equal(t, http.StatusOK, rec.Code, rec.Body.String())
+	require.Contains(t, rec.Body.String(), "7.ts")
+	require.Contains(t, rec.Body.String(), "8.ts")
+
+	// Once started, a playlist is answered at once.
+	select {
+	case rec := <-get():
+		require.Equal(t, http.StatusOK, rec.Code)
+	case <-time.After(time.Second):
+		t.Fatal("a later playlist request waited")
+	}
+}
+
+func TestFirstPlaylistSettlesForOneSegmentAfterStartWait(t *testing.T) {
+	w := testWindow(3, 5)
+	e := echo.New()
+	NewServer(func(string) (*Window, bool) { return w, true },
+		ServerOptions{WaitForFirst: 5 * time.Second, StartSegments: 2, StartWait: 150 * time.Millisecond}).Register(e)
+	addAll(t, w, spec(7, 100, 50))
+	start := time.Now()
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/"+testStream+"/index.m3u8", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), "7.ts")
+	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond, "it waited for a second segment first")
+}
