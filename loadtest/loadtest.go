@@ -172,7 +172,7 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 		joiners.Go(func() { lt.churn(ctx, viewCtx, t0, end) })
 	}
 
-	series := lt.sample(ctx, t0, end, base)
+	series, mid := lt.sample(ctx, t0, end, base)
 	last := lt.totals(time.Now())
 	depths := lt.depthHistogram()
 	joiners.Wait()
@@ -189,6 +189,14 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 	stopViewers()
 
 	r := lt.buildReport(base, last, series, depths, all)
+	if mid.at.After(t0) && last.stream > mid.stream {
+		r.SecondHalf = SecondHalf{
+			FromS:        mid.at.Sub(t0).Seconds(),
+			OriginCopies: ratio(float64(last.http-mid.http+last.quic-mid.quic), float64(last.stream-mid.stream)),
+			Offload:      ratio(float64(last.fromPeers-mid.fromPeers), float64(last.fromPeers-mid.fromPeers+last.fromOrigin-mid.fromOrigin)),
+			Stalls:       last.stalls - mid.stalls,
+		}
+	}
 	r.StartedAt = startedAt.UTC()
 	usage := processUsage()
 	r.CPUSeconds = (usage.CPU - usage0.CPU).Seconds()
@@ -434,19 +442,24 @@ func (lt *LoadTest) totals(at time.Time) totals {
 }
 
 // sample takes one snapshot a second until end, drawing the progress line.
-func (lt *LoadTest) sample(ctx context.Context, t0, end time.Time, base totals) []SecondSample {
-	series := []SecondSample{}
+// sample takes the per-second series and returns it with the totals at half the interval.
+func (lt *LoadTest) sample(ctx context.Context, t0, end time.Time, base totals) (series []SecondSample, mid totals) {
+	series = []SecondSample{}
+	half := t0.Add(end.Sub(t0) / 2)
 	prev := base
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return series
+			return series, mid
 		case <-tick.C:
 		}
 		now := time.Now()
 		cur := lt.totals(now)
+		if mid.at.IsZero() && !now.Before(half) {
+			mid = cur
+		}
 		dt := cur.at.Sub(prev.at).Seconds()
 		s := SecondSample{
 			T:               math.Round(now.Sub(t0).Seconds()*10) / 10,
@@ -468,7 +481,7 @@ func (lt *LoadTest) sample(ctx context.Context, t0, end time.Time, base totals) 
 				now.Sub(t0).Seconds(), end.Sub(t0).Seconds(), cur.peers, cur.playing, 100*offload, copies, cur.stalls-base.stalls, cur.stalled))
 		}
 		if time.Until(end) < 100*time.Millisecond {
-			return series
+			return series, mid
 		}
 		if d := time.Until(end); d < time.Second {
 			tick.Reset(d)

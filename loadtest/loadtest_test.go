@@ -51,6 +51,12 @@ func requireSaneReport(t *testing.T, r *Report, cfg Config, jsonBytes []byte, ht
 	require.LessOrEqual(t, r.Offload, 1.0)
 	require.GreaterOrEqual(t, r.FallbackShare, 0.0)
 	require.LessOrEqual(t, r.FallbackShare, 1.0)
+	// The second half starts half way through and its figures are ratios of its own bytes.
+	require.InDelta(t, r.DurationS/2, r.SecondHalf.FromS, 1.1)
+	require.GreaterOrEqual(t, r.SecondHalf.Offload, 0.0)
+	require.LessOrEqual(t, r.SecondHalf.Offload, 1.0)
+	require.Positive(t, r.SecondHalf.OriginCopies)
+	require.LessOrEqual(t, r.SecondHalf.Stalls, r.Stalls)
 	require.Zero(t, r.CorruptBytes, "no corrupt bytes: %+v", r.Detail)
 	require.Zero(t, r.Detail.PlayerParseErrors+r.Detail.PlayerTSErrors, "players' MPEG-TS checks pass")
 	require.Equal(t, cfg.Peers, r.StartupMs.Samples, "every player started")

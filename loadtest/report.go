@@ -47,8 +47,13 @@ type Report struct {
 	CorruptBytes int64 `json:"corrupt_bytes"`
 	// FallbackShare is the share of the bytes peers received that came over the HTTP fallback.
 	FallbackShare float64 `json:"fallback_share"`
-	CPUSeconds    float64 `json:"cpu_seconds"`
-	MaxRSSBytes   int64   `json:"max_rss_bytes"`
+	// SecondHalf holds the same measures over the second half of the run only: with every
+	// viewer joining at once, the first seconds (no trees yet, every joiner fetching its start
+	// segments from the CDN) weigh heavily on whole-run figures of a short run, and this shows
+	// what the swarm does once it has formed.
+	SecondHalf  SecondHalf `json:"second_half"`
+	CPUSeconds  float64    `json:"cpu_seconds"`
+	MaxRSSBytes int64      `json:"max_rss_bytes"`
 
 	Parameters Parameters `json:"parameters"`
 	Machine    Machine    `json:"machine"`
@@ -199,6 +204,14 @@ func (r *Report) WriteJSONFile(path string) error {
 	return f.Close()
 }
 
+// SecondHalf is the steady part of a run: from half the measured interval to its end.
+type SecondHalf struct {
+	FromS        float64 `json:"from_s"`
+	OriginCopies float64 `json:"origin_copies"`
+	Offload      float64 `json:"offload"`
+	Stalls       int     `json:"stalls"`
+}
+
 // summaryRows is the table shared by the text summary and the HTML report.
 func (r *Report) summaryRows() [][2]string {
 	rows := [][2]string{
@@ -211,6 +224,8 @@ func (r *Report) summaryRows() [][2]string {
 		{"origin copies", fmt.Sprintf("%.2f", r.OriginCopies)},
 		{"offload", fmt.Sprintf("%.1f %%", 100*r.Offload)},
 		{"fallback share", fmt.Sprintf("%.1f %%", 100*r.FallbackShare)},
+		{"second half", fmt.Sprintf("from %.0f s: origin copies %.2f, offload %.1f %%, %d stalls",
+			r.SecondHalf.FromS, r.SecondHalf.OriginCopies, 100*r.SecondHalf.Offload, r.SecondHalf.Stalls)},
 		{"delivery latency", fmt.Sprintf("p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms (%d samples)",
 			r.DeliveryLatencyMs.P50, r.DeliveryLatencyMs.P95, r.DeliveryLatencyMs.P99, r.DeliveryLatencyMs.Max, r.DeliveryLatencyMs.Samples)},
 		{"startup", fmt.Sprintf("p50 %.0f ms, p95 %.0f ms, max %.0f ms (%d of %d players started)",

@@ -15,7 +15,7 @@ var requiredFields = []string{
 	"origin_copies", "offload", "delivery_latency_ms", "startup_ms", "stalls", "stall_ratio",
 	"live_latency_ms", "segments_played", "segments_missing", "corrupt_bytes", "fallback_share",
 	"cpu_seconds", "max_rss_bytes", "parameters", "machine", "series", "depth_histogram",
-	"delivery_latency_cdf",
+	"delivery_latency_cdf", "second_half",
 }
 
 // requireReportFields decodes a report's JSON generically and checks every required name,
