@@ -56,7 +56,7 @@ type neighbour struct {
 	outstanding int
 	connectedAt time.Time
 	gone        bool
-	lastSent    time.Time // when the loop last queued a control message for it
+	lastSent    time.Time // when the loop last queued a control message or a chunk for it
 	rtt         time.Duration
 	rttAt       int // loop tick rtt was read at
 
@@ -96,6 +96,9 @@ type queuedPush struct {
 func (nb *neighbour) push(c *proto.Chunk) bool {
 	select {
 	case nb.pushQueue <- queuedPush{c: c, at: time.Now()}:
+		// A chunk tells the receiver we are alive as well as a STATUS does (it stamps
+		// lastHeard on arrival), so it spares the heartbeat.
+		nb.lastSent = time.Now()
 		return true
 	default:
 		return false
