@@ -195,6 +195,7 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 			OriginCopies: ratio(float64(last.http-mid.http+last.quic-mid.quic), float64(last.stream-mid.stream)),
 			Offload:      ratio(float64(last.fromPeers-mid.fromPeers), float64(last.fromPeers-mid.fromPeers+last.fromOrigin-mid.fromOrigin)),
 			Stalls:       last.stalls - mid.stalls,
+			Cores:        (last.cpu - mid.cpu).Seconds() / last.at.Sub(mid.at).Seconds(),
 		}
 	}
 	r.StartedAt = startedAt.UTC()
@@ -385,6 +386,7 @@ func sleepUntil(ctx context.Context, at time.Time) bool {
 // totals is a snapshot of every counter the measures are built from.
 type totals struct {
 	at                              time.Time
+	cpu                             time.Duration // the process's CPU time so far
 	http, quic, stream              int64
 	httpPlaylist, httpSegment       int64
 	httpChunk                       int64
@@ -396,7 +398,7 @@ type totals struct {
 // totals also takes one live latency sample from every playing player: the pooled samples are
 // the live latency distribution of the report.
 func (lt *LoadTest) totals(at time.Time) totals {
-	t := totals{at: at, http: lt.src.HTTPBytes(), stream: lt.src.StreamBytes()}
+	t := totals{at: at, cpu: processUsage().CPU, http: lt.src.HTTPBytes(), stream: lt.src.StreamBytes()}
 	if lt.root != nil {
 		t.quic = lt.root.Stats().BytesToPeers
 	}

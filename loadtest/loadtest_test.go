@@ -57,6 +57,7 @@ func requireSaneReport(t *testing.T, r *Report, cfg Config, jsonBytes []byte, ht
 	require.LessOrEqual(t, r.SecondHalf.Offload, 1.0)
 	require.Positive(t, r.SecondHalf.OriginCopies)
 	require.LessOrEqual(t, r.SecondHalf.Stalls, r.Stalls)
+	require.Positive(t, r.SecondHalf.Cores)
 	require.Zero(t, r.CorruptBytes, "no corrupt bytes: %+v", r.Detail)
 	require.Zero(t, r.Detail.PlayerParseErrors+r.Detail.PlayerTSErrors, "players' MPEG-TS checks pass")
 	require.Equal(t, cfg.Peers, r.StartupMs.Samples, "every player started")
