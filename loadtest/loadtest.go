@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,9 +44,13 @@ type LoadTest struct {
 	fallbackClient  *http.Client
 	playerTransport *http.Transport
 
-	emits       *emitBook
-	delivery    samples
-	liveLatency samples
+	emits    *emitBook
+	delivery samples
+	// deliveryLate holds the delivery latencies of chunks emitted in the second half of the
+	// run; secondHalf (unix ns) is when it starts, zero before the run.
+	deliveryLate samples
+	secondHalf   atomic.Int64
+	liveLatency  samples
 
 	mu      sync.Mutex
 	viewers []*viewer // every viewer ever started, in join order
@@ -165,6 +170,7 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 	viewCtx, stopViewers := context.WithCancel(context.Background())
 	defer stopViewers()
 	end := t0.Add(cfg.Duration)
+	lt.secondHalf.Store(t0.Add(cfg.Duration / 2).UnixNano())
 
 	var joiners sync.WaitGroup
 	joiners.Go(func() { lt.joinAll(ctx, viewCtx, t0, end) })
@@ -196,6 +202,11 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 			Offload:      ratio(float64(last.fromPeers-mid.fromPeers), float64(last.fromPeers-mid.fromPeers+last.fromOrigin-mid.fromOrigin)),
 			Stalls:       last.stalls - mid.stalls,
 			Cores:        (last.cpu - mid.cpu).Seconds() / last.at.Sub(mid.at).Seconds(),
+		}
+		late := lt.deliveryLate.sorted()
+		r.SecondHalf.DeliveryLatencyMs = LatencyQuantiles{
+			P50: percentile(late, 0.50), P95: percentile(late, 0.95), P99: percentile(late, 0.99),
+			Max: percentile(late, 1), Samples: len(late),
 		}
 	}
 	r.StartedAt = startedAt.UTC()

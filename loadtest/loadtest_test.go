@@ -90,6 +90,10 @@ func TestP2PLoadTestOffloadsTheOrigin(t *testing.T) {
 	requireSaneReport(t, r, cfg, b, html)
 	require.Greater(t, r.Offload, 0.2, "peers carry a good part of the stream: %+v", r.Detail)
 	require.Positive(t, r.Detail.OriginQUICBytes, "the root seeds over QUIC")
+	// The second half's deliveries are a part of the whole run's.
+	require.Positive(t, r.SecondHalf.DeliveryLatencyMs.Samples)
+	require.Less(t, r.SecondHalf.DeliveryLatencyMs.Samples, r.DeliveryLatencyMs.Samples)
+	require.LessOrEqual(t, r.SecondHalf.DeliveryLatencyMs.Max, r.DeliveryLatencyMs.Max)
 	require.Positive(t, r.DeliveryLatencyMs.Samples)
 	require.LessOrEqual(t, r.DeliveryLatencyMs.P50, r.DeliveryLatencyMs.P95)
 	require.LessOrEqual(t, r.DeliveryLatencyMs.P95, r.DeliveryLatencyMs.P99)

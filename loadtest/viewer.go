@@ -181,6 +181,10 @@ func (lt *LoadTest) deliveryHook(v *viewer) func(proto.ChunkID, peer.Source, tim
 		if !ok || emitted.Before(v.joined) {
 			return
 		}
-		lt.delivery.add(float64(at.Sub(emitted)) / float64(time.Millisecond))
+		ms := float64(at.Sub(emitted)) / float64(time.Millisecond)
+		lt.delivery.add(ms)
+		if half := lt.secondHalf.Load(); half != 0 && emitted.UnixNano() >= half {
+			lt.deliveryLate.add(ms)
+		}
 	}
 }
