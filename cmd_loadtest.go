@@ -38,7 +38,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	htmlPath := fs.String("html", "", "write a self-contained HTML report with charts to this file")
 	source := fs.String("source", "synthetic", "synthetic (a made-up MPEG-TS stream at --bitrate) or testcard (the test card published over RTSP into a real origin)")
 	mediaCheck := fs.String("media-check", "auto", "players parse and check every segment's MPEG-TS: on, off or auto (on up to 50 peers)")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof; samples carry a component label: peer, player, mesh root, source, tracker; see -tags)")
 	verbose := fs.Bool("verbose", false, "log warnings of every component on stderr")
 	fs.Usage = func() {
 		out := fs.Output()

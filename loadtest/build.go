@@ -100,6 +100,14 @@ func (lt *LoadTest) buildReport(base, last totals, series []SecondSample, depths
 		r.CorruptBytes = int64(float64(r.Detail.ChunksRejected)*meanChunk + float64(parseErrors)*meanSegment)
 	}
 
+	if lt.root != nil {
+		rs := lt.root.Stats()
+		r.Detail.RootLoopLags = rs.LoopLags
+		r.Detail.RootPublishDropped = rs.PublishDropped
+		r.Detail.RootPushesDropped = rs.PushesDropped
+		r.Detail.RootRequestsServed = rs.RequestsServed
+		r.Detail.RootRequestsRefused = rs.RequestsRefused
+	}
 	if lt.mesh != nil {
 		st := lt.mesh.stats()
 		r.Detail.SimPacketsSent = st.PacketsSent

@@ -10,6 +10,7 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"net/http"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -136,7 +137,11 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 	var infraErr error
 	runInfra := func(name string, run func(context.Context) error) {
 		infra.Go(func() {
-			if err := run(infraCtx); err != nil && !errors.Is(err, context.Canceled) {
+			// Labelled so that a CPU profile (--cpuprofile) splits by component:
+			// go tool pprof -tags, or -tagfocus component=mesh.root.
+			var err error
+			pprof.Do(infraCtx, pprof.Labels("component", name), func(ctx context.Context) { err = run(ctx) })
+			if err != nil && !errors.Is(err, context.Canceled) {
 				infraErrMu.Lock()
 				infraErr = errors.Join(infraErr, fmt.Errorf("%s: %w", name, err))
 				infraErrMu.Unlock()
@@ -337,7 +342,10 @@ func (lt *LoadTest) joinAll(ctx, viewCtx context.Context, t0, end time.Time) {
 }
 
 func (lt *LoadTest) join(viewCtx context.Context, id int) {
-	v, err := lt.startViewer(viewCtx, id)
+	var v *viewer
+	var err error
+	// The peer's goroutines (its QUIC transport's among them) inherit the label.
+	pprof.Do(viewCtx, pprof.Labels("component", "peer"), func(ctx context.Context) { v, err = lt.startViewer(ctx, id) })
 	if err != nil {
 		lt.cfg.Logger.Error("viewer could not join", "viewer", id, "error", err)
 		return

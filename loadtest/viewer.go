@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"runtime/pprof"
 	"sync"
 	"time"
 
@@ -108,7 +109,9 @@ func (lt *LoadTest) startViewer(ctx context.Context, id int) (*viewer, error) {
 			}
 		})
 	}
-	v.wg.Go(func() { _ = p.Run(vctx) })
+	v.wg.Go(func() {
+		pprof.Do(vctx, pprof.Labels("component", "player"), func(ctx context.Context) { _ = p.Run(ctx) })
+	})
 	return v, nil
 }
 

@@ -1,15 +1,12 @@
 package peer
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
+	"errors"
 	"strings"
 	"time"
 
+	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -18,43 +15,7 @@ const (
 	announceRetry           = time.Second
 )
 
-// httpAnnouncer talks to the tracker's HTTP API.
-type httpAnnouncer struct {
-	base   string
-	client *http.Client
-}
-
-func (a httpAnnouncer) Announce(ctx context.Context, r proto.AnnounceRequest) (proto.AnnounceResponse, error) {
-	body, err := json.Marshal(r)
-	if err != nil {
-		return proto.AnnounceResponse{}, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+proto.TrackerAnnouncePath, bytes.NewReader(body))
-	if err != nil {
-		return proto.AnnounceResponse{}, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.client.Do(req)
-	if err != nil {
-		return proto.AnnounceResponse{}, fmt.Errorf("announce: %w", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return proto.AnnounceResponse{}, fmt.Errorf("announce: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		var e proto.ErrorResponse
-		_ = json.Unmarshal(b, &e)
-		return proto.AnnounceResponse{}, fmt.Errorf("announce: tracker answered %s: %s", resp.Status, e.Error)
-	}
-	var out proto.AnnounceResponse
-	if err := json.Unmarshal(b, &out); err != nil {
-		return proto.AnnounceResponse{}, fmt.Errorf("announce: %w", err)
-	}
-	return out, nil
-}
-
+// announcer is the configured Announcer, or the tracker client for TrackerURL.
 func (n *Node) announcer() Announcer {
 	if n.cfg.Announcer != nil {
 		return n.cfg.Announcer
@@ -62,12 +23,13 @@ func (n *Node) announcer() Announcer {
 	if n.cfg.TrackerURL == "" || n.cfg.Root {
 		return nil // the origin registers its stream itself
 	}
-	return httpAnnouncer{base: strings.TrimRight(n.cfg.TrackerURL, "/"), client: n.cfg.HTTPClient}
+	return &trackerclient.Client{BaseURL: strings.TrimRight(n.cfg.TrackerURL, "/"), HTTPClient: n.cfg.HTTPClient}
 }
 
 // announceLoop tells the tracker about us every interval and hands the answer to the loop.
 func (n *Node) announceLoop(ctx context.Context, a Announcer) {
 	wait := time.Duration(0)
+	waitingForStream := false
 	for {
 		select {
 		case <-ctx.Done():
@@ -79,10 +41,18 @@ func (n *Node) announceLoop(ctx context.Context, a Announcer) {
 			if ctx.Err() != nil {
 				return
 			}
-			n.log.Warn("tracker announce failed; retrying", "error", err)
+			switch {
+			case !errors.Is(err, trackerclient.ErrUnknownStream):
+				n.log.Warn("tracker announce failed; retrying", "error", err)
+			case !waitingForStream:
+				// A viewer started before the broadcast: normal, said once.
+				n.log.Info("the tracker does not know the stream yet; waiting for the origin to register it")
+				waitingForStream = true
+			}
 			wait = announceRetry
 			continue
 		}
+		waitingForStream = false
 		n.emit(ctx, evAnnounce{resp: resp})
 		wait = defaultAnnounceInterval
 		if resp.AnnounceIntervalMs > 0 {

@@ -286,19 +286,27 @@ func (w *Window) Segment(seq uint64) ([]byte, SegmentMeta, bool) {
 // ChunkFrames returns every chunk frame of a complete segment, in index order, concatenated: the
 // body a peer fetches from the CDN to get a whole segment in one request instead of one per chunk.
 func (w *Window) ChunkFrames(seq uint64) ([]byte, bool) {
+	// The chunks are immutable: take them under the lock, encode outside it (a segment is a
+	// quarter of a megabyte; encoding it under the lock held up every chunk request of a
+	// 200-peer load test behind it).
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	s := w.segs[seq]
 	if s == nil || !s.complete {
+		w.mu.Unlock()
 		return nil, false
 	}
+	chunks := make([]*proto.Chunk, len(s.chunks))
+	for i := range chunks {
+		chunks[i] = s.chunks[uint32(i)]
+	}
+	w.mu.Unlock()
 	size := 0
-	for _, c := range s.chunks {
+	for _, c := range chunks {
 		size += c.Len()
 	}
 	b := make([]byte, 0, size)
-	for i := range uint32(len(s.chunks)) {
-		b = s.chunks[i].Append(b)
+	for _, c := range chunks {
+		b = c.Append(b)
 	}
 	return b, true
 }
