@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crowdsurf/crowdsurf/internal/humanize"
 	"github.com/crowdsurf/crowdsurf/player"
 )
 
@@ -136,7 +137,7 @@ func playStatusLine(s player.Status) string {
 		latency = fmt.Sprintf("%.1fs", s.LatencyMs/1000)
 	}
 	return fmt.Sprintf("%-8s buffer %5.1fs  latency %6s  stalls %d (%.1fs)  segments %d  %s  errors %d",
-		s.State, s.BufferMs/1000, latency, s.Stalls, s.StallMs/1000, s.Segments, playHumanBytes(s.Bytes), s.Errors)
+		s.State, s.BufferMs/1000, latency, s.Stalls, s.StallMs/1000, s.Segments, humanize.Bytes(s.Bytes), s.Errors)
 }
 
 func playPrintSummary(w io.Writer, s player.Summary) {
@@ -155,7 +156,7 @@ func playPrintSummary(w io.Writer, s player.Summary) {
 		fmt.Fprintf(w, "latency     n/a (no EXT-X-PROGRAM-DATE-TIME)\n")
 	}
 	fmt.Fprintf(w, "segments    %d (%s), %d playlist loads, %d discontinuities\n",
-		s.Segments, playHumanBytes(s.Bytes), s.PlaylistLoads, s.Discontinuities)
+		s.Segments, humanize.Bytes(s.Bytes), s.PlaylistLoads, s.Discontinuities)
 	fmt.Fprintf(w, "errors      %d (sequence %d, timestamps %d, parse %d, fetch %d)\n",
 		s.Errors, s.SequenceErrors, s.TimestampErrors, s.ParseErrors, s.FetchErrors)
 	for _, m := range s.ErrorMessages {
@@ -164,16 +165,4 @@ func playPrintSummary(w io.Writer, s player.Summary) {
 	if len(s.ErrorMessages) < s.Errors {
 		fmt.Fprintf(w, "  (%d more)\n", s.Errors-len(s.ErrorMessages))
 	}
-}
-
-func playHumanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }

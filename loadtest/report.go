@@ -7,6 +7,8 @@ import (
 	"os"
 	"text/tabwriter"
 	"time"
+
+	"github.com/crowdsurf/crowdsurf/internal/humanize"
 )
 
 // Report is the outcome of one load test. The measures follow DESIGN.md "Measures"; the JSON
@@ -230,9 +232,9 @@ func (r *Report) summaryRows() [][2]string {
 		{"mode", fmt.Sprintf("%s, %d peers, %s net, source %s", r.Mode, r.Peers, r.Parameters.Net, r.Parameters.Source)},
 		{"duration", fmt.Sprintf("%.1f s", r.DurationS)},
 		{"bitrate", fmt.Sprintf("%.2f Mbit/s", float64(r.BitrateBps)/1e6)},
-		{"stream bytes", humanBytes(r.StreamBytes)},
-		{"origin egress", fmt.Sprintf("%s (QUIC %s, HTTP %s)", humanBytes(r.OriginEgressBytes),
-			humanBytes(r.Detail.OriginQUICBytes), humanBytes(r.Detail.OriginHTTPBytes))},
+		{"stream bytes", humanize.Bytes(r.StreamBytes)},
+		{"origin egress", fmt.Sprintf("%s (QUIC %s, HTTP %s)", humanize.Bytes(r.OriginEgressBytes),
+			humanize.Bytes(r.Detail.OriginQUICBytes), humanize.Bytes(r.Detail.OriginHTTPBytes))},
 		{"origin copies", fmt.Sprintf("%.2f", r.OriginCopies)},
 		{"offload", fmt.Sprintf("%.1f %%", 100*r.Offload)},
 		{"fallback share", fmt.Sprintf("%.1f %%", 100*r.FallbackShare)},
@@ -247,7 +249,7 @@ func (r *Report) summaryRows() [][2]string {
 		{"live latency", fmt.Sprintf("p50 %.2f s, p95 %.2f s", r.LiveLatencyMs.P50/1000, r.LiveLatencyMs.P95/1000)},
 		{"segments", fmt.Sprintf("%d played, %d missing", r.SegmentsPlayed, r.SegmentsMissing)},
 		{"corrupt bytes", fmt.Sprintf("%d (%d chunks rejected, %d player parse errors)", r.CorruptBytes, r.Detail.ChunksRejected, r.Detail.PlayerParseErrors)},
-		{"cpu", fmt.Sprintf("%.1f s (%.2f cores), max RSS %s", r.CPUSeconds, r.CPUSeconds/max(r.DurationS, 1e-9), humanBytes(r.MaxRSSBytes))},
+		{"cpu", fmt.Sprintf("%.1f s (%.2f cores), max RSS %s", r.CPUSeconds, r.CPUSeconds/max(r.DurationS, 1e-9), humanize.Bytes(r.MaxRSSBytes))},
 		{"machine", fmt.Sprintf("%s, %d cores, %s", r.Machine.CPUModel, r.Machine.Cores, r.Machine.GoVersion)},
 	}
 	return rows
@@ -263,16 +265,4 @@ func (r *Report) WriteSummary(w io.Writer) error {
 		fmt.Fprintf(tw, "note\t%s\n", n)
 	}
 	return tw.Flush()
-}
-
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
 }
