@@ -54,7 +54,7 @@ func runOrigin(ctx context.Context, args []string) error {
 	rtspAddr := fs.String("rtsp", origin.DefaultRTSPAddr, "TCP address publishers send RTSP to (rtsp://HOST:PORT/NAME)")
 	udpAddr := fs.String("udp", origin.DefaultUDPRTPAddr, "UDP address for RTP from publishers that use UDP transport; RTCP uses the next port, so the port must be even; - disables UDP")
 	httpAddr := fs.String("http", origin.DefaultHTTPAddr, "HTTP address: HLS at /live/NAME/index.m3u8, chunks, /v1/streams, /stats, /metrics")
-	meshAddr := fs.String("mesh", origin.DefaultMeshAddr, "UDP address of the QUIC mesh root that seeds peers; - disables the mesh (HTTP only)")
+	meshAddr := fs.String("mesh", origin.DefaultMeshAddr, "UDP address of the QUIC mesh roots that seed peers (one socket for every stream); - disables the mesh (HTTP only)")
 	seedCopies := fs.Int("seed-copies", origin.DefaultSeedCopies, "copies of the stream the origin seeds into the mesh")
 	keyFile := fs.String("key", "origin.key", "signing key file (PEM PKCS#8 Ed25519); created with a warning if missing")
 	publishKey := fs.String("publish-key", "", "password RTSP publishers must give (any user name), e.g. rtsp://u:SECRET@host:8554/NAME; empty accepts anyone")

@@ -16,20 +16,19 @@ import (
 // SeedCopies children per stripe, so the origin's mesh egress is a few copies of each stream
 // whatever the audience size.
 //
-// The first stream's root uses the --mesh socket; later streams get a socket of their own on the
-// same host at a free port, which the tracker registration announces. (One socket shared by the
-// roots of all streams would need the roots to share one quic.Transport and hand connections to the
-// right node after HELLO; see the README's design notes.)
+// Every root listens on the one --mesh socket through a peer.Mux, which hands each connection to
+// the root of the stream its client named (the TLS server name), so an origin needs one UDP port
+// however many streams it carries.
 type meshSeeder struct {
 	o   *Origin
 	ctx context.Context
 	log *slog.Logger
 	wg  sync.WaitGroup
+	mux *peer.Mux
 
-	mu        sync.Mutex
-	roots     map[string]*rootNode
-	firstConn net.PacketConn // the --mesh socket, handed to the first stream's root
-	closed    bool
+	mu     sync.Mutex
+	roots  map[string]*rootNode
+	closed bool
 
 	// started wakes the tracker registration as soon as a new root runs, so peers can find a
 	// new stream at once instead of at the next registration tick.
@@ -38,19 +37,24 @@ type meshSeeder struct {
 
 type rootNode struct {
 	node       *peer.Node
-	conn       net.PacketConn
 	lastSeeded int64
 }
 
-func newMeshSeeder(ctx context.Context, o *Origin) *meshSeeder {
-	return &meshSeeder{
-		o:         o,
-		ctx:       ctx,
-		log:       o.cfg.Logger.With("component", "origin-mesh"),
-		roots:     make(map[string]*rootNode),
-		firstConn: o.meshConn,
-		started:   make(chan struct{}, 1),
+func newMeshSeeder(ctx context.Context, o *Origin) (*meshSeeder, error) {
+	mux, err := peer.NewMux(o.meshConn)
+	if err != nil {
+		return nil, fmt.Errorf("origin: mesh: %w", err)
 	}
+	m := &meshSeeder{
+		o:       o,
+		ctx:     ctx,
+		log:     o.cfg.Logger.With("component", "origin-mesh"),
+		mux:     mux,
+		roots:   make(map[string]*rootNode),
+		started: make(chan struct{}, 1),
+	}
+	m.wg.Go(func() { mux.Run(ctx) })
+	return m, nil
 }
 
 // publish hands a chunk to its stream's root, starting the root on the stream's first chunk. It
@@ -74,23 +78,13 @@ func (m *meshSeeder) publish(c *proto.Chunk) {
 
 // startRoot is called with m.mu held.
 func (m *meshSeeder) startRoot(stream string) (*rootNode, error) {
-	conn := m.firstConn
-	m.firstConn = nil
-	if conn == nil {
-		host := "127.0.0.1"
-		if m.o.meshConn != nil {
-			if a, ok := m.o.meshConn.LocalAddr().(*net.UDPAddr); ok {
-				host = a.IP.String()
-			}
-		}
-		var err error
-		if conn, err = net.ListenPacket("udp", net.JoinHostPort(host, "0")); err != nil {
-			return nil, fmt.Errorf("mesh socket for stream %s: %w", stream, err)
-		}
+	ln, err := m.mux.Listen(stream)
+	if err != nil {
+		return nil, fmt.Errorf("mesh root for stream %s: %w", stream, err)
 	}
 	node, err := peer.New(peer.Config{
 		Stream:         stream,
-		PacketConn:     conn,
+		Listener:       ln,
 		Root:           true,
 		SeedCopies:     m.o.cfg.SeedCopies,
 		Stripes:        m.o.cfg.Stripes,
@@ -99,25 +93,20 @@ func (m *meshSeeder) startRoot(stream string) (*rootNode, error) {
 		Logger:         m.o.cfg.Logger,
 	})
 	if err != nil {
-		if conn != m.o.meshConn {
-			conn.Close()
-		}
+		_ = ln.Close()
 		return nil, fmt.Errorf("mesh root for stream %s: %w", stream, err)
 	}
-	r := &rootNode{node: node, conn: conn}
+	r := &rootNode{node: node}
 	m.wg.Go(func() {
 		if err := node.Run(m.ctx); err != nil {
 			m.log.Error("mesh root stopped", "stream", stream, "err", err)
-		}
-		if conn != m.o.meshConn {
-			conn.Close()
 		}
 	})
 	select {
 	case m.started <- struct{}{}:
 	default:
 	}
-	m.log.Info("mesh root seeding", "stream", stream, "mesh", conn.LocalAddr().String(),
+	m.log.Info("mesh root seeding", "stream", stream, "mesh", node.Addr().String(),
 		"seed_copies", m.o.cfg.SeedCopies, "stripes", m.o.cfg.Stripes)
 	return r, nil
 }
@@ -130,7 +119,7 @@ func (m *meshSeeder) meshAddr(stream string) (net.Addr, bool) {
 	if r == nil {
 		return nil, false
 	}
-	return r.conn.LocalAddr(), true
+	return r.node.Addr(), true
 }
 
 // countSeeded moves the roots' upload counters into the origin's bytes_seeded once a second.
@@ -168,6 +157,7 @@ func (m *meshSeeder) stop() {
 	m.mu.Lock()
 	m.closed = true
 	m.mu.Unlock()
-	m.wg.Wait()
+	m.wg.Wait() // the roots and the mux end with ctx
+	_ = m.mux.Close()
 	m.collectSeeded()
 }

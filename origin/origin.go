@@ -160,6 +160,23 @@ func (o *Origin) Run(ctx context.Context) error {
 	o.log.Info("origin running", "rtsp", o.RTSPAddr().String(), "http", o.HTTPAddr().String(),
 		"udp_rtp", o.rtsp.UDPRTPAddress, "public_key", proto.FormatPublicKey(o.pub))
 
+	// The mesh roots outlive ingest by a moment, so the segments that ingest finishes on the way
+	// out still reach the children; they stop with meshCtx after ingest has closed.
+	meshCtx, stopMesh := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopMesh()
+	var mesh *meshSeeder
+	if o.meshConn != nil {
+		var err error
+		if mesh, err = newMeshSeeder(meshCtx, o); err != nil {
+			o.rtsp.Close()
+			_ = o.httpLn.Close()
+			if o.ownMeshConn {
+				o.meshConn.Close()
+			}
+			return err
+		}
+	}
+
 	var wg sync.WaitGroup
 	httpErr := make(chan error, 1)
 	wg.Go(func() {
@@ -182,13 +199,7 @@ func (o *Origin) Run(ctx context.Context) error {
 
 	wg.Go(func() { o.tickChunks(pullCtx) })
 
-	// The mesh roots outlive ingest by a moment, so the segments that ingest finishes on the way
-	// out still reach the children; they stop with meshCtx after ingest has closed.
-	meshCtx, stopMesh := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopMesh()
-	var mesh *meshSeeder
-	if o.meshConn != nil {
-		mesh = newMeshSeeder(meshCtx, o)
+	if mesh != nil {
 		unsubscribe := o.Subscribe(mesh.publish)
 		defer unsubscribe()
 		wg.Go(func() { mesh.countSeeded(pullCtx) })

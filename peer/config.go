@@ -66,6 +66,9 @@ type Config struct {
 	VerifyCache *VerifyCache
 	// PacketConn is the mesh UDP socket; one quic.Transport on it listens and dials (required).
 	PacketConn net.PacketConn
+	// Listener, for a root node instead of PacketConn, takes the node's connections from a Mux
+	// that roots of other streams share (one mesh socket for a whole origin).
+	Listener *MuxListener
 	// HTTPListener serves the local HLS endpoint, /stats, /healthz and /metrics; nil = none.
 	HTTPListener net.Listener
 
@@ -126,7 +129,12 @@ func (c Config) withDefaults() (Config, error) {
 	if !c.Root && len(c.OriginKey) != ed25519.PublicKeySize {
 		return c, fmt.Errorf("%w: origin key of %d bytes; pass the key from the watch link", ErrConfig, len(c.OriginKey))
 	}
-	if c.PacketConn == nil {
+	switch {
+	case c.Listener != nil && !c.Root:
+		return c, fmt.Errorf("%w: a Mux listener is for root nodes (they never dial)", ErrConfig)
+	case c.Listener != nil && c.PacketConn != nil:
+		return c, fmt.Errorf("%w: give a PacketConn or a Listener, not both", ErrConfig)
+	case c.Listener == nil && c.PacketConn == nil:
 		return c, fmt.Errorf("%w: no PacketConn for the mesh", ErrConfig)
 	}
 	if c.Stripes == 0 {

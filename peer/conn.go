@@ -225,6 +225,9 @@ func (n *Node) dial(ctx context.Context, addr string) {
 		if err != nil {
 			return err
 		}
+		if n.tr == nil {
+			return errors.New("a node on a Mux listener has no socket to dial from")
+		}
 		dctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 		defer cancel()
 		conn, err := n.tr.Dial(dctx, udp, n.tlsClient, n.quicConf)

@@ -43,6 +43,12 @@ type testOrigin struct {
 
 func newTestOrigin(t testing.TB, seedCopies int) *testOrigin {
 	t.Helper()
+	return newTestOriginWith(t, seedCopies, func(*Config) {})
+}
+
+// newTestOriginWith is newTestOrigin with the root's config adjusted by tweak.
+func newTestOriginWith(t testing.TB, seedCopies int, tweak func(*Config)) *testOrigin {
+	t.Helper()
 	pub, key, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
 	o := &testOrigin{t: t, key: key, pub: pub}
@@ -56,6 +62,7 @@ func newTestOrigin(t testing.TB, seedCopies int) *testOrigin {
 	cfg.Root = true
 	cfg.SeedCopies = seedCopies
 	cfg.HTTPListener = nil
+	tweak(&cfg)
 	o.root = startNode(t, cfg)
 	return o
 }

@@ -27,7 +27,7 @@ func startHostilePeer(t *testing.T, payload []byte) *hostilePeer {
 	pc := loopbackUDP(t)
 	tr := &quic.Transport{Conn: pc}
 	t.Cleanup(func() { tr.Close() })
-	srvTLS, _, err := meshTLS()
+	srvTLS, _, err := meshTLS(testStream)
 	require.NoError(t, err)
 	ln, err := tr.Listen(srvTLS, meshQUICConfig())
 	require.NoError(t, err)
@@ -126,7 +126,7 @@ func TestBannedPeerCannotComeBack(t *testing.T) {
 	pc := loopbackUDP(t)
 	tr := &quic.Transport{Conn: pc}
 	t.Cleanup(func() { tr.Close() })
-	_, cliTLS, err := meshTLS()
+	_, cliTLS, err := meshTLS(testStream)
 	require.NoError(t, err)
 	var id [16]byte
 	_, _ = rand.Read(id[:])

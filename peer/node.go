@@ -34,8 +34,8 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	id      [16]byte
-	tr      *quic.Transport
-	ln      *quic.Listener
+	tr      *quic.Transport // nil when the node takes its connections from a Mux
+	ln      connAcceptor
 	window  *segwindow.Window
 	metrics *metrics
 	stats   counters
@@ -84,7 +84,7 @@ func New(cfg Config) (*Node, error) {
 	if n.metrics, err = newMetrics(cfg.Registry, &n.stats); err != nil {
 		return nil, err
 	}
-	if n.tlsServer, n.tlsClient, err = meshTLS(); err != nil {
+	if n.tlsServer, n.tlsClient, err = meshTLS(cfg.Stream); err != nil {
 		return nil, err
 	}
 	n.quicConf = meshQUICConfig()
@@ -92,10 +92,16 @@ func New(cfg Config) (*Node, error) {
 		u := cfg.OriginHTTP
 		n.originHTTP.Store(&u)
 	}
-	n.tr = &quic.Transport{Conn: cfg.PacketConn}
-	if n.ln, err = n.tr.Listen(n.tlsServer, n.quicConf); err != nil {
-		_ = n.tr.Close()
-		return nil, fmt.Errorf("peer: listen on %s: %w", cfg.PacketConn.LocalAddr(), err)
+	if cfg.Listener != nil {
+		n.ln = cfg.Listener
+	} else {
+		n.tr = &quic.Transport{Conn: cfg.PacketConn}
+		ln, err := n.tr.Listen(n.tlsServer, n.quicConf)
+		if err != nil {
+			_ = n.tr.Close()
+			return nil, fmt.Errorf("peer: listen on %s: %w", cfg.PacketConn.LocalAddr(), err)
+		}
+		n.ln = ln
 	}
 	depths := make([]uint8, cfg.Stripes)
 	for i := range depths {
@@ -130,7 +136,19 @@ func (n *Node) setHello(depths []uint8, free int) {
 func (n *Node) localHello() *proto.Hello { return n.hello.Load() }
 
 // Addr is the node's mesh (QUIC/UDP) address.
-func (n *Node) Addr() net.Addr { return n.cfg.PacketConn.LocalAddr() }
+func (n *Node) Addr() net.Addr {
+	if n.cfg.Listener != nil {
+		return n.cfg.Listener.Addr()
+	}
+	return n.cfg.PacketConn.LocalAddr()
+}
+
+// connAcceptor is where a node's inbound connections come from: its own quic.Listener, or a
+// Mux shared with the roots of other streams.
+type connAcceptor interface {
+	Accept(ctx context.Context) (*quic.Conn, error)
+	Close() error
+}
 
 // PeerID is the node's random identity in the mesh and at the tracker, hex.
 func (n *Node) PeerID() string { return hex.EncodeToString(n.id[:]) }
@@ -240,7 +258,9 @@ func (n *Node) Run(ctx context.Context) error {
 		}
 		break
 	}
-	_ = n.tr.Close()
+	if n.tr != nil {
+		_ = n.tr.Close()
+	}
 	return httpErr
 }
 

@@ -14,7 +14,7 @@ import (
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
-// meshTLS returns the server and client TLS configs of the mesh. Each node makes a throwaway
+// meshTLS returns the server and client TLS configs of the mesh; the client names stream. Each node makes a throwaway
 // self-signed certificate at start and clients do not verify it: the mesh's integrity does not
 // come from TLS identities (any viewer can join and claim any id) but from the origin's signature
 // on every chunk, which every receiver checks before it stores, forwards or serves the chunk. TLS
@@ -27,7 +27,17 @@ import (
 // peers per machine handshakes were a fifth of the CPU.
 var meshCurves = []tls.CurveID{tls.X25519}
 
-func meshTLS() (server, client *tls.Config, err error) {
+// serverName is the TLS server name a client sends: the stream it watches, so that an origin
+// carrying several streams on one socket routes the connection before any mesh message (Mux).
+// Stream names are letters, digits, '.', '_' and '-', which a server name may hold.
+func serverName(stream string) string {
+	if stream == "" {
+		return "crowdsurf-peer"
+	}
+	return stream
+}
+
+func meshTLS(stream string) (server, client *tls.Config, err error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mesh key: %w", err)
@@ -56,7 +66,7 @@ func meshTLS() (server, client *tls.Config, err error) {
 	client = &tls.Config{
 		InsecureSkipVerify: true, //nolint:gosec // see above: chunk signatures, not TLS, protect the mesh
 		NextProtos:         []string{proto.ALPN},
-		ServerName:         "crowdsurf-peer",
+		ServerName:         serverName(stream),
 		MinVersion:         tls.VersionTLS13,
 		CurvePreferences:   meshCurves,
 	}
