@@ -37,7 +37,7 @@ type syntheticConfig struct {
 	BitrateBps     int64
 	Segment        time.Duration
 	FrameRate      int // video frames per second (default 25)
-	ChunkSize      int // default 16 KiB
+	ChunkSize      int // default origin.DefaultChunkSize
 	ChunkInterval  time.Duration
 	PlaylistLength int
 	Key            ed25519.PrivateKey
@@ -53,10 +53,10 @@ func (c syntheticConfig) withDefaults() syntheticConfig {
 		c.FrameRate = 25
 	}
 	if c.ChunkSize <= 0 {
-		c.ChunkSize = 16 << 10
+		c.ChunkSize = origin.DefaultChunkSize
 	}
 	if c.ChunkInterval <= 0 {
-		c.ChunkInterval = 200 * time.Millisecond
+		c.ChunkInterval = origin.DefaultChunkInterval
 	}
 	if c.PlaylistLength <= 0 {
 		c.PlaylistLength = 6

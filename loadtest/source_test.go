@@ -11,6 +11,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/crowdsurf/crowdsurf/origin"
 	"github.com/crowdsurf/crowdsurf/player"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
@@ -59,7 +60,7 @@ func TestSyntheticSourceIsPlayableSignedTSAtTheBitrate(t *testing.T) {
 	lasts := 0
 	for _, c := range chunks {
 		require.NoError(t, c.Verify(src.PublicKey()))
-		require.LessOrEqual(t, len(c.Data), 16<<10)
+		require.LessOrEqual(t, len(c.Data), origin.DefaultChunkSize)
 		if c.Last() {
 			lasts++
 			require.Equal(t, 400*time.Millisecond, c.Info.Duration)

@@ -436,9 +436,9 @@ func (n *Node) readChunk(ctx context.Context, nb *neighbour, s *quic.ReceiveStre
 	n.emit(ctx, evChunk{nb: nb, c: c, size: len(b), at: at})
 }
 
-// chunkFrameGuess is the buffer a chunk frame is first read into: the default 16 KiB of data plus
-// the header, so a typical chunk is read with one allocation and no copying (io.ReadAll starts at
-// 512 bytes and doubles, which was a tenth of a node's CPU).
+// chunkFrameGuess is the buffer a chunk frame is first read into: 16 KiB of data (twice the
+// origin's default chunk) plus the header, so a typical chunk is read with one allocation and no
+// copying (io.ReadAll starts at 512 bytes and doubles, which was a tenth of a node's CPU).
 const chunkFrameGuess = 16<<10 + 256
 
 // readFrame reads r to its end, at most limit bytes (reading limit bytes means the frame is too

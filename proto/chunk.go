@@ -18,7 +18,7 @@ const ChunkFrameVersion = 1
 const (
 	// MaxStreamNameLen bounds a stream name; it appears in URLs, keys and every chunk header.
 	MaxStreamNameLen = 64
-	// MaxChunkData bounds the payload of one chunk. The origin closes chunks at 16 KiB; the
+	// MaxChunkData bounds the payload of one chunk. The origin closes chunks at 8 KiB by default; the
 	// headroom lets a future origin use larger chunks without a new frame version.
 	MaxChunkData = 64 << 10
 	// MaxChunksPerSegment bounds a segment's chunk count (a 2 s segment at 16 KiB a chunk holds
