@@ -50,8 +50,11 @@ type LoadTest struct {
 	// deliveryLate holds the delivery latencies of chunks emitted in the second half of the
 	// run; secondHalf (unix ns) is when it starts, zero before the run.
 	deliveryLate samples
-	secondHalf   atomic.Int64
-	liveLatency  samples
+	// deliveryLatePulled is the part of deliveryLate that did not come down the stripe's tree
+	// (repaired from a neighbour, fetched from the CDN, or pushed by a parent just left).
+	deliveryLatePulled samples
+	secondHalf         atomic.Int64
+	liveLatency        samples
 
 	mu      sync.Mutex
 	viewers []*viewer // every viewer ever started, in join order
@@ -209,10 +212,10 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 			Cores:        (last.cpu - mid.cpu).Seconds() / last.at.Sub(mid.at).Seconds(),
 		}
 		late := lt.deliveryLate.sorted()
-		r.SecondHalf.DeliveryLatencyMs = LatencyQuantiles{
-			P50: percentile(late, 0.50), P95: percentile(late, 0.95), P99: percentile(late, 0.99),
-			Max: percentile(late, 1), Samples: len(late),
-		}
+		r.SecondHalf.DeliveryLatencyMs = quantilesOf(late)
+		pulled := lt.deliveryLatePulled.sorted()
+		r.SecondHalf.PulledDeliveryLatencyMs = quantilesOf(pulled)
+		r.SecondHalf.PulledShare = ratio(float64(len(pulled)), float64(len(late)))
 	}
 	r.StartedAt = startedAt.UTC()
 	usage := processUsage()

@@ -94,6 +94,10 @@ func TestP2PLoadTestOffloadsTheOrigin(t *testing.T) {
 	require.Positive(t, r.SecondHalf.DeliveryLatencyMs.Samples)
 	require.Less(t, r.SecondHalf.DeliveryLatencyMs.Samples, r.DeliveryLatencyMs.Samples)
 	require.LessOrEqual(t, r.SecondHalf.DeliveryLatencyMs.Max, r.DeliveryLatencyMs.Max)
+	// Pulled chunks are a part of the second half's, and most come down the trees.
+	require.LessOrEqual(t, r.SecondHalf.PulledDeliveryLatencyMs.Samples, r.SecondHalf.DeliveryLatencyMs.Samples)
+	require.InDelta(t, float64(r.SecondHalf.PulledDeliveryLatencyMs.Samples)/float64(r.SecondHalf.DeliveryLatencyMs.Samples), r.SecondHalf.PulledShare, 1e-9)
+	require.Less(t, r.SecondHalf.PulledShare, 0.5, "most chunks are pushed: %+v", r.SecondHalf)
 	require.Positive(t, r.DeliveryLatencyMs.Samples)
 	require.LessOrEqual(t, r.DeliveryLatencyMs.P50, r.DeliveryLatencyMs.P95)
 	require.LessOrEqual(t, r.DeliveryLatencyMs.P95, r.DeliveryLatencyMs.P99)

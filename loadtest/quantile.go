@@ -50,3 +50,11 @@ func cdf(sorted []float64, points int) []CDFPoint {
 	}
 	return out
 }
+
+// quantilesOf summarises sorted latencies.
+func quantilesOf(sorted []float64) LatencyQuantiles {
+	return LatencyQuantiles{
+		P50: percentile(sorted, 0.50), P95: percentile(sorted, 0.95), P99: percentile(sorted, 0.99),
+		Max: percentile(sorted, 1), Samples: len(sorted),
+	}
+}

@@ -222,8 +222,12 @@ type SecondHalf struct {
 	// Cores is the process's CPU use over the half: with the swarm formed, the cost of running
 	// every peer, player and the source on this machine.
 	Cores float64 `json:"cores"`
-	// DeliveryLatencyMs covers the chunks emitted in the half.
-	DeliveryLatencyMs LatencyQuantiles `json:"delivery_latency_ms"`
+	// DeliveryLatencyMs covers the chunks emitted in the half; PulledShare is the share of them
+	// that did not come down the stripe's push tree (repairs, CDN fetches), and
+	// PulledDeliveryLatencyMs their latency.
+	DeliveryLatencyMs       LatencyQuantiles `json:"delivery_latency_ms"`
+	PulledShare             float64          `json:"pulled_share"`
+	PulledDeliveryLatencyMs LatencyQuantiles `json:"pulled_delivery_latency_ms"`
 }
 
 // summaryRows is the table shared by the text summary and the HTML report.
@@ -238,9 +242,10 @@ func (r *Report) summaryRows() [][2]string {
 		{"origin copies", fmt.Sprintf("%.2f", r.OriginCopies)},
 		{"offload", fmt.Sprintf("%.1f %%", 100*r.Offload)},
 		{"fallback share", fmt.Sprintf("%.1f %%", 100*r.FallbackShare)},
-		{"second half", fmt.Sprintf("from %.0f s: origin copies %.2f, offload %.1f %%, %d stalls, delivery p50 %.0f / p95 %.0f / p99 %.0f ms, %.2f cores",
+		{"second half", fmt.Sprintf("from %.0f s: origin copies %.2f, offload %.1f %%, %d stalls, delivery p50 %.0f / p95 %.0f / p99 %.0f ms (%.1f %% not pushed down the trees), %.2f cores",
 			r.SecondHalf.FromS, r.SecondHalf.OriginCopies, 100*r.SecondHalf.Offload, r.SecondHalf.Stalls,
-			r.SecondHalf.DeliveryLatencyMs.P50, r.SecondHalf.DeliveryLatencyMs.P95, r.SecondHalf.DeliveryLatencyMs.P99, r.SecondHalf.Cores)},
+			r.SecondHalf.DeliveryLatencyMs.P50, r.SecondHalf.DeliveryLatencyMs.P95, r.SecondHalf.DeliveryLatencyMs.P99,
+			100*r.SecondHalf.PulledShare, r.SecondHalf.Cores)},
 		{"delivery latency", fmt.Sprintf("p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms (%d samples)",
 			r.DeliveryLatencyMs.P50, r.DeliveryLatencyMs.P95, r.DeliveryLatencyMs.P99, r.DeliveryLatencyMs.Max, r.DeliveryLatencyMs.Samples)},
 		{"startup", fmt.Sprintf("p50 %.0f ms, p95 %.0f ms, max %.0f ms (%d of %d players started)",

@@ -178,8 +178,8 @@ func (v *viewer) gone() bool {
 // deliveryHook records, for every chunk a viewer's node verifies, how long after the origin
 // emitted it the chunk arrived. Chunks emitted before the viewer joined are left out: fetching
 // history on joining is startup, not delivery.
-func (lt *LoadTest) deliveryHook(v *viewer) func(proto.ChunkID, peer.Source, time.Time) {
-	return func(id proto.ChunkID, _ peer.Source, at time.Time) {
+func (lt *LoadTest) deliveryHook(v *viewer) func(proto.ChunkID, peer.Source, bool, time.Time) {
+	return func(id proto.ChunkID, _ peer.Source, pushed bool, at time.Time) {
 		emitted, ok := lt.emits.lookup(id.Seq, id.Index)
 		if !ok || emitted.Before(v.joined) {
 			return
@@ -188,6 +188,9 @@ func (lt *LoadTest) deliveryHook(v *viewer) func(proto.ChunkID, peer.Source, tim
 		lt.delivery.add(ms)
 		if half := lt.secondHalf.Load(); half != 0 && emitted.UnixNano() >= half {
 			lt.deliveryLate.add(ms)
+			if !pushed {
+				lt.deliveryLatePulled.add(ms)
+			}
 		}
 	}
 }

@@ -55,7 +55,7 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 	l.n.stats.received(src, size)
 	l.n.metrics.received(src, size)
 	if l.cfg.OnChunk != nil {
-		l.cfg.OnChunk(c.ID, src, l.now)
+		l.cfg.OnChunk(c.ID, src, fromParent, l.now)
 	}
 	l.lastChunkAt = l.now
 	l.learnSeq(c.ID.Seq, true)

@@ -112,8 +112,10 @@ type Config struct {
 	// are known to exist before we re-subscribe elsewhere (default 1 s).
 	ParentTimeout time.Duration
 
-	// OnChunk, when set, is called from the node loop for every new verified chunk; it must not block.
-	OnChunk func(id proto.ChunkID, from Source, at time.Time)
+	// OnChunk, when set, is called from the node loop for every new verified chunk; it must not
+	// block. pushed says the chunk came from our parent on its stripe (the push tree), not from a
+	// repair, the CDN or a former parent.
+	OnChunk func(id proto.ChunkID, from Source, pushed bool, at time.Time)
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
