@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -444,23 +445,10 @@ const chunkFrameGuess = 16<<10 + 256
 // readFrame reads r to its end, at most limit bytes (reading limit bytes means the frame is too
 // long; the caller checks).
 func readFrame(r io.Reader, limit int) ([]byte, error) {
-	b := make([]byte, 0, min(chunkFrameGuess, limit))
-	for {
-		if len(b) >= limit {
-			return b, nil
-		}
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)] // grow
-		}
-		n, err := r.Read(b[len(b):min(cap(b), limit)])
-		b = b[:len(b)+n]
-		if err == io.EOF {
-			return b, nil
-		}
-		if err != nil {
-			return b, err
-		}
-	}
+	var buf bytes.Buffer
+	buf.Grow(min(chunkFrameGuess, limit))
+	_, err := buf.ReadFrom(io.LimitReader(r, int64(limit)))
+	return buf.Bytes(), err
 }
 
 // reject counts a bad chunk, disconnects the neighbour that sent it and has the loop ban it.
