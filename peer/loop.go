@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"encoding/hex"
+	"maps"
 	"net"
 	"time"
 
@@ -365,62 +366,26 @@ func (l *loop) prune() {
 	}
 	low := l.newest - keep
 	old := func(seq uint64) bool { return seq < low }
+	oldKey := func(k chunkKey, _ struct{}) bool { return old(k.seq) }
 	for _, nb := range l.nbs {
-		for k := range nb.has {
-			if old(k.seq) {
-				delete(nb.has, k)
-			}
-		}
+		maps.DeleteFunc(nb.has, oldKey)
 	}
-	for seq := range l.advertised {
-		if old(seq) {
-			delete(l.advertised, seq)
-		}
-	}
-	for seq := range l.seqKnown {
-		if old(seq) {
-			delete(l.seqKnown, seq)
-		}
-	}
-	for k, p := range l.pending {
+	maps.DeleteFunc(l.advertised, func(seq uint64, _ map[uint32]time.Time) bool { return old(seq) })
+	maps.DeleteFunc(l.seqKnown, func(seq uint64, _ time.Time) bool { return old(seq) })
+	maps.DeleteFunc(l.pending, func(k chunkKey, p *pendingReq) bool {
 		if old(k.seq) {
 			p.nb.outstanding--
-			delete(l.pending, k)
+			return true
 		}
-	}
-	for k := range l.tried {
-		if old(k.seq) {
-			delete(l.tried, k)
-		}
-	}
-	for k := range l.gapSince {
-		if old(k.seq) {
-			delete(l.gapSince, k)
-		}
-	}
-	for _, m := range []map[uint64]time.Time{l.lastFetch} {
-		for seq := range m {
-			if old(seq) {
-				delete(m, seq)
-			}
-		}
-	}
-	for seq := range l.fetchAttempts {
-		if old(seq) {
-			delete(l.fetchAttempts, seq)
-		}
-	}
-	for seq := range l.fromHTTP {
-		if old(seq) {
-			delete(l.fromHTTP, seq)
-		}
-	}
+		return false
+	})
+	maps.DeleteFunc(l.tried, func(k chunkKey, _ map[uint64]bool) bool { return old(k.seq) })
+	maps.DeleteFunc(l.gapSince, func(k chunkKey, _ time.Time) bool { return old(k.seq) })
+	maps.DeleteFunc(l.lastFetch, func(seq uint64, _ time.Time) bool { return old(seq) })
+	maps.DeleteFunc(l.fetchAttempts, func(seq uint64, _ int) bool { return old(seq) })
+	maps.DeleteFunc(l.fromHTTP, func(seq uint64, _ bool) bool { return old(seq) })
 	for _, st := range l.stripes {
-		for id, until := range st.refused {
-			if l.now.After(until) {
-				delete(st.refused, id)
-			}
-		}
+		maps.DeleteFunc(st.refused, func(_ uint64, until time.Time) bool { return l.now.After(until) })
 	}
 }
 
