@@ -4,9 +4,9 @@ import (
 	"time"
 )
 
-// buildReport turns the counters at the start and the end of the measured interval, the
+// buildReport turns the counters at the start, the half and the end of the measured interval, the
 // per-second series and the players' summaries into the report.
-func (lt *LoadTest) buildReport(base, last totals, series []SecondSample, depths []DepthBin, viewers []*viewer) *Report {
+func (lt *LoadTest) buildReport(base, mid, last totals, series []SecondSample, depths []DepthBin, viewers []*viewer) *Report {
 	cfg := lt.cfg
 	r := &Report{
 		Peers:          cfg.Peers,
@@ -36,12 +36,10 @@ func (lt *LoadTest) buildReport(base, last totals, series []SecondSample, depths
 	r.Offload = ratio(float64(r.Detail.BytesFromPeers), received)
 	r.FallbackShare = ratio(float64(r.Detail.BytesFromHTTP), received)
 	r.Detail.ChunksEmitted = lt.emits.chunks()
+	r.SecondHalf = lt.secondHalfReport(base, mid, last)
 
 	delivery := lt.delivery.sorted()
-	r.DeliveryLatencyMs = LatencyQuantiles{
-		P50: percentile(delivery, 0.50), P95: percentile(delivery, 0.95), P99: percentile(delivery, 0.99),
-		Max: percentile(delivery, 1), Samples: len(delivery),
-	}
+	r.DeliveryLatencyMs = quantilesOf(delivery)
 	r.DeliveryLatencyCDF = cdf(delivery, 100)
 
 	live := lt.liveLatency.sorted()
@@ -126,6 +124,26 @@ func (lt *LoadTest) buildReport(base, last totals, series []SecondSample, depths
 		r.Notes = append(r.Notes, "cdn mode: every player reads the origin's HTTP endpoint; offload and delivery latency do not apply")
 	}
 	return r
+}
+
+// secondHalfReport is the report's measures from mid (half the interval) to last; zero when the run
+// ended before its half.
+func (lt *LoadTest) secondHalfReport(base, mid, last totals) SecondHalf {
+	if !mid.at.After(base.at) || last.stream <= mid.stream {
+		return SecondHalf{}
+	}
+	late := lt.deliveryLate.sorted()
+	pulled := lt.deliveryLatePulled.sorted()
+	return SecondHalf{
+		FromS:                   mid.at.Sub(base.at).Seconds(),
+		OriginCopies:            ratio(float64(last.http-mid.http+last.quic-mid.quic), float64(last.stream-mid.stream)),
+		Offload:                 ratio(float64(last.fromPeers-mid.fromPeers), float64(last.fromPeers-mid.fromPeers+last.fromOrigin-mid.fromOrigin)),
+		Stalls:                  last.stalls - mid.stalls,
+		Cores:                   (last.cpu - mid.cpu).Seconds() / last.at.Sub(mid.at).Seconds(),
+		DeliveryLatencyMs:       quantilesOf(late),
+		PulledShare:             ratio(float64(len(pulled)), float64(len(late))),
+		PulledDeliveryLatencyMs: quantilesOf(pulled),
+	}
 }
 
 func (v *viewer) leftBefore(t time.Time) bool {

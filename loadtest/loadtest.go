@@ -202,21 +202,7 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 	leaving.Wait()
 	stopViewers()
 
-	r := lt.buildReport(base, last, series, depths, all)
-	if mid.at.After(t0) && last.stream > mid.stream {
-		r.SecondHalf = SecondHalf{
-			FromS:        mid.at.Sub(t0).Seconds(),
-			OriginCopies: ratio(float64(last.http-mid.http+last.quic-mid.quic), float64(last.stream-mid.stream)),
-			Offload:      ratio(float64(last.fromPeers-mid.fromPeers), float64(last.fromPeers-mid.fromPeers+last.fromOrigin-mid.fromOrigin)),
-			Stalls:       last.stalls - mid.stalls,
-			Cores:        (last.cpu - mid.cpu).Seconds() / last.at.Sub(mid.at).Seconds(),
-		}
-		late := lt.deliveryLate.sorted()
-		r.SecondHalf.DeliveryLatencyMs = quantilesOf(late)
-		pulled := lt.deliveryLatePulled.sorted()
-		r.SecondHalf.PulledDeliveryLatencyMs = quantilesOf(pulled)
-		r.SecondHalf.PulledShare = ratio(float64(len(pulled)), float64(len(late)))
-	}
+	r := lt.buildReport(base, mid, last, series, depths, all)
 	r.StartedAt = startedAt.UTC()
 	usage := processUsage()
 	r.CPUSeconds = (usage.CPU - usage0.CPU).Seconds()
