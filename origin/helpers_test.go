@@ -21,6 +21,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/crowdsurf/crowdsurf/internal/testrun"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -107,18 +108,7 @@ func startOrigin(t *testing.T, cfg Config) *testOrigin {
 	t.Helper()
 	o, err := New(cfg)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- o.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(15 * time.Second):
-			t.Error("origin Run did not return after cancel")
-		}
-	})
+	testrun.Background(t, "origin", 15*time.Second, o.Run)
 	return &testOrigin{Origin: o, base: "http://" + o.HTTPAddr().String(), rtsp: "rtsp://" + o.RTSPAddr().String()}
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crowdsurf/crowdsurf/internal/segwindow"
+	"github.com/crowdsurf/crowdsurf/internal/testrun"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -188,18 +189,7 @@ func startNode(t testing.TB, cfg Config) *Node {
 	t.Helper()
 	n, err := New(cfg)
 	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(10 * time.Second):
-			t.Errorf("node %s: Run did not return after cancel", n.PeerID())
-		}
-	})
+	testrun.Background(t, "node "+n.PeerID(), 10*time.Second, n.Run)
 	return n
 }
 
