@@ -29,10 +29,14 @@ func (n *Node) httpServer() *http.Server {
 	// echo's default logger writes to stdout; a peer logs where its owner said.
 	e.Logger = n.log
 	e.HTTPErrorHandler = jsonErrorHandler
-	e.Use(n.trackPlayback)
 	segwindow.NewServer(func(stream string) (*segwindow.Window, bool) {
 		return n.window, stream == n.cfg.Stream
-	}, segwindow.ServerOptions{WaitForFirst: firstPlaylistWait, StartSegments: joinSegments, StartWait: startWait}).Register(e)
+	}, segwindow.ServerOptions{
+		WaitForFirst: firstPlaylistWait, StartSegments: joinSegments, StartWait: startWait,
+		OnSegment: func(_ string, seq uint64, meta segwindow.SegmentMeta) {
+			n.playback.served(seq, meta.Duration, time.Now())
+		},
+	}).Register(e)
 	e.GET("/stats", func(c *echo.Context) error { return c.JSON(http.StatusOK, n.Stats()) })
 	e.GET("/healthz", func(c *echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]any{"ok": true, "neighbours": n.Stats().Neighbours})

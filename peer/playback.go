@@ -1,12 +1,8 @@
 package peer
 
 import (
-	"strconv"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/labstack/echo/v5"
 )
 
 // playback estimates how much the local player has buffered, from the segments it fetched: a
@@ -44,35 +40,4 @@ func (p *playback) state() (next uint64, bufferEnd time.Time, ok bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.next, p.bufferEnd, p.ok
-}
-
-// trackPlayback is the local endpoint's middleware that feeds playback with every segment a
-// player fetched in full.
-func (n *Node) trackPlayback(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c *echo.Context) error {
-		err := next(c)
-		r := c.Request()
-		if err != nil || r.Method != "GET" {
-			return err
-		}
-		name, ok := strings.CutPrefix(r.URL.Path, "/live/"+n.cfg.Stream+"/")
-		if !ok {
-			return nil
-		}
-		seqText, ok := strings.CutSuffix(name, ".ts")
-		if !ok {
-			return nil
-		}
-		seq, perr := strconv.ParseUint(seqText, 10, 64)
-		if perr != nil {
-			return nil
-		}
-		if resp, _ := echo.UnwrapResponse(c.Response()); resp == nil || resp.Status != 200 {
-			return nil
-		}
-		if _, meta, ok := n.window.Segment(seq); ok {
-			n.playback.served(seq, meta.Duration, time.Now())
-		}
-		return nil
-	}
 }

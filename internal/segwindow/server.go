@@ -35,6 +35,9 @@ type ServerOptions struct {
 	// OnServe is called after each successful response with the stream, the kind
 	// (KindPlaylist, KindSegment, KindChunk) and the body bytes sent (0 for HEAD).
 	OnServe func(stream string, kind string, bytes int)
+	// OnSegment is called after a whole segment was sent in answer to a GET, with its number
+	// and description: a player took it (the peer follows its player's buffer with it).
+	OnSegment func(stream string, seq uint64, meta SegmentMeta)
 	// WaitForFirst holds a playlist request for up to this long while the window has no
 	// complete segment yet, instead of answering 404 at once. Players (ffplay, VLC, hls.js) give
 	// up on a 404 for the first playlist, and a peer that has just started is seconds from its
@@ -95,12 +98,16 @@ func (s *Server) serveFile(c *echo.Context) error {
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "unknown stream")
 	}
-	data, _, ok := w.Segment(seq)
+	data, meta, ok := w.Segment(seq)
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "segment "+seqText+" not available")
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, CacheImmutable)
-	return s.send(c, KindSegment, ContentTypeSegment, data)
+	err = s.send(c, KindSegment, ContentTypeSegment, data)
+	if err == nil && s.opts.OnSegment != nil && c.Request().Method == http.MethodGet {
+		s.opts.OnSegment(c.Param("stream"), seq, meta)
+	}
+	return err
 }
 
 func (s *Server) servePlaylist(c *echo.Context) error {

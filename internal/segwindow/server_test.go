@@ -284,3 +284,29 @@ func TestFirstPlaylistSettlesForOneSegmentAfterStartWait(t *testing.T) {
 	require.Contains(t, rec.Body.String(), "7.ts")
 	require.GreaterOrEqual(t, time.Since(start), 150*time.Millisecond, "it waited for a second segment first")
 }
+
+func TestOnSegmentReportsEverySegmentAPlayerTook(t *testing.T) {
+	w := testWindow(3, 5)
+	sp := spec(7, 100, 50)
+	addAll(t, w, sp)
+	type took struct {
+		seq uint64
+		dur time.Duration
+	}
+	var got []took
+	e := echo.New()
+	NewServer(func(string) (*Window, bool) { return w, true }, ServerOptions{
+		OnSegment: func(_ string, seq uint64, meta SegmentMeta) { got = append(got, took{seq, meta.Duration}) },
+	}).Register(e)
+	for _, m := range []string{http.MethodHead, http.MethodGet} {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest(m, "/live/"+testStream+"/7.ts", nil))
+		require.Equal(t, http.StatusOK, rec.Code)
+	}
+	rec := httptest.NewRecorder()
+	e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/"+testStream+"/8.ts", nil))
+	require.Equal(t, http.StatusNotFound, rec.Code)
+	_, meta, _ := w.Segment(7)
+	require.Equal(t, []took{{7, meta.Duration}}, got, "one GET of a segment held; HEAD and misses do not count")
+	require.Positive(t, meta.Duration)
+}
