@@ -264,6 +264,7 @@ func (lt *LoadTest) startMesh(ctx context.Context, runInfra func(string, func(co
 		OriginKey:      lt.src.PublicKey(),
 		PacketConn:     pc,
 		Root:           true,
+		Identity:       lt.key,
 		SeedCopies:     cfg.SeedCopies,
 		Stripes:        cfg.Stripes,
 		TargetDuration: cfg.Segment,

@@ -41,7 +41,7 @@ type rootNode struct {
 }
 
 func newMeshSeeder(ctx context.Context, o *Origin) (*meshSeeder, error) {
-	mux, err := peer.NewMux(o.meshConn)
+	mux, err := peer.NewMux(o.meshConn, o.cfg.Key)
 	if err != nil {
 		return nil, fmt.Errorf("origin: mesh: %w", err)
 	}
@@ -86,6 +86,7 @@ func (m *meshSeeder) startRoot(stream string) (*rootNode, error) {
 		Stream:         stream,
 		Listener:       ln,
 		Root:           true,
+		Identity:       m.o.cfg.Key,
 		SeedCopies:     m.o.cfg.SeedCopies,
 		Stripes:        m.o.cfg.Stripes,
 		PlaylistLength: m.o.cfg.Window,

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -10,25 +11,22 @@ import (
 // Chunks entering the node: storing, accounting, forwarding to stripe children, and what
 // neighbours' HAVEs and the origin playlist tell us about the live edge.
 
-// learnSeq records that seq exists somewhere; the first sight of the stream sets where we start.
-// Callers with several seqs pass the newest first. verified says the evidence is signed (a chunk)
-// or from the origin (its playlist): it corrects a live edge that only unverified HAVEs claimed.
-func (l *loop) learnSeq(seq uint64, verified bool) {
+// learnSeq records verified evidence that seq exists: a chunk that passed the origin's signature,
+// or the origin's own playlist. Only such evidence moves the live edge; what neighbours claim in
+// HAVEs never does (judgeClaim bounds those by this edge), so a liar cannot drag our idea of the
+// stream into a future where repair and fallback look only at segments that do not exist.
+// Callers with several seqs pass the newest first: the first sight sets where we start.
+func (l *loop) learnSeq(seq uint64) {
+	l.edgeAt = l.now
 	if _, ok := l.seqKnown[seq]; !ok {
 		l.seqKnown[seq] = l.now
-	}
-	if verified && !l.verifiedEdge {
-		l.verifiedEdge = true
-		if l.known && l.newest > seq+uint64(l.n.window.Config().Keep) {
-			l.n.log.Warn("neighbours advertised segments far beyond the stream's live edge", "claimed", l.newest, "edge", seq)
-			l.known = false
-		}
 	}
 	if !l.known {
 		l.known = true
 		l.newest = seq
 		l.lowestSeen = seq
 		l.startSeq = seq - min(seq, joinSegments)
+		l.adoptClaims()
 		return
 	}
 	l.lowestSeen = min(l.lowestSeen, seq)
@@ -58,12 +56,14 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 		l.cfg.OnChunk(c.ID, src, fromParent, l.now)
 	}
 	l.lastChunkAt = l.now
-	l.learnSeq(c.ID.Seq, true)
+	l.learnSeq(c.ID.Seq)
 	if fromParent {
 		st.undeliveredSince = time.Time{}
-	} else if st.parent != nil && st.undeliveredSince.IsZero() {
+		st.delivered++
+	} else if st.parent != nil && st.undeliveredSince.IsZero() && key.seq >= st.subFrom {
 		st.undeliveredSince = l.now
 	}
+	l.noteImplied(key)
 	if !st.hasNewest || key.seq > st.newest.seq || (key.seq == st.newest.seq && key.index > st.newest.index) {
 		st.newest, st.hasNewest = key, true
 	}
@@ -104,12 +104,35 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 	}
 }
 
+// noteImplied marks, on every other stripe, the chunk a verified chunk proves exists: index i of a
+// segment implies every lower index. A parent whose stripe misses such a chunk is late; if it then
+// pushes nothing at all, maintainStripes leaves it.
+func (l *loop) noteImplied(key chunkKey) {
+	n := uint32(len(l.stripes))
+	for s, st := range l.stripes {
+		if st.parent == nil || !st.undeliveredSince.IsZero() || key.seq < st.subFrom || uint32(s) > key.index {
+			continue
+		}
+		k := key.index - (key.index-uint32(s))%n
+		if k == key.index || l.n.window.Has(key.seq, k) {
+			continue
+		}
+		if st.hasNewest && (st.newest.seq > key.seq || (st.newest.seq == key.seq && st.newest.index > k)) {
+			continue // an older gap: repair's business, not a sign the parent stopped
+		}
+		st.undeliveredSince = l.now
+	}
+}
+
 func (l *loop) onSegmentComplete(seq uint64) {
 	l.n.stats.segmentsComplete.Add(1)
 	l.n.metrics.segmentsComplete.Inc()
 	if l.fromHTTP[seq] {
 		l.n.stats.segmentsWithFallback.Add(1)
 		l.n.metrics.segmentsFallback.Inc()
+	}
+	if st, ok := l.n.window.State(seq); ok && st.ChunkCount > l.maxChunkCount {
+		l.maxChunkCount = st.ChunkCount
 	}
 	if _, meta, ok := l.n.window.Segment(seq); ok && meta.Duration > 0 {
 		if meta.Duration > l.targetDur || l.targetDur == l.cfg.TargetDuration {
@@ -125,51 +148,131 @@ func (l *loop) onSegmentComplete(seq uint64) {
 	}
 }
 
-func (l *loop) plausibleHave(seq uint64) bool {
-	return !l.known || (seq <= l.newest+haveSeqAhead && seq+uint64(l.n.window.Config().Keep) >= l.newest)
+// claimVerdict is what a HAVE range is worth against the signed timeline.
+type claimVerdict uint8
+
+const (
+	claimHeld    claimVerdict = iota // plausible: remember who holds what
+	claimIgnored                     // too old, a little too far ahead, or past what we can check
+	claimFalse                       // provably or outrageously false: a strike against the sender
+)
+
+// judgeClaim weighs one HAVE range. Before any verified evidence there is no timeline to judge by:
+// claims are held (bounded per neighbour) and judged once the edge is known (adoptClaims).
+func (l *loop) judgeClaim(r proto.ChunkRange) claimVerdict {
+	if !l.known {
+		return claimHeld
+	}
+	keep := uint64(l.n.window.Config().Keep)
+	switch {
+	case r.Seq+keep < l.newest:
+		return claimIgnored
+	case r.Seq > l.newest+haveSeqAhead:
+		// A little ahead of us is a neighbour nearer the root; a window ahead of a fresh edge is
+		// a stream that does not exist yet. A stale edge (our own starvation) judges nobody.
+		if r.Seq > l.newest+keep && l.now.Sub(l.edgeAt) < 2*l.targetDur {
+			return claimFalse
+		}
+		return claimIgnored
+	}
+	end := uint64(r.First) + uint64(r.Count)
+	if st, ok := l.n.window.State(r.Seq); ok && st.ChunkCount >= 0 {
+		if end > uint64(st.ChunkCount) {
+			return claimFalse // the origin signed the segment's chunk count
+		}
+		return claimHeld
+	}
+	if end > uint64(l.chunkIndexLimit()) {
+		return claimIgnored
+	}
+	return claimHeld
+}
+
+// chunkIndexLimit bounds the chunk indexes we believe a segment whose length we do not know yet
+// may have: twice the most chunks a recent segment had (signed counts), plus slack for a bitrate
+// peak; before any segment completed, a generous fixed bound.
+func (l *loop) chunkIndexLimit() int {
+	if l.maxChunkCount == 0 {
+		return defaultChunkIndexLimit
+	}
+	return 2*l.maxChunkCount + 64
+}
+
+// noteClaim remembers that nb holds key and, if we miss it, that someone does.
+func (l *loop) noteClaim(nb *neighbour, key chunkKey) {
+	if _, ok := nb.has[key]; !ok && len(nb.has) >= maxClaimsPerNeighbour {
+		return
+	}
+	nb.has[key] = struct{}{}
+	if !l.known || l.n.window.Has(key.seq, key.index) {
+		return
+	}
+	adv := l.advertised[key.seq]
+	if adv == nil {
+		adv = make(map[uint32]time.Time)
+		l.advertised[key.seq] = adv
+	}
+	if _, ok := adv[key.index]; !ok {
+		adv[key.index] = l.now
+	}
+	// The root advertises every chunk the moment it publishes it, long before any tree can have
+	// carried it down: its HAVE is no sign that our parent is late.
+	st := l.stripes[l.stripeOf(key.index)]
+	if st.parent != nil && st.parent != nb && !nb.origin && st.undeliveredSince.IsZero() && key.seq >= st.subFrom {
+		st.undeliveredSince = l.now
+	}
+}
+
+// adoptClaims judges the claims neighbours made before we knew the live edge.
+func (l *loop) adoptClaims() {
+	for _, nb := range l.nbs {
+		lied := false
+		for key := range nb.has {
+			delete(nb.has, key)
+			switch l.judgeClaim(proto.ChunkRange{Seq: key.seq, First: key.index, Count: 1}) {
+			case claimHeld:
+				l.noteClaim(nb, key)
+			case claimFalse:
+				lied = true
+			}
+		}
+		if lied {
+			l.strikeFalseHave(nb)
+		}
+	}
+}
+
+// strikeFalseHave counts a HAVE that made false claims against nb, and bans a habitual liar.
+func (l *loop) strikeFalseHave(nb *neighbour) {
+	l.n.stats.falseHaves.Add(1)
+	nb.falseHaves++
+	if nb.falseHaves >= maxFalseHaves {
+		l.ban(nb, fmt.Errorf("%w: %d HAVEs for chunks the signed timeline says do not exist", ErrProtocol, nb.falseHaves))
+	}
 }
 
 func (l *loop) onHave(nb *neighbour, m *proto.Have) {
-	// The newest seq first: the first sight of the stream decides where we start.
-	var newest uint64
-	found := false
-	for _, r := range m.Ranges {
-		if l.plausibleHave(r.Seq) && (!found || r.Seq > newest) {
-			newest, found = r.Seq, true
-		}
-	}
-	if found {
-		l.learnSeq(newest, false)
-	}
 	budget := maxHaveIndexes // per message: a HAVE cannot make us walk millions of indexes
+	lied := false
 	for _, r := range m.Ranges {
-		if !l.plausibleHave(r.Seq) || budget <= 0 {
+		switch l.judgeClaim(r) {
+		case claimFalse:
+			lied = true
+			continue
+		case claimIgnored:
 			continue
 		}
-		l.learnSeq(r.Seq, false)
+		if budget <= 0 {
+			break
+		}
 		count := min(r.Count, uint32(budget))
 		budget -= int(count)
 		for i := r.First; i < r.First+count; i++ {
-			key := chunkKey{r.Seq, i}
-			nb.has[key] = struct{}{}
-			if l.n.window.Has(r.Seq, i) {
-				continue
-			}
-			adv := l.advertised[r.Seq]
-			if adv == nil {
-				adv = make(map[uint32]time.Time)
-				l.advertised[r.Seq] = adv
-			}
-			if _, ok := adv[i]; !ok {
-				adv[i] = l.now
-			}
-			// The root advertises every chunk the moment it publishes it, long before any tree
-			// can have carried it down: its HAVE is no sign that our parent is late.
-			st := l.stripes[l.stripeOf(i)]
-			if st.parent != nil && st.parent != nb && !nb.origin && st.undeliveredSince.IsZero() {
-				st.undeliveredSince = l.now
-			}
+			l.noteClaim(nb, chunkKey{r.Seq, i})
 		}
+	}
+	if lied {
+		l.strikeFalseHave(nb)
 	}
 }
 
@@ -181,10 +284,18 @@ func (l *loop) onPlaylist(seqs []uint64) {
 	last := seqs[len(seqs)-1]
 	// The origin lists only complete segments, so the one after the last is on its way. Newest
 	// first: where we start counts back from the live edge.
-	l.learnSeq(last+1, true)
+	l.learnSeq(last + 1)
 	for _, seq := range seqs {
 		if seq+uint64(l.n.window.Config().Keep) >= l.newest {
-			l.learnSeq(seq, true)
+			l.learnSeq(seq)
+		}
+	}
+	// Every complete segment has chunks on every stripe: a parent that pushed nothing of one the
+	// origin has finished is late, whatever it says (the withholder that also silences the rest
+	// of the mesh is found this way).
+	for _, st := range l.stripes {
+		if st.parent != nil && st.undeliveredSince.IsZero() && last >= st.subFrom && (!st.hasNewest || st.newest.seq < last) {
+			st.undeliveredSince = l.now
 		}
 	}
 }

@@ -93,6 +93,10 @@ type Config struct {
 	// Root runs the node as the origin's root: depth 0 on every stripe, never subscribes nor falls
 	// back, and accepts at most SeedCopies children per stripe.
 	Root bool
+	// Identity is the root's proof that it is the origin: the stream's signing key, whose public
+	// half viewers hold from the watch link. Its TLS certificate is made with it (see meshTLS), so
+	// viewers know the root from anyone claiming depth 0. Required when Root; unused otherwise.
+	Identity ed25519.PrivateKey
 	// SeedCopies is the root's child limit per stripe (default 2).
 	SeedCopies int
 	// MaxNeighbours bounds the connections the node dials (default 8). It accepts up to twice as many.
@@ -121,6 +125,20 @@ type Config struct {
 	Registry *prometheus.Registry
 }
 
+// ErrCrossHostRedirect means the CDN path answered with a redirect to another host. The fallback
+// never follows one: whoever controls the answer could aim every peer's requests at a third party.
+var ErrCrossHostRedirect = errors.New("redirect to another host refused")
+
+func sameHostRedirects(req *http.Request, via []*http.Request) error {
+	if len(via) >= 3 {
+		return fmt.Errorf("%w: more than 3 redirects", ErrCrossHostRedirect)
+	}
+	if req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
+		return fmt.Errorf("%w: %s to %s", ErrCrossHostRedirect, via[0].URL.Host, req.URL.Host)
+	}
+	return nil
+}
+
 // ErrConfig means the Config misses a required field or holds an absurd value.
 var ErrConfig = errors.New("peer: bad config")
 
@@ -138,6 +156,12 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: give a PacketConn or a Listener, not both", ErrConfig)
 	case c.Listener == nil && c.PacketConn == nil:
 		return c, fmt.Errorf("%w: no PacketConn for the mesh", ErrConfig)
+	}
+	if c.Root && len(c.Identity) != ed25519.PrivateKeySize {
+		return c, fmt.Errorf("%w: a root needs the stream's signing key as Identity, so viewers can tell it from impostors", ErrConfig)
+	}
+	if !c.Root {
+		c.Identity = nil
 	}
 	if c.Stripes == 0 {
 		c.Stripes = 4
@@ -175,6 +199,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 5 * time.Second}
 	}
+	client := *c.HTTPClient
+	client.CheckRedirect = sameHostRedirects
+	c.HTTPClient = &client
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}

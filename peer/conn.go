@@ -36,6 +36,24 @@ const (
 // ErrProtocol means a neighbour broke the mesh protocol; it is disconnected and banned.
 var ErrProtocol = errors.New("mesh protocol violation")
 
+// ErrFalseOrigin means a neighbour claimed depth 0, the origin's place in every stripe tree,
+// without proving it holds the origin's key (see meshTLS).
+var ErrFalseOrigin = fmt.Errorf("%w: depth 0 claimed by a node that is not the origin", ErrProtocol)
+
+// checkDepthClaim checks what a neighbour says of its depths (HELLO, STATUS): the origin is depth
+// 0 on every stripe and nobody else is ever depth 0.
+func checkDepthClaim(depths []uint8, origin bool) error {
+	for _, d := range depths {
+		if (d == 0) != origin {
+			if origin {
+				return fmt.Errorf("%w: the origin claims depth %d", ErrProtocol, d)
+			}
+			return ErrFalseOrigin
+		}
+	}
+	return nil
+}
+
 // neighbour is one QUIC connection to another node. The fields above the line are fixed at the
 // handshake; the loop-owned ones are touched only by the node loop; the queues are the way other
 // goroutines talk to the connection.
@@ -55,6 +73,8 @@ type neighbour struct {
 	freeSlots   int
 	has         map[chunkKey]struct{}
 	outstanding int
+	falseHaves  int // HAVEs with claims the signed timeline refutes (judgeClaim)
+	withheld    int // times it was our parent on a stripe and pushed nothing (maintainStripes)
 	connectedAt time.Time
 	gone        bool
 	lastSent    time.Time // when the loop last queued a control message or a chunk for it
@@ -189,16 +209,17 @@ func (n *Node) handshake(nb *neighbour, dialler bool) error {
 	if remote.PeerID == n.id {
 		return errors.New("connected to ourselves")
 	}
+	// Only a dialled connection can reach the origin (roots never dial), and only the origin's
+	// certificate carries the watch link's key.
+	nb.origin = dialler && !n.cfg.Root && isOriginConn(nb.conn, n.cfg.OriginKey)
+	if err := checkDepthClaim(remote.Depths, nb.origin); err != nil {
+		_ = writeMessage(nb.ctrl, &proto.Goodbye{Reason: err.Error()})
+		return err
+	}
 	nb.hello = remote
 	nb.peerID = remote.PeerID
 	nb.depths = append([]uint8(nil), remote.Depths...)
 	nb.freeSlots = int(remote.FreeSlots)
-	nb.origin = true
-	for _, d := range remote.Depths {
-		if d != 0 {
-			nb.origin = false
-		}
-	}
 	return nil
 }
 
@@ -250,7 +271,7 @@ func (n *Node) dial(ctx context.Context, addr string) {
 		return nil
 	}()
 	if err != nil {
-		n.emit(ctx, evDialFailed{addr: addr, err: err})
+		n.emit(ctx, evDialFailed{addr: addr, err: err, lied: errors.Is(err, ErrProtocol)})
 	}
 }
 

@@ -41,6 +41,8 @@ type fetchJob struct {
 	// whole: we hold nothing of the segment, so ask for all its chunks in one request
 	// (segwindow.AllChunks); if that fails, the indexes and tail are fetched one by one.
 	whole bool
+	// budget is the most HTTP requests the job may make (cdnBudget).
+	budget int
 }
 
 // maxBundle bounds the body of a whole-segment fetch: a 6 s segment at 40 Mbit/s.
@@ -50,29 +52,59 @@ func chunkURL(base, stream string, seq uint64, index uint32) string {
 	return fmt.Sprintf("%s/live/%s/%d/%d.chunk", base, stream, seq, index)
 }
 
+// fetchRun is one job in progress: its request budget, and the first error.
+type fetchRun struct {
+	n   *Node
+	job fetchJob
+
+	mu       sync.Mutex
+	requests int
+	firstErr error
+	// notFound: the origin answered 404, so the chunks after this one do not exist (yet): the
+	// series stops instead of asking for each in turn.
+	notFound bool
+}
+
+// take reserves one request of the budget; false when it is spent or a 404 ended the series.
+func (r *fetchRun) take() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.notFound || r.requests >= r.job.budget {
+		return false
+	}
+	r.requests++
+	r.n.stats.cdnRequests.Add(1)
+	return true
+}
+
+func (r *fetchRun) fail(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if errors.Is(err, ErrNotFound) {
+		r.notFound = true
+	}
+	if r.firstErr == nil {
+		r.firstErr = err
+	}
+}
+
 // runFetch runs one job and reports each verified chunk and the end to the loop.
 func (n *Node) runFetch(ctx context.Context, job fetchJob) {
-	var (
-		wg       sync.WaitGroup
-		mu       sync.Mutex
-		firstErr error
-		sem      = make(chan struct{}, fetchParallel)
-	)
-	fail := func(err error) {
-		mu.Lock()
-		if firstErr == nil {
-			firstErr = err
-		}
-		mu.Unlock()
-	}
-	if job.whole {
+	r := &fetchRun{n: n, job: job}
+	defer func() { n.emit(ctx, evFetchDone{seq: job.seq, requests: r.requests, err: r.firstErr}) }()
+	if job.whole && r.take() {
 		err := n.fetchWhole(ctx, job)
 		if err == nil {
-			n.emit(ctx, evFetchDone{seq: job.seq})
 			return
 		}
 		n.log.Debug("whole-segment fetch failed; fetching chunks", "seq", job.seq, "error", err)
+		if errors.Is(err, ErrNotFound) {
+			r.fail(err) // the origin has no such segment: asking chunk by chunk would be no wiser
+			return
+		}
 	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, fetchParallel)
 	for _, idx := range job.indexes {
 		select {
 		case sem <- struct{}{}:
@@ -80,18 +112,36 @@ func (n *Node) runFetch(ctx context.Context, job fetchJob) {
 			wg.Wait()
 			return
 		}
+		if n.window.Has(job.seq, idx) {
+			<-sem
+			continue // arrived from the swarm meanwhile
+		}
+		if !r.take() {
+			<-sem
+			break
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
 			if _, err := n.fetchChunk(ctx, job, idx); err != nil {
-				fail(err)
+				r.fail(err)
 			}
 		})
 	}
+	wg.Wait()
 	if job.tailFrom >= 0 {
-		for idx := uint32(job.tailFrom); idx < uint32(job.tailFrom)+maxTailChunks; idx++ {
+		for idx := uint32(job.tailFrom); ; idx++ {
+			if c, ok := n.window.Chunk(job.seq, idx); ok {
+				if c.Last() {
+					break
+				}
+				continue
+			}
+			if !r.take() {
+				break
+			}
 			c, err := n.fetchChunk(ctx, job, idx)
 			if err != nil {
-				fail(err)
+				r.fail(err)
 				break
 			}
 			if c.Last() {
@@ -99,14 +149,9 @@ func (n *Node) runFetch(ctx context.Context, job fetchJob) {
 			}
 		}
 	}
-	wg.Wait()
-	n.emit(ctx, evFetchDone{seq: job.seq, err: firstErr})
 }
 
 func (n *Node) fetchChunk(ctx context.Context, job fetchJob, idx uint32) (*proto.Chunk, error) {
-	if c, ok := n.window.Chunk(job.seq, idx); ok {
-		return c, nil // arrived from the swarm meanwhile
-	}
 	url := chunkURL(job.base, job.stream, job.seq, idx)
 	b, err := n.httpGet(ctx, url, proto.MaxChunkFrame)
 	if err != nil {

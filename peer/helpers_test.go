@@ -50,8 +50,21 @@ func newTestOrigin(t testing.TB, seedCopies int) *testOrigin {
 // newTestOriginWith is newTestOrigin with the root's config adjusted by tweak.
 func newTestOriginWith(t testing.TB, seedCopies int, tweak func(*Config)) *testOrigin {
 	t.Helper()
-	pub, key, err := ed25519.GenerateKey(rand.Reader)
+	return newTestOriginKeyed(t, testIdentity(t), seedCopies, tweak)
+}
+
+// testIdentity is a fresh origin signing key.
+func testIdentity(t testing.TB) ed25519.PrivateKey {
+	t.Helper()
+	_, key, err := ed25519.GenerateKey(rand.Reader)
 	require.NoError(t, err)
+	return key
+}
+
+// newTestOriginKeyed is newTestOriginWith signing with key (for a Mux made before the origin).
+func newTestOriginKeyed(t testing.TB, key ed25519.PrivateKey, seedCopies int, tweak func(*Config)) *testOrigin {
+	t.Helper()
+	pub := key.Public().(ed25519.PublicKey)
 	o := &testOrigin{t: t, key: key, pub: pub}
 	o.window = segwindow.New(segwindow.Config{Stream: testStream, PlaylistLength: 6, TargetDuration: testSegDur})
 	e := echo.New()
@@ -61,6 +74,7 @@ func newTestOriginWith(t testing.TB, seedCopies int, tweak func(*Config)) *testO
 	t.Cleanup(o.http.Close)
 	cfg := testConfig(t, pub)
 	cfg.Root = true
+	cfg.Identity = key
 	cfg.SeedCopies = seedCopies
 	cfg.HTTPListener = nil
 	tweak(&cfg)

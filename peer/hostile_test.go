@@ -27,7 +27,7 @@ func startHostilePeer(t *testing.T, payload []byte) *hostilePeer {
 	pc := loopbackUDP(t)
 	tr := &quic.Transport{Conn: pc}
 	t.Cleanup(func() { tr.Close() })
-	srvTLS, _, err := meshTLS(testStream)
+	srvTLS, _, err := meshTLS(testStream, nil)
 	require.NoError(t, err)
 	ln, err := tr.Listen(srvTLS, meshQUICConfig())
 	require.NoError(t, err)
@@ -53,7 +53,7 @@ func startHostilePeer(t *testing.T, payload []byte) *hostilePeer {
 					return
 				}
 				hello := &proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion, PeerID: id,
-					Stream: testStream, Depths: []uint8{0, 0, 0, 0}, FreeSlots: 8}
+					Stream: testStream, Depths: []uint8{1, 1, 1, 1}, FreeSlots: 8}
 				if err := writeMessage(ctrl, hello); err != nil {
 					return
 				}
@@ -126,7 +126,7 @@ func TestBannedPeerCannotComeBack(t *testing.T) {
 	pc := loopbackUDP(t)
 	tr := &quic.Transport{Conn: pc}
 	t.Cleanup(func() { tr.Close() })
-	_, cliTLS, err := meshTLS(testStream)
+	_, cliTLS, err := meshTLS(testStream, nil)
 	require.NoError(t, err)
 	var id [16]byte
 	_, _ = rand.Read(id[:])

@@ -23,6 +23,7 @@ type (
 	evDialFailed struct {
 		addr string
 		err  error
+		lied bool // the remote broke the protocol in the handshake (a false origin): never again
 	}
 	evMessage struct {
 		nb  *neighbour
@@ -40,8 +41,9 @@ type (
 		reason error
 	}
 	evFetchDone struct {
-		seq uint64
-		err error
+		seq      uint64
+		requests int // HTTP requests the fetch made
+		err      error
 	}
 	evPlaylist struct{ seqs []uint64 }
 	evAnnounce struct{ resp proto.AnnounceResponse }
@@ -97,10 +99,19 @@ const (
 	// abandonLag is how far the swarm must have moved past an incomplete segment, after fallback
 	// failed twice, before we give up on it so the playlist can move on.
 	abandonLag = 3
-	// haveSeqAhead bounds how far past the newest seq we know a neighbour's (unverified) HAVE may
-	// point, so a lying neighbour cannot drag our idea of the live edge into the future.
+	// haveSeqAhead bounds how far past the verified live edge a neighbour's HAVE may point and
+	// still be remembered: a neighbour nearer the root is a segment or so ahead of us.
 	haveSeqAhead   = 2
 	maxHaveIndexes = 8192
+	// maxClaimsPerNeighbour bounds what we remember a neighbour holds (chunk keys): a full window
+	// of a 10 Mbit/s stream is a few thousand chunks.
+	maxClaimsPerNeighbour = 16384
+	// defaultChunkIndexLimit bounds claimed chunk indexes before any segment told us its signed
+	// chunk count: 4 MiB in 8 KiB chunks, a 2 s segment at 16 Mbit/s.
+	defaultChunkIndexLimit = 512
+	// maxFalseHaves is how many HAVEs with provably or outrageously false claims a neighbour may
+	// send before it is banned; one could be a race with a restarted stream, three are a habit.
+	maxFalseHaves = 3
 	// repairBurst lets a few chunks of repair go out at once (bytes).
 	repairBurst = 4 * 16 << 10
 	// repairWaitPerLevel is added to RepairWait for each level of depth below the first: a
@@ -121,6 +132,12 @@ type stripeState struct {
 	children         map[uint64]*neighbour
 	newest           chunkKey // newest chunk of the stripe we hold
 	hasNewest        bool
+	// subFrom is the FromSeq of our subscription to the parent (pendingFrom while it is
+	// pending): what the parent owes us starts there, so older chunks are no evidence against it.
+	subFrom, pendingFrom uint64
+	// delivered counts the chunks the current parent pushed us first: a parent is kept for what it
+	// delivers, not for the depth it claims (maintainStripes).
+	delivered int
 }
 
 type pendingReq struct {
@@ -147,15 +164,18 @@ type loop struct {
 
 	stripes []*stripeState
 
-	pending      map[chunkKey]*pendingReq
-	tried        map[chunkKey]map[uint64]bool
-	advertised   map[uint64]map[uint32]time.Time // chunks neighbours hold that we miss, when first heard of
-	gapSince     map[chunkKey]time.Time          // when a later chunk of the stripe showed this one missing
-	seqKnown     map[uint64]time.Time            // when we first learned a seq exists
-	known        bool
-	verifiedEdge bool   // the live edge was confirmed by a verified chunk or the origin
-	newest       uint64 // newest seq known to exist anywhere
-	startSeq     uint64 // the oldest seq we try to get (set on the first sight of the live edge)
+	pending    map[chunkKey]*pendingReq
+	tried      map[chunkKey]map[uint64]bool
+	advertised map[uint64]map[uint32]time.Time // chunks neighbours hold that we miss, when first heard of
+	gapSince   map[chunkKey]time.Time          // when a later chunk of the stripe showed this one missing
+	seqKnown   map[uint64]time.Time            // when we first learned a seq exists
+	known      bool
+	newest     uint64    // newest seq that a verified chunk or the origin's playlist says exists
+	edgeAt     time.Time // when verified evidence last reached us (learnSeq)
+	// maxChunkCount is the most chunks a complete segment had (signed counts); it bounds the
+	// indexes we believe of a segment whose count we do not know yet (chunkIndexLimit).
+	maxChunkCount int
+	startSeq      uint64 // the oldest seq we try to get (set on the first sight of the live edge)
 	// lowestSeen is the oldest seq anyone showed us (a chunk, a HAVE, the origin's playlist).
 	// A young stream has nothing before its first segment: seqs below this one are not
 	// missing, so we neither fetch nor abandon them (no phantom gap at the start).
@@ -166,6 +186,7 @@ type loop struct {
 	fetching      map[uint64]bool
 	lastFetch     map[uint64]time.Time
 	fetchAttempts map[uint64]int
+	cdnRequests   map[uint64]int // HTTP requests spent per segment (cdnBudget)
 	fromHTTP      map[uint64]bool
 
 	joinedAt        time.Time
@@ -205,6 +226,7 @@ func newLoop(n *Node) *loop {
 		fetching:      make(map[uint64]bool),
 		lastFetch:     make(map[uint64]time.Time),
 		fetchAttempts: make(map[uint64]int),
+		cdnRequests:   make(map[uint64]int),
 		fromHTTP:      make(map[uint64]bool),
 		joining:       !n.cfg.Root,
 		originHTTP:    n.cfg.OriginHTTP,
@@ -271,6 +293,10 @@ func (l *loop) handle(ctx context.Context, ev event) {
 	case evDialFailed:
 		delete(l.dialing, ev.addr)
 		l.n.stats.dialsFailed.Add(1)
+		if ev.lied {
+			l.bannedAddrs[ev.addr] = true
+			l.n.log.Info("banned neighbour", "addr", ev.addr, "reason", ev.err)
+		}
 		// Back off exponentially: at a few hundred peers a busy node (the origin first of all)
 		// answers handshakes slowly, and every peer re-dialling it every two seconds is a
 		// handshake storm that keeps it busy.
@@ -294,6 +320,7 @@ func (l *loop) handle(ctx context.Context, ev event) {
 		l.ban(ev.nb, ev.reason)
 	case evFetchDone:
 		delete(l.fetching, ev.seq)
+		l.cdnRequests[ev.seq] += ev.requests
 		l.lastFetch[ev.seq] = l.now
 		l.fetchAttempts[ev.seq]++
 		if ev.err != nil {
@@ -349,7 +376,9 @@ func (l *loop) tick() {
 		l.prune()
 		l.updateRepairLimit()
 	}
-	meshSilent := l.lastChunkAt.IsZero() || l.now.Sub(l.lastChunkAt) > 2*l.targetDur
+	// A segment's time without a verified chunk: the origin's playlist then tells us the edge,
+	// and which parents owe us a whole segment (onPlaylist), whatever they say about themselves.
+	meshSilent := l.lastChunkAt.IsZero() || l.now.Sub(l.lastChunkAt) > l.targetDur
 	unattached := !l.unattachedSince.IsZero() && l.now.Sub(l.unattachedSince) > l.cfg.ParentTimeout
 	l.n.wantPlaylist.Store(!l.cfg.Root && (l.joining || unattached || meshSilent))
 	l.publishTopology()
@@ -383,6 +412,7 @@ func (l *loop) prune() {
 	maps.DeleteFunc(l.gapSince, func(k chunkKey, _ time.Time) bool { return old(k.seq) })
 	maps.DeleteFunc(l.lastFetch, func(seq uint64, _ time.Time) bool { return old(seq) })
 	maps.DeleteFunc(l.fetchAttempts, func(seq uint64, _ int) bool { return old(seq) })
+	maps.DeleteFunc(l.cdnRequests, func(seq uint64, _ int) bool { return old(seq) })
 	maps.DeleteFunc(l.fromHTTP, func(seq uint64, _ bool) bool { return old(seq) })
 	for _, st := range l.stripes {
 		maps.DeleteFunc(st.refused, func(_ uint64, until time.Time) bool { return l.now.After(until) })

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"net"
@@ -26,9 +27,13 @@ type Mux struct {
 // ErrStreamTaken means a stream already has a listener on the Mux.
 var ErrStreamTaken = errors.New("peer: stream already listening on this mux")
 
-// NewMux listens for mesh connections on pc. Run routes them; Close stops.
-func NewMux(pc net.PacketConn) (*Mux, error) {
-	server, _, err := meshTLS("")
+// NewMux listens for mesh connections on pc. Run routes them; Close stops. identity is the
+// origin's signing key (Config.Identity of every root behind the Mux): the Mux holds the TLS side.
+func NewMux(pc net.PacketConn, identity ed25519.PrivateKey) (*Mux, error) {
+	if len(identity) != ed25519.PrivateKeySize {
+		return nil, fmt.Errorf("%w: the mux needs the origin's signing key as identity", ErrConfig)
+	}
+	server, _, err := meshTLS("", identity)
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,8 @@ import (
 // reaches its own stream's root at the shared address, and a viewer of a stream the Mux does not
 // carry is refused.
 func TestRootsOfSeveralStreamsShareOneSocket(t *testing.T) {
-	mux, err := NewMux(loopbackUDP(t))
+	key := testIdentity(t)
+	mux, err := NewMux(loopbackUDP(t), key)
 	require.NoError(t, err)
 	t.Cleanup(func() { mux.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -23,7 +24,7 @@ func TestRootsOfSeveralStreamsShareOneSocket(t *testing.T) {
 	require.NoError(t, err)
 	_, err = mux.Listen(testStream)
 	require.ErrorIs(t, err, ErrStreamTaken)
-	o := newTestOriginWith(t, 2, func(c *Config) { c.PacketConn, c.Listener = nil, lnA })
+	o := newTestOriginKeyed(t, key, 2, func(c *Config) { c.PacketConn, c.Listener = nil, lnA })
 	require.Equal(t, mux.Addr().String(), o.root.Addr().String())
 
 	// The second stream's root: nothing to play, but its viewers must land on it, not on cam1's.
@@ -31,6 +32,7 @@ func TestRootsOfSeveralStreamsShareOneSocket(t *testing.T) {
 	require.NoError(t, err)
 	cfgB := testConfig(t, o.pub)
 	cfgB.Stream, cfgB.Root, cfgB.PacketConn, cfgB.Listener, cfgB.HTTPListener = "cam2", true, nil, lnB, nil
+	cfgB.Identity = key
 	rootB := startNode(t, cfgB)
 
 	viewerA := startNode(t, o.peerConfig(t, mux.Addr().String()))

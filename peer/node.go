@@ -84,7 +84,7 @@ func New(cfg Config) (*Node, error) {
 	if n.metrics, err = newMetrics(cfg.Registry, &n.stats); err != nil {
 		return nil, err
 	}
-	if n.tlsServer, n.tlsClient, err = meshTLS(cfg.Stream); err != nil {
+	if n.tlsServer, n.tlsClient, err = meshTLS(cfg.Stream, cfg.Identity); err != nil {
 		return nil, err
 	}
 	n.quicConf = meshQUICConfig()

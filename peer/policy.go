@@ -18,6 +18,9 @@ type parentCandidate struct {
 	FreeSlots int
 	RTT       time.Duration
 	IsOrigin  bool // the root: its few seed slots are for when no viewer can feed us
+	// Withheld is how often it was our parent and pushed nothing (measured, not claimed): a
+	// candidate that let us down ranks behind every one that did not, whatever depth it claims.
+	Withheld int
 }
 
 // originDepthLimit is the depth at which a viewer parent stops being preferred to the root: a
@@ -40,13 +43,16 @@ var defaultParentPolicy = parentPolicy{SwitchMargin: 1, MinHold: 3 * time.Second
 func rttBucket(d time.Duration) int64 { return int64(d / (20 * time.Millisecond)) }
 
 // betterParent orders candidates: viewers before the root (unless they sit originDepthLimit deep),
-// then small depth, then low RTT, then many free slots, then id (so the choice is deterministic).
+// then those that let us down less often (Withheld), then small depth, then low RTT, then many free slots, then id (so the choice is deterministic).
 // The root comes last because every viewer can reach it and it has only a few seed slots: ranked
 // by depth, the root (depth 0) was every orphan's first choice, and at 200 peers thousands of
 // SUBSCRIBEs a minute went to it, were refused or timed out, while viewers with free slots at
 // depth 1 sat idle and the stripes stayed on the CDN.
 func betterParent(a, b parentCandidate) int {
 	if c := cmp.Compare(originRank(a), originRank(b)); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.Withheld, b.Withheld); c != 0 {
 		return c
 	}
 	if c := cmp.Compare(a.Depth, b.Depth); c != 0 {

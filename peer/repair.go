@@ -69,7 +69,9 @@ func (l *loop) repair() {
 	if !l.known {
 		return
 	}
-	for seq := l.lowSeq(); seq <= l.newest; seq++ {
+	// Up to haveSeqAhead past the verified edge: neighbours nearer the root may hold the next
+	// segment's first chunks before anything of it reached us.
+	for seq := l.lowSeq(); seq <= l.newest+haveSeqAhead; seq++ {
 		st := l.segState(seq)
 		if st.Complete || st.Abandoned {
 			continue
@@ -212,12 +214,20 @@ func (l *loop) fallback(ctx context.Context) {
 		if !fallbackDue(prog, l.now, delay, fetchRetry) {
 			continue
 		}
-		// The segment is late: fetch every missing chunk except those just requested from a
+		// The segment is late: fetch every missing chunk that the origin's signatures say exists
+		// (below one we hold, or below the signed count), except those just requested from a
 		// neighbour (a request that has not answered in a moment is no reason to wait longer).
+		// What neighbours merely claim is never asked of the CDN: sixteen HAVEs of indexes up to
+		// 65,535 once made a peer send 65,539 requests. Past the proven indexes the fetch walks
+		// the tail one chunk at a time until the last chunk or the first 404.
+		budget := l.cdnBudget(seq, st)
+		if budget <= 0 {
+			continue
+		}
 		var want []uint32
-		for _, idx := range l.missing(seq, st) {
-			if p := l.pending[chunkKey{seq, idx}]; p == nil || l.now.Sub(p.at) > freshRequest {
-				want = append(want, idx)
+		for i, h := range st.Have {
+			if p := l.pending[chunkKey{seq, uint32(i)}]; !h && (p == nil || l.now.Sub(p.at) > freshRequest) {
+				want = append(want, uint32(i))
 			}
 		}
 		tail := -1
@@ -229,9 +239,23 @@ func (l *loop) fallback(ctx context.Context) {
 		}
 		l.fetching[seq] = true
 		job := fetchJob{base: l.originHTTP, stream: l.cfg.Stream, seq: seq, indexes: want, tailFrom: tail,
-			whole: !slices.Contains(st.Have, true)}
+			whole: !slices.Contains(st.Have, true), budget: budget}
 		l.n.wg.Go(func() { l.n.runFetch(ctx, job) })
 	}
+}
+
+// cdnSlack is how many HTTP requests beyond its chunk count a segment may cost the CDN path: a
+// whole-segment request, the 404 that ends a tail walk, a retry or two.
+const cdnSlack = 4
+
+// cdnBudget is how many more HTTP requests the fallback may spend on seq: its chunk count (signed,
+// or bounded by chunkIndexLimit while unknown) plus cdnSlack, less what it already spent.
+func (l *loop) cdnBudget(seq uint64, st segwindowState) int {
+	count := st.ChunkCount
+	if count < 0 {
+		count = max(len(st.Have), min(l.chunkIndexLimit(), max(l.maxChunkCount, len(st.Have))+16))
+	}
+	return count + cdnSlack - l.cdnRequests[seq]
 }
 
 // urgentBuffer: when the local player will run dry within this time and the segment it needs

@@ -49,6 +49,12 @@ type Stats struct {
 	ParentDials   int64 `json:"parent_dials"`
 	Evicted       int64 `json:"evicted"`
 	ParentsSilent int64 `json:"parents_silent"`
+	// ParentsWithheld counts parents left because they pushed nothing on a stripe whose chunks
+	// verifiably existed (a parent is kept for what it delivers); FalseHaves counts HAVEs whose
+	// claims the signed timeline refutes; CDNRequests counts HTTP requests of the fallback.
+	ParentsWithheld int64 `json:"parents_withheld"`
+	FalseHaves      int64 `json:"false_haves"`
+	CDNRequests     int64 `json:"cdn_requests"`
 	// LoopLags counts ticks that ran far behind schedule: the node itself was starved.
 	LoopLags int64 `json:"loop_lags"`
 	// Dials counts connections we started, DialsFailed those that never completed the
@@ -69,6 +75,7 @@ type counters struct {
 	requests, requestsServed, requestsRefused, pushDropped, publishDropped, bitrate atomic.Int64
 	parentDials, evicted, parentsSilent, loopLags                                   atomic.Int64
 	dials, dialsFailed, connsUp, connsDown                                          atomic.Int64
+	parentsWithheld, falseHaves, cdnRequests                                        atomic.Int64
 }
 
 func (c *counters) received(src Source, n int) {
@@ -139,6 +146,9 @@ func (n *Node) Stats() Stats {
 		ParentDials:          n.stats.parentDials.Load(),
 		Evicted:              n.stats.evicted.Load(),
 		ParentsSilent:        n.stats.parentsSilent.Load(),
+		ParentsWithheld:      n.stats.parentsWithheld.Load(),
+		FalseHaves:           n.stats.falseHaves.Load(),
+		CDNRequests:          n.stats.cdnRequests.Load(),
 		LoopLags:             n.stats.loopLags.Load(),
 		Dials:                n.stats.dials.Load(),
 		DialsFailed:          n.stats.dialsFailed.Load(),

@@ -26,6 +26,10 @@ func (l *loop) onStatus(nb *neighbour, m *proto.Status) {
 		l.ban(nb, ErrProtocol)
 		return
 	}
+	if err := checkDepthClaim(m.Depths, nb.origin); err != nil {
+		l.ban(nb, err)
+		return
+	}
 	nb.depths = append(nb.depths[:0], m.Depths...)
 	nb.freeSlots = int(m.FreeSlots)
 	for s, st := range l.stripes {
@@ -159,6 +163,10 @@ func (l *loop) onSubscribeAck(nb *neighbour, m *proto.SubscribeAck) {
 		return
 	}
 	st.pendingSub = nil
+	if m.Accepted && m.Depth == 0 && !nb.origin {
+		l.ban(nb, ErrFalseOrigin)
+		return
+	}
 	if !m.Accepted || m.Depth >= proto.NoDepth-1 {
 		backoff := refuseBackoff
 		if nb.origin {
@@ -177,6 +185,8 @@ func (l *loop) onSubscribeAck(nb *neighbour, m *proto.SubscribeAck) {
 	st.depth = m.Depth + 1
 	st.parentSince = l.now
 	st.undeliveredSince = time.Time{}
+	st.subFrom = st.pendingFrom
+	st.delivered = 0
 	l.statusDirty = true
 	l.n.log.Debug("new parent", "stripe", s, "peer", nb.String(), "depth", st.depth)
 }
@@ -213,6 +223,12 @@ func (l *loop) silenceTimeout(p *neighbour) time.Duration {
 	return l.cfg.ParentTimeout * 3 / 2
 }
 
+// withholdTimeout is how long a parent that has pushed us nothing on a stripe since we subscribed
+// may stay so while the stripe's chunks verifiably exist: ParentTimeout, plus a little per level.
+func (l *loop) withholdTimeout(depth uint8) time.Duration {
+	return l.cfg.ParentTimeout + time.Duration(min(depth, 10))*repairWaitPerLevel
+}
+
 // stallTimeout is how long a live parent may leave a chunk we know exists undelivered before we
 // leave it: twice ParentTimeout, plus a little per level, as pushes take longer to reach a deep
 // node. Dead parents are noticed sooner, by their silence.
@@ -230,12 +246,28 @@ func (l *loop) maintainStripes() {
 		}
 		if p := st.parent; p != nil && !l.now.Before(l.lagUntil) {
 			silent := parentSilent(time.Unix(0, p.lastHeard.Load()), st.parentSince, l.now, l.silenceTimeout(p))
-			if silent || stripeStalled(st.undeliveredSince, st.lastFromParent, st.parentSince, l.othersDelivered(s), l.now, l.stallTimeout(st.depth)) {
-				l.n.log.Debug("parent stopped delivering; re-subscribing", "stripe", s, "peer", p.String(), "silent", silent)
-				if silent {
+			// A parent that never pushed us anything is judged sooner than one with a record: a
+			// heartbeat proves it is alive, not that it forwards (the liar that takes every
+			// stripe and withholds them all).
+			timeout := l.stallTimeout(st.depth)
+			if st.delivered == 0 {
+				timeout = l.withholdTimeout(st.depth)
+			}
+			if silent || stripeStalled(st.undeliveredSince, st.lastFromParent, st.parentSince, l.othersDelivered(s), l.now, timeout) {
+				penalty := stallPenalty
+				switch {
+				case silent:
 					l.n.stats.parentsSilent.Add(1)
+				case st.delivered == 0:
+					// Demoted for what it did not deliver: each time it lets us down this way it
+					// waits twice as long before we ask it again, and ranks behind those who never did.
+					p.withheld++
+					l.n.stats.parentsWithheld.Add(1)
+					penalty = stallPenalty << min(p.withheld-1, 4)
 				}
-				st.refused[p.id] = l.now.Add(stallPenalty)
+				l.n.log.Debug("parent stopped delivering; re-subscribing", "stripe", s, "peer", p.String(), "silent", silent,
+					"delivered", st.delivered, "penalty", penalty)
+				st.refused[p.id] = l.now.Add(penalty)
 				p.send(&proto.Unsubscribe{Stripe: uint8(s)})
 				l.detach(s)
 			}
@@ -274,6 +306,7 @@ func (l *loop) maintainStripes() {
 				FreeSlots: nb.freeSlots,
 				RTT:       l.rttOf(nb),
 				IsOrigin:  nb.origin,
+				Withheld:  nb.withheld,
 			})
 		}
 		choice := chooseParent(cands, current, l.now.Sub(st.parentSince), defaultParentPolicy)
@@ -281,7 +314,8 @@ func (l *loop) maintainStripes() {
 			continue
 		}
 		target := l.nbs[cands[choice].ID]
-		target.send(&proto.Subscribe{Stripe: uint8(s), FromSeq: l.fromSeq()})
+		st.pendingFrom = l.fromSeq()
+		target.send(&proto.Subscribe{Stripe: uint8(s), FromSeq: st.pendingFrom})
 		st.pendingSub = target
 		st.pendingAt = l.now
 	}

@@ -14,11 +14,19 @@ import (
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
-// meshTLS returns the server and client TLS configs of the mesh; the client names stream. Each node makes a throwaway
-// self-signed certificate at start and clients do not verify it: the mesh's integrity does not
-// come from TLS identities (any viewer can join and claim any id) but from the origin's signature
-// on every chunk, which every receiver checks before it stores, forwards or serves the chunk. TLS
-// still gives us QUIC's encryption and ALPN.
+// meshTLS returns the server and client TLS configs of the mesh; the client names stream.
+//
+// A viewer makes a throwaway self-signed certificate at start and clients do not verify it: the
+// mesh's integrity does not come from viewers' TLS identities (any viewer can join and claim any
+// id) but from the origin's signature on every chunk, which every receiver checks before it
+// stores, forwards or serves the chunk. TLS still gives us QUIC's encryption and ALPN.
+//
+// The origin's root is the one identity that matters: it is depth 0 on every stripe, holds every
+// chunk and is treated differently (asked last, told no HAVEs). A root passes the stream's signing
+// key as identity and its certificate is made with it; TLS 1.3 makes the server prove possession
+// of the certificate's key (CertificateVerify, checked even when the chain is not), so a client
+// that finds the watch link's key in the certificate knows it reached the origin (isOriginConn).
+// Anyone else claiming depth 0 is lying.
 //
 // The key exchange is plain X25519: Go's default leads with the X25519MLKEM768 hybrid, whose
 // ML-KEM half costs as much CPU again per handshake and protects nothing we need (the stream is
@@ -37,11 +45,14 @@ func serverName(stream string) string {
 	return stream
 }
 
-func meshTLS(stream string) (server, client *tls.Config, err error) {
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, nil, fmt.Errorf("mesh key: %w", err)
+func meshTLS(stream string, identity ed25519.PrivateKey) (server, client *tls.Config, err error) {
+	priv := identity
+	if priv == nil {
+		if _, priv, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			return nil, nil, fmt.Errorf("mesh key: %w", err)
+		}
 	}
+	pub := priv.Public()
 	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
 		return nil, nil, fmt.Errorf("mesh cert serial: %w", err)
@@ -71,6 +82,20 @@ func meshTLS(stream string) (server, client *tls.Config, err error) {
 		CurvePreferences:   meshCurves,
 	}
 	return server, client, nil
+}
+
+// isOriginConn says whether the remote end of conn proved it holds the private half of originKey
+// (see meshTLS).
+func isOriginConn(conn *quic.Conn, originKey ed25519.PublicKey) bool {
+	if len(originKey) != ed25519.PublicKeySize {
+		return false
+	}
+	certs := conn.ConnectionState().TLS.PeerCertificates
+	if len(certs) == 0 {
+		return false
+	}
+	pub, ok := certs[0].PublicKey.(ed25519.PublicKey)
+	return ok && pub.Equal(originKey)
 }
 
 // meshQUICConfig tunes QUIC for a live mesh. Dead neighbours are noticed by the application, not

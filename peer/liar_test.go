@@ -1,0 +1,273 @@
+package peer
+
+import (
+	"context"
+	"crypto/rand"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crowdsurf/crowdsurf/player"
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// liar is a hostile neighbour written against our own proto: it listens like a peer, completes
+// the handshake with a plausible HELLO (depth 1 everywhere, plenty of free slots), accepts every
+// SUBSCRIBE and keeps itself alive with STATUS heartbeats, but never pushes a chunk. On connect it
+// sends the HAVEs that haves returns, to drag the victim's idea of the stream elsewhere.
+type liar struct {
+	addr       string
+	subscribed atomic.Int32
+	conns      atomic.Int32
+}
+
+func startLiar(t *testing.T, depths []uint8, haves func() []proto.Message) *liar {
+	t.Helper()
+	pc := loopbackUDP(t)
+	tr := &quic.Transport{Conn: pc}
+	t.Cleanup(func() { tr.Close() })
+	srvTLS, _, err := meshTLS(testStream, nil)
+	require.NoError(t, err)
+	ln, err := tr.Listen(srvTLS, meshQUICConfig())
+	require.NoError(t, err)
+	l := &liar{addr: pc.LocalAddr().String()}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	var id [16]byte
+	_, _ = rand.Read(id[:])
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept(ctx)
+			if err != nil {
+				return
+			}
+			l.conns.Add(1)
+			wg.Go(func() { l.serve(ctx, conn, id, depths, haves) })
+		}
+	})
+	return l
+}
+
+func (l *liar) serve(ctx context.Context, conn *quic.Conn, id [16]byte, depths []uint8, haves func() []proto.Message) {
+	defer conn.CloseWithError(0, "")
+	ctrl, err := conn.AcceptStream(ctx)
+	if err != nil {
+		return
+	}
+	buf := make([]byte, 3+proto.MaxMessageSize)
+	if _, err := readMessage(ctrl, buf); err != nil {
+		return
+	}
+	var mu sync.Mutex
+	write := func(m proto.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		return writeMessage(ctrl, m)
+	}
+	if write(&proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion, PeerID: id, Stream: testStream,
+		Depths: depths, FreeSlots: 16}) != nil {
+		return
+	}
+	if haves != nil {
+		for _, m := range haves() {
+			if write(m) != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		t := time.NewTicker(300 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-conn.Context().Done():
+				return
+			case <-t.C:
+				if write(&proto.Status{Depths: depths, FreeSlots: 16}) != nil {
+					return
+				}
+				if haves != nil {
+					for _, m := range haves() {
+						if write(m) != nil {
+							return
+						}
+					}
+				}
+			}
+		}
+	}()
+	for {
+		m, err := readMessage(ctrl, buf)
+		if err != nil {
+			return
+		}
+		if sub, ok := m.(*proto.Subscribe); ok {
+			l.subscribed.Add(1)
+			if write(&proto.SubscribeAck{Stripe: sub.Stripe, Accepted: true, Depth: depths[sub.Stripe]}) != nil {
+				return
+			}
+		}
+	}
+}
+
+// futureHaves claims thousands of segments that do not exist yet, and every chunk index of the
+// next two segments: what froze a viewer and made another send 65,539 requests to the CDN.
+func futureHaves(o *testOrigin) func() []proto.Message {
+	return func() []proto.Message {
+		newest, _ := o.window.Newest()
+		var ranges []proto.ChunkRange
+		for seq := newest + 1; seq <= newest+2; seq++ {
+			for first := uint32(0); first < proto.MaxChunksPerSegment; first += 4096 {
+				ranges = append(ranges, proto.ChunkRange{Seq: seq, First: first, Count: 4096})
+			}
+		}
+		for seq := newest + 3; seq < newest+3000; seq++ {
+			ranges = append(ranges, proto.ChunkRange{Seq: seq, First: 0, Count: 64})
+		}
+		return haveMessages(ranges)
+	}
+}
+
+// cdnCounter counts the CDN requests per segment seq in front of the test origin's HTTP.
+type cdnCounter struct {
+	mu     sync.Mutex
+	perSeq map[uint64]int
+	total  int
+}
+
+func perSegmentCDN(t *testing.T, o *testOrigin) (*cdnCounter, string) {
+	t.Helper()
+	target, err := url.Parse(o.http.URL)
+	require.NoError(t, err)
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	c := &cdnCounter{perSeq: make(map[uint64]int)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// /live/STREAM/SEQ/INDEX.chunk or /live/STREAM/SEQ/all.chunks
+		parts := strings.Split(strings.TrimPrefix(r.URL.Path, "/"), "/")
+		if len(parts) == 4 {
+			if seq, err := strconv.ParseUint(parts[2], 10, 64); err == nil {
+				c.mu.Lock()
+				c.perSeq[seq]++
+				c.total++
+				c.mu.Unlock()
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return c, srv.URL
+}
+
+func (c *cdnCounter) max() (seq uint64, n int, total int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for s, k := range c.perSeq {
+		if k > n {
+			seq, n = s, k
+		}
+	}
+	return seq, n, c.total
+}
+
+// watch plays a node's local HLS like a viewer's player and returns its summary when ctx ends.
+func watch(t *testing.T, ctx context.Context, n *Node) <-chan player.Summary {
+	t.Helper()
+	p, err := player.New(player.Config{URL: n.HLSURL(), SkipMediaCheck: true})
+	require.NoError(t, err)
+	out := make(chan player.Summary, 1)
+	go func() {
+		_ = p.Run(ctx)
+		out <- p.Summary()
+	}()
+	return out
+}
+
+// TestLyingParentCannotFreezeAViewer is the attack that froze a viewer for 29 s: a neighbour that
+// claims a shallow depth in HELLO and STATUS, accepts every SUBSCRIBE, heartbeats, and pushes
+// nothing, after a HAVE of thousands of future segments. The victim must leave it on every stripe
+// (a parent is kept for what it delivers), never believe the future, and its player must not stall.
+func TestLyingParentCannotFreezeAViewer(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	// One liar also claims the future (and is banned for it); the other only withholds, so the
+	// delivery rule alone must find it.
+	liars := []*liar{startLiar(t, []uint8{1, 1, 1, 1}, futureHaves(o)), startLiar(t, []uint8{1, 1, 1, 1}, nil)}
+	honest := startNode(t, o.peerConfig(t, o.root.Addr().String()))
+	cfg := o.peerConfig(t, liars[0].addr, liars[1].addr, honest.Addr().String(), o.root.Addr().String())
+	victim := startNode(t, cfg)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const segments = 24
+	done := o.playAsync(ctx, 0, segments, nil)
+	pctx, pcancel := context.WithCancel(ctx)
+	summary := watch(t, pctx, victim)
+	<-done
+	pcancel()
+	s := <-summary
+	st := victim.Stats()
+	t.Logf("victim: %d segments played, %d stalls (%.0f ms), startup %.0f ms; parents withheld %d, false HAVEs %d, liar subscriptions %d",
+		s.Segments, s.Stalls, s.StallMs, s.StartupMs, st.ParentsWithheld, st.FalseHaves, liars[0].subscribed.Load()+liars[1].subscribed.Load())
+
+	// Before the defences the victim completed no segment at all and its player stalled for 29 s
+	// of 35. The bound is not zero because this harness's 500 ms segments give a player 1.5 s of
+	// buffer, and on a loaded CI machine an unattacked viewer of this setup already stalls for a
+	// few hundred milliseconds now and then; the 2 s segments of a real stream have 6 s.
+	require.True(t, s.Started, "the victim's player never started: %+v", st)
+	require.Less(t, s.StallRatio, 0.10, "the victim's player stalled: %+v / %+v", s, st)
+	require.GreaterOrEqual(t, s.Segments, segments*3/4, "the player must keep playing")
+	require.Positive(t, liars[0].subscribed.Load()+liars[1].subscribed.Load(), "the liars were never tried: the test proves nothing")
+	require.Positive(t, st.ParentsWithheld, "a parent that never pushed must be left for what it did not deliver")
+	require.Positive(t, st.FalseHaves, "HAVEs of segments a window ahead of the signed edge are lies")
+	for _, id := range st.ParentIDs {
+		require.NotEmpty(t, id, "every stripe has a parent at the end: %+v", st)
+	}
+	newest, _ := o.window.Newest()
+	seqs := victim.Window().Seqs()
+	require.NotEmpty(t, seqs)
+	require.LessOrEqual(t, seqs[len(seqs)-1], newest, "nothing beyond the origin's edge may enter the window")
+	requireSegmentsIdentical(t, victim, newest-4, newest)
+}
+
+// TestHaveFloodCannotAmplifyCDNRequests: HAVEs of chunk indexes 0-65,535 of the next two segments
+// once made a victim with no honest neighbour send 65,539 requests to the CDN. The fallback asks
+// only for chunks the origin's signatures prove exist, so each segment costs the CDN at most its
+// chunk count plus cdnSlack requests, and the player does not stall.
+func TestHaveFloodCannotAmplifyCDNRequests(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	cdn, cdnURL := perSegmentCDN(t, o)
+	l := startLiar(t, []uint8{1, 1, 1, 1}, futureHaves(o))
+	cfg := o.peerConfig(t, l.addr)
+	cfg.OriginHTTP = cdnURL
+	victim := startNode(t, cfg)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	const segments = 16
+	done := o.playAsync(ctx, 0, segments, nil)
+	pctx, pcancel := context.WithCancel(ctx)
+	summary := watch(t, pctx, victim)
+	<-done
+	pcancel()
+	s := <-summary
+	seq, most, total := cdn.max()
+	t.Logf("victim: %d segments, %d stalls; CDN requests: %d in all, at most %d for segment %d (%d chunks each)",
+		s.Segments, s.Stalls, total, most, seq, testChunks)
+	require.Equal(t, int64(total), victim.Stats().CDNRequests, "the node counts every CDN request it makes")
+	require.LessOrEqual(t, most, testChunks+cdnSlack, "segment %d cost the CDN %d requests", seq, most)
+	// The victim has nobody honest: it plays off the CDN alone, which at this harness's 500 ms
+	// segments stalls briefly now and then even unattacked, so what is asserted is that it keeps
+	// playing (stalls with an honest mesh: TestLyingParentCannotFreezeAViewer).
+	require.GreaterOrEqual(t, s.Segments, segments*3/4, "%+v", s)
+	require.Positive(t, l.conns.Load())
+}
