@@ -271,3 +271,48 @@ func TestHaveFloodCannotAmplifyCDNRequests(t *testing.T) {
 	require.GreaterOrEqual(t, s.Segments, segments*3/4, "%+v", s)
 	require.Positive(t, l.conns.Load())
 }
+
+// TestFalseOriginIsRefused: depth 0 is the origin's place in every tree, and the origin proves it
+// holds the stream key in the TLS handshake. A neighbour that claims depth 0 without that proof
+// once ranked first everywhere and was treated as the root; now it is refused and never re-dialled.
+func TestFalseOriginIsRefused(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	impostor := startLiar(t, []uint8{0, 0, 0, 0}, nil)
+	victim := startNode(t, o.peerConfig(t, impostor.addr, o.root.Addr().String()))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := o.playAsync(ctx, 0, 8, nil)
+	<-done
+	require.Eventually(t, func() bool { return allComplete(victim, 4, 8) }, 5*time.Second, 20*time.Millisecond, "%+v", victim.Stats())
+	require.Zero(t, impostor.subscribed.Load(), "nobody subscribes to a false origin")
+	require.EqualValues(t, 1, impostor.conns.Load(), "a false origin is banned, not dialled again")
+	st := victim.Stats()
+	require.Equal(t, 1, st.Neighbours, "only the real origin is a neighbour: %+v", st)
+	require.Positive(t, st.BytesFromOrigin)
+}
+
+// TestFallbackRefusesRedirectsToAnotherHost: whoever answers for the CDN path must not be able to
+// aim every peer's requests at a third party.
+func TestFallbackRefusesRedirectsToAnotherHost(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	var thirdParty atomic.Int32
+	victimSite := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { thirdParty.Add(1) }))
+	t.Cleanup(victimSite.Close)
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".m3u8") {
+			o.http.Config.Handler.ServeHTTP(w, r)
+			return
+		}
+		http.Redirect(w, r, victimSite.URL+r.URL.Path, http.StatusFound)
+	}))
+	t.Cleanup(redirector.Close)
+	cfg := o.peerConfig(t)
+	cfg.OriginHTTP = redirector.URL
+	n := startNode(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	<-o.playAsync(ctx, 0, 6, nil)
+	require.Eventually(t, func() bool { return n.Stats().CDNRequests >= 3 }, 3*time.Second, 20*time.Millisecond, "%+v", n.Stats())
+	require.Zero(t, thirdParty.Load(), "a redirect to another host was followed")
+	require.Empty(t, n.Window().Seqs())
+}
