@@ -128,7 +128,10 @@ type stripeState struct {
 	undeliveredSince time.Time // we learned of a chunk the parent did not push; zero = none
 	pendingSub       *neighbour
 	pendingAt        time.Time
-	refused          map[uint64]time.Time // neighbour id -> not before
+	refused          map[uint64]time.Time // neighbour id -> not before (it let us down)
+	// full holds neighbours that refused a SUBSCRIBE on this stripe (id -> not before): they had
+	// no slot. Unlike refused, it is forgotten when the neighbour says it has free slots again.
+	full map[uint64]time.Time
 	children         map[uint64]*neighbour
 	newest           chunkKey // newest chunk of the stripe we hold
 	hasNewest        bool
@@ -240,6 +243,7 @@ func newLoop(n *Node) *loop {
 		st := &stripeState{
 			depth:    proto.NoDepth,
 			refused:  make(map[uint64]time.Time),
+			full:     make(map[uint64]time.Time),
 			children: make(map[uint64]*neighbour),
 		}
 		if n.cfg.Root {
@@ -416,6 +420,7 @@ func (l *loop) prune() {
 	maps.DeleteFunc(l.fromHTTP, func(seq uint64, _ bool) bool { return old(seq) })
 	for _, st := range l.stripes {
 		maps.DeleteFunc(st.refused, func(_ uint64, until time.Time) bool { return l.now.After(until) })
+		maps.DeleteFunc(st.full, func(_ uint64, until time.Time) bool { return l.now.After(until) })
 	}
 }
 

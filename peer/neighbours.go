@@ -84,6 +84,7 @@ func (l *loop) dropNeighbour(nb *neighbour, reason string) {
 			l.statusDirty = true
 		}
 		delete(st.refused, nb.id)
+		delete(st.full, nb.id)
 	}
 	for k, p := range l.pending {
 		if p.nb == nb {

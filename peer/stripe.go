@@ -31,6 +31,13 @@ func (l *loop) onStatus(nb *neighbour, m *proto.Status) {
 		return
 	}
 	nb.depths = append(nb.depths[:0], m.Depths...)
+	if int(m.FreeSlots) > max(nb.freeSlots, 0) {
+		// A slot came free (a child of it left): whoever it turned away may ask again now,
+		// rather than wait out a backoff while orphaned (the root's is several seconds).
+		for _, st := range l.stripes {
+			delete(st.full, nb.id)
+		}
+	}
 	nb.freeSlots = int(m.FreeSlots)
 	for s, st := range l.stripes {
 		if st.parent != nb {
@@ -172,7 +179,7 @@ func (l *loop) onSubscribeAck(nb *neighbour, m *proto.SubscribeAck) {
 		if nb.origin {
 			backoff *= 3 // its seed slots stay taken for long; asking again soon only loads it
 		}
-		st.refused[nb.id] = l.now.Add(backoff)
+		st.full[nb.id] = l.now.Add(backoff)
 		return
 	}
 	if old := st.parent; old != nil && old != nb {
@@ -293,6 +300,9 @@ func (l *loop) maintainStripes() {
 				continue
 			}
 			if until, ok := st.refused[id]; ok && l.now.Before(until) && nb != st.parent {
+				continue
+			}
+			if until, ok := st.full[id]; ok && l.now.Before(until) && nb != st.parent {
 				continue
 			}
 			if nb == st.parent {
