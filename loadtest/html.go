@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"image/color"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -73,7 +74,8 @@ var htmlPage = template.Must(template.New("report").Parse(`<!DOCTYPE html>
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:0 0 1.5em}td{padding:.2em .8em;border-bottom:1px solid #ddd;vertical-align:top}
 td:first-child{color:#555;white-space:nowrap}.cols{display:flex;gap:3em;flex-wrap:wrap}
-figure{margin:1em 0;display:inline-block}figcaption{font-weight:600;margin-bottom:.3em}
+figure{margin:1.5em 0;display:block}figcaption{font-weight:600;margin-bottom:.3em}
+figure svg{display:block;width:calc(100% - 2em);height:auto;overflow:visible}
 .note{background:#fff3cd;padding:.5em 1em;border-radius:4px}
 </style></head><body>
 <h1>{{.Title}}</h1>
@@ -120,7 +122,8 @@ func (r *Report) charts() ([]chart, error) {
 	streamMbps := max(float64(r.BitrateBps)/1e6, egressFloorMbps)
 	cdfXY := make(plotter.XYs, len(r.DeliveryLatencyCDF))
 	for i, p := range r.DeliveryLatencyCDF {
-		cdfXY[i] = plotter.XY{X: p.Ms, Y: 100 * p.Fraction}
+		// Log scale below: latencies span milliseconds on loopback to seconds in a deep tree.
+		cdfXY[i] = plotter.XY{X: max(p.Ms, cdfFloorMs), Y: 100 * p.Fraction}
 	}
 
 	var out []chart
@@ -136,7 +139,7 @@ func (r *Report) charts() ([]chart, error) {
 		return nil
 	}
 
-	p, err := linePlot("Origin egress", "time (s)", "Mbit/s", []series{
+	p, err := linePlot("time (s)", "Mbit/s", []series{
 		{name: "origin egress", xy: egress, color: colorEgress},
 		{name: "1 stream copy", xy: plotter.XYs{{X: 0, Y: streamMbps}, {X: lastX(egress), Y: streamMbps}}, color: color.Gray{Y: 0x99}, dashed: true},
 	})
@@ -151,7 +154,7 @@ func (r *Report) charts() ([]chart, error) {
 	if err := add("Origin egress over time (log scale)", p, err); err != nil {
 		return nil, err
 	}
-	p, err = linePlot("Offload", "time (s)", "% of bytes from peers", []series{{name: "offload", xy: offload, color: colorOffload}})
+	p, err = linePlot("time (s)", "% of bytes from peers", []series{{name: "offload", xy: offload, color: colorOffload}})
 	if err == nil {
 		p.Y.Min, p.Y.Max = 0, 100
 		p.Legend.Top = false // offload lives near the top
@@ -159,27 +162,33 @@ func (r *Report) charts() ([]chart, error) {
 	if err := add("Offload over time (bytes received in each second)", p, err); err != nil {
 		return nil, err
 	}
-	p, err = linePlot("Delivery latency CDF", "origin emit to peer verified (ms)", "% of chunks", []series{{name: "chunks", xy: cdfXY, color: colorLatency}})
+	p, err = linePlot("origin emit to peer verified (ms)", "% of chunks", []series{{name: "chunks", xy: cdfXY, color: colorLatency}})
 	if err == nil {
 		p.Y.Min, p.Y.Max = 0, 100
 		p.Legend.Top = false
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = msTicks{}
+		p.X.Min = max(p.X.Min, cdfFloorMs)
+		p.X.Label.Text += " (log scale)"
+		err = markQuantiles(p, r.DeliveryLatencyMs)
 	}
 	if err := add("Delivery latency CDF", p, err); err != nil {
 		return nil, err
 	}
-	p, err = linePlot("Stalls", "time (s)", "players", []series{
+	p, err = linePlot("time (s)", "players", []series{
 		{name: "stalls begun", xy: stalls, color: colorStalls},
 		{name: "players stalled", xy: stalled, color: color.Gray{Y: 0x55}, dashed: true},
 	})
 	if err == nil {
 		p.Y.Min = 0
 		p.Y.Max = max(p.Y.Max, 1) * 1.3 // room for the legend
+		p.Y.Tick.Marker = countTicks{}
 	}
 	if err := add("Stalls over time", p, err); err != nil {
 		return nil, err
 	}
 	if r.Mode == ModeP2P {
-		p, err = linePlot("Stripes without a parent", "time (s)", "% of (peer, stripe) pairs", []series{
+		p, err = linePlot("time (s)", "% of (peer, stripe) pairs", []series{
 			{name: "no parent", xy: unattached, color: colorEgress},
 		})
 		if err == nil {
@@ -213,9 +222,10 @@ func lastX(xy plotter.XYs) float64 {
 	return xy[len(xy)-1].X
 }
 
-func linePlot(title, xlabel, ylabel string, ss []series) (*plot.Plot, error) {
+// linePlot draws series against time or another x. It has no title of its own: the page's
+// caption is the chart's one title.
+func linePlot(xlabel, ylabel string, ss []series) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = title
 	p.X.Label.Text = xlabel
 	p.Y.Label.Text = ylabel
 	p.Add(plotter.NewGrid())
@@ -245,7 +255,6 @@ func linePlot(title, xlabel, ylabel string, ss []series) (*plot.Plot, error) {
 
 func depthPlot(bins []DepthBin) (*plot.Plot, error) {
 	p := plot.New()
-	p.Title.Text = "Depth histogram"
 	p.X.Label.Text = "depth in the stripe tree (origin = 0)"
 	p.Y.Label.Text = "(peer, stripe) pairs"
 	if len(bins) == 0 {
@@ -265,12 +274,101 @@ func depthPlot(bins []DepthBin) (*plot.Plot, error) {
 	bars.LineStyle.Width = 0
 	p.Add(plotter.NewGrid(), bars)
 	p.NominalX(names...)
+	p.X.Min, p.X.Max = -0.6, float64(len(bins))-0.4 // whole bars at both ends
 	p.Y.Min = 0
+	p.Y.Tick.Marker = countTicks{}
 	return p, nil
 }
 
+// cdfFloorMs is the left end of the log-scale latency CDF.
+const cdfFloorMs = 1
+
+// markQuantiles draws the p50, p95 and p99 of q as labelled vertical lines on a CDF.
+func markQuantiles(p *plot.Plot, q LatencyQuantiles) error {
+	marks := []struct {
+		name string
+		ms   float64
+		y    float64
+	}{{"p50", q.P50, 50}, {"p95", q.P95, 95}, {"p99", q.P99, 99}}
+	var at plotter.XYs
+	var labels []string
+	for _, m := range marks {
+		if m.ms <= 0 {
+			continue
+		}
+		x := max(m.ms, cdfFloorMs)
+		l, err := plotter.NewLine(plotter.XYs{{X: x, Y: 0}, {X: x, Y: m.y}})
+		if err != nil {
+			return err
+		}
+		l.Color = color.Gray{Y: 0x88}
+		l.Dashes = []vg.Length{vg.Points(2), vg.Points(2)}
+		p.Add(l)
+		at = append(at, plotter.XY{X: x, Y: m.y})
+		labels = append(labels, fmt.Sprintf(" %s %s", m.name, humanMs(m.ms)))
+	}
+	if len(at) == 0 {
+		return nil
+	}
+	ls, err := plotter.NewLabels(plotter.XYLabels{XYs: at, Labels: labels})
+	if err != nil {
+		return err
+	}
+	for i := range ls.TextStyle {
+		ls.TextStyle[i].XAlign = draw.XLeft
+		ls.TextStyle[i].YAlign = draw.YTop
+	}
+	p.Add(ls)
+	return nil
+}
+
+// humanMs writes a latency as "850 ms" or "1.2 s".
+func humanMs(ms float64) string {
+	if ms < 1000 {
+		return fmt.Sprintf("%.0f ms", ms)
+	}
+	return fmt.Sprintf("%.3g s", ms/1000)
+}
+
+// msTicks labels a log-scale millisecond axis at 1-2-5 steps ("10 ms", "1 s").
+type msTicks struct{}
+
+func (msTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for decade := 1.0; decade <= hi*10; decade *= 10 {
+		for _, m := range []float64{1, 2, 5} {
+			v := decade * m
+			if v < lo || v > hi {
+				continue
+			}
+			ticks = append(ticks, plot.Tick{Value: v, Label: humanMs(v)})
+		}
+	}
+	return ticks
+}
+
+// countTicks puts ticks on whole numbers only: the axis counts players or pairs.
+type countTicks struct{}
+
+func (countTicks) Ticks(lo, hi float64) []plot.Tick {
+	step := 1.0
+	for (hi-lo)/step > 8 {
+		switch {
+		case strconv.FormatFloat(step, 'f', -1, 64)[0] == '2':
+			step = step / 2 * 5
+		default:
+			step *= 2
+		}
+	}
+	var ticks []plot.Tick
+	for v := math.Ceil(lo/step) * step; v <= hi; v += step {
+		ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'f', 0, 64)})
+	}
+	return ticks
+}
+
 func renderSVG(p *plot.Plot) (string, error) {
-	c := vgsvg.New(6.5*vg.Inch, 3.4*vg.Inch)
+	c := vgsvg.New(10*vg.Inch, 3.6*vg.Inch)
 	p.Draw(draw.New(c))
 	var b bytes.Buffer
 	if _, err := c.WriteTo(&b); err != nil {
@@ -281,5 +379,11 @@ func renderSVG(p *plot.Plot) (string, error) {
 	if i := bytes.Index(svg, []byte("<svg")); i > 0 {
 		svg = svg[i:]
 	}
-	return string(svg), nil
+	// The page's stylesheet sizes the chart to its width (the viewBox keeps the proportions) and
+	// gives it the page's font.
+	out := string(svg)
+	if i := strings.Index(out, "viewBox="); i > 0 {
+		out = "<svg " + out[i:]
+	}
+	return strings.ReplaceAll(out, "font-family:Liberation Serif", "font-family:inherit"), nil
 }

@@ -75,6 +75,7 @@ func TestHTMLReportEmbedsEveryChartAsSVG(t *testing.T) {
 		},
 		DepthHistogram:     []DepthBin{{Depth: 1, Count: 4}, {Depth: 2, Count: 4}},
 		DeliveryLatencyCDF: cdf(sortedCopy([]float64{10, 20, 30}), 100),
+		DeliveryLatencyMs:  LatencyQuantiles{P50: 20, P95: 30, P99: 30, Max: 30},
 		Notes:              []string{"a <note> that must be escaped"},
 	}
 	var b bytes.Buffer
@@ -84,4 +85,11 @@ func TestHTMLReportEmbedsEveryChartAsSVG(t *testing.T) {
 	require.Contains(t, html, "a &lt;note&gt; that must be escaped")
 	require.NotContains(t, html, "<?xml", "inline SVG carries no XML prolog")
 	require.NotContains(t, html, "http://cdn", "no network needed to view")
+	// Polish: charts take the page's width and font, each title appears once (the caption), the
+	// latency CDF is log-scaled with its quantiles labelled.
+	require.NotContains(t, html, `<svg width=`, "a chart's width comes from the page")
+	require.NotContains(t, html, "Liberation Serif")
+	require.Equal(t, 1, strings.Count(html, ">Delivery latency CDF<"))
+	require.Contains(t, html, "(log scale)")
+	require.Contains(t, html, "p50 20 ms")
 }
