@@ -41,7 +41,7 @@ type rootNode struct {
 }
 
 func newMeshSeeder(ctx context.Context, o *Origin) (*meshSeeder, error) {
-	mux, err := peer.NewMux(o.meshConn, o.cfg.Key)
+	mux, err := peer.NewMux(peer.MuxConfig{PacketConn: o.meshConn, Identity: o.cfg.Key, Registry: o.cfg.Registry})
 	if err != nil {
 		return nil, fmt.Errorf("origin: mesh: %w", err)
 	}

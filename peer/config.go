@@ -101,6 +101,13 @@ type Config struct {
 	SeedCopies int
 	// MaxNeighbours bounds the connections the node dials (default 8). It accepts up to twice as many.
 	MaxNeighbours int
+	// MaxRootNeighbours bounds a root's neighbours (default 4 x SeedCopies x Stripes + 32): its
+	// seed children, candidates waiting for a slot and a few repairers. When full, a neighbour
+	// that has been no seed child for evictGrace makes room for a new one.
+	MaxRootNeighbours int
+	// Limits bound what one source IP may hold (see Limits). A root on a Mux listener takes
+	// the Mux's instead.
+	Limits Limits
 	// PlaylistLength is the number of segments in the local playlist (default 6).
 	PlaylistLength int
 	// TargetDuration is the nominal segment duration until measured (default 2 s).
@@ -178,6 +185,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxNeighbours <= 0 {
 		c.MaxNeighbours = 8
 	}
+	if c.MaxRootNeighbours <= 0 {
+		c.MaxRootNeighbours = 4*c.SeedCopies*c.Stripes + 32
+	}
+	c.Limits = c.Limits.withDefaults()
 	if c.PlaylistLength <= 0 {
 		c.PlaylistLength = 6
 	}

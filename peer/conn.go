@@ -31,7 +31,24 @@ const (
 	pushQueueLen     = 512
 	controlQueueLen  = 1024
 	chunkReadTimeout = 5 * time.Second
+	// maxUniStreams is how many chunk streams a neighbour may have open towards us at once
+	// (quic-go grants a new one as each ends); a sender has pushWorkers in flight.
+	maxUniStreams = 32
+	// maxChunkReads bounds the chunk streams of one connection read at once, hence its
+	// goroutines and buffers; the others wait in QUIC, bounded by maxUniStreams and the
+	// connection's flow-control window (sized to this many chunk frames).
+	maxChunkReads = 8
+	// controlFrameTimeout is how long the rest of a control frame may take once its first byte
+	// came. Between frames a neighbour may stay quiet (QUIC's idle timeout and our heartbeats
+	// judge that); a frame that promises 65,535 bytes and sends 10 is not waited on for ever.
+	controlFrameTimeout = 2 * time.Second
+	// controlBufLen is the control reader's buffer: every message but a large HAVE batch fits,
+	// and a larger frame gets a buffer of its own size (at most 3+MaxMessageSize).
+	controlBufLen = 1024
 )
+
+// ErrFrameTimeout means a control frame started and did not finish within controlFrameTimeout.
+var ErrFrameTimeout = errors.New("control frame incomplete")
 
 // ErrProtocol means a neighbour broke the mesh protocol; it is disconnected and banned.
 var ErrProtocol = errors.New("mesh protocol violation")
@@ -84,6 +101,9 @@ type neighbour struct {
 	// lastHeard is when its last control message or chunk arrived (unix ns), set by the reading
 	// goroutines at read time, so a busy loop does not mistake its own lag for the peer's silence.
 	lastHeard atomic.Int64
+	// delivered is set once a verified chunk came from it: a neighbour that never delivered
+	// anything is the first to go when room is needed (evictUseless).
+	delivered atomic.Bool
 
 	ctrlQueue  chan proto.Message
 	writerDone chan struct{}
@@ -150,13 +170,30 @@ func writeMessage(w io.Writer, m proto.Message) error {
 	return err
 }
 
-// readMessage reads one control message frame, never allocating more than proto.MaxMessageSize.
+// readMessage reads one control message frame into buf; a frame longer than buf gets a buffer of
+// its own, never over 3+proto.MaxMessageSize.
 func readMessage(r io.Reader, buf []byte) (proto.Message, error) {
+	return readMessageStarted(r, buf, nil)
+}
+
+// readMessageStarted is readMessage calling started once the frame's first byte has arrived.
+func readMessageStarted(r io.Reader, buf []byte, started func()) (proto.Message, error) {
 	const hdr = 3
-	if _, err := io.ReadFull(r, buf[:hdr]); err != nil {
+	if _, err := io.ReadFull(r, buf[:1]); err != nil {
+		return nil, err
+	}
+	if started != nil {
+		started()
+	}
+	if _, err := io.ReadFull(r, buf[1:hdr]); err != nil {
 		return nil, err
 	}
 	n := int(buf[1])<<8 | int(buf[2])
+	if hdr+n > len(buf) {
+		grown := make([]byte, hdr+n)
+		copy(grown, buf[:hdr])
+		buf = grown
+	}
 	if _, err := io.ReadFull(r, buf[hdr:hdr+n]); err != nil {
 		return nil, err
 	}
@@ -178,7 +215,7 @@ func (n *Node) handshake(nb *neighbour, dialler bool) error {
 			return fmt.Errorf("send hello: %w", err)
 		}
 	}
-	buf := make([]byte, 3+proto.MaxMessageSize)
+	buf := make([]byte, controlBufLen)
 	m, err := readMessage(nb.ctrl, buf)
 	if err != nil {
 		return fmt.Errorf("read hello: %w", err)
@@ -282,6 +319,7 @@ func (n *Node) acceptLoop(ctx context.Context) {
 		if err != nil {
 			return
 		}
+		acceptedConn(conn)
 		n.wg.Go(func() {
 			hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 			defer cancel()
@@ -321,10 +359,16 @@ func (n *Node) startConn(ctx context.Context, nb *neighbour) {
 }
 
 func (n *Node) controlReader(ctx context.Context, nb *neighbour) error {
-	buf := make([]byte, 3+proto.MaxMessageSize)
+	buf := make([]byte, controlBufLen)
+	started := func() { _ = nb.ctrl.SetReadDeadline(time.Now().Add(controlFrameTimeout)) }
 	for {
-		m, err := readMessage(nb.ctrl, buf)
+		m, err := readMessageStarted(nb.ctrl, buf, started)
+		_ = nb.ctrl.SetReadDeadline(time.Time{})
 		if err != nil {
+			if isTimeout(err) {
+				err = fmt.Errorf("%w: %w", ErrFrameTimeout, err)
+				_ = nb.conn.CloseWithError(codeViolation, ErrFrameTimeout.Error())
+			}
 			if errors.Is(err, ErrProtocol) {
 				_ = nb.conn.CloseWithError(codeViolation, clip(err.Error()))
 				n.emit(ctx, evBan{nb: nb, reason: err})
@@ -417,21 +461,41 @@ func (n *Node) pushChunk(ctx context.Context, nb *neighbour, c *proto.Chunk) err
 }
 
 // uniAcceptor takes the neighbour's chunk streams; each is read and verified in its own goroutine
-// so verification runs on all cores and a slow stream does not block the others.
+// so verification runs on all cores and a slow stream does not block the others. At most
+// maxChunkReads are read at once; the next stream is taken only when one is done.
 func (n *Node) uniAcceptor(ctx context.Context, nb *neighbour) {
+	reading := make(chan struct{}, maxChunkReads)
 	for {
+		select {
+		case reading <- struct{}{}:
+		case <-ctx.Done():
+			return
+		case <-nb.conn.Context().Done():
+			return
+		}
 		s, err := nb.conn.AcceptUniStream(ctx)
 		if err != nil {
 			return
 		}
-		n.wg.Go(func() { n.readChunk(ctx, nb, s) })
+		n.wg.Go(func() {
+			defer func() { <-reading }()
+			n.readChunk(ctx, nb, s)
+		})
 	}
 }
 
 func (n *Node) readChunk(ctx context.Context, nb *neighbour, s *quic.ReceiveStream) {
 	_ = s.SetReadDeadline(time.Now().Add(chunkReadTimeout))
-	b, err := readFrame(s, proto.MaxChunkFrame+1)
+	// No buffer until the stream carries a byte: a stream opened and left empty costs QUIC's
+	// stream state and nothing of ours.
+	var first [1]byte
+	if _, err := io.ReadFull(s, first[:]); err != nil {
+		s.CancelRead(0)
+		return // empty, abandoned by the sender (late) or the connection went away
+	}
+	b, err := readFrame(io.MultiReader(bytes.NewReader(first[:]), s), proto.MaxChunkFrame+1)
 	if err != nil {
+		s.CancelRead(0)
 		return // abandoned by the sender (late) or the connection went away: not the peer's fault
 	}
 	at := time.Now()
@@ -455,6 +519,7 @@ func (n *Node) readChunk(ctx context.Context, nb *neighbour, s *quic.ReceiveStre
 		n.reject(ctx, nb, fmt.Errorf("%w: %w", ErrProtocol, err))
 		return
 	}
+	nb.delivered.Store(true)
 	n.emit(ctx, evChunk{nb: nb, c: c, size: len(b), at: at})
 }
 
@@ -479,6 +544,11 @@ func (n *Node) reject(ctx context.Context, nb *neighbour, err error) {
 	n.log.Warn("bad chunk from peer; disconnecting and banning it", "peer", nb.String(), "error", err)
 	_ = nb.conn.CloseWithError(codeViolation, clip(err.Error()))
 	n.emit(ctx, evBan{nb: nb, reason: err})
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }
 
 func clip(s string) string {

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -95,6 +96,9 @@ func (l *loop) dialMore(ctx context.Context) {
 		if addr == "" || addr == l.selfAddr || connected[addr] || l.bannedAddrs[addr] {
 			return false
 		}
+		if ap, err := netip.ParseAddrPort(addr); err == nil && l.n.guard.isBanned(ap.Addr().Unmap()) {
+			return false
+		}
 		if _, ok := l.dialing[addr]; ok {
 			return false
 		}
@@ -151,18 +155,24 @@ func (l *loop) neighbourCap() int { return 2*l.cfg.MaxNeighbours + parentDialExt
 
 // uselessNeighbour says whether a neighbour may be dropped to make room: it is neither parent nor
 // child nor pending subscription on any stripe, we have held it for evictGrace, and it cannot
-// feed us (unattached on every stripe: it gets its own chunks from repair and the CDN).
+// feed us: unattached on every stripe (it gets its own chunks from repair and the CDN), or it
+// dialled us and never delivered a verified chunk (what it claims about its depths costs it
+// nothing; a silent connection that says depth 1 everywhere must not squat a slot). To the root
+// nobody delivers: a neighbour that is no seed child is useless to it.
 func (l *loop) uselessNeighbour(nb *neighbour) bool {
 	if nb.origin || l.now.Sub(nb.connectedAt) < evictGrace {
 		return false
 	}
+	if l.treeLink(nb) {
+		return false
+	}
 	for _, st := range l.stripes {
-		if st.parent == nb || st.pendingSub == nb {
+		if st.pendingSub == nb {
 			return false
 		}
-		if _, ok := st.children[nb.id]; ok {
-			return false
-		}
+	}
+	if l.cfg.Root || (!nb.dialled && !nb.delivered.Load()) {
+		return true
 	}
 	for _, d := range nb.depths {
 		if d != proto.NoDepth {
@@ -172,7 +182,8 @@ func (l *loop) uselessNeighbour(nb *neighbour) bool {
 	return true
 }
 
-// evictUseless drops up to count useless neighbours, the oldest first, and says how many went.
+// evictUseless drops up to count useless neighbours and says how many went: first those that
+// dialled us and never delivered anything, then the oldest.
 func (l *loop) evictUseless(count int, reason string) int {
 	var victims []*neighbour
 	for _, nb := range l.nbs {
@@ -180,7 +191,16 @@ func (l *loop) evictUseless(count int, reason string) int {
 			victims = append(victims, nb)
 		}
 	}
+	silent := func(nb *neighbour) int {
+		if !nb.dialled && !nb.delivered.Load() {
+			return 0
+		}
+		return 1
+	}
 	slices.SortFunc(victims, func(a, b *neighbour) int {
+		if c := silent(a) - silent(b); c != 0 {
+			return c
+		}
 		if c := a.connectedAt.Compare(b.connectedAt); c != 0 {
 			return c
 		}
@@ -191,6 +211,7 @@ func (l *loop) evictUseless(count int, reason string) int {
 	}
 	for _, nb := range victims {
 		l.n.stats.evicted.Add(1)
+		_ = nb.conn.CloseWithError(codeRejected, rejectedFull) // it backs off before dialling again
 		l.dropNeighbour(nb, reason)
 	}
 	return len(victims)

@@ -166,6 +166,7 @@ type loop struct {
 	selfAddr      string
 
 	stripes []*stripeState
+	seeds   *seedBook // root: the seed slots granted (seed.go); nil until the first
 
 	pending    map[chunkKey]*pendingReq
 	tried      map[chunkKey]map[uint64]bool

@@ -8,6 +8,7 @@ import (
 	"net"
 	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 )
 
@@ -17,8 +18,9 @@ import (
 // to the listener of that stream, before any mesh message is read. A connection for a stream
 // without a listener is refused.
 type Mux struct {
-	tr *quic.Transport
-	ln *quic.Listener
+	tr    *quic.Transport
+	ln    *quic.Listener
+	guard *admission
 
 	mu     sync.Mutex
 	routes map[string]*MuxListener
@@ -27,23 +29,46 @@ type Mux struct {
 // ErrStreamTaken means a stream already has a listener on the Mux.
 var ErrStreamTaken = errors.New("peer: stream already listening on this mux")
 
-// NewMux listens for mesh connections on pc. Run routes them; Close stops. identity is the
-// origin's signing key (Config.Identity of every root behind the Mux): the Mux holds the TLS side.
-func NewMux(pc net.PacketConn, identity ed25519.PrivateKey) (*Mux, error) {
-	if len(identity) != ed25519.PrivateKeySize {
+// MuxConfig configures a Mux.
+type MuxConfig struct {
+	// PacketConn is the shared mesh socket (required).
+	PacketConn net.PacketConn
+	// Identity is the origin's signing key (Config.Identity of every root behind the Mux): the
+	// Mux holds the TLS side (required).
+	Identity ed25519.PrivateKey
+	// Limits bound what one source IP may hold across every stream of the Mux.
+	Limits Limits
+	// Registry takes the Mux's admission metrics (crowdsurf_mesh_*); nil = not exported.
+	Registry *prometheus.Registry
+}
+
+// NewMux listens for mesh connections on cfg.PacketConn. Run routes them; Close stops.
+func NewMux(cfg MuxConfig) (*Mux, error) {
+	pc := cfg.PacketConn
+	if pc == nil {
+		return nil, fmt.Errorf("%w: no PacketConn for the mux", ErrConfig)
+	}
+	if len(cfg.Identity) != ed25519.PrivateKeySize {
 		return nil, fmt.Errorf("%w: the mux needs the origin's signing key as identity", ErrConfig)
 	}
-	server, _, err := meshTLS("", identity)
+	server, _, err := meshTLS("", cfg.Identity)
 	if err != nil {
 		return nil, err
 	}
+	guard := newAdmission(cfg.Limits)
+	if cfg.Registry != nil {
+		if err := guard.register(cfg.Registry); err != nil {
+			return nil, err
+		}
+	}
 	tr := &quic.Transport{Conn: pc}
+	guard.guardTransport(tr)
 	ln, err := tr.Listen(server, meshQUICConfig())
 	if err != nil {
 		_ = tr.Close()
 		return nil, fmt.Errorf("peer: mux listen on %s: %w", pc.LocalAddr(), err)
 	}
-	return &Mux{tr: tr, ln: ln, routes: make(map[string]*MuxListener)}, nil
+	return &Mux{tr: tr, ln: ln, guard: guard, routes: make(map[string]*MuxListener)}, nil
 }
 
 // Addr is the shared mesh address.
@@ -68,6 +93,7 @@ func (m *Mux) Run(ctx context.Context) {
 		if err != nil {
 			return
 		}
+		acceptedConn(conn)
 		stream := conn.ConnectionState().TLS.ServerName
 		m.mu.Lock()
 		l := m.routes[stream]

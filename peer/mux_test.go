@@ -13,7 +13,7 @@ import (
 // carry is refused.
 func TestRootsOfSeveralStreamsShareOneSocket(t *testing.T) {
 	key := testIdentity(t)
-	mux, err := NewMux(loopbackUDP(t), key)
+	mux, err := NewMux(MuxConfig{PacketConn: loopbackUDP(t), Identity: key})
 	require.NoError(t, err)
 	t.Cleanup(func() { mux.Close() })
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,6 +1,11 @@
 package peer
 
 import (
+	"context"
+	"errors"
+
+	"github.com/quic-go/quic-go"
+
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -19,8 +24,9 @@ func (l *loop) onConnUp(nb *neighbour) {
 		delete(l.dialing, nb.dialAddr)
 		delete(l.dialFailures, nb.dialAddr)
 	}
-	if l.bannedPeers[nb.peerID] || l.bannedAddrs[nb.addr] {
+	if l.bannedPeers[nb.peerID] || l.bannedAddrs[nb.addr] || l.n.guard.isBanned(ipOf(nb.conn.RemoteAddr())) {
 		nb.gone = true
+		l.n.guard.refused.WithLabelValues(refusedBanned).Inc()
 		_ = nb.conn.CloseWithError(codeRejected, "banned")
 		return
 	}
@@ -37,11 +43,12 @@ func (l *loop) onConnUp(nb *neighbour) {
 	}
 	limit := 2 * l.cfg.MaxNeighbours
 	if l.cfg.Root {
-		limit = 4096
+		limit = l.cfg.MaxRootNeighbours
 	}
-	if !nb.dialled && len(l.nbs) >= limit && (l.cfg.Root || l.evictUseless(1, "neighbour budget: making room") == 0) {
+	if !nb.dialled && len(l.nbs) >= limit && l.evictUseless(1, "neighbour budget: making room") == 0 {
 		nb.gone = true
-		_ = nb.conn.CloseWithError(codeRejected, "too many neighbours")
+		l.n.guard.refused.WithLabelValues(refusedNeighbours).Inc()
+		_ = nb.conn.CloseWithError(codeRejected, rejectedFull)
 		return
 	}
 	nb.connectedAt = l.now
@@ -68,6 +75,7 @@ func (l *loop) dropNeighbour(nb *neighbour, reason string) {
 	_ = nb.conn.CloseWithError(codeGoodbye, reason)
 	l.n.stats.connsDown.Add(1)
 	delete(l.nbs, nb.id)
+	l.forgetSeed(nb)
 	if l.byPeer[nb.peerID] == nb {
 		delete(l.byPeer, nb.peerID)
 	}
@@ -92,21 +100,50 @@ func (l *loop) dropNeighbour(nb *neighbour, reason string) {
 		}
 	}
 	if nb.dialAddr != "" {
-		l.dialNotBefore[nb.dialAddr] = l.now.Add(dialBackoff / 2)
+		wait := dialBackoff / 2
+		if closedAsFull(nb.conn) {
+			// It had no room for us (or made room for someone else): asking again at once
+			// only costs it a handshake. Exponential, as for a failed dial.
+			l.dialFailures[nb.dialAddr]++
+			wait = dialBackoffAfter(l.dialFailures[nb.dialAddr] + 1)
+		}
+		l.dialNotBefore[nb.dialAddr] = l.now.Add(wait)
 	}
 	l.n.metrics.neighbours.Set(float64(len(l.nbs)))
 	l.n.log.Debug("neighbour down", "peer", nb.String(), "reason", reason)
 }
 
-// ban disconnects a neighbour that broke the protocol and never talks to it again.
+// ban disconnects a neighbour that broke the protocol and never talks to it again. Its IP is
+// refused for Limits.BanFor as well, at the socket, before a handshake: a new port and a new
+// peer id do not start over. Its other connections from that IP go too.
 func (l *loop) ban(nb *neighbour, reason error) {
 	l.bannedPeers[nb.peerID] = true
 	l.bannedAddrs[nb.addr] = true
 	if nb.dialAddr != "" {
 		l.bannedAddrs[nb.dialAddr] = true
 	}
-	l.n.log.Info("banned neighbour", "peer", nb.String(), "reason", reason)
+	ip := ipOf(nb.conn.RemoteAddr())
+	ipBanned := l.n.guard.ban(ip)
+	l.n.log.Info("banned neighbour", "peer", nb.String(), "reason", reason, "ip_banned", ipBanned)
 	l.dropNeighbour(nb, "protocol violation")
+	if !ipBanned {
+		return
+	}
+	for _, other := range l.nbs {
+		if ipOf(other.conn.RemoteAddr()) == ip {
+			l.dropNeighbour(other, "its IP is banned")
+		}
+	}
+}
+
+// rejectedFull is the close reason of a connection refused or evicted for room.
+const rejectedFull = "too many neighbours"
+
+// closedAsFull says whether the remote closed conn because it had no room for us.
+func closedAsFull(conn *quic.Conn) bool {
+	var ae *quic.ApplicationError
+	err := context.Cause(conn.Context())
+	return errors.As(err, &ae) && ae.Remote && ae.ErrorCode == codeRejected && ae.ErrorMessage == rejectedFull
 }
 
 func (l *loop) onMessage(nb *neighbour, m proto.Message) {

@@ -42,6 +42,7 @@ type Node struct {
 
 	tlsServer, tlsClient *tls.Config
 	quicConf             *quic.Config
+	guard                *admission // per-IP rules of the socket: the node's own, or its Mux's
 
 	nextConnID   atomic.Uint64
 	events       chan event
@@ -94,8 +95,14 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.Listener != nil {
 		n.ln = cfg.Listener
+		n.guard = cfg.Listener.m.guard
 	} else {
+		n.guard = newAdmission(cfg.Limits)
+		if err := n.guard.register(cfg.Registry); err != nil {
+			return nil, err
+		}
 		n.tr = &quic.Transport{Conn: cfg.PacketConn}
+		n.guard.guardTransport(n.tr)
 		ln, err := n.tr.Listen(n.tlsServer, n.quicConf)
 		if err != nil {
 			_ = n.tr.Close()

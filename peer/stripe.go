@@ -104,7 +104,7 @@ func (l *loop) onSubscribe(nb *neighbour, m *proto.Subscribe) {
 	ok := already
 	if !ok && st.depth != proto.NoDepth && st.parent != nb && st.pendingSub != nb {
 		if l.cfg.Root {
-			ok = len(st.children) < l.cfg.SeedCopies && l.rootStripesOf(nb) < rootStripesPerChild(l.cfg.Stripes, l.cfg.SeedCopies, len(l.nbs))
+			ok = l.rootGrants(nb, s)
 		} else {
 			ok = l.freeSlots() > 0 && len(st.children) < l.stripeCap()
 		}

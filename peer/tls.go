@@ -104,17 +104,23 @@ func isOriginConn(conn *quic.Conn, originKey ed25519.PublicKey) bool {
 // The QUIC idle timeout only reclaims connections nobody uses, so it is generous: a short one
 // (it was 1.2 s) kills healthy connections whenever a loaded machine falls a second behind, and
 // every re-dial is a handshake that loads it more, a collapse we measured at 200 peers.
-// Each chunk being its own stream needs many concurrent streams.
+//
+// Every figure below bounds what one connection can make us hold. A sender has at most
+// pushWorkers chunk streams in flight (repair answers share the pushers), so maxUniStreams leaves
+// it ample room; the remote may open one bidirectional stream, the control stream. What QUIC
+// buffers for us is bounded by the flow-control windows: a stream never holds more than one chunk
+// frame, and a connection never more than maxChunkReads frames (about 530 KB) - an attacker that
+// opened 1,000 one-byte streams per connection once took 26 KB per stream.
 func meshQUICConfig() *quic.Config {
 	return &quic.Config{
 		KeepAlivePeriod:                2 * time.Second,
 		MaxIdleTimeout:                 6 * time.Second,
 		HandshakeIdleTimeout:           handshakeTimeout,
-		MaxIncomingUniStreams:          1000,
-		MaxIncomingStreams:             4, // the control stream; anything else is ignored
+		MaxIncomingUniStreams:          maxUniStreams,
+		MaxIncomingStreams:             1, // the control stream
 		InitialStreamReceiveWindow:     proto.MaxChunkFrame,
 		MaxStreamReceiveWindow:         proto.MaxChunkFrame,
-		InitialConnectionReceiveWindow: 4 << 20,
-		MaxConnectionReceiveWindow:     16 << 20,
+		InitialConnectionReceiveWindow: maxChunkReads * proto.MaxChunkFrame,
+		MaxConnectionReceiveWindow:     maxChunkReads * proto.MaxChunkFrame,
 	}
 }
