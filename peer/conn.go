@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +81,7 @@ type neighbour struct {
 	ctrl     *quic.Stream
 	peerID   [16]byte
 	addr     string // remote UDP address; a node dials and listens on one socket, so this is its mesh address
+	ip       netip.Addr
 	dialAddr string // the address we dialled, when we dialled
 	dialled  bool
 	origin   bool // the remote is a root (depth 0 on every stripe)
@@ -266,6 +268,7 @@ func (n *Node) newNeighbour(conn *quic.Conn, ctrl *quic.Stream, dialled bool) *n
 		conn:       conn,
 		ctrl:       ctrl,
 		addr:       conn.RemoteAddr().String(),
+		ip:         ipOf(conn.RemoteAddr()),
 		dialled:    dialled,
 		has:        make(map[chunkKey]struct{}),
 		ctrlQueue:  make(chan proto.Message, controlQueueLen),

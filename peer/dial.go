@@ -221,6 +221,7 @@ func (l *loop) evictUseless(count int, reason string) int {
 // neighbours go until it is back under.
 func (l *loop) trimNeighbours() {
 	if l.cfg.Root {
+		l.checkSeeds()
 		return
 	}
 	if over := len(l.nbs) - 2*l.cfg.MaxNeighbours; over > 0 {

@@ -24,7 +24,7 @@ func (l *loop) onConnUp(nb *neighbour) {
 		delete(l.dialing, nb.dialAddr)
 		delete(l.dialFailures, nb.dialAddr)
 	}
-	if l.bannedPeers[nb.peerID] || l.bannedAddrs[nb.addr] || l.n.guard.isBanned(ipOf(nb.conn.RemoteAddr())) {
+	if l.bannedPeers[nb.peerID] || l.bannedAddrs[nb.addr] || l.n.guard.isBanned(nb.ip) {
 		nb.gone = true
 		l.n.guard.refused.WithLabelValues(refusedBanned).Inc()
 		_ = nb.conn.CloseWithError(codeRejected, "banned")
@@ -122,7 +122,7 @@ func (l *loop) ban(nb *neighbour, reason error) {
 	if nb.dialAddr != "" {
 		l.bannedAddrs[nb.dialAddr] = true
 	}
-	ip := ipOf(nb.conn.RemoteAddr())
+	ip := nb.ip
 	ipBanned := l.n.guard.ban(ip)
 	l.n.log.Info("banned neighbour", "peer", nb.String(), "reason", reason, "ip_banned", ipBanned)
 	l.dropNeighbour(nb, "protocol violation")
@@ -130,7 +130,7 @@ func (l *loop) ban(nb *neighbour, reason error) {
 		return
 	}
 	for _, other := range l.nbs {
-		if ipOf(other.conn.RemoteAddr()) == ip {
+		if other.ip == ip {
 			l.dropNeighbour(other, "its IP is banned")
 		}
 	}

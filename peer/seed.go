@@ -17,19 +17,20 @@ import (
 // slots never went down after it got the seed, i.e. it never said it took a child. A squatter
 // that lies about taking children keeps its slot, but holds at most its IP's share.
 
-const (
+var (
 	// seedGrace is how long a new seed child may show no children before another candidate
 	// may take its slot.
 	seedGrace = 10 * time.Second
 	// displaceEvery bounds how often one stripe's seed child is replaced, so honest idle
 	// children in a small swarm do not churn.
 	displaceEvery = seedGrace
-)
+) // variables so that a test need not wait for them
 
 // seedBook is the loop's record of the seed slots it granted (root only).
 type seedBook struct {
 	grants    map[uint64]seedGrant // neighbour id ->
 	displaced []time.Time          // per stripe, when a child last lost its slot to another
+	idle      int                  // idleSeedSlots as last told to the neighbours
 }
 
 type seedGrant struct {
@@ -48,11 +49,29 @@ func (l *loop) seedBook() *seedBook {
 	return l.seeds
 }
 
+// sources counts the root's neighbours with each source IP counted once (exempt ones, the load
+// test's, each count): sixteen connections of one squatter are one candidate, not sixteen, when
+// the seed slots are spread over the candidates (rootStripesPerChild).
+func (l *loop) sources() int {
+	seen := make(map[netip.Addr]bool, len(l.nbs))
+	n := 0
+	for _, nb := range l.nbs {
+		ip := nb.ip
+		if l.n.guard.exempt(ip) {
+			n++
+		} else if !seen[ip] {
+			seen[ip] = true
+			n++
+		}
+	}
+	return n
+}
+
 // seedSlotsOfIP counts the seed slots held from ip, on stripe s and in all.
 func (l *loop) seedSlotsOfIP(ip netip.Addr, s int) (onStripe, total int) {
 	for i, st := range l.stripes {
 		for _, c := range st.children {
-			if ipOf(c.conn.RemoteAddr()) == ip {
+			if c.ip == ip {
 				total++
 				if i == s {
 					onStripe++
@@ -67,10 +86,10 @@ func (l *loop) seedSlotsOfIP(ip netip.Addr, s int) (onStripe, total int) {
 // there forwards nothing. The caller adds nb to the stripe's children.
 func (l *loop) rootGrants(nb *neighbour, s int) bool {
 	st := l.stripes[s]
-	if l.rootStripesOf(nb) >= rootStripesPerChild(l.cfg.Stripes, l.cfg.SeedCopies, len(l.nbs)) {
+	if l.rootStripesOf(nb) >= rootStripesPerChild(l.cfg.Stripes, l.cfg.SeedCopies, l.sources()) {
 		return false
 	}
-	ip := ipOf(nb.conn.RemoteAddr())
+	ip := nb.ip
 	exempt := l.n.guard.exempt(ip)
 	if !exempt {
 		onStripe, total := l.seedSlotsOfIP(ip, s)
@@ -110,6 +129,28 @@ func (l *loop) rootGrants(nb *neighbour, s int) bool {
 	return grant()
 }
 
+// idleSeedSlots counts the stripes whose seed slots are all taken and one of them by an idle
+// child: the root offers them as free (a candidate may take them), or a viewer would never ask a
+// root that looks full. Children from exempt IPs never count: none of them is displaced.
+func (l *loop) idleSeedSlots() int {
+	n := 0
+	for s, st := range l.stripes {
+		if len(st.children) >= l.cfg.SeedCopies && l.idleSeedChild(s, netip.Addr{}) != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// checkSeeds has the root tell its neighbours when a seed slot became idle (or stopped being).
+func (l *loop) checkSeeds() {
+	book := l.seedBook()
+	if idle := l.idleSeedSlots(); idle != book.idle {
+		book.idle = idle
+		l.statusDirty = true
+	}
+}
+
 // idleSeedChild is the child on stripe s, from an IP other than ip, that has held its slot for
 // seedGrace and never claimed to take a child of its own; nil when there is none.
 func (l *loop) idleSeedChild(s int, ip netip.Addr) *neighbour {
@@ -118,7 +159,7 @@ func (l *loop) idleSeedChild(s int, ip netip.Addr) *neighbour {
 	var idleAt time.Time
 	for _, c := range l.stripes[s].children {
 		g, ok := book.grants[c.id]
-		if !ok || l.now.Sub(g.at) < seedGrace || ipOf(c.conn.RemoteAddr()) == ip {
+		if !ok || l.now.Sub(g.at) < seedGrace || c.ip == ip || l.n.guard.exempt(c.ip) {
 			continue
 		}
 		if c.freeSlots < g.free {

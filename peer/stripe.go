@@ -80,7 +80,7 @@ func (l *loop) freeSlots() int {
 		for _, st := range l.stripes {
 			free += max(0, l.cfg.SeedCopies-len(st.children))
 		}
-		return free
+		return free + l.idleSeedSlots()
 	}
 	return max(0, childSlots(l.cfg.MaxUploadBps, l.bitrate, len(l.stripes))-l.totalChildren())
 }
