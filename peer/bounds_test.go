@@ -454,3 +454,13 @@ func TestIdleSeedChildGivesItsSlotToAnotherCandidate(t *testing.T) {
 	require.LessOrEqual(t, o.root.Stats().Children, 4)
 	<-done
 }
+
+func TestPerIPRulesKeyIPv6OnItsSlash64(t *testing.T) {
+	a := ipOf(&net.UDPAddr{IP: net.ParseIP("2001:db8:1:2:aaaa::1"), Port: 1})
+	b := ipOf(&net.UDPAddr{IP: net.ParseIP("2001:db8:1:2:bbbb::9"), Port: 2})
+	c := ipOf(&net.UDPAddr{IP: net.ParseIP("2001:db8:1:3::1"), Port: 1})
+	require.Equal(t, a, b, "one subscriber's /64 is one source")
+	require.NotEqual(t, a, c)
+	require.True(t, ipOf(&net.UDPAddr{IP: net.IPv6loopback, Port: 1}).IsLoopback())
+	require.Equal(t, "192.0.2.7", ipOf(&net.UDPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 1}).String())
+}

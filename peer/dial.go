@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -96,7 +97,7 @@ func (l *loop) dialMore(ctx context.Context) {
 		if addr == "" || addr == l.selfAddr || connected[addr] || l.bannedAddrs[addr] {
 			return false
 		}
-		if ap, err := netip.ParseAddrPort(addr); err == nil && l.n.guard.isBanned(ap.Addr().Unmap()) {
+		if ap, err := netip.ParseAddrPort(addr); err == nil && l.n.guard.isBanned(ipOf(net.UDPAddrFromAddrPort(ap))) {
 			return false
 		}
 		if _, ok := l.dialing[addr]; ok {

@@ -144,15 +144,20 @@ func (a *admission) guardTransport(tr *quic.Transport) {
 	tr.ConnContext = a.connContext
 }
 
+// ipOf is the source a per-IP rule keys on: the IPv4 address, or the /64 of an IPv6 one (one
+// subscriber line holds a whole /64, so one address each would be no bound at all).
 func ipOf(addr net.Addr) netip.Addr {
+	var ip netip.Addr
 	if u, ok := addr.(*net.UDPAddr); ok {
-		ip, _ := netip.AddrFromSlice(u.IP)
-		return ip.Unmap()
+		ip, _ = netip.AddrFromSlice(u.IP)
+	} else if ap, err := netip.ParseAddrPort(addr.String()); err == nil {
+		ip = ap.Addr()
 	}
-	if ap, err := netip.ParseAddrPort(addr.String()); err == nil {
-		return ap.Addr().Unmap()
+	ip = ip.Unmap()
+	if ip.Is6() && !ip.IsLoopback() {
+		ip = netip.PrefixFrom(ip, 64).Masked().Addr()
 	}
-	return netip.Addr{}
+	return ip
 }
 
 // exempt says whether the per-IP rules skip ip (see Limits.LimitLoopback).
