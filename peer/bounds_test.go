@@ -464,3 +464,20 @@ func TestPerIPRulesKeyIPv6OnItsSlash64(t *testing.T) {
 	require.True(t, ipOf(&net.UDPAddr{IP: net.IPv6loopback, Port: 1}).IsLoopback())
 	require.Equal(t, "192.0.2.7", ipOf(&net.UDPAddr{IP: net.ParseIP("::ffff:192.0.2.7"), Port: 1}).String())
 }
+
+// TestFullRootRefusesNeighboursAndTheyBackOff: a root at MaxRootNeighbours with no useless
+// neighbour refuses a new one, which then waits longer and longer before it dials again instead
+// of costing the root a handshake every second.
+func TestFullRootRefusesNeighboursAndTheyBackOff(t *testing.T) {
+	o := newTestOriginWith(t, 2, func(c *Config) { c.MaxRootNeighbours = 1 })
+	first := startNode(t, o.peerConfig(t, o.root.Addr().String()))
+	require.Eventually(t, func() bool { return first.Stats().Neighbours == 1 }, 5*time.Second, 20*time.Millisecond)
+	second := startNode(t, o.peerConfig(t, o.root.Addr().String()))
+	require.Eventually(t, func() bool { return counterValue(o.root.guard.refused.WithLabelValues(refusedNeighbours)) >= 1 },
+		5*time.Second, 20*time.Millisecond)
+	start := time.Now()
+	require.Never(t, func() bool { return second.Stats().Dials > 2 }, 5*time.Second, 50*time.Millisecond,
+		"refused for room, a viewer dials again after 4 s, then 8 s (not every second)")
+	t.Logf("in %v the refused viewer dialled %d times", time.Since(start).Round(time.Second), second.Stats().Dials)
+	require.Equal(t, 1, o.root.Stats().Neighbours)
+}

@@ -21,8 +21,9 @@ func dialler(nb *neighbour, self [16]byte) [16]byte {
 
 func (l *loop) onConnUp(nb *neighbour) {
 	if nb.dialled {
+		// dialFailures is reset when the connection ends for another reason than a full
+		// remote (dropNeighbour), so a node that keeps evicting us keeps us backing off.
 		delete(l.dialing, nb.dialAddr)
-		delete(l.dialFailures, nb.dialAddr)
 	}
 	if l.bannedPeers[nb.peerID] || l.bannedAddrs[nb.addr] || l.n.guard.isBanned(nb.ip) {
 		nb.gone = true
@@ -106,6 +107,8 @@ func (l *loop) dropNeighbour(nb *neighbour, reason string) {
 			// only costs it a handshake. Exponential, as for a failed dial.
 			l.dialFailures[nb.dialAddr]++
 			wait = dialBackoffAfter(l.dialFailures[nb.dialAddr] + 1)
+		} else {
+			delete(l.dialFailures, nb.dialAddr)
 		}
 		l.dialNotBefore[nb.dialAddr] = l.now.Add(wait)
 	}
