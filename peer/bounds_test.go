@@ -481,3 +481,79 @@ func TestFullRootRefusesNeighboursAndTheyBackOff(t *testing.T) {
 	t.Logf("in %v the refused viewer dialled %d times", time.Since(start).Round(time.Second), second.Stats().Dials)
 	require.Equal(t, 1, o.root.Stats().Neighbours)
 }
+
+// TestSilentInboundNeighboursMakeRoomForAnHonestDial: connections that claim depth 1 everywhere
+// and never deliver a chunk fill a viewer's table; once past the grace, an honest dial evicts one.
+func TestSilentInboundNeighboursMakeRoomForAnHonestDial(t *testing.T) {
+	old := evictGrace
+	evictGrace = time.Second
+	t.Cleanup(func() { evictGrace = old })
+	o := newTestOrigin(t, 2)
+	cfg := o.peerConfig(t)
+	cfg.MaxNeighbours = 1 // it accepts two
+	victim := startNode(t, cfg)
+	var silent []*rawConn
+	for range 2 {
+		rc, err := rawDial(t, "127.0.0.1", victim.Addr(), []uint8{1, 1, 1, 1}, 4)
+		require.NoError(t, err)
+		silent = append(silent, rc)
+	}
+	require.Eventually(t, func() bool { return victim.Stats().Neighbours == 2 }, 5*time.Second, 20*time.Millisecond)
+	time.Sleep(evictGrace) // the rule is about their age: nothing to await but the clock
+
+	honest := startNode(t, o.peerConfig(t, victim.Addr().String()))
+	require.Eventually(t, func() bool { return honest.Stats().Neighbours == 1 && victim.Stats().Evicted == 1 },
+		5*time.Second, 20*time.Millisecond, "a silent squatter made room")
+	evicted := 0
+	for _, rc := range silent {
+		select {
+		case <-rc.conn.Context().Done():
+			evicted++
+		default:
+		}
+	}
+	require.Equal(t, 1, evicted)
+}
+
+// TestMuxAppliesPerIPRulesAndTheRootsBans: an origin's roots accept at the Mux's socket; its
+// per-IP cap holds there, and a root's ban refuses the IP at the Mux.
+func TestMuxAppliesPerIPRulesAndTheRootsBans(t *testing.T) {
+	mux, err := NewMux(MuxConfig{PacketConn: loopbackUDP(t), Limits: Limits{LimitLoopback: true, MaxConnsPerIP: 2}})
+	require.NoError(t, err)
+	t.Cleanup(func() { mux.Close() })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go mux.Run(ctx)
+	ln, err := mux.Listen(testStream)
+	require.NoError(t, err)
+	o := newTestOriginWith(t, 2, func(c *Config) { c.PacketConn, c.Listener = nil, ln })
+
+	var conns []*rawConn
+	for range 2 {
+		rc, err := rawDial(t, "127.0.0.2", mux.Addr(), noDepths, 0)
+		require.NoError(t, err)
+		conns = append(conns, rc)
+	}
+	_, err = rawDial(t, "127.0.0.2", mux.Addr(), noDepths, 0)
+	require.Error(t, err, "a third connection from one IP")
+	require.Equal(t, 1.0, counterValue(mux.guard.refused.WithLabelValues(refusedPerIP)))
+
+	_, otherKey, err := ed25519.GenerateKey(rand.Reader)
+	require.NoError(t, err)
+	forged := o.chunk(1, 0)
+	forged.Sign(otherKey)
+	s, err := conns[0].conn.OpenUniStreamSync(ctx)
+	require.NoError(t, err)
+	_, _ = s.Write(forged.Append(nil))
+	_ = s.Close()
+	for _, rc := range conns {
+		select {
+		case <-rc.conn.Context().Done():
+		case <-time.After(5 * time.Second):
+			t.Fatal("the ban did not close every connection of the IP")
+		}
+	}
+	_, err = rawDial(t, "127.0.0.2", mux.Addr(), noDepths, 0)
+	require.Error(t, err, "the banned IP is refused at the Mux")
+	require.Equal(t, 1.0, counterValue(mux.guard.refused.WithLabelValues(refusedBanned)))
+}

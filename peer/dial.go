@@ -21,10 +21,12 @@ const (
 	parentDialExtra = 4
 	// parentDialsInFlight bounds the extra dials running at once.
 	parentDialsInFlight = 2
-	// evictGrace is how long a neighbour is kept before it may be dropped as useless: a fresh
-	// connection has not had the time to subscribe or to tell us its depths.
-	evictGrace = 10 * time.Second
 )
+
+// evictGrace is how long a neighbour is kept before it may be dropped as useless: a fresh
+// connection has not had the time to subscribe or to tell us its depths. (A variable so that a
+// test need not wait for it.)
+var evictGrace = 10 * time.Second
 
 // candidate is a neighbour the tracker proposed, with what it said about the peer.
 type candidate struct {
