@@ -47,7 +47,7 @@ func rawDial(t testing.TB, ip string, to net.Addr, depths []uint8, free uint16) 
 	t.Helper()
 	tr := &quic.Transport{Conn: listenOn(t, ip)}
 	t.Cleanup(func() { tr.Close() })
-	_, cliTLS, err := meshTLS(testStream)
+	_, cliTLS, err := meshTLS(testStream, nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -392,7 +392,7 @@ func TestInitialFloodIsAnsweredWithRetry(t *testing.T) {
 	before := heapInUse()
 	tr := &quic.Transport{Conn: deafConn{listenOn(t, "127.0.0.1")}}
 	t.Cleanup(func() { tr.Close() })
-	_, cliTLS, err := meshTLS(testStream)
+	_, cliTLS, err := meshTLS(testStream, nil)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -518,7 +518,8 @@ func TestSilentInboundNeighboursMakeRoomForAnHonestDial(t *testing.T) {
 // TestMuxAppliesPerIPRulesAndTheRootsBans: an origin's roots accept at the Mux's socket; its
 // per-IP cap holds there, and a root's ban refuses the IP at the Mux.
 func TestMuxAppliesPerIPRulesAndTheRootsBans(t *testing.T) {
-	mux, err := NewMux(MuxConfig{PacketConn: loopbackUDP(t), Limits: Limits{LimitLoopback: true, MaxConnsPerIP: 2}})
+	key := testIdentity(t)
+	mux, err := NewMux(MuxConfig{PacketConn: loopbackUDP(t), Identity: key, Limits: Limits{LimitLoopback: true, MaxConnsPerIP: 2}})
 	require.NoError(t, err)
 	t.Cleanup(func() { mux.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
@@ -526,7 +527,7 @@ func TestMuxAppliesPerIPRulesAndTheRootsBans(t *testing.T) {
 	go mux.Run(ctx)
 	ln, err := mux.Listen(testStream)
 	require.NoError(t, err)
-	o := newTestOriginWith(t, 2, func(c *Config) { c.PacketConn, c.Listener = nil, ln })
+	o := newTestOriginKeyed(t, key, 2, func(c *Config) { c.PacketConn, c.Listener = nil, ln })
 
 	var conns []*rawConn
 	for range 2 {
