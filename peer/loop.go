@@ -131,10 +131,10 @@ type stripeState struct {
 	refused          map[uint64]time.Time // neighbour id -> not before (it let us down)
 	// full holds neighbours that refused a SUBSCRIBE on this stripe (id -> not before): they had
 	// no slot. Unlike refused, it is forgotten when the neighbour says it has free slots again.
-	full map[uint64]time.Time
-	children         map[uint64]*neighbour
-	newest           chunkKey // newest chunk of the stripe we hold
-	hasNewest        bool
+	full      map[uint64]time.Time
+	children  map[uint64]*neighbour
+	newest    chunkKey // newest chunk of the stripe we hold
+	hasNewest bool
 	// subFrom is the FromSeq of our subscription to the parent (pendingFrom while it is
 	// pending): what the parent owes us starts there, so older chunks are no evidence against it.
 	subFrom, pendingFrom uint64
