@@ -54,6 +54,18 @@ var ErrFrameTimeout = errors.New("control frame incomplete")
 // ErrProtocol means a neighbour broke the mesh protocol; it is disconnected and banned.
 var ErrProtocol = errors.New("mesh protocol violation")
 
+// Handshake refusals that are nobody's fault (unlike ErrProtocol): callers tell them apart with
+// errors.Is. A version mismatch is proto.ErrUnsupportedVersion.
+var (
+	// ErrOtherStream means the remote watches another stream (a stale tracker answer, a reused port).
+	ErrOtherStream = errors.New("peer watches another stream")
+	// ErrStripeCount means the remote splits the stream into another number of stripes: one of
+	// us was started with the wrong --stripes.
+	ErrStripeCount = errors.New("peer uses another stripe count")
+	// ErrSelf means we dialled our own address (the tracker listed us as our own candidate).
+	ErrSelf = errors.New("connected to ourselves")
+)
+
 // ErrFalseOrigin means a neighbour claimed depth 0, the origin's place in every stripe tree,
 // without proving it holds the origin's key (see meshTLS).
 var ErrFalseOrigin = fmt.Errorf("%w: depth 0 claimed by a node that is not the origin", ErrProtocol)
@@ -236,17 +248,17 @@ func (n *Node) handshake(nb *neighbour, dialler bool) error {
 		return err
 	}
 	if remote.Stream != n.cfg.Stream {
-		err := fmt.Errorf("peer watches %q, we watch %q", remote.Stream, n.cfg.Stream)
+		err := fmt.Errorf("%w: peer watches %q, we watch %q", ErrOtherStream, remote.Stream, n.cfg.Stream)
 		_ = writeMessage(nb.ctrl, &proto.Goodbye{Reason: err.Error()})
 		return err
 	}
 	if len(remote.Depths) != n.cfg.Stripes {
-		err := fmt.Errorf("peer uses %d stripes, we use %d", len(remote.Depths), n.cfg.Stripes)
+		err := fmt.Errorf("%w: peer uses %d stripes, we use %d", ErrStripeCount, len(remote.Depths), n.cfg.Stripes)
 		_ = writeMessage(nb.ctrl, &proto.Goodbye{Reason: err.Error()})
 		return err
 	}
 	if remote.PeerID == n.id {
-		return errors.New("connected to ourselves")
+		return ErrSelf
 	}
 	// Only a dialled connection can reach the origin (roots never dial), and only the origin's
 	// certificate carries the watch link's key.

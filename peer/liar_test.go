@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"net/http"
 	"net/http/httptest"
@@ -315,4 +316,60 @@ func TestFallbackRefusesRedirectsToAnotherHost(t *testing.T) {
 	require.Eventually(t, func() bool { return n.Stats().CDNRequests >= 3 }, 3*time.Second, 20*time.Millisecond, "%+v", n.Stats())
 	require.Zero(t, thirdParty.Load(), "a redirect to another host was followed")
 	require.Empty(t, n.Window().Seqs())
+}
+
+// TestHandshakeRefusalsAreClassified: a neighbour on another stream, with another stripe count or
+// speaking another protocol version is refused with an error callers can tell apart.
+func TestHandshakeRefusalsAreClassified(t *testing.T) {
+	cases := []struct {
+		name  string
+		hello proto.Hello
+		want  error
+	}{
+		{"other stream", proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion, Stream: "cam2", Depths: []uint8{1, 1, 1, 1}}, ErrOtherStream},
+		{"other stripe count", proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion, Stream: testStream, Depths: []uint8{1, 1}}, ErrStripeCount},
+		{"future version", proto.Hello{MinVersion: proto.MaxVersion + 1, MaxVersion: proto.MaxVersion + 1, Stream: testStream, Depths: []uint8{1, 1, 1, 1}}, proto.ErrUnsupportedVersion},
+		{"false origin", proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion, Stream: testStream, Depths: []uint8{0, 0, 0, 0}}, ErrFalseOrigin},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// A raw server answering with the case's HELLO.
+			pc := loopbackUDP(t)
+			tr := &quic.Transport{Conn: pc}
+			t.Cleanup(func() { tr.Close() })
+			srvTLS, _, err := meshTLS(testStream, nil)
+			require.NoError(t, err)
+			ln, err := tr.Listen(srvTLS, meshQUICConfig())
+			require.NoError(t, err)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			go func() {
+				conn, err := ln.Accept(ctx)
+				if err != nil {
+					return
+				}
+				ctrl, err := conn.AcceptStream(ctx)
+				if err != nil {
+					return
+				}
+				if _, err := readMessage(ctrl, make([]byte, 3+proto.MaxMessageSize)); err != nil {
+					return
+				}
+				hello := tc.hello
+				_, _ = rand.Read(hello.PeerID[:])
+				_ = writeMessage(ctrl, &hello)
+				<-ctx.Done()
+			}()
+
+			n, err := New(testConfig(t, testIdentity(t).Public().(ed25519.PublicKey)))
+			require.NoError(t, err)
+			t.Cleanup(func() { n.tr.Close() })
+			conn, err := n.tr.Dial(ctx, pc.LocalAddr(), n.tlsClient, n.quicConf)
+			require.NoError(t, err)
+			ctrl, err := conn.OpenStreamSync(ctx)
+			require.NoError(t, err)
+			err = n.handshake(n.newNeighbour(conn, ctrl, true), true)
+			require.ErrorIs(t, err, tc.want)
+		})
+	}
 }
