@@ -12,43 +12,6 @@ import (
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
-// Events the node's goroutines send to the loop.
-type (
-	event      any
-	evConnUp   struct{ nb *neighbour }
-	evConnDown struct {
-		nb  *neighbour
-		err error
-	}
-	evDialFailed struct {
-		addr string
-		err  error
-		lied bool // the remote broke the protocol in the handshake (a false origin): never again
-	}
-	evMessage struct {
-		nb  *neighbour
-		msg proto.Message
-	}
-	// evChunk carries a verified chunk: from a neighbour (nb set) or the CDN path (nb nil).
-	evChunk struct {
-		nb   *neighbour
-		c    *proto.Chunk
-		size int
-		at   time.Time
-	}
-	evBan struct {
-		nb     *neighbour
-		reason error
-	}
-	evFetchDone struct {
-		seq      uint64
-		requests int // HTTP requests the fetch made
-		err      error
-	}
-	evPlaylist struct{ seqs []uint64 }
-	evAnnounce struct{ resp proto.AnnounceResponse }
-)
-
 const (
 	// tickInterval paces the loop's periodic work. Every wait it checks is hundreds of
 	// milliseconds; at 50 ms the ticks of 200 in-process peers were a tenth of the machine.
@@ -278,7 +241,7 @@ func (l *loop) run(ctx context.Context) {
 			return
 		case ev := <-l.n.events:
 			l.now = time.Now()
-			l.handle(ctx, ev)
+			ev.apply(l)
 		case c := <-l.n.publishCh:
 			l.now = time.Now()
 			l.onChunk(nil, c, c.Len(), SourceLocal)
@@ -286,55 +249,6 @@ func (l *loop) run(ctx context.Context) {
 			l.now = time.Now()
 			l.tick()
 		}
-	}
-}
-
-func (l *loop) handle(ctx context.Context, ev event) {
-	switch ev := ev.(type) {
-	case evConnUp:
-		l.onConnUp(ev.nb)
-	case evConnDown:
-		l.dropNeighbour(ev.nb, "connection closed")
-	case evDialFailed:
-		delete(l.dialing, ev.addr)
-		l.n.stats.dialsFailed.Add(1)
-		if ev.lied {
-			l.bannedAddrs[ev.addr] = true
-			l.n.log.Info("banned neighbour", "addr", ev.addr, "reason", ev.err)
-		}
-		// Back off exponentially: at a few hundred peers a busy node (the origin first of all)
-		// answers handshakes slowly, and every peer re-dialling it every two seconds is a
-		// handshake storm that keeps it busy.
-		l.dialFailures[ev.addr]++
-		l.dialNotBefore[ev.addr] = l.now.Add(dialBackoffAfter(l.dialFailures[ev.addr]))
-		l.n.log.Debug("dial failed", "addr", ev.addr, "error", ev.err)
-	case evMessage:
-		if !ev.nb.gone {
-			l.onMessage(ev.nb, ev.msg)
-		}
-	case evChunk:
-		src := SourceHTTP
-		if ev.nb != nil {
-			src = SourcePeer
-			if ev.nb.origin {
-				src = SourceOrigin
-			}
-		}
-		l.onChunk(ev.nb, ev.c, ev.size, src)
-	case evBan:
-		l.ban(ev.nb, ev.reason)
-	case evFetchDone:
-		delete(l.fetching, ev.seq)
-		l.cdnRequests[ev.seq] += ev.requests
-		l.lastFetch[ev.seq] = l.now
-		l.fetchAttempts[ev.seq]++
-		if ev.err != nil {
-			l.n.log.Debug("fallback fetch failed", "seq", ev.seq, "error", ev.err)
-		}
-	case evPlaylist:
-		l.onPlaylist(ev.seqs)
-	case evAnnounce:
-		l.onAnnounce(ctx, ev.resp)
 	}
 }
 
