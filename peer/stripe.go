@@ -175,6 +175,7 @@ func (l *loop) onSubscribeAck(nb *neighbour, m *proto.SubscribeAck) {
 		return
 	}
 	if !m.Accepted || m.Depth >= proto.NoDepth-1 {
+		l.n.log.Debug("subscription refused", "stripe", s, "peer", nb.String(), "depth", m.Depth)
 		backoff := refuseBackoff
 		if nb.origin {
 			backoff *= 3 // its seed slots stay taken for long; asking again soon only loads it
@@ -247,8 +248,12 @@ func (l *loop) maintainStripes() {
 	var ids []uint64
 	attached := false
 	for s, st := range l.stripes {
-		if st.pendingSub != nil && l.now.Sub(st.pendingAt) > subscribeTimeout {
-			st.refused[st.pendingSub.id] = l.now.Add(refuseBackoff)
+		// A loaded parent may answer late, but one that has gone silent is dead: waiting out the
+		// subscribe timeout for it left a stripe with no parent for seconds when the node we were
+		// moving to died first.
+		if p := st.pendingSub; p != nil && (l.now.Sub(st.pendingAt) > subscribeTimeout ||
+			parentSilent(time.Unix(0, p.lastHeard.Load()), st.pendingAt, l.now, l.silenceTimeout(p))) {
+			st.refused[p.id] = l.now.Add(refuseBackoff)
 			st.pendingSub = nil
 		}
 		if p := st.parent; p != nil && !l.now.Before(l.lagUntil) {
@@ -325,6 +330,7 @@ func (l *loop) maintainStripes() {
 		}
 		target := l.nbs[cands[choice].ID]
 		st.pendingFrom = l.fromSeq()
+		l.n.log.Debug("subscribing", "stripe", s, "peer", target.String(), "depth", cands[choice].Depth)
 		target.send(&proto.Subscribe{Stripe: uint8(s), FromSeq: st.pendingFrom})
 		st.pendingSub = target
 		st.pendingAt = l.now
