@@ -96,7 +96,7 @@ func (l *loop) dialMore(ctx context.Context) {
 		}
 	}
 	canDial := func(addr string) bool {
-		if addr == "" || addr == l.selfAddr || connected[addr] || l.bannedAddrs[addr] {
+		if addr == "" || addr == l.selfAddr || connected[addr] || l.bans.addr(addr) {
 			return false
 		}
 		if ap, err := netip.ParseAddrPort(addr); err == nil && l.n.guard.isBanned(ipOf(net.UDPAddrFromAddrPort(ap))) {

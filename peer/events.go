@@ -37,7 +37,7 @@ func (ev evDialFailed) apply(l *loop) {
 	delete(l.dialing, ev.addr)
 	l.n.stats.dialsFailed.Add(1)
 	if ev.lied {
-		l.bannedAddrs[ev.addr] = true
+		l.bans.banAddr(ev.addr)
 		l.n.log.Info("banned neighbour", "addr", ev.addr, "reason", ev.err)
 	}
 	// Back off exponentially: at a few hundred peers a busy node (the origin first of all)

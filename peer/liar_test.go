@@ -373,3 +373,17 @@ func TestHandshakeRefusalsAreClassified(t *testing.T) {
 		})
 	}
 }
+
+// TestBanListIsBounded: a stream of hostile ids and ports cannot grow the ban list for ever.
+func TestBanListIsBounded(t *testing.T) {
+	b := newBanList()
+	for i := range 3 * maxBans {
+		var id [16]byte
+		id[0], id[1] = byte(i), byte(i>>8)
+		b.banPeer(id)
+		b.banAddr("127.0.0.1:" + strconv.Itoa(i))
+	}
+	require.Len(t, b.peers, maxBans)
+	require.Len(t, b.addrs, maxBans)
+	require.True(t, b.addr("127.0.0.1:"+strconv.Itoa(3*maxBans-1)), "the newest ban is kept")
+}

@@ -124,8 +124,7 @@ type loop struct {
 	dialNotBefore map[string]time.Time
 	dialFailures  map[string]int // consecutive failed dials per address
 	candidates    []candidate    // from the tracker
-	bannedPeers   map[[16]byte]bool
-	bannedAddrs   map[string]bool
+	bans          banList
 	selfAddr      string
 
 	stripes []*stripeState
@@ -182,8 +181,7 @@ func newLoop(n *Node) *loop {
 		dialing:       make(map[string]bool),
 		dialNotBefore: make(map[string]time.Time),
 		dialFailures:  make(map[string]int),
-		bannedPeers:   make(map[[16]byte]bool),
-		bannedAddrs:   make(map[string]bool),
+		bans:          newBanList(),
 		selfAddr:      n.Addr().String(),
 		pending:       make(map[chunkKey]*pendingReq),
 		tried:         make(map[chunkKey]map[uint64]bool),

@@ -25,7 +25,7 @@ func (l *loop) onConnUp(nb *neighbour) {
 		// remote (dropNeighbour), so a node that keeps evicting us keeps us backing off.
 		delete(l.dialing, nb.dialAddr)
 	}
-	if l.bannedPeers[nb.peerID] || l.bannedAddrs[nb.addr] || l.n.guard.isBanned(nb.ip) {
+	if l.bans.peer(nb.peerID) || l.bans.addr(nb.addr) || l.n.guard.isBanned(nb.ip) {
 		nb.gone = true
 		l.n.guard.refused.WithLabelValues(refusedBanned).Inc()
 		_ = nb.conn.CloseWithError(codeRejected, "banned")
@@ -120,11 +120,9 @@ func (l *loop) dropNeighbour(nb *neighbour, reason string) {
 // refused for Limits.BanFor as well, at the socket, before a handshake: a new port and a new
 // peer id do not start over. Its other connections from that IP go too.
 func (l *loop) ban(nb *neighbour, reason error) {
-	l.bannedPeers[nb.peerID] = true
-	l.bannedAddrs[nb.addr] = true
-	if nb.dialAddr != "" {
-		l.bannedAddrs[nb.dialAddr] = true
-	}
+	l.bans.banPeer(nb.peerID)
+	l.bans.banAddr(nb.addr)
+	l.bans.banAddr(nb.dialAddr)
 	ip := nb.ip
 	ipBanned := l.n.guard.ban(ip)
 	l.n.log.Info("banned neighbour", "peer", nb.String(), "reason", reason, "ip_banned", ipBanned)
