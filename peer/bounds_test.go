@@ -65,7 +65,7 @@ func rawDial(t testing.TB, ip string, to net.Addr, depths []uint8, free uint16) 
 		return nil, err
 	}
 	_ = rc.ctrl.SetReadDeadline(time.Now().Add(3 * time.Second))
-	if _, err := readMessage(rc.ctrl, make([]byte, 3+proto.MaxMessageSize)); err != nil {
+	if _, err := readMessage(rc.ctrl); err != nil {
 		return nil, err
 	}
 	_ = rc.ctrl.SetReadDeadline(time.Time{})
@@ -289,9 +289,8 @@ func squatter(t *testing.T, ctx context.Context, ip string, root net.Addr, held 
 		require.NoError(t, writeMessage(rc.ctrl, &proto.Subscribe{Stripe: uint8(s)}))
 	}
 	go func() {
-		buf := make([]byte, 3+proto.MaxMessageSize)
 		for {
-			m, err := readMessage(rc.ctrl, buf)
+			m, err := readMessage(rc.ctrl)
 			if err != nil {
 				return
 			}

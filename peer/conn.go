@@ -43,9 +43,6 @@ const (
 	// came. Between frames a neighbour may stay quiet (QUIC's idle timeout and our heartbeats
 	// judge that); a frame that promises 65,535 bytes and sends 10 is not waited on for ever.
 	controlFrameTimeout = 2 * time.Second
-	// controlBufLen is the control reader's buffer: every message but a large HAVE batch fits,
-	// and a larger frame gets a buffer of its own size (at most 3+MaxMessageSize).
-	controlBufLen = 1024
 )
 
 // ErrFrameTimeout means a control frame started and did not finish within controlFrameTimeout.
@@ -184,38 +181,42 @@ func writeMessage(w io.Writer, m proto.Message) error {
 	return err
 }
 
-// readMessage reads one control message frame into buf; a frame longer than buf gets a buffer of
-// its own, never over 3+proto.MaxMessageSize.
-func readMessage(r io.Reader, buf []byte) (proto.Message, error) {
-	return readMessageStarted(r, buf, nil)
+// readMessage reads one control message frame with proto.ReadMessage, which allocates only what
+// the frame's header says (never over proto.MaxMessageSize). A frame that does not parse is the
+// neighbour's fault (ErrProtocol); an I/O error is not.
+func readMessage(r io.Reader) (proto.Message, error) {
+	return readMessageStarted(r, nil)
 }
 
 // readMessageStarted is readMessage calling started once the frame's first byte has arrived.
-func readMessageStarted(r io.Reader, buf []byte, started func()) (proto.Message, error) {
-	const hdr = 3
-	if _, err := io.ReadFull(r, buf[:1]); err != nil {
-		return nil, err
-	}
-	if started != nil {
-		started()
-	}
-	if _, err := io.ReadFull(r, buf[1:hdr]); err != nil {
-		return nil, err
-	}
-	n := int(buf[1])<<8 | int(buf[2])
-	if hdr+n > len(buf) {
-		grown := make([]byte, hdr+n)
-		copy(grown, buf[:hdr])
-		buf = grown
-	}
-	if _, err := io.ReadFull(r, buf[hdr:hdr+n]); err != nil {
-		return nil, err
-	}
-	m, _, err := proto.ParseMessage(buf[:hdr+n])
-	if err != nil {
+func readMessageStarted(r io.Reader, started func()) (proto.Message, error) {
+	m, err := proto.ReadMessage(&firstByteHook{r: r, hook: started})
+	if err != nil && isMalformed(err) {
 		return nil, fmt.Errorf("%w: %w", ErrProtocol, err)
 	}
-	return m, nil
+	return m, err
+}
+
+// isMalformed tells the decoding errors of proto (the sender's fault) from I/O errors.
+func isMalformed(err error) bool {
+	return errors.Is(err, proto.ErrMalformed) || errors.Is(err, proto.ErrTooLarge) ||
+		errors.Is(err, proto.ErrUnsupportedVersion) || errors.Is(err, proto.ErrBadStreamName) ||
+		errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// firstByteHook calls hook once, when the first byte has been read from r.
+type firstByteHook struct {
+	r    io.Reader
+	hook func()
+}
+
+func (f *firstByteHook) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if n > 0 && f.hook != nil {
+		f.hook()
+		f.hook = nil
+	}
+	return n, err
 }
 
 // handshake exchanges HELLOs on the control stream and checks the remote's: same stream, a common
@@ -229,8 +230,7 @@ func (n *Node) handshake(nb *neighbour, dialler bool) error {
 			return fmt.Errorf("send hello: %w", err)
 		}
 	}
-	buf := make([]byte, controlBufLen)
-	m, err := readMessage(nb.ctrl, buf)
+	m, err := readMessage(nb.ctrl)
 	if err != nil {
 		return fmt.Errorf("read hello: %w", err)
 	}
@@ -374,10 +374,9 @@ func (n *Node) startConn(ctx context.Context, nb *neighbour) {
 }
 
 func (n *Node) controlReader(ctx context.Context, nb *neighbour) error {
-	buf := make([]byte, controlBufLen)
 	started := func() { _ = nb.ctrl.SetReadDeadline(time.Now().Add(controlFrameTimeout)) }
 	for {
-		m, err := readMessageStarted(nb.ctrl, buf, started)
+		m, err := readMessageStarted(nb.ctrl, started)
 		_ = nb.ctrl.SetReadDeadline(time.Time{})
 		if err != nil {
 			if isTimeout(err) {
@@ -508,21 +507,20 @@ func (n *Node) readChunk(ctx context.Context, nb *neighbour, s *quic.ReceiveStre
 		s.CancelRead(0)
 		return // empty, abandoned by the sender (late) or the connection went away
 	}
-	b, err := readFrame(io.MultiReader(bytes.NewReader(first[:]), s), proto.MaxChunkFrame+1)
-	if err != nil {
+	// proto.ReadChunk sizes the one buffer it reads into by the frame's header, after checking
+	// it: no guess, no growing, nothing allocated for a data length over the maximum.
+	c, err := proto.ReadChunk(io.MultiReader(bytes.NewReader(first[:]), s))
+	if err != nil && !isMalformed(err) {
 		s.CancelRead(0)
 		return // abandoned by the sender (late) or the connection went away: not the peer's fault
 	}
 	at := time.Now()
 	nb.lastHeard.Store(at.UnixNano())
-	if len(b) > proto.MaxChunkFrame {
-		s.CancelRead(0)
-		n.reject(ctx, nb, fmt.Errorf("%w: chunk frame over %d bytes", ErrProtocol, proto.MaxChunkFrame))
-		return
-	}
-	c, used, err := proto.ParseChunk(b)
-	if err == nil && used != len(b) {
-		err = fmt.Errorf("%w: %d bytes after the chunk frame", proto.ErrMalformed, len(b)-used)
+	if err == nil {
+		// One frame per stream: anything after it is a violation.
+		if k, _ := s.Read(first[:]); k > 0 {
+			err = fmt.Errorf("%w: bytes after the chunk frame", proto.ErrMalformed)
+		}
 	}
 	if err == nil && c.ID.Stream != n.cfg.Stream {
 		err = fmt.Errorf("chunk of stream %q", c.ID.Stream)
@@ -535,21 +533,7 @@ func (n *Node) readChunk(ctx context.Context, nb *neighbour, s *quic.ReceiveStre
 		return
 	}
 	nb.delivered.Store(true)
-	n.emit(ctx, evChunk{nb: nb, c: c, size: len(b), at: at})
-}
-
-// chunkFrameGuess is the buffer a chunk frame is first read into: 16 KiB of data (twice the
-// origin's default chunk) plus the header, so a typical chunk is read with one allocation and no
-// copying (io.ReadAll starts at 512 bytes and doubles, which was a tenth of a node's CPU).
-const chunkFrameGuess = 16<<10 + 256
-
-// readFrame reads r to its end, at most limit bytes (reading limit bytes means the frame is too
-// long; the caller checks).
-func readFrame(r io.Reader, limit int) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(min(chunkFrameGuess, limit))
-	_, err := buf.ReadFrom(io.LimitReader(r, int64(limit)))
-	return buf.Bytes(), err
+	n.emit(ctx, evChunk{nb: nb, c: c, size: c.Len(), at: at})
 }
 
 // reject counts a bad chunk, disconnects the neighbour that sent it and has the loop ban it.

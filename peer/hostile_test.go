@@ -48,8 +48,7 @@ func startHostilePeer(t *testing.T, payload []byte) *hostilePeer {
 				if err != nil {
 					return
 				}
-				buf := make([]byte, 3+proto.MaxMessageSize)
-				if _, err := readMessage(ctrl, buf); err != nil {
+				if _, err := readMessage(ctrl); err != nil {
 					return
 				}
 				hello := &proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion, PeerID: id,
@@ -141,7 +140,7 @@ func TestBannedPeerCannotComeBack(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, writeMessage(ctrl, &proto.Hello{MinVersion: 1, MaxVersion: 1, PeerID: id, Stream: testStream,
 			Depths: []uint8{0xff, 0xff, 0xff, 0xff}}))
-		_, err = readMessage(ctrl, make([]byte, 3+proto.MaxMessageSize))
+		_, err = readMessage(ctrl)
 		return conn, err
 	}
 	conn, err := connect()

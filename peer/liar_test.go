@@ -66,8 +66,7 @@ func (l *liar) serve(ctx context.Context, conn *quic.Conn, id [16]byte, depths [
 	if err != nil {
 		return
 	}
-	buf := make([]byte, 3+proto.MaxMessageSize)
-	if _, err := readMessage(ctrl, buf); err != nil {
+	if _, err := readMessage(ctrl); err != nil {
 		return
 	}
 	var mu sync.Mutex
@@ -109,7 +108,7 @@ func (l *liar) serve(ctx context.Context, conn *quic.Conn, id [16]byte, depths [
 		}
 	}()
 	for {
-		m, err := readMessage(ctrl, buf)
+		m, err := readMessage(ctrl)
 		if err != nil {
 			return
 		}
@@ -352,7 +351,7 @@ func TestHandshakeRefusalsAreClassified(t *testing.T) {
 				if err != nil {
 					return
 				}
-				if _, err := readMessage(ctrl, make([]byte, 3+proto.MaxMessageSize)); err != nil {
+				if _, err := readMessage(ctrl); err != nil {
 					return
 				}
 				hello := tc.hello
