@@ -11,27 +11,11 @@ import (
 // Chunks entering the node: storing, accounting, forwarding to stripe children, and what
 // neighbours' HAVEs and the origin playlist tell us about the live edge.
 
-// learnSeq records verified evidence that seq exists: a chunk that passed the origin's signature,
-// or the origin's own playlist. Only such evidence moves the live edge; what neighbours claim in
-// HAVEs never does (judgeClaim bounds those by this edge), so a liar cannot drag our idea of the
-// stream into a future where repair and fallback look only at segments that do not exist.
-// Callers with several seqs pass the newest first: the first sight sets where we start.
+// learnSeq records verified evidence that seq exists (see timeline.learn); the first sight of
+// the stream also judges what neighbours claimed before it.
 func (l *loop) learnSeq(seq uint64) {
-	l.edgeAt = l.now
-	if _, ok := l.seqKnown[seq]; !ok {
-		l.seqKnown[seq] = l.now
-	}
-	if !l.known {
-		l.known = true
-		l.newest = seq
-		l.lowestSeen = seq
-		l.startSeq = seq - min(seq, joinSegments)
+	if l.timeline.learn(seq, l.now) {
 		l.adoptClaims()
-		return
-	}
-	l.lowestSeen = min(l.lowestSeen, seq)
-	if seq > l.newest {
-		l.newest = seq
 	}
 }
 
@@ -67,22 +51,22 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 	if !st.hasNewest || key.seq > st.newest.seq || (key.seq == st.newest.seq && key.index > st.newest.index) {
 		st.newest, st.hasNewest = key, true
 	}
-	if p := l.pending[key]; p != nil {
+	if p := l.repairs.pending[key]; p != nil {
 		if p.nb != from {
 			p.nb.send(&proto.Cancel{Seq: key.seq, Index: key.index})
 		}
 		p.nb.outstanding--
-		delete(l.pending, key)
+		delete(l.repairs.pending, key)
 	}
 	if st.parent != nil && !fromParent {
 		// The parent's push of this chunk may still be queued: spare its upload.
 		st.parent.send(&proto.Cancel{Seq: key.seq, Index: key.index})
 	}
-	if adv := l.advertised[key.seq]; adv != nil {
+	if adv := l.haves.advertised[key.seq]; adv != nil {
 		delete(adv, key.index)
 	}
-	delete(l.gapSince, key)
-	l.newHave = append(l.newHave, key)
+	delete(l.repairs.gapSince, key)
+	l.haves.outbox = append(l.haves.outbox, key)
 	for _, child := range st.children {
 		if child == from {
 			continue
@@ -97,7 +81,7 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 		}
 	}
 	if src == SourceHTTP {
-		l.fromHTTP[key.seq] = true
+		l.fetches.fromHTTP[key.seq] = true
 	}
 	if completed {
 		l.onSegmentComplete(key.seq)
@@ -127,12 +111,12 @@ func (l *loop) noteImplied(key chunkKey) {
 func (l *loop) onSegmentComplete(seq uint64) {
 	l.n.stats.segmentsComplete.Add(1)
 	l.n.metrics.segmentsComplete.Inc()
-	if l.fromHTTP[seq] {
+	if l.fetches.fromHTTP[seq] {
 		l.n.stats.segmentsWithFallback.Add(1)
 		l.n.metrics.segmentsFallback.Inc()
 	}
-	if st, ok := l.n.window.State(seq); ok && st.ChunkCount > l.maxChunkCount {
-		l.maxChunkCount = st.ChunkCount
+	if st, ok := l.n.window.State(seq); ok {
+		l.timeline.noteCount(st.ChunkCount)
 	}
 	if _, meta, ok := l.n.window.Segment(seq); ok && meta.Duration > 0 {
 		if meta.Duration > l.targetDur || l.targetDur == l.cfg.TargetDuration {
@@ -160,17 +144,17 @@ const (
 // judgeClaim weighs one HAVE range. Before any verified evidence there is no timeline to judge by:
 // claims are held (bounded per neighbour) and judged once the edge is known (adoptClaims).
 func (l *loop) judgeClaim(r proto.ChunkRange) claimVerdict {
-	if !l.known {
+	if !l.timeline.known {
 		return claimHeld
 	}
 	keep := uint64(l.n.window.Config().Keep)
 	switch {
-	case r.Seq+keep < l.newest:
+	case r.Seq+keep < l.timeline.newest:
 		return claimIgnored
-	case r.Seq > l.newest+haveSeqAhead:
+	case r.Seq > l.timeline.newest+haveSeqAhead:
 		// A little ahead of us is a neighbour nearer the root; a window ahead of a fresh edge is
 		// a stream that does not exist yet. A stale edge (our own starvation) judges nobody.
-		if r.Seq > l.newest+keep && l.now.Sub(l.edgeAt) < 2*l.targetDur {
+		if r.Seq > l.timeline.newest+keep && l.now.Sub(l.timeline.edgeAt) < 2*l.targetDur {
 			return claimFalse
 		}
 		return claimIgnored
@@ -182,20 +166,10 @@ func (l *loop) judgeClaim(r proto.ChunkRange) claimVerdict {
 		}
 		return claimHeld
 	}
-	if end > uint64(l.chunkIndexLimit()) {
+	if end > uint64(l.timeline.chunkIndexLimit()) {
 		return claimIgnored
 	}
 	return claimHeld
-}
-
-// chunkIndexLimit bounds the chunk indexes we believe a segment whose length we do not know yet
-// may have: twice the most chunks a recent segment had (signed counts), plus slack for a bitrate
-// peak; before any segment completed, a generous fixed bound.
-func (l *loop) chunkIndexLimit() int {
-	if l.maxChunkCount == 0 {
-		return defaultChunkIndexLimit
-	}
-	return 2*l.maxChunkCount + 64
 }
 
 // noteClaim remembers that nb holds key and, if we miss it, that someone does.
@@ -204,13 +178,13 @@ func (l *loop) noteClaim(nb *neighbour, key chunkKey) {
 		return
 	}
 	nb.has[key] = struct{}{}
-	if !l.known || l.n.window.Has(key.seq, key.index) {
+	if !l.timeline.known || l.n.window.Has(key.seq, key.index) {
 		return
 	}
-	adv := l.advertised[key.seq]
+	adv := l.haves.advertised[key.seq]
 	if adv == nil {
 		adv = make(map[uint32]time.Time)
-		l.advertised[key.seq] = adv
+		l.haves.advertised[key.seq] = adv
 	}
 	if _, ok := adv[key.index]; !ok {
 		adv[key.index] = l.now
@@ -286,7 +260,7 @@ func (l *loop) onPlaylist(seqs []uint64) {
 	// first: where we start counts back from the live edge.
 	l.learnSeq(last + 1)
 	for _, seq := range seqs {
-		if seq+uint64(l.n.window.Config().Keep) >= l.newest {
+		if seq+uint64(l.n.window.Config().Keep) >= l.timeline.newest {
 			l.learnSeq(seq)
 		}
 	}

@@ -28,6 +28,41 @@ const (
 // test need not wait for it.)
 var evictGrace = 10 * time.Second
 
+// dialState is whom the loop dials: the tracker's candidates, dials under way, the backoff of
+// addresses that failed, and those it will never dial again.
+type dialState struct {
+	self       string          // our own mesh address, never a candidate
+	candidates []candidate     // from the tracker
+	dialing    map[string]bool // addr -> dialled beyond the neighbour budget, for a parent
+	notBefore  map[string]time.Time
+	failures   map[string]int // consecutive failed dials per address
+	bans       banList
+}
+
+func newDialState(self string) dialState {
+	return dialState{
+		self:      self,
+		dialing:   make(map[string]bool),
+		notBefore: make(map[string]time.Time),
+		failures:  make(map[string]int),
+		bans:      newBanList(),
+	}
+}
+
+// prune forgets the backoff of addresses whose last failure is long past, so addresses the tracker
+// once proposed do not pile up: a dial that fails again starts its backoff afresh.
+func (d *dialState) prune(now time.Time) {
+	for addr, t := range d.notBefore {
+		if now.Sub(t) > forgetFailedDialAfter {
+			delete(d.notBefore, addr)
+			delete(d.failures, addr)
+		}
+	}
+}
+
+// forgetFailedDialAfter is how long after its backoff ended a failed address is remembered.
+const forgetFailedDialAfter = 5 * time.Minute
+
 // candidate is a neighbour the tracker proposed, with what it said about the peer.
 type candidate struct {
 	addr      string
@@ -48,14 +83,14 @@ func (l *loop) onAnnounce(ctx context.Context, resp proto.AnnounceResponse) {
 		l.n.log.Warn("tracker says the stream has a different stripe count; neighbours with it will refuse us",
 			"tracker", resp.Stripes, "ours", len(l.stripes))
 	}
-	l.candidates = l.candidates[:0]
+	l.dials.candidates = l.dials.candidates[:0]
 	for _, p := range resp.Neighbours {
 		if a := normalizeAddr(p.Addr); a != "" {
 			c := candidate{addr: a, freeSlots: p.FreeSlots}
 			if len(p.Depths) == len(l.stripes) {
 				c.depths = p.Depths
 			}
-			l.candidates = append(l.candidates, c)
+			l.dials.candidates = append(l.dials.candidates, c)
 		}
 	}
 	l.dialMore(ctx)
@@ -96,20 +131,20 @@ func (l *loop) dialMore(ctx context.Context) {
 		}
 	}
 	canDial := func(addr string) bool {
-		if addr == "" || addr == l.selfAddr || connected[addr] || l.bans.addr(addr) {
+		if addr == "" || addr == l.dials.self || connected[addr] || l.dials.bans.addr(addr) {
 			return false
 		}
 		if ap, err := netip.ParseAddrPort(addr); err == nil && l.n.guard.isBanned(ipOf(net.UDPAddrFromAddrPort(ap))) {
 			return false
 		}
-		if _, ok := l.dialing[addr]; ok {
+		if _, ok := l.dials.dialing[addr]; ok {
 			return false
 		}
-		nb, ok := l.dialNotBefore[addr]
+		nb, ok := l.dials.notBefore[addr]
 		return !ok || !l.now.Before(nb)
 	}
 	dial := func(addr string, extra bool) {
-		l.dialing[addr] = extra
+		l.dials.dialing[addr] = extra
 		connected[addr] = true
 		l.n.stats.dials.Add(1)
 		l.n.wg.Go(func() { l.n.dial(ctx, addr) })
@@ -119,22 +154,22 @@ func (l *loop) dialMore(ctx context.Context) {
 		dial(l.originQUIC, false)
 	}
 	for _, a := range l.cfg.Bootstrap {
-		if a = normalizeAddr(a); canDial(a) && len(l.nbs)+len(l.dialing) < l.cfg.MaxNeighbours {
+		if a = normalizeAddr(a); canDial(a) && len(l.nbs)+len(l.dials.dialing) < l.cfg.MaxNeighbours {
 			dial(a, false)
 		}
 	}
 	orphan := l.orphanStripes()
 	needParent := slices.Contains(orphan, true)
-	for _, c := range l.candidates {
+	for _, c := range l.dials.candidates {
 		if !canDial(c.addr) {
 			continue
 		}
-		if len(l.nbs)+len(l.dialing) < l.cfg.MaxNeighbours {
+		if len(l.nbs)+len(l.dials.dialing) < l.cfg.MaxNeighbours {
 			dial(c.addr, false)
 			continue
 		}
 		if needParent && feedsOrphan(c.depths, c.freeSlots, orphan) &&
-			l.extraDials() < parentDialsInFlight && len(l.nbs)+len(l.dialing) < l.neighbourCap() {
+			l.extraDials() < parentDialsInFlight && len(l.nbs)+len(l.dials.dialing) < l.neighbourCap() {
 			l.n.stats.parentDials.Add(1)
 			dial(c.addr, true)
 		}
@@ -144,7 +179,7 @@ func (l *loop) dialMore(ctx context.Context) {
 // extraDials counts the dials running beyond the neighbour budget.
 func (l *loop) extraDials() int {
 	n := 0
-	for _, extra := range l.dialing {
+	for _, extra := range l.dials.dialing {
 		if extra {
 			n++
 		}

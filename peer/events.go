@@ -34,17 +34,17 @@ type evDialFailed struct {
 }
 
 func (ev evDialFailed) apply(l *loop) {
-	delete(l.dialing, ev.addr)
+	delete(l.dials.dialing, ev.addr)
 	l.n.stats.dialsFailed.Add(1)
 	if ev.lied {
-		l.bans.banAddr(ev.addr)
+		l.dials.bans.banAddr(ev.addr)
 		l.n.log.Info("banned neighbour", "addr", ev.addr, "reason", ev.err)
 	}
 	// Back off exponentially: at a few hundred peers a busy node (the origin first of all)
 	// answers handshakes slowly, and every peer re-dialling it every two seconds is a
 	// handshake storm that keeps it busy.
-	l.dialFailures[ev.addr]++
-	l.dialNotBefore[ev.addr] = l.now.Add(dialBackoffAfter(l.dialFailures[ev.addr]))
+	l.dials.failures[ev.addr]++
+	l.dials.notBefore[ev.addr] = l.now.Add(dialBackoffAfter(l.dials.failures[ev.addr]))
 	l.n.log.Debug("dial failed", "addr", ev.addr, "error", ev.err)
 }
 
@@ -95,10 +95,10 @@ type evFetchDone struct {
 }
 
 func (ev evFetchDone) apply(l *loop) {
-	delete(l.fetching, ev.seq)
-	l.cdnRequests[ev.seq] += ev.requests
-	l.lastFetch[ev.seq] = l.now
-	l.fetchAttempts[ev.seq]++
+	delete(l.fetches.running, ev.seq)
+	l.fetches.requests[ev.seq] += ev.requests
+	l.fetches.last[ev.seq] = l.now
+	l.fetches.attempts[ev.seq]++
 	if ev.err != nil {
 		l.n.log.Debug("fallback fetch failed", "seq", ev.seq, "error", ev.err)
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -19,6 +20,36 @@ import (
 
 // The CDN path: chunks the swarm could not deliver in time are fetched from the origin's HTTP
 // endpoint, each at its own immutable URL, and verified like any other chunk.
+
+// fetchState is the CDN path's bookkeeping per segment: jobs running, when each last ended, how
+// many it took, the requests spent against the segment's budget (cdnBudget), and which segments
+// needed the CDN at all (for the accounting).
+type fetchState struct {
+	running  map[uint64]bool
+	last     map[uint64]time.Time
+	attempts map[uint64]int
+	requests map[uint64]int
+	fromHTTP map[uint64]bool
+}
+
+func newFetchState() fetchState {
+	return fetchState{
+		running:  make(map[uint64]bool),
+		last:     make(map[uint64]time.Time),
+		attempts: make(map[uint64]int),
+		requests: make(map[uint64]int),
+		fromHTTP: make(map[uint64]bool),
+	}
+}
+
+// prune forgets segments before low; running jobs report back and remove themselves.
+func (f *fetchState) prune(low uint64) {
+	old := func(seq uint64) bool { return seq < low }
+	maps.DeleteFunc(f.last, func(seq uint64, _ time.Time) bool { return old(seq) })
+	maps.DeleteFunc(f.attempts, func(seq uint64, _ int) bool { return old(seq) })
+	maps.DeleteFunc(f.requests, func(seq uint64, _ int) bool { return old(seq) })
+	maps.DeleteFunc(f.fromHTTP, func(seq uint64, _ bool) bool { return old(seq) })
+}
 
 // ErrNotFound means the origin does not have (yet, or any more) what we asked for.
 var ErrNotFound = errors.New("not found at the origin")

@@ -1,12 +1,26 @@
 package peer
 
 import (
+	"maps"
 	"slices"
+	"time"
 
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
-// HAVE: telling neighbours, in batches of ranges, which chunks we hold.
+// HAVE: telling neighbours, in batches of ranges, which chunks we hold, and remembering which
+// chunks we miss they say they hold.
+
+// haveState is the HAVE bookkeeping of the loop; what each neighbour holds is on the neighbour.
+type haveState struct {
+	outbox []chunkKey // chunks we got since the last HAVE batch (flushHave)
+	// advertised holds the chunks neighbours hold and we miss, with when we first heard of each.
+	advertised map[uint64]map[uint32]time.Time
+}
+
+func (h *haveState) prune(low uint64) {
+	maps.DeleteFunc(h.advertised, func(seq uint64, _ map[uint32]time.Time) bool { return seq < low })
+}
 
 // haveRanges turns held chunk keys into HAVE ranges.
 func haveRanges(keys []chunkKey) []proto.ChunkRange {
@@ -63,10 +77,10 @@ func (l *loop) windowRanges() []proto.ChunkRange {
 }
 
 func (l *loop) flushHave() {
-	if len(l.newHave) == 0 {
+	if len(l.haves.outbox) == 0 {
 		return
 	}
-	keys := l.newHave
+	keys := l.haves.outbox
 	haveRanges(keys) // sorts keys; the per-neighbour subsets below stay sorted
 	var mine []chunkKey
 	for _, nb := range l.nbs {
@@ -89,5 +103,5 @@ func (l *loop) flushHave() {
 			nb.send(m)
 		}
 	}
-	l.newHave = l.newHave[:0]
+	l.haves.outbox = l.haves.outbox[:0]
 }

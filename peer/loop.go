@@ -106,11 +106,6 @@ type stripeState struct {
 	delivered int
 }
 
-type pendingReq struct {
-	nb *neighbour
-	at time.Time
-}
-
 // loop owns the node's state; every method runs on the loop goroutine.
 type loop struct {
 	n   *Node
@@ -118,42 +113,18 @@ type loop struct {
 	ctx context.Context // the node's; the loop starts goroutines with it
 	now time.Time
 
-	nbs           map[uint64]*neighbour
-	byPeer        map[[16]byte]*neighbour
-	dialing       map[string]bool // addr -> dialled beyond the neighbour budget, for a parent
-	dialNotBefore map[string]time.Time
-	dialFailures  map[string]int // consecutive failed dials per address
-	candidates    []candidate    // from the tracker
-	bans          banList
-	selfAddr      string
+	nbs    map[uint64]*neighbour
+	byPeer map[[16]byte]*neighbour
 
-	stripes []*stripeState
-	seeds   *seedBook // root: the seed slots granted (seed.go); nil until the first
-
-	pending    map[chunkKey]*pendingReq
-	tried      map[chunkKey]map[uint64]bool
-	advertised map[uint64]map[uint32]time.Time // chunks neighbours hold that we miss, when first heard of
-	gapSince   map[chunkKey]time.Time          // when a later chunk of the stripe showed this one missing
-	seqKnown   map[uint64]time.Time            // when we first learned a seq exists
-	known      bool
-	newest     uint64    // newest seq that a verified chunk or the origin's playlist says exists
-	edgeAt     time.Time // when verified evidence last reached us (learnSeq)
-	// maxChunkCount is the most chunks a complete segment had (signed counts); it bounds the
-	// indexes we believe of a segment whose count we do not know yet (chunkIndexLimit).
-	maxChunkCount int
-	startSeq      uint64 // the oldest seq we try to get (set on the first sight of the live edge)
-	// lowestSeen is the oldest seq anyone showed us (a chunk, a HAVE, the origin's playlist).
-	// A young stream has nothing before its first segment: seqs below this one are not
-	// missing, so we neither fetch nor abandon them (no phantom gap at the start).
-	lowestSeen uint64
-
-	newHave []chunkKey
-
-	fetching      map[uint64]bool
-	lastFetch     map[uint64]time.Time
-	fetchAttempts map[uint64]int
-	cdnRequests   map[uint64]int // HTTP requests spent per segment (cdnBudget)
-	fromHTTP      map[uint64]bool
+	// The loop's rooms: each owns one part of the state, with its own pruning; the loop composes
+	// them and is still the one goroutine that touches any of it.
+	dials    dialState      // whom to dial, backoffs, bans (dial.go)
+	stripes  []*stripeState // our parent and children per stripe (stripe.go)
+	seeds    *seedBook      // root: the seed slots granted (seed.go); nil until the first
+	timeline timeline       // what is verifiably known of the stream's segments (timeline.go)
+	haves    haveState      // HAVEs to send and chunks neighbours claim we miss (have.go)
+	repairs  repairState    // REQUESTs out and their history (repair.go)
+	fetches  fetchState     // the CDN path's jobs and budgets (fallback.go)
 
 	joinedAt        time.Time
 	joining         bool
@@ -173,30 +144,20 @@ type loop struct {
 
 func newLoop(n *Node) *loop {
 	l := &loop{
-		n:             n,
-		cfg:           n.cfg,
-		now:           time.Now(),
-		nbs:           make(map[uint64]*neighbour),
-		byPeer:        make(map[[16]byte]*neighbour),
-		dialing:       make(map[string]bool),
-		dialNotBefore: make(map[string]time.Time),
-		dialFailures:  make(map[string]int),
-		bans:          newBanList(),
-		selfAddr:      n.Addr().String(),
-		pending:       make(map[chunkKey]*pendingReq),
-		tried:         make(map[chunkKey]map[uint64]bool),
-		advertised:    make(map[uint64]map[uint32]time.Time),
-		gapSince:      make(map[chunkKey]time.Time),
-		seqKnown:      make(map[uint64]time.Time),
-		fetching:      make(map[uint64]bool),
-		lastFetch:     make(map[uint64]time.Time),
-		fetchAttempts: make(map[uint64]int),
-		cdnRequests:   make(map[uint64]int),
-		fromHTTP:      make(map[uint64]bool),
-		joining:       !n.cfg.Root,
-		originHTTP:    n.cfg.OriginHTTP,
-		originQUIC:    normalizeAddr(n.cfg.OriginQUIC),
-		targetDur:     n.cfg.TargetDuration,
+		n:          n,
+		cfg:        n.cfg,
+		now:        time.Now(),
+		nbs:        make(map[uint64]*neighbour),
+		byPeer:     make(map[[16]byte]*neighbour),
+		dials:      newDialState(n.Addr().String()),
+		timeline:   timeline{seen: make(map[uint64]time.Time)},
+		haves:      haveState{advertised: make(map[uint64]map[uint32]time.Time)},
+		repairs:    newRepairState(),
+		fetches:    newFetchState(),
+		joining:    !n.cfg.Root,
+		originHTTP: n.cfg.OriginHTTP,
+		originQUIC: normalizeAddr(n.cfg.OriginQUIC),
+		targetDur:  n.cfg.TargetDuration,
 	}
 	l.joinedAt = l.now
 	l.unattachedSince = l.now
@@ -303,38 +264,23 @@ func (l *loop) tick() {
 
 // prune forgets what is older than the window.
 func (l *loop) prune() {
-	if !l.known {
-		return
-	}
-	keep := uint64(l.n.window.Config().Keep)
-	if l.newest < keep {
-		return
-	}
-	low := l.newest - keep
-	old := func(seq uint64) bool { return seq < low }
-	oldKey := func(k chunkKey, _ struct{}) bool { return old(k.seq) }
-	for _, nb := range l.nbs {
-		maps.DeleteFunc(nb.has, oldKey)
-	}
-	maps.DeleteFunc(l.advertised, func(seq uint64, _ map[uint32]time.Time) bool { return old(seq) })
-	maps.DeleteFunc(l.seqKnown, func(seq uint64, _ time.Time) bool { return old(seq) })
-	maps.DeleteFunc(l.pending, func(k chunkKey, p *pendingReq) bool {
-		if old(k.seq) {
-			p.nb.outstanding--
-			return true
-		}
-		return false
-	})
-	maps.DeleteFunc(l.tried, func(k chunkKey, _ map[uint64]bool) bool { return old(k.seq) })
-	maps.DeleteFunc(l.gapSince, func(k chunkKey, _ time.Time) bool { return old(k.seq) })
-	maps.DeleteFunc(l.lastFetch, func(seq uint64, _ time.Time) bool { return old(seq) })
-	maps.DeleteFunc(l.fetchAttempts, func(seq uint64, _ int) bool { return old(seq) })
-	maps.DeleteFunc(l.cdnRequests, func(seq uint64, _ int) bool { return old(seq) })
-	maps.DeleteFunc(l.fromHTTP, func(seq uint64, _ bool) bool { return old(seq) })
+	l.dials.prune(l.now)
 	for _, st := range l.stripes {
 		maps.DeleteFunc(st.refused, func(_ uint64, until time.Time) bool { return l.now.After(until) })
 		maps.DeleteFunc(st.full, func(_ uint64, until time.Time) bool { return l.now.After(until) })
 	}
+	keep := uint64(l.n.window.Config().Keep)
+	if !l.timeline.known || l.timeline.newest < keep {
+		return
+	}
+	low := l.timeline.newest - keep
+	for _, nb := range l.nbs {
+		maps.DeleteFunc(nb.has, func(k chunkKey, _ struct{}) bool { return k.seq < low })
+	}
+	l.timeline.prune(low)
+	l.haves.prune(low)
+	l.repairs.prune(low)
+	l.fetches.prune(low)
 }
 
 func (l *loop) publishTopology() {

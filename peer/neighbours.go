@@ -23,9 +23,9 @@ func (l *loop) onConnUp(nb *neighbour) {
 	if nb.dialled {
 		// dialFailures is reset when the connection ends for another reason than a full
 		// remote (dropNeighbour), so a node that keeps evicting us keeps us backing off.
-		delete(l.dialing, nb.dialAddr)
+		delete(l.dials.dialing, nb.dialAddr)
 	}
-	if l.bans.peer(nb.peerID) || l.bans.addr(nb.addr) || l.n.guard.isBanned(nb.ip) {
+	if l.dials.bans.peer(nb.peerID) || l.dials.bans.addr(nb.addr) || l.n.guard.isBanned(nb.ip) {
 		nb.gone = true
 		l.n.guard.refused.WithLabelValues(refusedBanned).Inc()
 		_ = nb.conn.CloseWithError(codeRejected, "banned")
@@ -95,9 +95,9 @@ func (l *loop) dropNeighbour(nb *neighbour, reason string) {
 		delete(st.refused, nb.id)
 		delete(st.full, nb.id)
 	}
-	for k, p := range l.pending {
+	for k, p := range l.repairs.pending {
 		if p.nb == nb {
-			delete(l.pending, k)
+			delete(l.repairs.pending, k)
 		}
 	}
 	if nb.dialAddr != "" {
@@ -105,12 +105,12 @@ func (l *loop) dropNeighbour(nb *neighbour, reason string) {
 		if closedAsFull(nb.conn) {
 			// It had no room for us (or made room for someone else): asking again at once
 			// only costs it a handshake. Exponential, as for a failed dial.
-			l.dialFailures[nb.dialAddr]++
-			wait = dialBackoffAfter(l.dialFailures[nb.dialAddr] + 1)
+			l.dials.failures[nb.dialAddr]++
+			wait = dialBackoffAfter(l.dials.failures[nb.dialAddr] + 1)
 		} else {
-			delete(l.dialFailures, nb.dialAddr)
+			delete(l.dials.failures, nb.dialAddr)
 		}
-		l.dialNotBefore[nb.dialAddr] = l.now.Add(wait)
+		l.dials.notBefore[nb.dialAddr] = l.now.Add(wait)
 	}
 	l.n.metrics.neighbours.Set(float64(len(l.nbs)))
 	l.n.log.Debug("neighbour down", "peer", nb.String(), "reason", reason)
@@ -120,9 +120,9 @@ func (l *loop) dropNeighbour(nb *neighbour, reason string) {
 // refused for Limits.BanFor as well, at the socket, before a handshake: a new port and a new
 // peer id do not start over. Its other connections from that IP go too.
 func (l *loop) ban(nb *neighbour, reason error) {
-	l.bans.banPeer(nb.peerID)
-	l.bans.banAddr(nb.addr)
-	l.bans.banAddr(nb.dialAddr)
+	l.dials.bans.banPeer(nb.peerID)
+	l.dials.bans.banAddr(nb.addr)
+	l.dials.bans.banAddr(nb.dialAddr)
 	ip := nb.ip
 	ipBanned := l.n.guard.ban(ip)
 	l.n.log.Info("banned neighbour", "peer", nb.String(), "reason", reason, "ip_banned", ipBanned)

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"time"
 
@@ -12,9 +13,48 @@ import (
 
 // Repair (REQUEST from neighbours) and fallback (fetch from the CDN) scheduling on the loop.
 
-func (l *loop) lowSeq() uint64 {
-	lo := l.newest - min(l.newest, repairSpan)
-	return max(lo, l.startSeq, l.lowestSeen)
+// repairState is the REQUESTs we have out, whom we already asked for what, and the gaps in
+// stripes we are giving a moment to fill.
+type repairState struct {
+	pending  map[chunkKey]*pendingReq
+	tried    map[chunkKey]map[uint64]bool // neighbour ids asked in vain, per chunk
+	gapSince map[chunkKey]time.Time       // when a later chunk of the stripe showed this one missing
+}
+
+type pendingReq struct {
+	nb *neighbour
+	at time.Time
+}
+
+func newRepairState() repairState {
+	return repairState{
+		pending:  make(map[chunkKey]*pendingReq),
+		tried:    make(map[chunkKey]map[uint64]bool),
+		gapSince: make(map[chunkKey]time.Time),
+	}
+}
+
+func (r *repairState) markTried(key chunkKey, id uint64) {
+	t := r.tried[key]
+	if t == nil {
+		t = make(map[uint64]bool)
+		r.tried[key] = t
+	}
+	t[id] = true
+}
+
+// prune forgets what concerns segments before low; their open requests no longer count against
+// the neighbours asked.
+func (r *repairState) prune(low uint64) {
+	maps.DeleteFunc(r.pending, func(k chunkKey, p *pendingReq) bool {
+		if k.seq < low {
+			p.nb.outstanding--
+			return true
+		}
+		return false
+	})
+	maps.DeleteFunc(r.tried, func(k chunkKey, _ map[uint64]bool) bool { return k.seq < low })
+	maps.DeleteFunc(r.gapSince, func(k chunkKey, _ time.Time) bool { return k.seq < low })
 }
 
 // missing lists the chunks of seq we know exist (an index below one we hold, or advertised by a
@@ -26,7 +66,7 @@ func (l *loop) missing(seq uint64, st segwindowState) []uint32 {
 			out = append(out, uint32(i))
 		}
 	}
-	for i := range l.advertised[seq] {
+	for i := range l.haves.advertised[seq] {
 		if int(i) >= len(st.Have) && (st.ChunkCount < 0 || int(i) < st.ChunkCount) {
 			out = append(out, i)
 		}
@@ -57,36 +97,36 @@ func (l *loop) gapOutlasted(key chunkKey) bool {
 	if !l.laterOfStripeHeld(key) {
 		return false
 	}
-	since, ok := l.gapSince[key]
+	since, ok := l.repairs.gapSince[key]
 	if !ok {
-		l.gapSince[key] = l.now
+		l.repairs.gapSince[key] = l.now
 		return false
 	}
 	return l.now.Sub(since) >= reorderGrace
 }
 
 func (l *loop) repair() {
-	if !l.known {
+	if !l.timeline.known {
 		return
 	}
 	// Up to haveSeqAhead past the verified edge: neighbours nearer the root may hold the next
 	// segment's first chunks before anything of it reached us.
-	for seq := l.lowSeq(); seq <= l.newest+haveSeqAhead; seq++ {
+	for seq := l.timeline.lowSeq(); seq <= l.timeline.newest+haveSeqAhead; seq++ {
 		st := l.segState(seq)
 		if st.Complete || st.Abandoned {
 			continue
 		}
 		for _, idx := range l.missing(seq, st) {
 			key := chunkKey{seq, idx}
-			if p := l.pending[key]; p != nil {
+			if p := l.repairs.pending[key]; p != nil {
 				if l.now.Sub(p.at) < requestTimeout {
 					continue
 				}
-				l.markTried(key, p.nb.id)
+				l.repairs.markTried(key, p.nb.id)
 				p.nb.outstanding--
-				delete(l.pending, key)
+				delete(l.repairs.pending, key)
 			}
-			if _, ok := l.advertised[seq][idx]; !ok {
+			if _, ok := l.haves.advertised[seq][idx]; !ok {
 				continue // nobody told us they hold it: no neighbour to ask
 			}
 			stripe := l.stripes[l.stripeOf(idx)]
@@ -103,7 +143,7 @@ func (l *loop) repair() {
 					IsOrigin:    nb.origin,
 					Outstanding: nb.outstanding,
 					RTT:         l.rttOf(nb),
-					Tried:       l.tried[key][nb.id],
+					Tried:       l.repairs.tried[key][nb.id],
 				})
 			}
 			if len(cands) == 0 {
@@ -120,7 +160,7 @@ func (l *loop) repair() {
 			if stripe.parent != nil && stripe.depth > 1 {
 				wait += time.Duration(stripe.depth-1) * repairWaitPerLevel
 			}
-			if !repairDue(l.advertised[seq][idx], l.gapOutlasted(key), attached, l.joining && seq < l.newest, onlyOrigin, l.now, wait) {
+			if !repairDue(l.haves.advertised[seq][idx], l.gapOutlasted(key), attached, l.joining && seq < l.timeline.newest, onlyOrigin, l.now, wait) {
 				continue
 			}
 			i := chooseRepairTarget(cands, maxOutstanding)
@@ -130,7 +170,7 @@ func (l *loop) repair() {
 			nb := holders[i]
 			nb.send(&proto.Request{Seq: seq, Index: idx})
 			nb.outstanding++
-			l.pending[key] = &pendingReq{nb: nb, at: l.now}
+			l.repairs.pending[key] = &pendingReq{nb: nb, at: l.now}
 			l.n.stats.requests.Add(1)
 		}
 	}
@@ -158,15 +198,6 @@ func (l *loop) updateRepairLimit() {
 	l.repairLimit.SetLimitAt(l.now, rate.Limit(bps/8))
 }
 
-func (l *loop) markTried(key chunkKey, id uint64) {
-	t := l.tried[key]
-	if t == nil {
-		t = make(map[uint64]bool)
-		l.tried[key] = t
-	}
-	t[id] = true
-}
-
 func (l *loop) fallbackDelay() time.Duration {
 	if l.cfg.FallbackDelay > 0 {
 		return l.cfg.FallbackDelay
@@ -179,10 +210,10 @@ func (l *loop) fallbackDelay() time.Duration {
 }
 
 func (l *loop) fallback(ctx context.Context) {
-	if !l.known {
+	if !l.timeline.known {
 		return
 	}
-	for seq := l.lowSeq(); seq <= l.newest; seq++ {
+	for seq := l.timeline.lowSeq(); seq <= l.timeline.newest; seq++ {
 		st := l.segState(seq)
 		if st.Broken {
 			l.n.window.Abandon(seq)
@@ -190,25 +221,25 @@ func (l *loop) fallback(ctx context.Context) {
 		}
 		// Give up only on a segment the swarm left long ago that the CDN could not complete
 		// either (or that we cannot ask the CDN for): the playlist then moves past it.
-		if !st.Complete && !st.Abandoned && !l.fetching[seq] && !l.joining && seq+abandonLag <= l.newest &&
-			l.now.Sub(l.movedOnAt(seq+1)) > 3*l.targetDur && (l.fetchAttempts[seq] >= 3 || l.originHTTP == "") {
+		if !st.Complete && !st.Abandoned && !l.fetches.running[seq] && !l.joining && seq+abandonLag <= l.timeline.newest &&
+			l.now.Sub(l.movedOnAt(seq+1)) > 3*l.targetDur && (l.fetches.attempts[seq] >= 3 || l.originHTTP == "") {
 			l.n.log.Warn("giving up on a segment nobody could deliver", "seq", seq)
 			l.n.window.Abandon(seq)
 			l.n.stats.segmentsAbandoned.Add(1)
 			continue
 		}
-		if l.originHTTP == "" || len(l.fetching) >= maxFetchJobs {
+		if l.originHTTP == "" || len(l.fetches.running) >= maxFetchJobs {
 			continue
 		}
 		prog := segmentProgress{
 			Complete:  st.Complete,
 			Abandoned: st.Abandoned,
-			Fetching:  l.fetching[seq],
+			Fetching:  l.fetches.running[seq],
 			NextKnown: l.movedOnAt(seq + 1),
-			LastFetch: l.lastFetch[seq],
+			LastFetch: l.fetches.last[seq],
 		}
 		delay := l.fallbackDelay()
-		if l.joining && seq < l.newest || l.playerNeedsSoon(seq) {
+		if l.joining && seq < l.timeline.newest || l.playerNeedsSoon(seq) {
 			delay = joinFallbackDelay
 		}
 		if !fallbackDue(prog, l.now, delay, fetchRetry) {
@@ -226,7 +257,7 @@ func (l *loop) fallback(ctx context.Context) {
 		}
 		var want []uint32
 		for i, h := range st.Have {
-			if p := l.pending[chunkKey{seq, uint32(i)}]; !h && (p == nil || l.now.Sub(p.at) > freshRequest) {
+			if p := l.repairs.pending[chunkKey{seq, uint32(i)}]; !h && (p == nil || l.now.Sub(p.at) > freshRequest) {
 				want = append(want, uint32(i))
 			}
 		}
@@ -237,7 +268,7 @@ func (l *loop) fallback(ctx context.Context) {
 		if len(want) == 0 && tail < 0 {
 			continue
 		}
-		l.fetching[seq] = true
+		l.fetches.running[seq] = true
 		job := fetchJob{base: l.originHTTP, stream: l.cfg.Stream, seq: seq, indexes: want, tailFrom: tail,
 			whole: !slices.Contains(st.Have, true), budget: budget}
 		l.n.wg.Go(func() { l.n.runFetch(ctx, job) })
@@ -253,9 +284,9 @@ const cdnSlack = 4
 func (l *loop) cdnBudget(seq uint64, st segwindowState) int {
 	count := st.ChunkCount
 	if count < 0 {
-		count = max(len(st.Have), min(l.chunkIndexLimit(), max(l.maxChunkCount, len(st.Have))+16))
+		count = max(len(st.Have), min(l.timeline.chunkIndexLimit(), max(l.timeline.maxChunkCount, len(st.Have))+16))
 	}
-	return count + cdnSlack - l.cdnRequests[seq]
+	return count + cdnSlack - l.fetches.requests[seq]
 }
 
 // urgentBuffer: when the local player will run dry within this time and the segment it needs
@@ -278,7 +309,7 @@ func (l *loop) movedOnAt(seq uint64) time.Time {
 	if st, ok := l.n.window.State(seq); ok && !st.FirstSeen.IsZero() {
 		return st.FirstSeen
 	}
-	if t, ok := l.seqKnown[seq]; ok {
+	if t, ok := l.timeline.seen[seq]; ok {
 		if l.joining {
 			return t // a joiner's player is waiting; the origin lists only complete segments
 		}

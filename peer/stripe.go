@@ -204,7 +204,7 @@ func (l *loop) fromSeq() uint64 {
 	if c, ok := l.n.window.NewestComplete(); ok {
 		return c + 1
 	}
-	return l.startSeq
+	return l.timeline.startSeq
 }
 
 // switchCheckEvery is how often (ticks) a stripe that has a parent looks for a better one; a
