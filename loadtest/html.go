@@ -125,6 +125,9 @@ func (r *Report) charts() ([]chart, error) {
 		// Log scale below: latencies span milliseconds on loopback to seconds in a deep tree.
 		cdfXY[i] = plotter.XY{X: max(p.Ms, cdfFloorMs), Y: 100 * p.Fraction}
 	}
+	if len(cdfXY) == 0 {
+		cdfXY = plotter.XYs{{X: cdfFloorMs, Y: 0}} // no chunk delivered (a CDN-only run): axes only
+	}
 
 	var out []chart
 	add := func(title string, p *plot.Plot, err error) error {
@@ -169,6 +172,7 @@ func (r *Report) charts() ([]chart, error) {
 		p.X.Scale = plot.LogScale{}
 		p.X.Tick.Marker = msTicks{}
 		p.X.Min = max(p.X.Min, cdfFloorMs)
+		p.X.Max = max(p.X.Max, 10*p.X.Min) // a log axis needs a range: one point would pad to zero
 		p.X.Label.Text += " (log scale)"
 		err = markQuantiles(p, r.DeliveryLatencyMs)
 	}

@@ -43,6 +43,15 @@ func requireReportFields(t *testing.T, b []byte) map[string]any {
 	return m
 }
 
+// TestHTMLReportOfARunWithoutDeliveries: a CDN-only run has no delivery latencies, and the
+// log-scale CDF still draws (gonum panics on a zero on a log axis).
+func TestHTMLReportOfARunWithoutDeliveries(t *testing.T) {
+	r := &Report{Peers: 2, Mode: ModeCDN, Machine: thisMachine(), Series: []SecondSample{{T: 1, Peers: 2}}}
+	var b bytes.Buffer
+	require.NoError(t, r.WriteHTML(&b))
+	require.Contains(t, b.String(), "Delivery latency CDF")
+}
+
 func TestReportJSONUsesTheFixedFieldNames(t *testing.T) {
 	r := &Report{Peers: 3, Mode: ModeP2P, Machine: thisMachine(), Series: []SecondSample{}, DepthHistogram: []DepthBin{},
 		DeliveryLatencyCDF: []CDFPoint{}}

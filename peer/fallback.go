@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sync/errgroup"
 	"io"
 	"maps"
 	"net/http"
@@ -134,31 +135,31 @@ func (n *Node) runFetch(ctx context.Context, job fetchJob) {
 			return
 		}
 	}
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, fetchParallel)
+	// Failures are collected in r (the first error, and whether a 404 ended the series), not
+	// by the group: one chunk failing does not cancel the others.
+	var g errgroup.Group
+	g.SetLimit(fetchParallel)
 	for _, idx := range job.indexes {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-			wg.Wait()
-			return
+		if ctx.Err() != nil {
+			break
 		}
 		if n.window.Has(job.seq, idx) {
-			<-sem
 			continue // arrived from the swarm meanwhile
 		}
 		if !r.take() {
-			<-sem
 			break
 		}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		g.Go(func() error {
 			if _, err := n.fetchChunk(ctx, job, idx); err != nil {
 				r.fail(err)
 			}
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait()
+	if ctx.Err() != nil {
+		return
+	}
 	if job.tailFrom >= 0 {
 		for idx := uint32(job.tailFrom); ; idx++ {
 			if c, ok := n.window.Chunk(job.seq, idx); ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -27,6 +28,7 @@ import (
 // SUBSCRIBE and keeps itself alive with STATUS heartbeats, but never pushes a chunk. On connect it
 // sends the HAVEs that haves returns, to drag the victim's idea of the stream elsewhere.
 type liar struct {
+	id         [16]byte
 	addr       string
 	subscribed atomic.Int32
 	conns      atomic.Int32
@@ -45,8 +47,8 @@ func startLiar(t *testing.T, depths []uint8, haves func() []proto.Message) *liar
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
-	var id [16]byte
-	_, _ = rand.Read(id[:])
+	_, _ = rand.Read(l.id[:])
+	id := l.id
 	wg.Go(func() {
 		for {
 			conn, err := ln.Accept(ctx)
@@ -202,9 +204,12 @@ func TestLyingParentCannotFreezeAViewer(t *testing.T) {
 	// One liar also claims the future (and is banned for it); the other only withholds, so the
 	// delivery rule alone must find it.
 	liars := []*liar{startLiar(t, []uint8{1, 1, 1, 1}, futureHaves(o)), startLiar(t, []uint8{1, 1, 1, 1}, nil)}
-	honest := startNode(t, o.peerConfig(t, o.root.Addr().String()))
-	cfg := o.peerConfig(t, liars[0].addr, liars[1].addr, honest.Addr().String(), o.root.Addr().String())
-	victim := startNode(t, cfg)
+	// The victim meets the liars and the root first (the liars, claiming depth 1, rank before the
+	// root); the honest viewer dials it a moment later, as a tracker's next answer would bring it.
+	victim := startNode(t, o.peerConfig(t, liars[0].addr, liars[1].addr, o.root.Addr().String()))
+	require.Eventually(t, func() bool { return liars[0].subscribed.Load()+liars[1].subscribed.Load() > 0 },
+		5*time.Second, 10*time.Millisecond, "the victim never subscribed to a liar: the test would prove nothing")
+	startNode(t, o.peerConfig(t, o.root.Addr().String(), victim.Addr().String()))
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -229,6 +234,9 @@ func TestLyingParentCannotFreezeAViewer(t *testing.T) {
 	require.Positive(t, liars[0].subscribed.Load()+liars[1].subscribed.Load(), "the liars were never tried: the test proves nothing")
 	require.Positive(t, st.ParentsWithheld, "a parent that never pushed must be left for what it did not deliver")
 	require.Positive(t, st.FalseHaves, "HAVEs of segments a window ahead of the signed edge are lies")
+	for _, l := range liars {
+		require.NotContains(t, st.ParentIDs, hex.EncodeToString(l.id[:]), "a liar is still a parent at the end")
+	}
 	for _, id := range st.ParentIDs {
 		require.NotEmpty(t, id, "every stripe has a parent at the end: %+v", st)
 	}
