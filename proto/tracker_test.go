@@ -171,7 +171,9 @@ var registrationCases = func() []struct {
 	good := signedRegistration(nil)
 	cases := []tc{
 		{name: "good", reg: good, json: `{"name":"live","public_key":"` + trackerTestKey + `","quic_addr":"127.0.0.1:9000","http_url":"http://127.0.0.1:8080","stripes":4,"segment_duration_ms":2000,"bitrate_bps":3000000,"issued_at_ms":1790000000000,"signature":"` + good.Signature + `"}`, wantOK: true},
-		{name: "host name and https", reg: signedRegistration(func(r *StreamRegistration) { r.QUICAddr, r.HTTPURL = "origin.example.org:4433", "https://cdn.example.org/x" }), wantOK: true},
+		{name: "host name and https", reg: signedRegistration(func(r *StreamRegistration) {
+			r.QUICAddr, r.HTTPURL = "origin.example.org:4433", "https://cdn.example.org/x"
+		}), wantOK: true},
 		{name: "one stripe", reg: signedRegistration(func(r *StreamRegistration) { r.Stripes = 1 }), wantOK: true},
 		{name: "no stripes", reg: signedRegistration(func(r *StreamRegistration) { r.Stripes = 0 })},
 		{name: "too many stripes", reg: signedRegistration(func(r *StreamRegistration) { r.Stripes = MaxStripes + 1 })},
