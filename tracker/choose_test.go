@@ -3,6 +3,7 @@ package tracker
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -11,6 +12,29 @@ import (
 )
 
 func testRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)) }
+
+// swarmOfPeers puts peers into a swarm, each on its own host and vouched for by a child on
+// another host (the trust rules are tested on their own in trust_test.go).
+func swarmOfPeers(peers []proto.PeerInfo) *swarm {
+	s := newSwarm()
+	for i, p := range peers {
+		s.put(p, peerMeta{host: testHost(i)})
+	}
+	for i, p := range peers {
+		s.put(proto.PeerInfo{PeerID: "child-of-" + p.PeerID}, peerMeta{host: testHost(len(peers) + i), parents: []string{p.PeerID}})
+	}
+	// The children vouch; they are not candidates themselves.
+	s.infos, s.meta = s.infos[:len(peers)], s.meta[:len(peers)]
+	for i := range peers {
+		delete(s.index, "child-of-"+peers[i].PeerID)
+	}
+	return s
+}
+
+// testHost is a distinct public-looking IPv4 address per i.
+func testHost(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{100, byte(64 + i>>16), byte(i >> 8), byte(i)})
+}
 
 // randomSwarm makes n peers with mixed free slots and depths.
 func randomSwarm(rng *rand.Rand, n int) []proto.PeerInfo {
@@ -33,13 +57,14 @@ func TestChooseNeverReturnsAskerNorDuplicatesAndRespectsCount(t *testing.T) {
 	rng := testRNG(1)
 	for _, size := range []int{0, 1, 2, 5, 9, 10, 50, 257, 258, 1000} {
 		peers := randomSwarm(rng, size)
+		sw := swarmOfPeers(peers)
 		for _, n := range []int{1, 3, 8, 20} {
 			for trial := 0; trial < 20; trial++ {
 				asker := "newcomer"
 				if size > 0 && trial%2 == 0 {
 					asker = peers[rng.IntN(size)].PeerID
 				}
-				got := chooseNeighbours(rng, peers, asker, n)
+				got := chooseNeighbours(rng, sw, asker, n)
 				others := size
 				if asker != "newcomer" {
 					others--
@@ -57,7 +82,7 @@ func TestChooseNeverReturnsAskerNorDuplicatesAndRespectsCount(t *testing.T) {
 }
 
 func TestChooseWithZeroCountReturnsNothing(t *testing.T) {
-	require.Empty(t, chooseNeighbours(testRNG(2), randomSwarm(testRNG(3), 10), "x", 0))
+	require.Empty(t, chooseNeighbours(testRNG(2), swarmOfPeers(randomSwarm(testRNG(3), 10)), "x", 0))
 }
 
 func TestChooseFavoursFreeSlots(t *testing.T) {
@@ -70,9 +95,10 @@ func TestChooseFavoursFreeSlots(t *testing.T) {
 		}
 		peers[i] = proto.PeerInfo{PeerID: fmt.Sprintf("p%d", i), Depths: []int{2, 2, 2, 2}, FreeSlots: free}
 	}
+	sw := swarmOfPeers(peers)
 	withFree, full := 0, 0
 	for range 2000 {
-		for _, p := range chooseNeighbours(rng, peers, "asker", 8) {
+		for _, p := range chooseNeighbours(rng, sw, "asker", 8) {
 			if p.FreeSlots > 0 {
 				withFree++
 			} else {
@@ -95,9 +121,10 @@ func TestChooseFavoursSmallDepth(t *testing.T) {
 		}
 		peers[i] = proto.PeerInfo{PeerID: fmt.Sprintf("p%d", i), Depths: []int{d, d, d, d}, FreeSlots: 2}
 	}
+	sw := swarmOfPeers(peers)
 	shallow, deep := 0, 0
 	for range 2000 {
-		for _, p := range chooseNeighbours(rng, peers, "asker", 8) {
+		for _, p := range chooseNeighbours(rng, sw, "asker", 8) {
 			if p.Depths[0] == 1 {
 				shallow++
 			} else {
@@ -131,10 +158,11 @@ func TestChooseInducesConnectedGraph(t *testing.T) {
 			for seed := uint64(10); seed < 30; seed++ {
 				rng := testRNG(seed)
 				peers := tc.swarm(rng)
+				sw := swarmOfPeers(peers)
 				adj := make(map[string][]string, len(peers))
 				// Every peer announces once and links to its answer.
 				for _, p := range peers {
-					for _, q := range chooseNeighbours(rng, peers, p.PeerID, 8) {
+					for _, q := range chooseNeighbours(rng, sw, p.PeerID, 8) {
 						adj[p.PeerID] = append(adj[p.PeerID], q.PeerID)
 						adj[q.PeerID] = append(adj[q.PeerID], p.PeerID)
 					}
@@ -161,9 +189,10 @@ func TestChooseSamplesLargeSwarmsWidely(t *testing.T) {
 	// In a swarm larger than candidateSample every peer must still be reachable as a neighbour.
 	rng := testRNG(6)
 	peers := randomSwarm(rng, 2000)
+	sw := swarmOfPeers(peers)
 	picked := map[string]bool{}
 	for range 3000 {
-		for _, p := range chooseNeighbours(rng, peers, "asker", 8) {
+		for _, p := range chooseNeighbours(rng, sw, "asker", 8) {
 			picked[p.PeerID] = true
 		}
 	}
@@ -174,9 +203,10 @@ func BenchmarkChooseNeighbours(b *testing.B) {
 	rng := testRNG(7)
 	for _, size := range []int{50, 1000, 100000} {
 		peers := randomSwarm(rng, size)
+		sw := swarmOfPeers(peers)
 		b.Run(fmt.Sprint(size), func(b *testing.B) {
 			for b.Loop() {
-				chooseNeighbours(rng, peers, "asker", 8)
+				chooseNeighbours(rng, sw, "asker", 8)
 			}
 		})
 	}
