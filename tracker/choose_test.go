@@ -211,3 +211,32 @@ func BenchmarkChooseNeighbours(b *testing.B) {
 		})
 	}
 }
+
+func TestChooseBelievesClaimsOnlyOfVouchedPeersAndSpreadsOverHosts(t *testing.T) {
+	rng := testRNG(8)
+	s := newSwarm()
+	// 20 modest real peers on their own hosts, each vouched for by a child elsewhere ...
+	for i := range 20 {
+		s.put(proto.PeerInfo{PeerID: fmt.Sprintf("real%d", i), Depths: []int{3, 3, 3, 3}, FreeSlots: 1}, peerMeta{host: testHost(i)})
+		s.put(proto.PeerInfo{PeerID: fmt.Sprintf("child%d", i), Depths: []int{4, 4, 4, 4}}, peerMeta{host: testHost(100 + i), parents: []string{fmt.Sprintf("real%d", i)}})
+	}
+	// ... and 40 boasting unvouched peers on two hosts, which also name each other from their own host.
+	for i := range 40 {
+		s.put(proto.PeerInfo{PeerID: fmt.Sprintf("fake%d", i), Depths: []int{1, 1, 1, 1}, FreeSlots: 4096},
+			peerMeta{host: testHost(200 + i%2), parents: []string{fmt.Sprintf("fake%d", (i+2)%40)}})
+	}
+	for range 500 {
+		got := chooseNeighbours(rng, s, "asker", 8)
+		require.Len(t, got, 8)
+		fakes := map[netip.Addr]int{}
+		for _, p := range got[:6] { // the weighted picks
+			if p.FreeSlots == 4096 {
+				fakes[s.meta[s.index[p.PeerID]].host]++
+			}
+		}
+		for h, n := range fakes {
+			require.Equal(t, 1, n, "one weighted pick per host (%s)", h)
+		}
+		require.LessOrEqual(t, len(fakes), 1, "at most a quarter of 6 weighted picks are unvouched")
+	}
+}

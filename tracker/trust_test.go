@@ -445,3 +445,19 @@ func TestFakePeersVouchingForEachOtherGetAtMostOnePickPerHost(t *testing.T) {
 		})
 	}
 }
+
+func TestClientIPIsTheLastAddressOfTheTrustedHeader(t *testing.T) {
+	tr := &Tracker{cfg: Config{TrustProxyHeader: proxyHeader}}
+	r, err := http.NewRequest(http.MethodGet, "http://tracker/", nil)
+	require.NoError(t, err)
+	r.RemoteAddr = "10.0.0.1:5555"
+	require.Equal(t, "10.0.0.1", tr.clientIP(r), "no header: the connection's address")
+	r.Header.Add(proxyHeader, "203.0.113.9, 198.51.100.4")
+	require.Equal(t, "198.51.100.4", tr.clientIP(r), "what the client wrote first does not count")
+	r.Header.Add(proxyHeader, "192.0.2.44")
+	require.Equal(t, "192.0.2.44", tr.clientIP(r))
+	r.Header.Set(proxyHeader, "garbage")
+	require.Equal(t, "10.0.0.1", tr.clientIP(r))
+	untrusting := &Tracker{}
+	require.Equal(t, "10.0.0.1", untrusting.clientIP(r))
+}
