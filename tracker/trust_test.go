@@ -461,3 +461,19 @@ func TestClientIPIsTheLastAddressOfTheTrustedHeader(t *testing.T) {
 	untrusting := &Tracker{}
 	require.Equal(t, "10.0.0.1", untrusting.clientIP(r))
 }
+
+func TestSwarmsAreBounded(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxPeersPerSwarm = 3
+	tr := startTracker(t, cfg)
+	c, ctx := client(tr), ctxT(t)
+	require.NoError(t, c.RegisterStream(ctx, testRegistration(t, "live")))
+	for i := range 3 {
+		_, err := c.Announce(ctx, testAnnounce("live", i))
+		require.NoError(t, err)
+	}
+	_, err := c.Announce(ctx, testAnnounce("live", 3))
+	require.ErrorIs(t, err, trackerclient.ErrUnavailable)
+	_, err = c.Announce(ctx, testAnnounce("live", 1))
+	require.NoError(t, err, "members still re-announce")
+}
