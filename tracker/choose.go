@@ -56,25 +56,23 @@ func chooseNeighbours(rng *rand.Rand, s *swarm, asker string, n int) []proto.Pee
 	// Efraimidis–Spirakis: ordered by Exp(1)/w, a prefix is a weighted sample without
 	// replacement. The pool is at most candidateSample, so sorting it is cheap.
 	type keyed struct {
-		key      float64
-		at       int // index into s.infos
-		vouched  bool
-		host     netip.Addr
-		taken    bool
-		eligible bool
+		key   float64
+		at    int // index into s.infos
+		taken bool
 	}
 	cands := make([]keyed, len(pool))
 	for k, pi := range pool {
-		v := s.vouchers(pi)
-		cands[k] = keyed{key: rng.ExpFloat64() / neighbourWeight(s.infos[pi], v), at: pi, vouched: v > 0, host: s.meta[pi].host}
+		cands[k] = keyed{key: rng.ExpFloat64() / neighbourWeight(s.infos[pi], s.vouchers(pi)), at: pi}
 	}
 	slices.SortFunc(cands, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })
+	host := func(c *keyed) netip.Addr { return s.meta[c.at].host }
+	vouched := func(c *keyed) bool { return s.meta[c.at].vouchers > 0 }
 
 	out := make([]proto.PeerInfo, 0, n)
 	usedHosts := make(map[netip.Addr]bool, n)
 	take := func(c *keyed) {
 		c.taken = true
-		usedHosts[c.host] = true
+		usedHosts[host(c)] = true
 		out = append(out, s.infos[c.at])
 	}
 	maxUnvouched := max(1, weighted/unvouchedShare)
@@ -87,59 +85,37 @@ func chooseNeighbours(rng *rand.Rand, s *swarm, asker string, n int) []proto.Pee
 			if len(out) == weighted {
 				break
 			}
-			if c.taken || (pass < 2 && usedHosts[c.host]) || (pass < 1 && !c.vouched && unvouched >= maxUnvouched) {
+			if c.taken || (pass < 2 && usedHosts[host(c)]) || (pass < 1 && !vouched(c) && unvouched >= maxUnvouched) {
 				continue
 			}
-			if !c.vouched {
+			if !vouched(c) {
 				unvouched++
 			}
 			take(c)
 		}
 	}
 
-	// Uniform picks over hosts: a random untaken host, then a random untaken peer of it.
-	byHost := map[netip.Addr][]int{}
-	var hosts []netip.Addr
+	// Uniform picks over hosts: a random untaken candidate, kept with probability one over its
+	// host's peer count (so a host running eight peers is as likely as one running one) and only
+	// from a host not in the answer yet; after a few tries anything untaken will do (a demo runs
+	// every peer on one host).
+	rest := make([]int, 0, len(cands))
 	for i := range cands {
-		c := &cands[i]
-		if c.taken {
+		if !cands[i].taken {
+			rest = append(rest, i)
+		}
+	}
+	for tries := 0; len(out) < n && len(rest) > 0; tries++ {
+		j := rng.IntN(len(rest))
+		c := &cands[rest[j]]
+		if h := host(c); tries < 8*n && (usedHosts[h] || rng.IntN(max(1, s.perHost[h])) != 0) {
 			continue
 		}
-		if byHost[c.host] == nil {
-			hosts = append(hosts, c.host)
-		}
-		byHost[c.host] = append(byHost[c.host], i)
-	}
-	rng.Shuffle(len(hosts), func(i, j int) { hosts[i], hosts[j] = hosts[j], hosts[i] })
-	// Fresh hosts first, then hosts already in the answer, then again while peers are left.
-	slices.SortStableFunc(hosts, func(a, b netip.Addr) int {
-		return cmp.Compare(boolInt(usedHosts[a]), boolInt(usedHosts[b]))
-	})
-	for len(out) < n && len(hosts) > 0 {
-		next := hosts[:0]
-		for _, h := range hosts {
-			if len(out) == n {
-				break
-			}
-			idx := byHost[h]
-			j := rng.IntN(len(idx))
-			take(&cands[idx[j]])
-			idx[j] = idx[len(idx)-1]
-			byHost[h] = idx[:len(idx)-1]
-			if len(byHost[h]) > 0 {
-				next = append(next, h)
-			}
-		}
-		hosts = next
+		take(c)
+		rest[j] = rest[len(rest)-1]
+		rest = rest[:len(rest)-1]
 	}
 	return out
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
 
 // candidatePool returns indices into peers of the candidates: all peers but asker, or a uniform

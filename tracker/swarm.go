@@ -35,6 +35,9 @@ type peerMeta struct {
 	host netip.Addr
 	// parents are the distinct peer ids the peer names as its stripe parents.
 	parents []string
+	// vouchers counts the other hosts whose peers name this peer as a parent (kept up to date
+	// by account and unaccount, so a choice reads it instead of counting).
+	vouchers int
 }
 
 func newSwarm() *swarm {
@@ -55,12 +58,14 @@ func (s *swarm) put(info proto.PeerInfo, meta peerMeta) bool {
 		s.unaccount(i)
 		s.infos[i], s.meta[i] = info, meta
 		s.account(i)
+		s.recount(info.PeerID)
 		return false
 	}
 	s.index[info.PeerID] = len(s.infos)
 	s.infos = append(s.infos, info)
 	s.meta = append(s.meta, meta)
 	s.account(len(s.infos) - 1)
+	s.recount(info.PeerID)
 	return true
 }
 
@@ -88,7 +93,9 @@ func (s *swarm) account(i int) {
 			hosts = map[netip.Addr]int{}
 			s.vouch[p] = hosts
 		}
-		hosts[m.host]++
+		if hosts[m.host]++; hosts[m.host] == 1 {
+			s.recount(p)
+		}
 	}
 }
 
@@ -101,6 +108,7 @@ func (s *swarm) unaccount(i int) {
 		hosts := s.vouch[p]
 		if hosts[m.host]--; hosts[m.host] <= 0 {
 			delete(hosts, m.host)
+			s.recount(p)
 		}
 		if len(hosts) == 0 {
 			delete(s.vouch, p)
@@ -111,13 +119,20 @@ func (s *swarm) unaccount(i int) {
 // vouchers counts the other hosts whose peers name peer i as a parent. Only these reports lift
 // a peer's claimed free slots and depth: a host can say anything about itself, and its own
 // peers can say anything about each other.
-func (s *swarm) vouchers(i int) int {
-	hosts := s.vouch[s.infos[i].PeerID]
+func (s *swarm) vouchers(i int) int { return s.meta[i].vouchers }
+
+// recount brings peerID's voucher count up to date, if it is in the swarm.
+func (s *swarm) recount(peerID string) {
+	i, ok := s.index[peerID]
+	if !ok {
+		return
+	}
+	hosts := s.vouch[peerID]
 	n := len(hosts)
 	if _, self := hosts[s.meta[i].host]; self {
 		n--
 	}
-	return n
+	s.meta[i].vouchers = n
 }
 
 // distinctParents returns the distinct non-empty ids of parents, never self.
