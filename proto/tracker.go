@@ -19,8 +19,13 @@ package proto
 // without the tracker's register token (when it has one), 403 a peer id without its secret, an
 // address that is not the announcing host's, or a registration that is not signed by its key or
 // is older than the last one, 404 unknown stream, 409 GET of a name registered under several keys
-// without ?key=, 413 body too large, 429 too many requests or peers from this source address,
-// 503 the tracker cannot reach NATS or is full.
+// without ?key=, 413 body too large, 429 too many requests from this source address,
+// 503 the tracker cannot reach NATS or holds as many streams as it may. An announce from a host
+// that already runs as many peers in the swarm as the tracker allows is answered (200) but not
+// listed (AnnounceResponse.Listed).
+//
+// The origin may also register over NATS, writing the signed registration into the tracker's
+// streams bucket (tracker/registrar); the tracker verifies it the same way.
 
 import (
 	"crypto/sha256"
@@ -142,6 +147,10 @@ type AnnounceResponse struct {
 	Origin             OriginInfo `json:"origin"`
 	Stripes            int        `json:"stripes"`
 	AnnounceIntervalMs int64      `json:"announce_interval_ms"`
+	// Listed is false when the tracker answered but does not hand the asker out to others: its
+	// host runs as many peers in the swarm as the tracker allows, or the swarm is full. The
+	// asker still receives from its neighbours and the CDN.
+	Listed bool `json:"listed"`
 }
 
 // StreamStatus is a registered stream and the tracker's view of its swarm.

@@ -173,9 +173,7 @@ func (t *Tracker) announce(c *echo.Context) error {
 			return
 		}
 		found, reg = true, e.reg
-		if admitErr = t.view.admitErr(id, rec); admitErr != nil {
-			return
-		}
+		admitErr = t.view.admitErr(id, rec)
 		neighbours = chooseNeighbours(t.view.rng, t.view.swarms[id], req.PeerID, t.cfg.NeighbourCount)
 	})
 	switch {
@@ -185,15 +183,29 @@ func (t *Tracker) announce(c *echo.Context) error {
 	case !found:
 		result("unknown_stream")
 		return apiError(c, http.StatusNotFound, "unknown stream %q with key %s: no origin has registered it (or its registration expired)", req.Stream, id.key)
-	case errors.Is(admitErr, errHostFull):
-		result("host_full")
-		return apiError(c, http.StatusTooManyRequests, "%v", admitErr)
-	case admitErr != nil:
-		result("swarm_full")
-		return apiError(c, http.StatusServiceUnavailable, "%v", admitErr)
 	case len(req.Depths) > reg.Stripes || len(req.Parents) > reg.Stripes:
 		result("bad_request")
 		return apiError(c, http.StatusBadRequest, "%v: %d depths and %d parents, but stream %q has %d stripes", proto.ErrBadAnnounce, len(req.Depths), len(req.Parents), req.Stream, reg.Stripes)
+	}
+	answer := proto.AnnounceResponse{
+		Neighbours:         neighbours,
+		Origin:             proto.OriginInfo{QUICAddr: reg.QUICAddr, HTTPURL: reg.HTTPURL, PublicKey: id.key},
+		Stripes:            reg.Stripes,
+		AnnounceIntervalMs: t.cfg.AnnounceInterval.Milliseconds(),
+	}
+	if answer.Neighbours == nil {
+		answer.Neighbours = []proto.PeerInfo{}
+	}
+	if admitErr != nil {
+		// Its host (a carrier's NAT may hide thousands of viewers behind one address) or the
+		// swarm is full: the peer still learns the origin and neighbours to receive from, so
+		// it plays, but it is not handed out to others.
+		if errors.Is(admitErr, errHostFull) {
+			result("host_full")
+		} else {
+			result("swarm_full")
+		}
+		return c.JSON(http.StatusOK, answer)
 	}
 
 	val, err := json.Marshal(rec)
@@ -215,17 +227,10 @@ func (t *Tracker) announce(c *echo.Context) error {
 		}
 	})
 
-	if neighbours == nil {
-		neighbours = []proto.PeerInfo{}
-	}
+	answer.Listed = true
 	result("ok")
 	t.metrics.announceTime.Observe(time.Since(start).Seconds())
-	return c.JSON(http.StatusOK, proto.AnnounceResponse{
-		Neighbours:         neighbours,
-		Origin:             proto.OriginInfo{QUICAddr: reg.QUICAddr, HTTPURL: reg.HTTPURL, PublicKey: id.key},
-		Stripes:            reg.Stripes,
-		AnnounceIntervalMs: t.cfg.AnnounceInterval.Milliseconds(),
-	})
+	return c.JSON(http.StatusOK, answer)
 }
 
 // ownAddr checks that an announced QUIC address is the announcing host's own and returns it

@@ -18,6 +18,9 @@ import (
 
 const proxyHeader = "X-Forwarded-For"
 
+// reg0QUIC is the origin address of unsignedRegistration.
+const reg0QUIC = "127.0.0.1:9000"
+
 // proxied is a tracker behind a proxy we pretend to be: requests say where they come from in
 // X-Forwarded-For, so one test process can be many hosts.
 func proxied(t *testing.T) *Tracker {
@@ -154,16 +157,25 @@ func TestPeersPerHostAreCappedButLoopbackIsExempt(t *testing.T) {
 	tr := proxied(t)
 	require.NoError(t, client(tr).RegisterStream(ctxT(t), testRegistration(t, "live")))
 	for i := range 8 {
-		_, err := announceFrom(t, tr, "198.51.100.9", i, fmt.Sprintf("198.51.100.9:%d", 5000+i))
+		resp, err := announceFrom(t, tr, "198.51.100.9", i, fmt.Sprintf("198.51.100.9:%d", 5000+i))
 		require.NoError(t, err)
+		require.True(t, resp.Listed)
 	}
-	_, err := announceFrom(t, tr, "198.51.100.9", 8, "198.51.100.9:5008")
-	require.ErrorIs(t, err, trackerclient.ErrRateLimited, "the ninth peer of one host is refused")
-	_, err = announceFrom(t, tr, "198.51.100.9", 3, "198.51.100.9:6003")
-	require.NoError(t, err, "a known peer may still re-announce, even on a new port")
+	// The ninth peer of one host (a carrier's NAT, or an attacker) is answered, so it can play,
+	// but never handed out.
+	resp, err := announceFrom(t, tr, "198.51.100.9", 8, "198.51.100.9:5008")
+	require.NoError(t, err)
+	require.False(t, resp.Listed)
+	require.Len(t, resp.Neighbours, 8)
+	require.Equal(t, reg0QUIC, resp.Origin.QUICAddr)
+	resp, err = announceFrom(t, tr, "198.51.100.9", 3, "198.51.100.9:6003")
+	require.NoError(t, err)
+	require.True(t, resp.Listed, "a known peer may still re-announce, even on a new port")
 	for i := 100; i < 120; i++ {
-		_, err := client(tr).Announce(ctxT(t), testAnnounce("live", i))
+		resp, err := client(tr).Announce(ctxT(t), testAnnounce("live", i))
 		require.NoError(t, err, "loopback peer %d", i)
+		require.True(t, resp.Listed, "loopback peer %d", i)
+		require.NotContains(t, neighbourAddrs(resp), testPeerID(8))
 	}
 	st, err := client(tr).Stream(ctxT(t), "live", testKey)
 	require.NoError(t, err)
@@ -384,10 +396,10 @@ func sybilSwarm(t *testing.T, established, fakes, fakeHosts, newcomers int, coll
 			}
 			a.Parents = []string{testPeerID(100_000 + other), testPeerID(100_000 + other), testPeerID(100_000 + other), testPeerID(100_000 + other)}
 		}
-		if _, err := clientFrom(tr, fakeIP(h)).Announce(ctxT(t), a); err == nil {
+		resp, err := clientFrom(tr, fakeIP(h)).Announce(ctxT(t), a)
+		require.NoError(t, err)
+		if resp.Listed {
 			fakesAdmitted++
-		} else {
-			require.ErrorIs(t, err, trackerclient.ErrRateLimited)
 		}
 	}
 	if colluding { // the first fakes name parents too, now that the later ones exist
@@ -472,8 +484,13 @@ func TestSwarmsAreBounded(t *testing.T) {
 		_, err := c.Announce(ctx, testAnnounce("live", i))
 		require.NoError(t, err)
 	}
-	_, err := c.Announce(ctx, testAnnounce("live", 3))
-	require.ErrorIs(t, err, trackerclient.ErrUnavailable)
-	_, err = c.Announce(ctx, testAnnounce("live", 1))
-	require.NoError(t, err, "members still re-announce")
+	resp, err := c.Announce(ctx, testAnnounce("live", 3))
+	require.NoError(t, err)
+	require.False(t, resp.Listed, "answered, not listed")
+	resp, err = c.Announce(ctx, testAnnounce("live", 1))
+	require.NoError(t, err)
+	require.True(t, resp.Listed, "members still re-announce")
+	st, err := c.Stream(ctx, "live", testKey)
+	require.NoError(t, err)
+	require.Equal(t, 3, st.SwarmSize)
 }
