@@ -39,7 +39,7 @@ func runTracker(ctx context.Context, args []string) error {
 		"`NAME` of a header (e.g. X-Forwarded-For) whose last address is the client's; set it only\n"+
 			"behind a proxy you run that sets it: announced addresses and limits follow it\n"+
 			"(env CROWDSURF_TRUST_PROXY_HEADER)")
-	perHost := fs.Int("max-peers-per-host", 8, "peers one host (IP) may run in one swarm; -1 = no bound; loopback addresses are exempt")
+	perHost := fs.Int("max-peers-per-host", 8, "peers of one host (IP) listed in one swarm; more are answered but never handed out; -1 = no bound;\nloopback addresses are exempt")
 	verbose := fs.Bool("v", false, "log debug detail")
 	fs.Usage = func() {
 		out := fs.Output()

@@ -73,12 +73,13 @@ type Config struct {
 	// 127.0.0.1; never on a tracker the internet reaches (anyone could point the swarm at a
 	// third party).
 	AllowForeignAddr bool
-	// MaxPeersPerHost bounds the peers one host (the IP of their QUIC address) may have in one
-	// swarm (default 8); -1 means no bound. Loopback addresses are exempt: only processes on the
-	// tracker's own machine can announce them (demo, tests).
+	// MaxPeersPerHost bounds the peers of one host (the IP of their QUIC address) listed in one
+	// swarm (default 8); -1 means no bound. More are answered but never handed out. Loopback
+	// addresses are exempt: only processes on the tracker's own machine can announce them.
 	MaxPeersPerHost int
-	// MaxPeersPerSwarm bounds one swarm (default 20000); MaxStreams bounds the registered
-	// swarms (default 1000). A tracker that is full answers 503 to newcomers.
+	// MaxPeersPerSwarm bounds one swarm (default 20000): newcomers beyond it are answered but
+	// not listed. MaxStreams bounds the registered swarms (default 1000): a new registration
+	// beyond it gets 503.
 	MaxPeersPerSwarm int
 	MaxStreams       int
 }
