@@ -240,3 +240,83 @@ func TestChooseBelievesClaimsOnlyOfVouchedPeersAndSpreadsOverHosts(t *testing.T)
 		require.LessOrEqual(t, len(fakes), 1, "at most a quarter of 6 weighted picks are unvouched")
 	}
 }
+
+// treeOffload models a swarm forming from the tracker's answers: real peers join one by one and,
+// per stripe, take the shallowest real neighbour in their one answer that is attached and has a
+// free slot, else one of the origin's seed slots, else the CDN. Fakes (fakeHosts hosts, 8 each,
+// claiming depth 1 and every free slot) are in the swarm from the start and serve nothing.
+// It returns the share of stripe subscriptions peers serve (the rest cost the origin).
+func treeOffload(rng *rand.Rand, reals, fakeHosts int) float64 {
+	const stripes, slotsPerStripe, seedSlots = 4, 2, 2
+	s := newSwarm()
+	for f := range 8 * fakeHosts {
+		id := fmt.Sprintf("fake%d", f)
+		s.put(proto.PeerInfo{PeerID: id, Depths: []int{1, 1, 1, 1}, FreeSlots: proto.TrackerMaxFreeSlots}, peerMeta{host: testHost(100_000 + f%fakeHosts)})
+	}
+	type peer struct {
+		depth   [stripes]int
+		free    [stripes]int
+		parents []string
+	}
+	real := map[string]*peer{}
+	seeds := [stripes]int{seedSlots, seedSlots, seedSlots, seedSlots}
+	served, total := 0, 0
+	for i := range reals {
+		id := fmt.Sprintf("real%d", i)
+		p := &peer{free: [stripes]int{slotsPerStripe, slotsPerStripe, slotsPerStripe, slotsPerStripe}, parents: make([]string, stripes)}
+		answer := chooseNeighbours(rng, s, id, 8)
+		for st := range stripes {
+			total++
+			var best *peer
+			for _, nb := range answer {
+				q := real[nb.PeerID]
+				if q != nil && q.depth[st] > 0 && q.free[st] > 0 && (best == nil || q.depth[st] < best.depth[st]) {
+					best, p.parents[st] = q, nb.PeerID
+				}
+			}
+			switch {
+			case best != nil:
+				best.free[st]--
+				p.depth[st] = best.depth[st] + 1
+				served++
+			case seeds[st] > 0:
+				seeds[st]--
+				p.depth[st] = 1
+				p.parents[st] = "origin"
+			default:
+				p.depth[st] = 0 // the CDN: unattached
+				p.parents[st] = ""
+			}
+		}
+		real[id] = p
+		// It and its parents announce their new state.
+		for _, qid := range append([]string{id}, p.parents...) {
+			q := real[qid]
+			if q == nil {
+				continue
+			}
+			depths, free := make([]int, stripes), 0
+			for st := range stripes {
+				depths[st] = q.depth[st]
+				if q.depth[st] == 0 {
+					depths[st] = -1
+				}
+				free += q.free[st]
+			}
+			var n int
+			fmt.Sscanf(qid, "real%d", &n)
+			s.put(proto.PeerInfo{PeerID: qid, Depths: depths, FreeSlots: free}, peerMeta{host: testHost(n), parents: distinctParents(qid, q.parents)})
+		}
+	}
+	return float64(served) / float64(total)
+}
+
+func TestFakesFromTenHostsKeepOffloadWithinATenthOfTheirAbsence(t *testing.T) {
+	var without, with float64
+	for seed := uint64(1); seed <= 5; seed++ {
+		without += treeOffload(testRNG(seed), 200, 0) / 5
+		with += treeOffload(testRNG(seed), 200, 10) / 5
+	}
+	t.Logf("modelled offload of 200 real peers: %.3f without fakes, %.3f with 80 listed fakes from 10 hosts (ratio %.3f)", without, with, with/without)
+	require.GreaterOrEqual(t, with, 0.9*without)
+}
