@@ -66,6 +66,7 @@ func runOrigin(ctx context.Context, args []string) error {
 	chunkInterval := fs.Duration("chunk-interval", origin.DefaultChunkInterval, "... or when it is this old, whichever comes first")
 	tracker := fs.String("tracker", "", "tracker base URL (http://HOST:PORT): streams are registered there so peers find this origin, and it names the watch links")
 	natsURL := fs.String("nats", "", "register streams straight into the tracker's NATS at this URL instead of over HTTP")
+	registerToken := fs.String("register-token", "", "bearer token the tracker wants with registrations over HTTP (its --register-token); registrations are signed with --key either way")
 	stripes := fs.Int("stripes", origin.DefaultStripes, "stripes each stream is split into (chunk index mod stripes); peers learn it from the tracker")
 	advertise := fs.String("advertise", "", "host peers use to reach this origin's mesh and HTTP ports; default: the --http host, or 127.0.0.1 when that is a wildcard (set it when peers run on other machines)")
 	publicHTTP := fs.String("public-http", "", "base URL peers use for the CDN fallback when a CDN or proxy sits in front of --http (default http://ADVERTISE:HTTPPORT)")
@@ -131,6 +132,7 @@ func runOrigin(ctx context.Context, args []string) error {
 		ChunkInterval:   *chunkInterval,
 		TrackerURL:      *tracker,
 		NATSURL:         *natsURL,
+		RegisterToken:   *registerToken,
 		Stripes:         *stripes,
 		Advertise:       *advertise,
 		PublicHTTPURL:   *publicHTTP,

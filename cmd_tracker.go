@@ -32,8 +32,14 @@ func runTracker(ctx context.Context, args []string) error {
 	neighbours := fs.Int("neighbours", 8, "neighbour candidates per announce answer")
 	rateLimit := fs.Float64("rate-limit", 20, "API requests per second allowed per source IP (burst twice that); 0 turns the limit off")
 	registerToken := fs.String("register-token", envOr("CROWDSURF_TRACKER_REGISTER_TOKEN", ""),
-		"`TOKEN` required as a bearer token to register streams over HTTP; empty allows anyone\n"+
-			"(env CROWDSURF_TRACKER_REGISTER_TOKEN)")
+		"`TOKEN` required as a bearer token to register streams over HTTP (origins send it with\n"+
+			"their --register-token); empty allows anyone with a signing key. Registrations are\n"+
+			"signed by each stream's key either way (env CROWDSURF_TRACKER_REGISTER_TOKEN)")
+	trustProxy := fs.String("trust-proxy-header", envOr("CROWDSURF_TRUST_PROXY_HEADER", ""),
+		"`NAME` of a header (e.g. X-Forwarded-For) whose last address is the client's; set it only\n"+
+			"behind a proxy you run that sets it: announced addresses and limits follow it\n"+
+			"(env CROWDSURF_TRUST_PROXY_HEADER)")
+	perHost := fs.Int("max-peers-per-host", 8, "peers of one host (IP) listed in one swarm; more are answered but never handed out; -1 = no bound;\nloopback addresses are exempt")
 	verbose := fs.Bool("v", false, "log debug detail")
 	fs.Usage = func() {
 		out := fs.Output()
@@ -72,6 +78,8 @@ func runTracker(ctx context.Context, args []string) error {
 		RateLimit:        limit,
 		RateBurst:        max(burst, 1),
 		RegisterToken:    *registerToken,
+		TrustProxyHeader: *trustProxy,
+		MaxPeersPerHost:  *perHost,
 	})
 	if err != nil {
 		return err

@@ -8,9 +8,9 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
 	"github.com/crowdsurf/crowdsurf/proto"
 	"github.com/crowdsurf/crowdsurf/tracker"
+	"github.com/crowdsurf/crowdsurf/tracker/registrar"
 )
 
 // startTracker runs an in-process tracker (with its embedded NATS) on loopback HTTP and
@@ -25,9 +25,12 @@ func (lt *LoadTest) startTracker(ctx context.Context, runInfra func(string, func
 	tr, err := tracker.New(tracker.Config{
 		HTTPListener: ln,
 		Logger:       lt.cfg.Logger,
-		// A whole swarm announces from 127.0.0.1: no per-address limit.
-		RateLimit: rate.Inf,
-		RateBurst: 1,
+		// A whole swarm announces from 127.0.0.1: no per-address limit, and the QUIC
+		// addresses peers announce are on the simulated network, not the HTTP source's host.
+		// Each simulated peer has its own address, so the per-host bounds still hold.
+		RateLimit:        rate.Inf,
+		RateBurst:        1,
+		AllowForeignAddr: true,
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -41,22 +44,27 @@ func (lt *LoadTest) startTracker(ctx context.Context, runInfra func(string, func
 	}
 	reg := proto.StreamRegistration{
 		Name:              streamName,
-		PublicKey:         proto.FormatPublicKey(lt.src.PublicKey()),
 		QUICAddr:          lt.rootAddr,
 		HTTPURL:           lt.src.HTTPURL(),
 		Stripes:           lt.cfg.Stripes,
 		SegmentDurationMs: lt.cfg.Segment.Milliseconds(),
 		BitrateBps:        lt.cfg.BitrateBps,
 	}
+	registrations, err := registrar.New(registrar.Config{NATSURL: tr.NATSURL(), Key: lt.key})
+	if err != nil {
+		return "", fmt.Errorf("loadtest: %w", err)
+	}
 	register := func(ctx context.Context) error {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		defer cancel()
-		return trackerclient.RegisterStreamNATS(rctx, tr.NATSURL(), reg)
+		return registrations.Register(rctx, reg)
 	}
 	if err := register(ctx); err != nil {
+		registrations.Close()
 		return "", fmt.Errorf("loadtest: registering the stream: %w", err)
 	}
 	runInfra("stream registration", func(ctx context.Context) error {
+		defer registrations.Close()
 		t := time.NewTicker(proto.TrackerStreamTTL / 3)
 		defer t.Stop()
 		for {

@@ -105,6 +105,9 @@ type Config struct {
 
 	// TrackerURL is the tracker's base URL, used to print watch links; empty omits them.
 	TrackerURL string
+	// RegisterToken is sent as a bearer token with every registration over HTTP, for a tracker
+	// run with --register-token.
+	RegisterToken string
 
 	// OnStream, when set, is called whenever a stream starts or stops being published (the
 	// mesh root and the tracker registration follow streams this way). It must not block.

@@ -7,6 +7,7 @@ import (
 
 	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/tracker/registrar"
 )
 
 // registerInterval is well inside the tracker's stream time-to-live (proto.TrackerStreamTTL), so
@@ -14,12 +15,24 @@ import (
 const registerInterval = 5 * time.Second
 
 // registerStreams keeps every stream whose mesh root runs registered at the tracker (over HTTP
-// with TrackerURL, or straight into NATS with NATSURL), so peers learn the origin's QUIC and HTTP
-// addresses from their announce answers.
+// with TrackerURL, or straight into NATS with NATSURL, over one connection), so peers learn the
+// origin's QUIC and HTTP addresses from their announce answers. Every registration is signed
+// afresh with the stream's key: the tracker takes only registrations its key signed, each newer
+// than the last.
 func (o *Origin) registerStreams(ctx context.Context, mesh *meshSeeder) {
-	var client *trackerclient.Client
+	var (
+		client *trackerclient.Client
+		nats   *registrar.Registrar
+	)
 	if o.cfg.TrackerURL != "" {
-		client = &trackerclient.Client{BaseURL: o.cfg.TrackerURL}
+		client = &trackerclient.Client{BaseURL: o.cfg.TrackerURL, RegisterToken: o.cfg.RegisterToken}
+	} else if o.cfg.NATSURL != "" {
+		var err error
+		if nats, err = registrar.New(registrar.Config{NATSURL: o.cfg.NATSURL, Key: o.cfg.Key}); err != nil {
+			o.log.Error("streams cannot be registered over NATS", "err", err)
+			return
+		}
+		defer nats.Close()
 	}
 	// registeredOK holds each stream's last outcome, so the log tells only of changes.
 	registeredOK := map[string]bool{}
@@ -33,7 +46,6 @@ func (o *Origin) registerStreams(ctx context.Context, mesh *meshSeeder) {
 			}
 			reg := proto.StreamRegistration{
 				Name:              si.Name,
-				PublicKey:         si.PublicKey,
 				QUICAddr:          o.advertisedAddr(addr),
 				HTTPURL:           o.PublicHTTPURL(),
 				Stripes:           o.cfg.Stripes,
@@ -43,9 +55,10 @@ func (o *Origin) registerStreams(ctx context.Context, mesh *meshSeeder) {
 			rctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			var err error
 			if client != nil {
+				reg.Sign(o.cfg.Key, time.Now())
 				err = client.RegisterStream(rctx, reg)
-			} else if o.cfg.NATSURL != "" {
-				err = trackerclient.RegisterStreamNATS(rctx, o.cfg.NATSURL, reg)
+			} else if nats != nil {
+				err = nats.Register(rctx, reg) // signs it
 			}
 			cancel()
 			was, seen := registeredOK[si.Name]

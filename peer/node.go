@@ -34,6 +34,7 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	id      [16]byte
+	secret  [proto.PeerSecretLen]byte
 	tr      *quic.Transport // nil when the node takes its connections from a Mux
 	ln      connAcceptor
 	window  *segwindow.Window
@@ -73,8 +74,10 @@ func New(cfg Config) (*Node, error) {
 		publishCh: make(chan *proto.Chunk, 1024),
 		done:      make(chan struct{}),
 	}
-	if _, err := rand.Read(n.id[:]); err != nil {
-		return nil, fmt.Errorf("peer id: %w", err)
+	// The id derives from a per-run secret that only announces to the tracker carry, so nobody
+	// else can announce under it (proto.PeerIDFromSecret).
+	if n.secret, n.id, err = proto.NewPeerSecret(rand.Read); err != nil {
+		return nil, err
 	}
 	n.log = cfg.Logger.With("component", "peer", "stream", cfg.Stream, "peer_id", hex.EncodeToString(n.id[:4]))
 	n.window = segwindow.New(segwindow.Config{

@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"strings"
 	"time"
@@ -72,12 +73,17 @@ func (n *Node) announceRequest() proto.AnnounceRequest {
 		fallbackShare = float64(s.BytesFromHTTP) / float64(total)
 	}
 	return proto.AnnounceRequest{
-		PeerID:    s.PeerID,
-		Stream:    n.cfg.Stream,
-		Addr:      n.Addr().String(),
-		UploadBps: min(upload, proto.TrackerMaxBps),
-		Depths:    s.Depths,
-		FreeSlots: min(s.FreeSlots, proto.TrackerMaxFreeSlots),
-		Quality:   proto.PeerQuality{FallbackShare: fallbackShare},
+		PeerState: proto.PeerState{
+			PeerID:    s.PeerID,
+			Stream:    n.cfg.Stream,
+			StreamKey: proto.FormatPublicKey(n.cfg.OriginKey),
+			Addr:      n.Addr().String(),
+			UploadBps: min(upload, proto.TrackerMaxBps),
+			Depths:    s.Depths,
+			Parents:   s.ParentIDs,
+			FreeSlots: min(s.FreeSlots, proto.TrackerMaxFreeSlots),
+			Quality:   proto.PeerQuality{FallbackShare: fallbackShare},
+		},
+		PeerSecret: hex.EncodeToString(n.secret[:]),
 	}
 }

@@ -1,6 +1,9 @@
 package proto
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+)
 
 // ValidStreamName reports whether s can name a stream: 1 to MaxStreamNameLen characters from
 // [A-Za-z0-9._-], not starting with a dot. Stream names appear in URLs, NATS keys and file names,
@@ -21,4 +24,24 @@ func ValidStreamName(s string) error {
 		}
 	}
 	return nil
+}
+
+// validHostname accepts DNS names (letters, digits, hyphens; dot-separated labels of 1 to 63)
+// and so dotted IPv4 addresses too. Watch links and tracker registrations share it.
+func validHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(h, ".") {
+		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -5,51 +5,50 @@ package proto
 // every TrackerStreamTTL/3, because a registration the tracker has not heard again within
 // TrackerStreamTTL ages out (a dead origin's stream disappears by itself).
 //
-//	POST /v1/announce        AnnounceRequest    -> AnnounceResponse
-//	POST /v1/streams         StreamRegistration -> StreamStatus
-//	GET  /v1/streams                            -> []StreamStatus
-//	GET  /v1/streams/{name}                     -> StreamStatus
-//	any error                                   -> ErrorResponse with a 4xx/5xx status
+//	POST TrackerAnnouncePath       AnnounceRequest    -> AnnounceResponse
+//	POST TrackerStreamsPath        StreamRegistration -> StreamStatus
+//	GET  TrackerStreamsPath                           -> []StreamStatus
+//	GET  TrackerStreamsPath/{name}[?key=KEY]          -> StreamStatus
+//	any error                                         -> ErrorResponse with a 4xx/5xx status
 //
-// Errors: 400 a field is missing or absurd (the message names it), 401 POST /v1/streams without
-// the tracker's register token (when it has one), 404 unknown stream, 409 a live stream is
-// registered with another public key, 413 body too large, 429 too many requests from this
-// source address (retry after a second), 503 the tracker cannot reach NATS.
+// A swarm is a (stream name, public key) pair: announces name the key from the watch link, and a
+// registration is signed by that key (see StreamRegistration), so whoever holds another key can
+// neither block a name nor join or overwrite its swarm.
 //
-// The origin may also register over NATS by writing the StreamRegistration as JSON under
-// TrackerStreamKey(name) in the TrackerStreamsBucket key-value bucket.
+// Errors: 400 a field is missing or absurd (the message names it), 401 POST TrackerStreamsPath
+// without the tracker's register token (when it has one), 403 a peer id without its secret, an
+// address that is not the announcing host's, or a registration that is not signed by its key or
+// is older than the last one, 404 unknown stream, 409 GET of a name registered under several keys
+// without ?key=, 413 body too large, 429 too many requests from this source address,
+// 503 the tracker cannot reach NATS or holds as many streams as it may. An announce from a host
+// that already runs as many peers in the swarm as the tracker allows is answered (200) but not
+// listed (AnnounceResponse.Listed).
+//
+// The origin may also register over NATS, writing the signed registration into the tracker's
+// streams bucket (tracker/registrar); the tracker verifies it the same way.
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"net/url"
+	"net/netip"
 	"strconv"
-	"strings"
 	"time"
 )
 
-// API paths of the tracker.
+// API paths of the tracker; the server routes and the client calls these, nothing else.
 const (
 	TrackerAnnouncePath = "/v1/announce"
 	TrackerStreamsPath  = "/v1/streams"
-)
-
-// NATS JetStream key-value buckets that hold the swarm state shared by all tracker replicas.
-const (
-	// TrackerPeersBucket maps TrackerPeerKey(stream, peer) to a PeerRecord; its TTL forgets silent peers.
-	TrackerPeersBucket = "crowdsurf_peers"
-	// TrackerStreamsBucket maps TrackerStreamKey(name) to a StreamRegistration.
-	TrackerStreamsBucket = "crowdsurf_streams"
 )
 
 // Limits and defaults of the tracker API. A request outside them is rejected with 400.
 const (
 	// MaxPeerIDLen bounds a peer id (hex or base64url of a key fits).
 	MaxPeerIDLen = 64
-	// TrackerDefaultStripes is the stripe count of a registration that names none.
-	TrackerDefaultStripes = 4
 	// TrackerMaxStripes bounds the stripe count of a stream (and so the length of Depths).
 	TrackerMaxStripes = MaxStripes
 	// TrackerMaxDepth bounds an announced depth; deeper trees are a bug, not a swarm.
@@ -62,29 +61,57 @@ const (
 	TrackerMaxAddrLen = 256
 	// TrackerStreamTTL is how long a stream registration lives without being renewed.
 	TrackerStreamTTL = 30 * time.Second
+	// PeerSecretLen is the size of the per-run secret a peer id is derived from.
+	PeerSecretLen = 32
+	// PeerIDLen is the size of a peer id (the mesh HELLO carries it raw; the tracker API in hex).
+	PeerIDLen = 16
 )
 
 // ErrBadAnnounce means an AnnounceRequest has a missing or absurd field; the message says which.
 var ErrBadAnnounce = errors.New("bad announce")
 
-// ErrBadRegistration means a StreamRegistration has a missing or absurd field; the message says which.
-var ErrBadRegistration = errors.New("bad stream registration")
+// ErrPeerSecret means an announce's peer id is not the one its secret derives: someone announces
+// under another peer's id, or the peer is broken.
+var ErrPeerSecret = errors.New("peer id does not belong to the announced secret")
 
-// AnnounceRequest is what a peer tells the tracker every few seconds.
-type AnnounceRequest struct {
+// PeerState is what a peer says about itself; the announce carries it, the tracker stores it.
+type PeerState struct {
 	PeerID string `json:"peer_id"`
 	Stream string `json:"stream"`
-	// Addr is the peer's QUIC address, host:port. An empty or unspecified host ("":4242,
-	// "0.0.0.0:4242") is replaced by the address the request came from.
+	// StreamKey is the origin's public key from the watch link (FormatPublicKey's spelling, or
+	// any ParsePublicKey reads): with Stream it names the swarm.
+	StreamKey string `json:"stream_key"`
+	// Addr is the peer's QUIC address, IP:port. An empty or unspecified host (":4242",
+	// "0.0.0.0:4242") is replaced by the address the request came from. Host names are refused:
+	// the tracker checks that the address is the announcing host's own.
 	Addr string `json:"addr"`
 	// UploadBps is the peer's upload budget in bits per second.
 	UploadBps int64 `json:"upload_bps"`
 	// Depths holds the peer's depth per stripe (origin = 0, its children 1, ...); -1 means the
 	// peer has no parent for that stripe. Empty means not attached at all.
 	Depths []int `json:"depths"`
+	// Parents holds the peer id of the peer's parent per stripe, "" where it has none. The
+	// tracker believes a peer's free slots only once children on other hosts name it here.
+	Parents []string `json:"parents"`
 	// FreeSlots is how many more stripe children the peer accepts within its budget.
 	FreeSlots int         `json:"free_slots"`
 	Quality   PeerQuality `json:"quality"`
+}
+
+// AnnounceRequest is what a peer tells the tracker every few seconds.
+type AnnounceRequest struct {
+	PeerState
+	// PeerSecret is PeerSecretLen random bytes in hex, drawn once per run; PeerID must be
+	// PeerIDFromSecret of it. The tracker checks and forgets it: it is never stored nor shown.
+	PeerSecret string `json:"peer_secret"`
+}
+
+// PeerRecord is what the tracker stores per peer in its peers bucket: the peer's state (never
+// its secret) and the address its announce came from.
+type PeerRecord struct {
+	PeerState
+	// SourceIP is the announcing host's address as the tracker saw it.
+	SourceIP string `json:"source_ip"`
 }
 
 // PeerQuality is what a peer reports about its own playback, for operators.
@@ -107,8 +134,7 @@ type PeerInfo struct {
 type OriginInfo struct {
 	QUICAddr string `json:"quic_addr"`
 	HTTPURL  string `json:"http_url"`
-	// PublicKey is the origin's Ed25519 key, base64. A peer trusts the key in its watch link, not
-	// this one; the tracker repeats it only so a mismatch can be reported.
+	// PublicKey is the origin's Ed25519 key, base64: the swarm's key, which the announce named.
 	PublicKey string `json:"public_key"`
 }
 
@@ -121,23 +147,10 @@ type AnnounceResponse struct {
 	Origin             OriginInfo `json:"origin"`
 	Stripes            int        `json:"stripes"`
 	AnnounceIntervalMs int64      `json:"announce_interval_ms"`
-}
-
-// StreamRegistration is what the origin tells the tracker about its stream. The origin repeats it
-// at least every TrackerStreamTTL/3.
-type StreamRegistration struct {
-	Name string `json:"name"`
-	// PublicKey is the origin's Ed25519 public key as ParsePublicKey reads it (FormatPublicKey's
-	// spelling, or standard base64).
-	PublicKey string `json:"public_key"`
-	// QUICAddr is the origin's QUIC host:port (the root of every stripe).
-	QUICAddr string `json:"quic_addr"`
-	// HTTPURL is the base URL of the origin's HLS/chunk endpoint (http or https).
-	HTTPURL string `json:"http_url"`
-	// Stripes is the stripe count; 0 means TrackerDefaultStripes.
-	Stripes           int   `json:"stripes"`
-	SegmentDurationMs int64 `json:"segment_duration_ms"`
-	BitrateBps        int64 `json:"bitrate_bps"`
+	// Listed is false when the tracker answered but does not hand the asker out to others: its
+	// host runs as many peers in the swarm as the tracker allows, or the swarm is full. The
+	// asker still receives from its neighbours and the CDN.
+	Listed bool `json:"listed"`
 }
 
 // StreamStatus is a registered stream and the tracker's view of its swarm.
@@ -159,29 +172,10 @@ type StripeDepths struct {
 	Unattached int `json:"unattached"`
 }
 
-// PeerRecord is what the tracker stores per peer in TrackerPeersBucket.
-type PeerRecord struct {
-	PeerID    string      `json:"peer_id"`
-	Stream    string      `json:"stream"`
-	Addr      string      `json:"addr"`
-	UploadBps int64       `json:"upload_bps"`
-	Depths    []int       `json:"depths"`
-	FreeSlots int         `json:"free_slots"`
-	Quality   PeerQuality `json:"quality"`
-}
-
 // ErrorResponse is the body of every error answer of the tracker.
 type ErrorResponse struct {
 	Error string `json:"error"`
 }
-
-// TrackerStreamKey is the key of a stream in TrackerStreamsBucket. NATS keys use '.' as a token
-// separator and forbid empty tokens, so the dots a stream name may hold become '=', which no
-// stream name holds.
-func TrackerStreamKey(stream string) string { return strings.ReplaceAll(stream, ".", "=") }
-
-// TrackerPeerKey is the key of a peer in TrackerPeersBucket: "<stream key>.<peer id>".
-func TrackerPeerKey(stream, peerID string) string { return TrackerStreamKey(stream) + "." + peerID }
 
 // ValidPeerID reports whether id can name a peer: 1 to MaxPeerIDLen characters from [A-Za-z0-9_=-],
 // so it is a valid NATS key token and safe in URLs.
@@ -213,7 +207,8 @@ func ParseAnnounceRequest(b []byte) (AnnounceRequest, error) {
 	return r, nil
 }
 
-// Validate reports the first absurd field of r, wrapped in ErrBadAnnounce.
+// Validate reports the first absurd field of r, wrapped in ErrBadAnnounce. Whether the secret
+// derives the peer id is CheckPeerSecret's question (ErrPeerSecret), not a format error.
 func (r *AnnounceRequest) Validate() error {
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("%w: %s", ErrBadAnnounce, fmt.Sprintf(format, args...))
@@ -221,10 +216,19 @@ func (r *AnnounceRequest) Validate() error {
 	if err := ValidPeerID(r.PeerID); err != nil {
 		return bad("%v", err)
 	}
+	if len(r.PeerSecret) != 2*PeerSecretLen {
+		return bad("peer_secret must be %d hex digits", 2*PeerSecretLen)
+	}
+	if _, err := hex.DecodeString(r.PeerSecret); err != nil {
+		return bad("peer_secret must be %d hex digits", 2*PeerSecretLen)
+	}
 	if err := ValidStreamName(r.Stream); err != nil {
 		return bad("%v", err)
 	}
-	if err := trackerCheckAddr(r.Addr, true); err != nil {
+	if _, err := ParsePublicKey(r.StreamKey); err != nil {
+		return bad("stream_key: %v", err)
+	}
+	if _, err := ParseAnnounceAddr(r.Addr); err != nil {
 		return bad("addr: %v", err)
 	}
 	if r.UploadBps < 0 || r.UploadBps > TrackerMaxBps {
@@ -236,6 +240,17 @@ func (r *AnnounceRequest) Validate() error {
 	for i, d := range r.Depths {
 		if d < -1 || d > TrackerMaxDepth {
 			return bad("depth %d of stripe %d must be -1 (unattached) to %d", d, i, TrackerMaxDepth)
+		}
+	}
+	if len(r.Parents) > TrackerMaxStripes {
+		return bad("%d parents, at most %d stripes", len(r.Parents), TrackerMaxStripes)
+	}
+	for i, p := range r.Parents {
+		if p == "" {
+			continue
+		}
+		if err := ValidPeerID(p); err != nil {
+			return bad("parent of stripe %d: %v", i, err)
 		}
 	}
 	if r.FreeSlots < 0 || r.FreeSlots > TrackerMaxFreeSlots {
@@ -251,109 +266,110 @@ func (r *AnnounceRequest) Validate() error {
 	return nil
 }
 
-// ParseStreamRegistration decodes, defaults and validates a StreamRegistration.
-func ParseStreamRegistration(b []byte) (StreamRegistration, error) {
-	var r StreamRegistration
-	if err := json.Unmarshal(b, &r); err != nil {
-		return StreamRegistration{}, fmt.Errorf("%w: %w", ErrBadRegistration, err)
+// NewPeerSecret draws a peer's per-run secret from rnd (crypto/rand.Read in production) and
+// returns it with the peer id it derives.
+func NewPeerSecret(rnd func([]byte) (int, error)) (secret [PeerSecretLen]byte, id [PeerIDLen]byte, err error) {
+	if _, err := rnd(secret[:]); err != nil {
+		return secret, id, fmt.Errorf("peer secret: %w", err)
 	}
-	r.ApplyDefaults()
-	if err := r.Validate(); err != nil {
-		return StreamRegistration{}, err
-	}
-	return r, nil
+	return secret, PeerIDFromSecret(secret), nil
 }
 
-// ApplyDefaults fills the fields a registration may leave out.
-func (r *StreamRegistration) ApplyDefaults() {
-	if r.Stripes == 0 {
-		r.Stripes = TrackerDefaultStripes
-	}
+// PeerIDFromSecret derives a peer id: the first PeerIDLen bytes of SHA-256(secret). Anyone can
+// check it; only the holder of the secret can announce under the id.
+func PeerIDFromSecret(secret [PeerSecretLen]byte) [PeerIDLen]byte {
+	h := sha256.Sum256(secret[:])
+	return [PeerIDLen]byte(h[:PeerIDLen])
 }
 
-// Validate reports the first absurd field of r, wrapped in ErrBadRegistration.
-func (r *StreamRegistration) Validate() error {
-	bad := func(format string, args ...any) error {
-		return fmt.Errorf("%w: %s", ErrBadRegistration, fmt.Sprintf(format, args...))
+// CheckPeerSecret reports, wrapped in ErrPeerSecret, whether the hex secret does not derive the
+// hex peer id (as FormatPeerID spells it).
+func CheckPeerSecret(peerID, secretHex string) error {
+	var secret [PeerSecretLen]byte
+	if n, err := hex.Decode(secret[:], []byte(secretHex)); err != nil || n != PeerSecretLen || len(secretHex) != 2*PeerSecretLen {
+		return fmt.Errorf("%w: the secret is not %d hex digits", ErrPeerSecret, 2*PeerSecretLen)
 	}
-	if err := ValidStreamName(r.Name); err != nil {
-		return bad("%v", err)
-	}
-	if _, err := ParsePublicKey(r.PublicKey); err != nil {
-		return bad("%v", err)
-	}
-	if err := trackerCheckAddr(r.QUICAddr, false); err != nil {
-		return bad("quic_addr: %v", err)
-	}
-	if len(r.HTTPURL) > TrackerMaxAddrLen {
-		return bad("http_url longer than %d", TrackerMaxAddrLen)
-	}
-	u, err := url.Parse(r.HTTPURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return bad("http_url %q must be an absolute http(s) URL", trackerClip(r.HTTPURL))
-	}
-	if r.Stripes < 1 || r.Stripes > TrackerMaxStripes {
-		return bad("stripes %d must be 1 to %d", r.Stripes, TrackerMaxStripes)
-	}
-	if r.SegmentDurationMs < 0 || r.SegmentDurationMs > 60_000 {
-		return bad("segment_duration_ms %d must be 0 to 60000", r.SegmentDurationMs)
-	}
-	if r.BitrateBps < 0 || r.BitrateBps > TrackerMaxBps {
-		return bad("bitrate_bps %d must be 0 to %d", r.BitrateBps, int64(TrackerMaxBps))
+	id := PeerIDFromSecret(secret)
+	if hex.EncodeToString(id[:]) != peerID {
+		return fmt.Errorf("%w: peer %q", ErrPeerSecret, trackerClip(peerID))
 	}
 	return nil
 }
 
-// trackerCheckAddr checks a QUIC address. With emptyHostOK the host may be empty or unspecified
-// (the tracker fills in the request's source address).
-func trackerCheckAddr(s string, emptyHostOK bool) error {
-	if len(s) > TrackerMaxAddrLen {
-		return fmt.Errorf("longer than %d", TrackerMaxAddrLen)
-	}
-	host, port, err := net.SplitHostPort(s)
+// ParseAnnounceAddr reads a peer's QUIC address: an IP literal or an empty host (which the
+// tracker fills in), and a port 1 to 65535. Host names are refused (the tracker must be able to
+// compare the address with the announcing host's), and so are addresses nobody can be at:
+// broadcast and multicast. An unspecified host comes back as the zero netip.Addr, like an empty one.
+func ParseAnnounceAddr(s string) (netip.AddrPort, error) {
+	host, port, err := splitAddr(s)
 	if err != nil {
-		return fmt.Errorf("%q is not host:port", trackerClip(s))
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return fmt.Errorf("%q: port must be 1 to 65535", trackerClip(s))
+		return netip.AddrPort{}, err
 	}
 	if host == "" {
-		if emptyHostOK {
-			return nil
-		}
+		return netip.AddrPortFrom(netip.Addr{}, port), nil
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("%q: host must be an IP address, not a name", trackerClip(s))
+	}
+	ip = ip.Unmap()
+	if err := checkUsableIP(ip, s); err != nil {
+		return netip.AddrPort{}, err
+	}
+	if ip.IsUnspecified() {
+		ip = netip.Addr{}
+	}
+	return netip.AddrPortFrom(ip, port), nil
+}
+
+// checkRegistrationAddr checks an origin's QUIC address: a host name or an IP that can be
+// dialled (not unspecified, broadcast or multicast), and a port.
+func checkRegistrationAddr(s string) error {
+	host, _, err := splitAddr(s)
+	if err != nil {
+		return err
+	}
+	if host == "" {
 		return fmt.Errorf("%q has no host", trackerClip(s))
 	}
-	if ip := net.ParseIP(host); ip != nil {
-		if ip.IsUnspecified() && !emptyHostOK {
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ip = ip.Unmap()
+		if ip.IsUnspecified() {
 			return fmt.Errorf("%q: unspecified address", trackerClip(s))
 		}
-		if ip.IsMulticast() {
-			return fmt.Errorf("%q: multicast address", trackerClip(s))
-		}
-		return nil
+		return checkUsableIP(ip, s)
 	}
-	if !trackerHostname(host) {
+	if !validHostname(host) {
 		return fmt.Errorf("%q: host is neither an IP address nor a host name", trackerClip(s))
 	}
 	return nil
 }
 
-func trackerHostname(h string) bool {
-	if len(h) > 253 {
-		return false
+func splitAddr(s string) (host string, port uint16, err error) {
+	if len(s) > TrackerMaxAddrLen {
+		return "", 0, fmt.Errorf("longer than %d", TrackerMaxAddrLen)
 	}
-	for _, label := range strings.Split(h, ".") {
-		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
+	host, ps, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, fmt.Errorf("%q is not host:port", trackerClip(s))
 	}
-	return true
+	p, err := strconv.Atoi(ps)
+	if err != nil || p < 1 || p > 65535 {
+		return "", 0, fmt.Errorf("%q: port must be 1 to 65535", trackerClip(s))
+	}
+	return host, uint16(p), nil
+}
+
+var limitedBroadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+func checkUsableIP(ip netip.Addr, s string) error {
+	switch {
+	case ip == limitedBroadcast:
+		return fmt.Errorf("%q: broadcast address", trackerClip(s))
+	case ip.IsMulticast():
+		return fmt.Errorf("%q: multicast address", trackerClip(s))
+	}
+	return nil
 }
 
 // trackerClip shortens what we echo back in an error, so a huge field does not make a huge answer.

@@ -173,7 +173,7 @@ func checkWatchLinkHost(hostport string) error {
 			return err
 		}
 	}
-	if !watchLinkHostname(host) {
+	if !validHostname(host) {
 		return errors.New("host must be a DNS name or an IP address (IPv6 in brackets)")
 	}
 	return nil
@@ -195,24 +195,4 @@ func checkWatchLinkPort(p string) error {
 		return errors.New("port must be 1 to 65535")
 	}
 	return nil
-}
-
-// watchLinkHostname accepts DNS names (letters, digits, hyphens; dot-separated labels of 1 to 63)
-// and so dotted IPv4 addresses too.
-func watchLinkHostname(h string) bool {
-	if h == "" || len(h) > 253 {
-		return false
-	}
-	for label := range strings.SplitSeq(h, ".") {
-		if len(label) == 0 || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
-			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-				return false
-			}
-		}
-	}
-	return true
 }

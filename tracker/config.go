@@ -54,8 +54,34 @@ type Config struct {
 	// MaxBodyBytes bounds a request body (default 64 KiB).
 	MaxBodyBytes int64
 	// RegisterToken, when set, must be sent as "Authorization: Bearer TOKEN" with
-	// POST /v1/streams. Registration over NATS is trusted (whoever reaches NATS is trusted).
+	// POST proto.TrackerStreamsPath (the origin's --register-token). The signature already
+	// decides who may register a (name, key) swarm; the token decides who may register streams
+	// on this tracker at all. Registration over NATS needs no token: whoever reaches NATS is
+	// trusted with it (the signature is still checked).
 	RegisterToken string
+	// RegistrationSkew is how far a registration's IssuedAt may be from this tracker's clock
+	// (default proto.TrackerStreamTTL); an older or later one is refused as a replay or a forgery
+	// of the future.
+	RegistrationSkew time.Duration
+
+	// TrustProxyHeader names a request header (e.g. X-Forwarded-For) whose last address is
+	// taken as the client's instead of the connection's. Set it only behind a proxy you run that
+	// sets it; anyone else can write any header.
+	TrustProxyHeader string
+	// AllowForeignAddr accepts announced QUIC addresses on other hosts than the announcing one.
+	// Only for a load test whose peers sit on a simulated network while announcing from
+	// 127.0.0.1; never on a tracker the internet reaches (anyone could point the swarm at a
+	// third party).
+	AllowForeignAddr bool
+	// MaxPeersPerHost bounds the peers of one host (the IP of their QUIC address) listed in one
+	// swarm (default 8); -1 means no bound. More are answered but never handed out. Loopback
+	// addresses are exempt: only processes on the tracker's own machine can announce them.
+	MaxPeersPerHost int
+	// MaxPeersPerSwarm bounds one swarm (default 20000): newcomers beyond it are answered but
+	// not listed. MaxStreams bounds the registered swarms (default 1000): a new registration
+	// beyond it gets 503.
+	MaxPeersPerSwarm int
+	MaxStreams       int
 }
 
 // ErrBadConfig means a Config field is out of range; the message says which.
@@ -95,6 +121,18 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxBodyBytes == 0 {
 		c.MaxBodyBytes = 64 << 10
 	}
+	if c.RegistrationSkew == 0 {
+		c.RegistrationSkew = proto.TrackerStreamTTL
+	}
+	if c.MaxPeersPerHost == 0 {
+		c.MaxPeersPerHost = 8
+	}
+	if c.MaxPeersPerSwarm == 0 {
+		c.MaxPeersPerSwarm = 20000
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = 1000
+	}
 	switch {
 	case c.AnnounceInterval < 0 || c.AnnounceInterval >= c.PeerTTL:
 		return c, fmt.Errorf("%w: announce interval %v must be positive and shorter than the peer TTL %v", ErrBadConfig, c.AnnounceInterval, c.PeerTTL)
@@ -105,6 +143,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: neighbour count %d must be 1 to 100", ErrBadConfig, c.NeighbourCount)
 	case c.RateLimit < 0 || c.RateBurst < 1 || c.MaxTrackedIPs < 1 || c.MaxBodyBytes < 1024:
 		return c, fmt.Errorf("%w: rate limit, burst, tracked IPs and body size must be positive (body at least 1 KiB)", ErrBadConfig)
+	case c.RegistrationSkew < 0 || c.MaxPeersPerHost < -1 || c.MaxPeersPerSwarm < 1 || c.MaxStreams < 1:
+		return c, fmt.Errorf("%w: registration skew, peers per host (-1 = no bound), peers per swarm and streams must be positive", ErrBadConfig)
 	}
 	return c, nil
 }

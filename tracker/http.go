@@ -1,7 +1,7 @@
 package tracker
 
 import (
-	"bytes"
+	"cmp"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
@@ -10,7 +10,9 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"sort"
+	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -18,22 +20,54 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/tracker/registrar"
+)
+
+var (
+	// errForeignAddr means an announce names a QUIC address that is not the announcing host's.
+	errForeignAddr = errors.New("foreign address")
+	// errTrackerFull means the tracker holds Config.MaxStreams streams.
+	errTrackerFull = errors.New("tracker full")
 )
 
 // kvTimeout bounds one write to NATS from a request; a slow NATS turns into 503, not a hang.
 const kvTimeout = 3 * time.Second
 
 func (t *Tracker) routes() *echo.Echo {
-	e := echo.NewWithConfig(echo.Config{Logger: t.cfg.Logger, HTTPErrorHandler: t.handleError})
+	e := echo.NewWithConfig(echo.Config{Logger: t.cfg.Logger, HTTPErrorHandler: t.handleError, IPExtractor: t.clientIP})
 	e.Use(middleware.Recover())
 	e.GET("/healthz", t.healthz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(t.cfg.Registry, promhttp.HandlerOpts{})))
-	api := e.Group("/v1", t.rateLimit)
-	api.POST("/announce", t.announce)
-	api.POST("/streams", t.registerStream)
-	api.GET("/streams", t.listStreams)
-	api.GET("/streams/:name", t.getStream)
+	e.POST(proto.TrackerAnnouncePath, t.announce, t.rateLimit)
+	e.POST(proto.TrackerStreamsPath, t.registerStream, t.rateLimit)
+	e.GET(proto.TrackerStreamsPath, t.listStreams, t.rateLimit)
+	e.GET(proto.TrackerStreamsPath+"/:name", t.getStream, t.rateLimit)
 	return e
+}
+
+// clientIP is the address a request came from: the connection's, or with
+// Config.TrustProxyHeader the last address in that header (the one the nearest proxy, ours,
+// added; earlier ones are whatever the client wrote).
+func (t *Tracker) clientIP(r *http.Request) string {
+	if t.cfg.TrustProxyHeader != "" {
+		if v := r.Header.Values(t.cfg.TrustProxyHeader); len(v) > 0 {
+			last := v[len(v)-1]
+			if i := strings.LastIndexByte(last, ','); i >= 0 {
+				last = last[i+1:]
+			}
+			if ip, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
+				return ip.Unmap().String()
+			}
+		}
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	if ip, err := netip.ParseAddr(host); err == nil {
+		return ip.Unmap().String()
+	}
+	return host
 }
 
 // handleError answers every error that a handler returns (or the router raises) as
@@ -97,149 +131,195 @@ func (t *Tracker) readBody(c *echo.Context) ([]byte, error) {
 func (t *Tracker) announce(c *echo.Context) error {
 	start := time.Now()
 	ctx := c.Request().Context()
+	result := func(r string) { t.metrics.announces.WithLabelValues(r).Inc() }
 	body, err := t.readBody(c)
 	if err != nil {
-		t.metrics.announces.WithLabelValues("bad_request").Inc()
+		result("bad_request")
 		return err
 	}
 	req, err := proto.ParseAnnounceRequest(body)
 	if err != nil {
-		t.metrics.announces.WithLabelValues("bad_request").Inc()
+		result("bad_request")
 		return apiError(c, http.StatusBadRequest, "%v", err)
 	}
-	req.Addr = fillHost(req.Addr, c.RealIP())
+	if err := proto.CheckPeerSecret(req.PeerID, req.PeerSecret); err != nil {
+		result("forbidden")
+		return apiError(c, http.StatusForbidden, "%v", err)
+	}
+	req.PeerSecret = "" // checked; from here on nothing may carry it anywhere
+	src, _ := netip.ParseAddr(c.RealIP())
+	addr, err := t.ownAddr(req.Addr, src)
+	if err != nil {
+		result("forbidden")
+		return apiError(c, http.StatusForbidden, "%v", err)
+	}
+	req.Addr = addr
+	id, err := swarmOf(req.Stream, req.StreamKey)
+	if err != nil { // Validate accepted the key, so this cannot happen
+		result("bad_request")
+		return apiError(c, http.StatusBadRequest, "%v: stream_key: %v", proto.ErrBadAnnounce, err)
+	}
+	rec := proto.PeerRecord{PeerState: req.PeerState, SourceIP: src.String()}
 
 	var (
 		found      bool
 		reg        proto.StreamRegistration
 		neighbours []proto.PeerInfo
+		admitErr   error
 	)
 	err = t.view.do(ctx, func() {
-		e := t.view.streams[req.Stream]
+		e := t.view.streams[id]
 		if e == nil {
 			return
 		}
 		found, reg = true, e.reg
-		var peers []proto.PeerInfo
-		if s := t.view.swarms[req.Stream]; s != nil {
-			peers = s.infos
-		}
-		neighbours = chooseNeighbours(t.view.rng, peers, req.PeerID, t.cfg.NeighbourCount)
+		admitErr = t.view.admitErr(id, rec)
+		neighbours = chooseNeighbours(t.view.rng, t.view.swarms[id], req.PeerID, t.cfg.NeighbourCount)
 	})
-	if err != nil {
-		t.metrics.announces.WithLabelValues("unavailable").Inc()
+	switch {
+	case err != nil:
+		result("unavailable")
 		return apiError(c, http.StatusServiceUnavailable, "tracker unavailable: %v", err)
+	case !found:
+		result("unknown_stream")
+		return apiError(c, http.StatusNotFound, "unknown stream %q with key %s: no origin has registered it (or its registration expired)", req.Stream, id.key)
+	case len(req.Depths) > reg.Stripes || len(req.Parents) > reg.Stripes:
+		result("bad_request")
+		return apiError(c, http.StatusBadRequest, "%v: %d depths and %d parents, but stream %q has %d stripes", proto.ErrBadAnnounce, len(req.Depths), len(req.Parents), req.Stream, reg.Stripes)
 	}
-	if !found {
-		t.metrics.announces.WithLabelValues("unknown_stream").Inc()
-		return apiError(c, http.StatusNotFound, "unknown stream %q: no origin has registered it (or its registration expired)", req.Stream)
+	answer := proto.AnnounceResponse{
+		Neighbours:         neighbours,
+		Origin:             proto.OriginInfo{QUICAddr: reg.QUICAddr, HTTPURL: reg.HTTPURL, PublicKey: id.key},
+		Stripes:            reg.Stripes,
+		AnnounceIntervalMs: t.cfg.AnnounceInterval.Milliseconds(),
 	}
-	if len(req.Depths) > reg.Stripes {
-		t.metrics.announces.WithLabelValues("bad_request").Inc()
-		return apiError(c, http.StatusBadRequest, "%v: %d depths, but stream %q has %d stripes", proto.ErrBadAnnounce, len(req.Depths), req.Stream, reg.Stripes)
+	if answer.Neighbours == nil {
+		answer.Neighbours = []proto.PeerInfo{}
+	}
+	if admitErr != nil {
+		// Its host (a carrier's NAT may hide thousands of viewers behind one address) or the
+		// swarm is full: the peer still learns the origin and neighbours to receive from, so
+		// it plays, but it is not handed out to others.
+		if errors.Is(admitErr, errHostFull) {
+			result("host_full")
+		} else {
+			result("swarm_full")
+		}
+		return c.JSON(http.StatusOK, answer)
 	}
 
-	rec := proto.PeerRecord{
-		PeerID: req.PeerID, Stream: req.Stream, Addr: req.Addr, UploadBps: req.UploadBps,
-		Depths: req.Depths, FreeSlots: req.FreeSlots, Quality: req.Quality,
-	}
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encoding peer record: %w", err)
 	}
 	putCtx, cancel := context.WithTimeout(ctx, kvTimeout)
-	rev, err := t.peersKV.Put(putCtx, proto.TrackerPeerKey(req.Stream, req.PeerID), val)
+	rev, err := t.peersKV.Put(putCtx, peerKey(id, req.PeerID), val)
 	cancel()
 	if err != nil {
-		t.metrics.announces.WithLabelValues("unavailable").Inc()
+		result("unavailable")
 		return apiError(c, http.StatusServiceUnavailable, "storing announce: %v", err)
 	}
 	// Apply our own write at once so the next announce here sees this peer; the watcher brings
 	// the same revision again later and it is ignored then.
-	_ = t.view.do(ctx, func() { t.view.putPeer(rec, rev, time.Now()) })
-
-	if neighbours == nil {
-		neighbours = []proto.PeerInfo{}
-	}
-	t.metrics.announces.WithLabelValues("ok").Inc()
-	t.metrics.announceTime.Observe(time.Since(start).Seconds())
-	return c.JSON(http.StatusOK, proto.AnnounceResponse{
-		Neighbours:         neighbours,
-		Origin:             proto.OriginInfo{QUICAddr: reg.QUICAddr, HTTPURL: reg.HTTPURL, PublicKey: reg.PublicKey},
-		Stripes:            reg.Stripes,
-		AnnounceIntervalMs: t.cfg.AnnounceInterval.Milliseconds(),
+	_ = t.view.do(ctx, func() {
+		if t.view.admits(id, rec) {
+			t.view.putPeer(id, rec, rev, time.Now())
+		}
 	})
+
+	answer.Listed = true
+	result("ok")
+	t.metrics.announceTime.Observe(time.Since(start).Seconds())
+	return c.JSON(http.StatusOK, answer)
 }
 
-// fillHost replaces an empty or unspecified host (a peer listening on ":4242" does not know
-// its address) with the address the announce came from.
-func fillHost(addr, sourceIP string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil || sourceIP == "" {
-		return addr
+// ownAddr checks that an announced QUIC address is the announcing host's own and returns it
+// with an empty or unspecified host filled in from src. Peers would send QUIC Initials to
+// whatever address the tracker hands out, so a host may only name itself; loopback may name
+// loopback (one machine), and Config.AllowForeignAddr lifts the rule for simulated networks.
+func (t *Tracker) ownAddr(announced string, src netip.Addr) (string, error) {
+	ap, err := proto.ParseAnnounceAddr(announced)
+	if err != nil { // Validate accepted it, so this cannot happen
+		return "", fmt.Errorf("%w: addr: %w", proto.ErrBadAnnounce, err)
 	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		return net.JoinHostPort(sourceIP, port)
+	if !src.IsValid() {
+		return "", fmt.Errorf("%w: the request's source address is unknown", errForeignAddr)
 	}
-	return addr
+	ip := ap.Addr()
+	switch {
+	case !ip.IsValid():
+		ip = src
+	case ip == src, t.cfg.AllowForeignAddr, ip.IsLoopback() && src.IsLoopback():
+	default:
+		return "", fmt.Errorf("%w: addr %s is not on the announcing host %s; announce your own address, or an empty host (\":PORT\") to have it filled in", errForeignAddr, announced, src)
+	}
+	return netip.AddrPortFrom(ip, ap.Port()).String(), nil
 }
 
 func (t *Tracker) registerStream(c *echo.Context) error {
 	ctx := c.Request().Context()
+	result := func(r string) { t.metrics.registrations.WithLabelValues(r).Inc() }
 	if t.cfg.RegisterToken != "" {
 		want := "Bearer " + t.cfg.RegisterToken
 		if subtle.ConstantTimeCompare([]byte(c.Request().Header.Get("Authorization")), []byte(want)) != 1 {
-			t.metrics.registrations.WithLabelValues("unauthorized").Inc()
-			return apiError(c, http.StatusUnauthorized, "registering a stream needs the tracker's register token (Authorization: Bearer TOKEN)")
+			result("unauthorized")
+			return apiError(c, http.StatusUnauthorized, "registering a stream needs the tracker's register token (Authorization: Bearer TOKEN; the origin's --register-token)")
 		}
 	}
 	body, err := t.readBody(c)
 	if err != nil {
-		t.metrics.registrations.WithLabelValues("bad_request").Inc()
+		result("bad_request")
 		return err
 	}
 	reg, err := proto.ParseStreamRegistration(body)
+	if errors.Is(err, proto.ErrRegistrationSignature) {
+		result("forbidden")
+		return apiError(c, http.StatusForbidden, "%v", err)
+	}
 	if err != nil {
-		t.metrics.registrations.WithLabelValues("bad_request").Inc()
+		result("bad_request")
 		return apiError(c, http.StatusBadRequest, "%v", err)
 	}
-	// Over HTTP nobody may take over a live stream with another key: peers would be sent to an
-	// origin whose chunks fail verification. The key may change once the old registration expires.
-	newKey, _ := proto.ParsePublicKey(reg.PublicKey)
-	conflict := false
+	id, _ := swarmOf(reg.Name, reg.PublicKey)
+	var refuse error
 	err = t.view.do(ctx, func() {
-		if e := t.view.streams[reg.Name]; e != nil {
-			oldKey, _ := proto.ParsePublicKey(e.reg.PublicKey)
-			conflict = !bytes.Equal(oldKey, newKey)
+		refuse = t.view.fresh(id, reg, time.Now())
+		if refuse == nil && t.view.streams[id] == nil && len(t.view.streams) >= t.cfg.MaxStreams {
+			refuse = fmt.Errorf("%w: the tracker holds its maximum of %d streams", errTrackerFull, t.cfg.MaxStreams)
 		}
 	})
-	if err != nil {
+	switch {
+	case err != nil:
 		return apiError(c, http.StatusServiceUnavailable, "tracker unavailable: %v", err)
-	}
-	if conflict {
-		t.metrics.registrations.WithLabelValues("conflict").Inc()
-		return apiError(c, http.StatusConflict, "stream %q is registered with another public key; wait until that registration expires", reg.Name)
+	case errors.Is(refuse, errStaleRegistration):
+		result("stale")
+		return apiError(c, http.StatusForbidden, "stream %q: %v", reg.Name, refuse)
+	case refuse != nil:
+		result("full")
+		return apiError(c, http.StatusServiceUnavailable, "stream %q: %v", reg.Name, refuse)
 	}
 	val, err := json.Marshal(reg)
 	if err != nil {
 		return fmt.Errorf("encoding registration: %w", err)
 	}
 	putCtx, cancel := context.WithTimeout(ctx, kvTimeout)
-	rev, err := t.streamsKV.Put(putCtx, proto.TrackerStreamKey(reg.Name), val)
+	rev, err := t.streamsKV.Put(putCtx, registrar.StreamKey(reg.Name, mustKey(reg.PublicKey)), val)
 	cancel()
 	if err != nil {
-		t.metrics.registrations.WithLabelValues("unavailable").Inc()
+		result("unavailable")
 		return apiError(c, http.StatusServiceUnavailable, "storing registration: %v", err)
 	}
 	var st proto.StreamStatus
 	err = t.view.do(ctx, func() {
-		t.view.putStream(reg, rev, time.Now())
-		st = t.view.status(t.view.streams[reg.Name])
+		t.view.putStream(id, reg, rev, time.Now())
+		if e := t.view.streams[id]; e != nil {
+			st = t.view.status(e)
+		}
 	})
 	if err != nil {
 		return apiError(c, http.StatusServiceUnavailable, "tracker unavailable: %v", err)
 	}
-	t.metrics.registrations.WithLabelValues("ok").Inc()
+	result("ok")
 	return c.JSON(http.StatusOK, st)
 }
 
@@ -254,26 +334,41 @@ func (t *Tracker) listStreams(c *echo.Context) error {
 	if err != nil {
 		return apiError(c, http.StatusServiceUnavailable, "tracker unavailable: %v", err)
 	}
-	sort.Slice(list, func(i, j int) bool { return list[i].Name < list[j].Name })
+	slices.SortFunc(list, func(a, b proto.StreamStatus) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.PublicKey, b.PublicKey))
+	})
 	return c.JSON(http.StatusOK, list)
 }
 
+// getStream answers one swarm: the name's only registration, or with ?key= the one under that
+// key. A name registered under several keys needs the key (409): which one is real is the
+// watch link's to say, not the tracker's.
 func (t *Tracker) getStream(c *echo.Context) error {
 	name := c.Param("name")
-	var (
-		st    proto.StreamStatus
-		found bool
-	)
+	var want swarmID
+	if k := c.QueryParam("key"); k != "" {
+		id, err := swarmOf(name, k)
+		if err != nil {
+			return apiError(c, http.StatusBadRequest, "key: %v", err)
+		}
+		want = id
+	}
+	var found []proto.StreamStatus
 	err := t.view.do(c.Request().Context(), func() {
-		if e := t.view.streams[name]; e != nil {
-			st, found = t.view.status(e), true
+		for id, e := range t.view.streams {
+			if id.name == name && (want.key == "" || id == want) {
+				found = append(found, t.view.status(e))
+			}
 		}
 	})
 	if err != nil {
 		return apiError(c, http.StatusServiceUnavailable, "tracker unavailable: %v", err)
 	}
-	if !found {
+	switch len(found) {
+	case 0:
 		return apiError(c, http.StatusNotFound, "unknown stream %q", name)
+	case 1:
+		return c.JSON(http.StatusOK, found[0])
 	}
-	return c.JSON(http.StatusOK, st)
+	return apiError(c, http.StatusConflict, "stream %q is registered under %d keys; ask with ?key=KEY from the watch link", name, len(found))
 }

@@ -19,11 +19,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 	m := &metrics{
 		announces: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "announces_total",
-			Help: "Announces handled, by result (ok, bad_request, unknown_stream, unavailable).",
+			Help: "Announces handled, by result (ok, bad_request, forbidden, unknown_stream, host_full, swarm_full, unavailable).",
 		}, []string{"result"}),
 		registrations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "registrations_total",
-			Help: "Stream registrations received over HTTP, by result.",
+			Help: "Stream registrations received over HTTP, by result (ok, unauthorized, bad_request, forbidden, stale, full, unavailable).",
 		}, []string{"result"}),
 		kvUpdates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "kv_updates_total",

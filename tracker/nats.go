@@ -12,7 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/tracker/registrar"
 )
 
 // embeddedNATS is an in-process NATS server with JetStream, listening on 127.0.0.1 at a random port.
@@ -79,7 +79,7 @@ func (e *embeddedNATS) removeTemp() {
 // buckets opens (creating or updating) the two key-value buckets the swarm state lives in.
 func openBuckets(ctx context.Context, js jetstream.JetStream, cfg Config, storage jetstream.StorageType) (peers, streams jetstream.KeyValue, err error) {
 	peers, err = openBucket(ctx, js, cfg, jetstream.KeyValueConfig{
-		Bucket:       proto.TrackerPeersBucket,
+		Bucket:       peersBucket,
 		Description:  "crowdsurf swarm members; entries expire when peers stop announcing",
 		History:      1,
 		TTL:          cfg.PeerTTL,
@@ -89,14 +89,7 @@ func openBuckets(ctx context.Context, js jetstream.JetStream, cfg Config, storag
 	if err != nil {
 		return nil, nil, err
 	}
-	streams, err = openBucket(ctx, js, cfg, jetstream.KeyValueConfig{
-		Bucket:       proto.TrackerStreamsBucket,
-		Description:  "crowdsurf streams registered by origins; entries expire unless re-registered",
-		History:      1,
-		TTL:          cfg.StreamTTL,
-		MaxValueSize: 8 << 10,
-		Storage:      storage,
-	})
+	streams, err = openBucket(ctx, js, cfg, registrar.BucketConfig(cfg.StreamTTL, storage))
 	return peers, streams, err
 }
 

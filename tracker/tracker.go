@@ -113,7 +113,7 @@ func (t *Tracker) URL() string {
 }
 
 // NATSURL is the NATS server the tracker uses: the embedded one's client URL, or Config.NATSURL.
-// The origin registers its stream there (trackerclient.RegisterStreamNATS).
+// The origin registers its stream there (registrar.Registrar).
 func (t *Tracker) NATSURL() string { return t.natsURL }
 
 // Ready is closed once the tracker has loaded the buckets' contents and answers requests.

@@ -1,9 +1,11 @@
 package tracker
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
-	"encoding/base64"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 
 	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/tracker/registrar"
 )
 
 // testConfig is a tracker on 127.0.0.1 port 0, embedded in-memory NATS, no rate limit.
@@ -56,22 +60,69 @@ func startTracker(t *testing.T, cfg Config) *Tracker {
 	return tr
 }
 
-func testRegistration(t *testing.T, name string) proto.StreamRegistration {
-	t.Helper()
-	pub, _, err := ed25519.GenerateKey(nil)
-	require.NoError(t, err)
+// testPriv is the stream's key in the tests; testKey its public half as watch links spell it.
+var (
+	testPriv = ed25519.NewKeyFromSeed(bytes.Repeat([]byte{7}, ed25519.SeedSize))
+	testKey  = proto.FormatPublicKey(testPriv.Public().(ed25519.PublicKey))
+)
+
+// lastIssued keeps the tests' registrations strictly newer than each other even within one
+// millisecond, as an origin's are (it signs one every few seconds).
+var lastIssued atomic.Int64
+
+// signNow signs reg with priv at the current time, strictly after every earlier signNow.
+func signNow(reg proto.StreamRegistration, priv ed25519.PrivateKey) proto.StreamRegistration {
+	now := time.Now().UnixMilli()
+	for {
+		last := lastIssued.Load()
+		ms := max(now, last+1)
+		if lastIssued.CompareAndSwap(last, ms) {
+			reg.Sign(priv, time.UnixMilli(ms))
+			return reg
+		}
+	}
+}
+
+func unsignedRegistration(name string) proto.StreamRegistration {
 	return proto.StreamRegistration{
-		Name: name, PublicKey: base64.StdEncoding.EncodeToString(pub),
-		QUICAddr: "127.0.0.1:9000", HTTPURL: "http://127.0.0.1:8080",
+		Name: name, QUICAddr: "127.0.0.1:9000", HTTPURL: "http://127.0.0.1:8080",
 		Stripes: 4, SegmentDurationMs: 2000, BitrateBps: 3_000_000,
 	}
 }
 
+// testRegistration is stream name under testPriv, signed now.
+func testRegistration(t *testing.T, name string) proto.StreamRegistration {
+	t.Helper()
+	return signNow(unsignedRegistration(name), testPriv)
+}
+
+// testPeer is peer i's secret and id.
+func testPeer(i int) (secret, id string) {
+	s := sha256.Sum256(fmt.Appendf(nil, "peer-%d", i))
+	pid := proto.PeerIDFromSecret(s)
+	return hex.EncodeToString(s[:]), hex.EncodeToString(pid[:])
+}
+
+func testPeerID(i int) string { _, id := testPeer(i); return id }
+
 func testAnnounce(stream string, i int) proto.AnnounceRequest {
+	secret, id := testPeer(i)
 	return proto.AnnounceRequest{
-		PeerID: fmt.Sprintf("peer-%d", i), Stream: stream, Addr: fmt.Sprintf("127.0.0.1:%d", 20000+i),
-		UploadBps: 1_000_000, Depths: []int{1, 2, -1, 1}, FreeSlots: i % 3,
+		PeerState: proto.PeerState{
+			PeerID: id, Stream: stream, StreamKey: testKey, Addr: fmt.Sprintf("127.0.0.1:%d", 20000+i),
+			UploadBps: 1_000_000, Depths: []int{1, 2, -1, 1}, FreeSlots: i % 3,
+		},
+		PeerSecret: secret,
 	}
+}
+
+// registerNATS writes reg, signed by priv, straight into the tracker's NATS as an origin does.
+func registerNATS(t *testing.T, natsURL string, priv ed25519.PrivateKey, reg proto.StreamRegistration) {
+	t.Helper()
+	r, err := registrar.New(registrar.Config{NATSURL: natsURL, Key: priv})
+	require.NoError(t, err)
+	defer r.Close()
+	require.NoError(t, r.Register(ctxT(t), reg))
 }
 
 func client(tr *Tracker) *trackerclient.Client {
@@ -100,14 +151,14 @@ func TestAnnounceReturnsNeighboursAndOrigin(t *testing.T) {
 	ids := map[string]bool{}
 	for _, n := range resp.Neighbours {
 		ids[n.PeerID] = true
-		require.NotEqual(t, "peer-5", n.PeerID)
+		require.NotEqual(t, testPeerID(5), n.PeerID)
 	}
-	require.Equal(t, map[string]bool{"peer-0": true, "peer-1": true, "peer-2": true, "peer-3": true, "peer-4": true}, ids)
+	require.Equal(t, map[string]bool{testPeerID(0): true, testPeerID(1): true, testPeerID(2): true, testPeerID(3): true, testPeerID(4): true}, ids)
 	require.Equal(t, proto.OriginInfo{QUICAddr: reg.QUICAddr, HTTPURL: reg.HTTPURL, PublicKey: reg.PublicKey}, resp.Origin)
 	require.Equal(t, 4, resp.Stripes)
 	require.Equal(t, int64(3000), resp.AnnounceIntervalMs)
 
-	st, err := c.Stream(ctx, "live")
+	st, err := c.Stream(ctx, "live", testKey)
 	require.NoError(t, err)
 	require.Equal(t, 6, st.SwarmSize)
 	require.Equal(t, int64(6_000_000), st.UploadBps)
@@ -146,7 +197,7 @@ func TestSilentPeersExpire(t *testing.T) {
 		_, err := c.Announce(ctx, testAnnounce("live", i))
 		require.NoError(t, err)
 	}
-	st, err := c.Stream(ctx, "live")
+	st, err := c.Stream(ctx, "live", testKey)
 	require.NoError(t, err)
 	require.Equal(t, 3, st.SwarmSize)
 
@@ -154,7 +205,7 @@ func TestSilentPeersExpire(t *testing.T) {
 	require.Eventually(t, func() bool {
 		resp, err := c.Announce(ctx, testAnnounce("live", 0))
 		require.NoError(t, err)
-		st, err := c.Stream(ctx, "live")
+		st, err := c.Stream(ctx, "live", testKey)
 		require.NoError(t, err)
 		return st.SwarmSize == 1 && len(resp.Neighbours) == 0
 	}, 8*time.Second, 200*time.Millisecond)
@@ -194,12 +245,14 @@ func TestBadRequestsGetClientErrorsWithMessage(t *testing.T) {
 		{"malformed json", announce, `{"peer_id":`, 400, "bad announce"},
 		{"unknown stream", announce, good(func(a *proto.AnnounceRequest) { a.Stream = "nope" }), 404, "unknown stream"},
 		{"bad address", announce, good(func(a *proto.AnnounceRequest) { a.Addr = "not-an-address" }), 400, "addr"},
+		{"unknown key", announce, good(func(a *proto.AnnounceRequest) { a.StreamKey = proto.FormatPublicKey(make([]byte, 32)) }), 404, "unknown stream"},
 		{"negative budget", announce, good(func(a *proto.AnnounceRequest) { a.UploadBps = -1 }), 400, "upload_bps"},
 		{"more depths than stripes", announce, good(func(a *proto.AnnounceRequest) { a.Depths = []int{1, 1, 1, 1, 1} }), 400, "stripes"},
 		{"far too many stripes", announce, good(func(a *proto.AnnounceRequest) { a.Depths = make([]int, 100) }), 400, "stripes"},
 		{"over-long peer id", announce, good(func(a *proto.AnnounceRequest) { a.PeerID = strings.Repeat("x", 65) }), 400, "peer id"},
 		{"body too large", announce, `{"peer_id":"` + strings.Repeat("x", 70<<10) + `"}`, 413, "larger than"},
 		{"bad registration", tr.URL() + proto.TrackerStreamsPath, `{"name":"x","public_key":"AAAA"}`, 400, "public key"},
+		{"registration too large", tr.URL() + proto.TrackerStreamsPath, `{"name":"` + strings.Repeat("x", proto.MaxRegistrationBytes) + `"}`, 400, "too large"},
 		{"unknown route", tr.URL() + "/v1/nothing", `{}`, 404, "Not Found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -244,14 +297,6 @@ func TestRateLimitAnswers429(t *testing.T) {
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 }
 
-func TestRegistrationWithAnotherKeyIsRefused(t *testing.T) {
-	tr := startTracker(t, testConfig(t))
-	c, ctx := client(tr), ctxT(t)
-	require.NoError(t, c.RegisterStream(ctx, testRegistration(t, "live")))
-	err := c.RegisterStream(ctx, testRegistration(t, "live"))
-	require.ErrorIs(t, err, trackerclient.ErrConflict)
-}
-
 func TestRegisterTokenIsRequiredWhenSet(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.RegisterToken = "s3cret"
@@ -268,7 +313,7 @@ func TestRegisterTokenIsRequiredWhenSet(t *testing.T) {
 func TestStreamRegisteredOverNATSIsAnnounceable(t *testing.T) {
 	tr := startTracker(t, testConfig(t))
 	ctx := ctxT(t)
-	require.NoError(t, trackerclient.RegisterStreamNATS(ctx, tr.NATSURL(), testRegistration(t, "cam.1")))
+	registerNATS(t, tr.NATSURL(), testPriv, unsignedRegistration("cam.1"))
 	require.Eventually(t, func() bool {
 		_, err := client(tr).Announce(ctx, testAnnounce("cam.1", 1))
 		return err == nil
@@ -281,25 +326,25 @@ func TestTwoTrackersOnOneNATSGiveTheSameAnswers(t *testing.T) {
 	cfgB.NATSURL = a.NATSURL()
 	b := startTracker(t, cfgB)
 	ctx := ctxT(t)
-	require.NoError(t, trackerclient.RegisterStreamNATS(ctx, a.NATSURL(), testRegistration(t, "live")))
+	registerNATS(t, a.NATSURL(), testPriv, unsignedRegistration("live"))
 
 	require.Eventually(t, func() bool {
 		_, err := client(a).Announce(ctx, testAnnounce("live", 1))
 		return err == nil
 	}, 5*time.Second, 50*time.Millisecond)
 	require.Eventually(t, func() bool {
-		st, err := client(b).Stream(ctx, "live")
+		st, err := client(b).Stream(ctx, "live", testKey)
 		return err == nil && st.SwarmSize == 1
 	}, 5*time.Second, 50*time.Millisecond)
 	resp, err := client(b).Announce(ctx, testAnnounce("live", 2))
 	require.NoError(t, err)
 	require.Len(t, resp.Neighbours, 1)
-	require.Equal(t, "peer-1", resp.Neighbours[0].PeerID)
+	require.Equal(t, testPeerID(1), resp.Neighbours[0].PeerID)
 	require.Equal(t, "127.0.0.1:20001", resp.Neighbours[0].Addr)
 	// And back: the peer that announced to b is a neighbour in a's answers.
 	require.Eventually(t, func() bool {
 		resp, err := client(a).Announce(ctx, testAnnounce("live", 1))
-		return err == nil && len(resp.Neighbours) == 1 && resp.Neighbours[0].PeerID == "peer-2"
+		return err == nil && len(resp.Neighbours) == 1 && resp.Neighbours[0].PeerID == testPeerID(2)
 	}, 5*time.Second, 50*time.Millisecond)
 }
 
@@ -322,7 +367,7 @@ func TestRestartWithDataDirKeepsStreams(t *testing.T) {
 	cfg = testConfig(t)
 	cfg.DataDir = dir
 	second := startTracker(t, cfg)
-	st, err := client(second).Stream(ctxT(t), "live")
+	st, err := client(second).Stream(ctxT(t), "live", testKey)
 	require.NoError(t, err)
 	require.Equal(t, reg, st.StreamRegistration)
 }
@@ -333,7 +378,7 @@ func TestWithoutDataDirAStreamDoesNotSurviveRestart(t *testing.T) {
 	first := startTracker(t, testConfig(t))
 	require.NoError(t, client(first).RegisterStream(ctxT(t), testRegistration(t, "live")))
 	second := startTracker(t, testConfig(t))
-	_, err := client(second).Stream(ctxT(t), "live")
+	_, err := client(second).Stream(ctxT(t), "live", testKey)
 	require.ErrorIs(t, err, trackerclient.ErrUnknownStream)
 }
 
@@ -382,20 +427,12 @@ func TestStreamExpiresWhenOriginStopsRenewing(t *testing.T) {
 	tr := startTracker(t, cfg)
 	c, ctx := client(tr), ctxT(t)
 	require.NoError(t, c.RegisterStream(ctx, testRegistration(t, "live")))
-	_, err := c.Stream(ctx, "live")
+	_, err := c.Stream(ctx, "live", testKey)
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
 		_, err := c.Announce(ctx, testAnnounce("live", 1))
 		return errors.Is(err, trackerclient.ErrUnknownStream)
 	}, 5*time.Second, 100*time.Millisecond)
-}
-
-func TestFillHostUsesSourceOnlyForMissingHosts(t *testing.T) {
-	require.Equal(t, "10.1.2.3:4242", fillHost(":4242", "10.1.2.3"))
-	require.Equal(t, "10.1.2.3:4242", fillHost("0.0.0.0:4242", "10.1.2.3"))
-	require.Equal(t, "[2001:db8::1]:4242", fillHost("[::]:4242", "2001:db8::1"))
-	require.Equal(t, "192.0.2.7:4242", fillHost("192.0.2.7:4242", "10.1.2.3"))
-	require.Equal(t, "peer.example.org:4242", fillHost("peer.example.org:4242", "10.1.2.3"))
 }
 
 func TestConcurrentAnnouncesToTwoReplicas(t *testing.T) {
@@ -405,7 +442,7 @@ func TestConcurrentAnnouncesToTwoReplicas(t *testing.T) {
 	b := startTracker(t, cfgB)
 	ctx := ctxT(t)
 	require.NoError(t, client(a).RegisterStream(ctx, testRegistration(t, "live")))
-	require.Eventually(t, func() bool { _, err := client(b).Stream(ctx, "live"); return err == nil }, 5*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { _, err := client(b).Stream(ctx, "live", testKey); return err == nil }, 5*time.Second, 20*time.Millisecond)
 
 	const peers, rounds = 40, 5
 	errs := make(chan error, peers)
@@ -422,7 +459,7 @@ func TestConcurrentAnnouncesToTwoReplicas(t *testing.T) {
 					break
 				}
 				for _, n := range resp.Neighbours {
-					if n.PeerID == fmt.Sprintf("peer-%d", i) {
+					if n.PeerID == testPeerID(i) {
 						err = fmt.Errorf("peer %d got itself as neighbour", i)
 					}
 				}
@@ -435,7 +472,7 @@ func TestConcurrentAnnouncesToTwoReplicas(t *testing.T) {
 	}
 	for _, tr := range []*Tracker{a, b} {
 		require.Eventually(t, func() bool {
-			st, err := client(tr).Stream(ctx, "live")
+			st, err := client(tr).Stream(ctx, "live", testKey)
 			return err == nil && st.SwarmSize == peers
 		}, 5*time.Second, 20*time.Millisecond)
 	}
@@ -453,9 +490,8 @@ func BenchmarkAnnounce(b *testing.B) {
 	go func() { done <- tr.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	<-tr.Ready()
-	pub, _, _ := ed25519.GenerateKey(nil)
 	c := client(tr)
-	require.NoError(b, c.RegisterStream(ctx, proto.StreamRegistration{Name: "live", PublicKey: proto.FormatPublicKey(pub), QUICAddr: "127.0.0.1:9000", HTTPURL: "http://127.0.0.1:8080"}))
+	require.NoError(b, c.RegisterStream(ctx, signNow(unsignedRegistration("live"), testPriv)))
 	for i := range 1000 {
 		_, err := c.Announce(ctx, testAnnounce("live", i))
 		require.NoError(b, err)

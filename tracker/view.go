@@ -2,21 +2,33 @@ package tracker
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/tracker/registrar"
 )
 
-// errViewStopped means the view loop has ended (the tracker is shutting down).
-var errViewStopped = errors.New("tracker: shutting down")
+var (
+	// errViewStopped means the view loop has ended (the tracker is shutting down).
+	errViewStopped = errors.New("tracker: shutting down")
+	// errStaleRegistration means a registration is not newer than the one held for its swarm
+	// (a replay) or was signed too far from the tracker's clock.
+	errStaleRegistration = errors.New("stale registration")
+	// errSwarmFull means a swarm holds Config.MaxPeersPerSwarm peers.
+	errSwarmFull = errors.New("swarm full")
+	// errHostFull means a host already runs Config.MaxPeersPerHost peers in the swarm.
+	errHostFull = errors.New("too many peers from one host")
+)
 
 // view is this replica's picture of the buckets. One goroutine (run) owns every field below
 // calls; handlers reach it only through do, so the maps need no lock and a neighbour choice
@@ -26,6 +38,7 @@ var errViewStopped = errors.New("tracker: shutting down")
 // candidateSample peers).
 type view struct {
 	peersKV, streamsKV jetstream.KeyValue
+	cfg                Config
 	peerTTL, streamTTL time.Duration
 	log                *slog.Logger
 	metrics            *metrics
@@ -36,41 +49,28 @@ type view struct {
 
 	// Owned by run.
 	rng     *rand.Rand
-	streams map[string]*streamEntry
-	swarms  map[string]*swarm
+	streams map[swarmID]*streamEntry
+	swarms  map[swarmID]*swarm
 }
 
 type streamEntry struct {
+	id      swarmID
 	reg     proto.StreamRegistration
 	rev     uint64
 	created time.Time
 }
 
-// swarm holds one stream's peers in a slice (cheap random sampling) with an index by peer id
-// (cheap update and swap-delete).
-type swarm struct {
-	infos []proto.PeerInfo
-	meta  []peerMeta
-	index map[string]int
-}
-
-type peerMeta struct {
-	uploadBps int64
-	rev       uint64
-	created   time.Time
-}
-
 func newView(peersKV, streamsKV jetstream.KeyValue, cfg Config, m *metrics) *view {
 	return &view{
-		peersKV: peersKV, streamsKV: streamsKV,
+		peersKV: peersKV, streamsKV: streamsKV, cfg: cfg,
 		peerTTL: cfg.PeerTTL, streamTTL: cfg.StreamTTL,
 		log: cfg.Logger, metrics: m,
 		calls:   make(chan func()),
 		ready:   make(chan struct{}),
 		stopped: make(chan struct{}),
 		rng:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
-		streams: map[string]*streamEntry{},
-		swarms:  map[string]*swarm{},
+		streams: map[swarmID]*streamEntry{},
+		swarms:  map[swarmID]*swarm{},
 	}
 }
 
@@ -100,12 +100,12 @@ func (v *view) run(ctx context.Context) error {
 	defer close(v.stopped)
 	peersW, err := v.peersKV.WatchAll(ctx)
 	if err != nil {
-		return fmt.Errorf("tracker: watch %s: %w", proto.TrackerPeersBucket, err)
+		return fmt.Errorf("tracker: watch %s: %w", peersBucket, err)
 	}
 	defer func() { _ = peersW.Stop() }()
 	streamsW, err := v.streamsKV.WatchAll(ctx)
 	if err != nil {
-		return fmt.Errorf("tracker: watch %s: %w", proto.TrackerStreamsBucket, err)
+		return fmt.Errorf("tracker: watch %s: %w", registrar.StreamsBucket, err)
 	}
 	defer func() { _ = streamsW.Stop() }()
 
@@ -119,7 +119,7 @@ func (v *view) run(ctx context.Context) error {
 			return nil
 		case e, ok := <-peersW.Updates():
 			if !ok {
-				return watcherClosed(ctx, proto.TrackerPeersBucket)
+				return watcherClosed(ctx, peersBucket)
 			}
 			if e == nil {
 				peersLoaded = true
@@ -128,7 +128,7 @@ func (v *view) run(ctx context.Context) error {
 			}
 		case e, ok := <-streamsW.Updates():
 			if !ok {
-				return watcherClosed(ctx, proto.TrackerStreamsBucket)
+				return watcherClosed(ctx, registrar.StreamsBucket)
 			}
 			if e == nil {
 				streamsLoaded = true
@@ -162,11 +162,11 @@ func (v *view) sweepInterval() time.Duration {
 }
 
 func (v *view) applyPeerEntry(e jetstream.KeyValueEntry) {
-	v.metrics.kvUpdates.WithLabelValues(proto.TrackerPeersBucket).Inc()
+	v.metrics.kvUpdates.WithLabelValues(peersBucket).Inc()
 	if e.Operation() != jetstream.KeyValuePut {
-		stream, peerID, ok := splitPeerKey(e.Key())
+		id, peerID, ok := splitPeerKey(e.Key())
 		if ok {
-			v.removePeer(stream, peerID)
+			v.removePeer(id, peerID)
 		}
 		return
 	}
@@ -175,13 +175,26 @@ func (v *view) applyPeerEntry(e jetstream.KeyValueEntry) {
 		v.log.Warn("ignoring undecodable peer entry", "key", e.Key(), "error", err)
 		return
 	}
-	v.putPeer(rec, e.Revision(), e.Created())
+	id, err := swarmOf(rec.Stream, rec.StreamKey)
+	if err != nil || peerKey(id, rec.PeerID) != e.Key() {
+		v.log.Warn("ignoring peer entry under a key that is not its own", "key", e.Key())
+		return
+	}
+	if !v.admits(id, rec) {
+		return // another replica's write this one's bounds refuse
+	}
+	v.putPeer(id, rec, e.Revision(), e.Created())
 }
 
+// applyStreamEntry takes a registration from the bucket only if its own key signed it, it sits
+// under that (name, key), it was signed near the time NATS stored it and it is newer than the
+// one in the view: whoever can write NATS still cannot hijack someone else's swarm.
 func (v *view) applyStreamEntry(e jetstream.KeyValueEntry) {
-	v.metrics.kvUpdates.WithLabelValues(proto.TrackerStreamsBucket).Inc()
+	v.metrics.kvUpdates.WithLabelValues(registrar.StreamsBucket).Inc()
 	if e.Operation() != jetstream.KeyValuePut {
-		v.removeStream(strings.ReplaceAll(e.Key(), "=", "."))
+		if name, pub, err := registrar.ParseStreamKey(e.Key()); err == nil {
+			v.removeStream(swarmID{name, proto.FormatPublicKey(pub)})
+		}
 		return
 	}
 	reg, err := proto.ParseStreamRegistration(e.Value())
@@ -189,84 +202,122 @@ func (v *view) applyStreamEntry(e jetstream.KeyValueEntry) {
 		v.log.Warn("ignoring invalid stream entry", "key", e.Key(), "error", err)
 		return
 	}
-	v.putStream(reg, e.Revision(), e.Created())
+	id, err := swarmOf(reg.Name, reg.PublicKey)
+	if err != nil || e.Key() != registrar.StreamKey(reg.Name, mustKey(reg.PublicKey)) {
+		v.log.Warn("ignoring stream entry under a key that is not its own", "key", e.Key())
+		return
+	}
+	if old := v.streams[id]; old != nil && old.rev >= e.Revision() {
+		return // our own write, applied when it was made
+	}
+	if err := v.fresh(id, reg, e.Created()); err != nil {
+		v.log.Warn("ignoring stream entry", "key", e.Key(), "error", err)
+		return
+	}
+	v.putStream(id, reg, e.Revision(), e.Created())
+}
+
+// fresh reports why reg, signed at reg.IssuedAt and seen at now, must not replace the view's
+// registration of id: it is not newer than that one (a replay) or too far from now.
+func (v *view) fresh(id swarmID, reg proto.StreamRegistration, now time.Time) error {
+	if d := reg.IssuedAt().Sub(now); d > v.cfg.RegistrationSkew || -d > v.cfg.RegistrationSkew {
+		return fmt.Errorf("%w: signed at %s, %v from the tracker's clock (at most %v)", errStaleRegistration, reg.IssuedAt().UTC().Format(time.RFC3339), d.Round(time.Millisecond), v.cfg.RegistrationSkew)
+	}
+	if old := v.streams[id]; old != nil && reg.IssuedAtMs <= old.reg.IssuedAtMs {
+		return fmt.Errorf("%w: signed at %d ms, not after the registration the tracker holds (%d ms)", errStaleRegistration, reg.IssuedAtMs, old.reg.IssuedAtMs)
+	}
+	return nil
+}
+
+// admits reports whether rec may enter (or stay in) swarm id within the bounds: a new peer
+// needs room in the swarm and on its host. Call on the view's goroutine.
+func (v *view) admits(id swarmID, rec proto.PeerRecord) bool {
+	return v.admitErr(id, rec) == nil
+}
+
+func (v *view) admitErr(id swarmID, rec proto.PeerRecord) error {
+	s := v.swarms[id]
+	if s == nil {
+		return nil
+	}
+	host := addrHost(rec.Addr)
+	if i, ok := s.index[rec.PeerID]; ok && s.meta[i].host == host {
+		return nil // a known peer on its known host takes no new room
+	}
+	if !s.has(rec.PeerID) && s.len() >= v.cfg.MaxPeersPerSwarm {
+		return fmt.Errorf("%w: swarm %q has %d peers", errSwarmFull, id.name, s.len())
+	}
+	if v.cfg.MaxPeersPerHost >= 0 && !host.IsLoopback() && s.perHost[host] >= v.cfg.MaxPeersPerHost {
+		return fmt.Errorf("%w: %s already runs %d peers in swarm %q", errHostFull, host, s.perHost[host], id.name)
+	}
+	return nil
 }
 
 // putPeer inserts or replaces a peer. rev orders writes: a handler applies its own write at
 // once, and the watcher delivers the same revision again later.
-func (v *view) putPeer(rec proto.PeerRecord, rev uint64, created time.Time) {
-	s := v.swarms[rec.Stream]
+func (v *view) putPeer(id swarmID, rec proto.PeerRecord, rev uint64, created time.Time) {
+	s := v.swarms[id]
 	if s == nil {
-		s = &swarm{index: map[string]int{}}
-		v.swarms[rec.Stream] = s
+		s = newSwarm()
+		v.swarms[id] = s
+	}
+	if i, ok := s.index[rec.PeerID]; ok && s.meta[i].rev >= rev {
+		return
 	}
 	info := proto.PeerInfo{PeerID: rec.PeerID, Addr: rec.Addr, Depths: rec.Depths, FreeSlots: rec.FreeSlots}
-	meta := peerMeta{uploadBps: rec.UploadBps, rev: rev, created: created}
-	if i, ok := s.index[rec.PeerID]; ok {
-		if s.meta[i].rev >= rev {
-			return
-		}
-		s.infos[i], s.meta[i] = info, meta
-		return
+	meta := peerMeta{uploadBps: rec.UploadBps, rev: rev, created: created, host: addrHost(rec.Addr), parents: distinctParents(rec.PeerID, rec.Parents)}
+	if s.put(info, meta) {
+		v.metrics.peers.Inc()
 	}
-	s.index[rec.PeerID] = len(s.infos)
-	s.infos = append(s.infos, info)
-	s.meta = append(s.meta, meta)
-	v.metrics.peers.Inc()
 }
 
-func (v *view) removePeer(stream, peerID string) {
-	s := v.swarms[stream]
-	if s == nil {
+func (v *view) removePeer(id swarmID, peerID string) {
+	s := v.swarms[id]
+	if s == nil || !s.remove(peerID) {
 		return
 	}
-	i, ok := s.index[peerID]
-	if !ok {
-		return
-	}
-	last := len(s.infos) - 1
-	s.infos[i], s.meta[i] = s.infos[last], s.meta[last]
-	s.index[s.infos[i].PeerID] = i
-	s.infos, s.meta = s.infos[:last], s.meta[:last]
-	delete(s.index, peerID)
-	if len(s.infos) == 0 {
-		delete(v.swarms, stream)
+	if s.len() == 0 {
+		delete(v.swarms, id)
 	}
 	v.metrics.peers.Dec()
 }
 
-func (v *view) putStream(reg proto.StreamRegistration, rev uint64, created time.Time) {
-	if old, ok := v.streams[reg.Name]; ok {
+func (v *view) putStream(id swarmID, reg proto.StreamRegistration, rev uint64, created time.Time) {
+	if old, ok := v.streams[id]; ok {
 		if old.rev >= rev {
 			return
 		}
 	} else {
+		if len(v.streams) >= v.cfg.MaxStreams {
+			v.log.Warn("stream refused: the tracker holds its maximum of streams", "stream", reg.Name, "max", v.cfg.MaxStreams)
+			return
+		}
 		v.metrics.streams.Inc()
-		v.log.Info("stream registered", "stream", reg.Name, "origin", reg.QUICAddr)
+		v.log.Info("stream registered", "stream", reg.Name, "key", id.key, "origin", reg.QUICAddr)
 	}
-	v.streams[reg.Name] = &streamEntry{reg: reg, rev: rev, created: created}
+	v.streams[id] = &streamEntry{id: id, reg: reg, rev: rev, created: created}
 }
 
-func (v *view) removeStream(name string) {
-	if _, ok := v.streams[name]; ok {
-		delete(v.streams, name)
+func (v *view) removeStream(id swarmID) {
+	if _, ok := v.streams[id]; ok {
+		delete(v.streams, id)
 		v.metrics.streams.Dec()
-		v.log.Info("stream gone", "stream", name)
+		v.log.Info("stream gone", "stream", id.name, "key", id.key)
 	}
 }
 
 // expire drops what the buckets' TTL has dropped. JetStream removes aged-out entries without
 // telling watchers, so every replica ages its own view by the entries' server timestamps.
 func (v *view) expire(now time.Time) {
-	for name, s := range v.streams {
+	for id, s := range v.streams {
 		if now.Sub(s.created) > v.streamTTL {
-			v.removeStream(name)
+			v.removeStream(id)
 		}
 	}
-	for stream, s := range v.swarms {
+	for id, s := range v.swarms {
 		for i := len(s.meta) - 1; i >= 0; i-- {
 			if now.Sub(s.meta[i].created) > v.peerTTL {
-				v.removePeer(stream, s.infos[i].PeerID)
+				v.removePeer(id, s.infos[i].PeerID)
 			}
 		}
 	}
@@ -287,7 +338,7 @@ func (v *view) status(e *streamEntry) proto.StreamStatus {
 	for i := range hist {
 		hist[i].Stripe = i
 	}
-	if s := v.swarms[e.reg.Name]; s != nil {
+	if s := v.swarms[e.id]; s != nil {
 		st.SwarmSize = len(s.infos)
 		for i, p := range s.infos {
 			st.UploadBps += s.meta[i].uploadBps
@@ -311,8 +362,49 @@ func (v *view) status(e *streamEntry) proto.StreamStatus {
 	return st
 }
 
-// splitPeerKey reverses proto.TrackerPeerKey: stream keys hold no dot, so the first dot separates.
-func splitPeerKey(key string) (stream, peerID string, ok bool) {
-	streamKey, peerID, ok := strings.Cut(key, ".")
-	return strings.ReplaceAll(streamKey, "=", "."), peerID, ok
+// swarmOf names the swarm of a stream and a key in any spelling ParsePublicKey reads.
+func swarmOf(name, key string) (swarmID, error) {
+	pub, err := proto.ParsePublicKey(key)
+	if err != nil {
+		return swarmID{}, err
+	}
+	return swarmID{name: name, key: proto.FormatPublicKey(pub)}, nil
+}
+
+// mustKey parses a key that validation has already accepted.
+func mustKey(key string) ed25519.PublicKey {
+	pub, _ := proto.ParsePublicKey(key)
+	return pub
+}
+
+// addrHost is the IP of a host:port; the zero Addr when there is none.
+func addrHost(addr string) netip.Addr {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// peersBucket maps peerKey(swarm, peer) to a proto.PeerRecord; its TTL forgets silent peers. Only
+// trackers write it.
+const peersBucket = "crowdsurf_peers"
+
+// peerKey is the key of a peer in peersBucket: "<name>.<key>.<peer id>" (registrar.StreamKey
+// and the peer id, neither of which holds a dot).
+func peerKey(id swarmID, peerID string) string {
+	return registrar.NameToken(id.name) + "." + id.key + "." + peerID
+}
+
+// splitPeerKey reverses peerKey.
+func splitPeerKey(key string) (swarmID, string, bool) {
+	parts := strings.Split(key, ".")
+	if len(parts) != 3 {
+		return swarmID{}, "", false
+	}
+	name, pub, err := registrar.ParseStreamKey(parts[0] + "." + parts[1])
+	if err != nil {
+		return swarmID{}, "", false
+	}
+	return swarmID{name: name, key: proto.FormatPublicKey(pub)}, parts[2], true
 }

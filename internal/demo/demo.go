@@ -254,7 +254,7 @@ func (d *Demo) waitForStream(ctx context.Context) {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		if _, err := client.Stream(ctx, Stream); err == nil {
+		if _, err := client.Stream(ctx, Stream, proto.FormatPublicKey(d.PublicKey())); err == nil {
 			return
 		}
 		select {

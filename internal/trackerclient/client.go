@@ -1,5 +1,6 @@
-// Package trackerclient talks to the tracker: peers announce, the origin registers its stream
-// (over HTTP, or straight into the tracker's NATS bucket).
+// Package trackerclient talks to the tracker's HTTP API: peers announce, the origin registers its
+// stream. It links no NATS: a viewer's build imports it. (The origin's NATS writer is
+// tracker/registrar.)
 package trackerclient
 
 import (
@@ -25,8 +26,15 @@ var (
 	ErrBadRequest = errors.New("rejected by tracker")
 	// ErrRateLimited means the tracker wants this source to slow down (429).
 	ErrRateLimited = errors.New("rate limited by tracker")
-	// ErrConflict means the stream is registered with another public key (409).
-	ErrConflict = errors.New("stream registered with another key")
+	// ErrConflict means the stream name is registered under several keys and the request named
+	// none (409).
+	ErrConflict = errors.New("stream registered under several keys")
+	// ErrForbidden means the tracker refused a claim (403): an announce under a peer id without
+	// its secret or for an address not on this host, or a registration that is not signed by
+	// its key or is older than the one the tracker holds.
+	ErrForbidden = errors.New("refused by tracker")
+	// ErrUnauthorized means the tracker wants its register token (401).
+	ErrUnauthorized = errors.New("tracker register token missing or wrong")
 	// ErrUnavailable means the tracker could not serve the request now (5xx); retry later.
 	ErrUnavailable = errors.New("tracker unavailable")
 )
@@ -52,6 +60,10 @@ func (e *APIError) Is(target error) bool {
 		return e.Status == http.StatusTooManyRequests
 	case ErrConflict:
 		return e.Status == http.StatusConflict
+	case ErrForbidden:
+		return e.Status == http.StatusForbidden
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
 	case ErrUnavailable:
 		return e.Status >= 500
 	}
@@ -79,8 +91,10 @@ func (c *Client) Announce(ctx context.Context, req proto.AnnounceRequest) (proto
 	return resp, err
 }
 
-// RegisterStream registers (or renews) a stream over HTTP. Repeat it at least every
-// proto.TrackerStreamTTL/3, or the registration expires.
+// RegisterStream registers (or renews) a stream over HTTP. reg must be signed with the stream's
+// key (proto.StreamRegistration.Sign), freshly each time: the tracker refuses a registration that
+// is not newer than the last. Repeat it at least every proto.TrackerStreamTTL/3, or the
+// registration expires.
 func (c *Client) RegisterStream(ctx context.Context, reg proto.StreamRegistration) error {
 	return c.do(ctx, http.MethodPost, proto.TrackerStreamsPath, reg, &proto.StreamStatus{})
 }
@@ -92,10 +106,15 @@ func (c *Client) Streams(ctx context.Context) ([]proto.StreamStatus, error) {
 	return list, err
 }
 
-// Stream returns one stream and its swarm.
-func (c *Client) Stream(ctx context.Context, name string) (proto.StreamStatus, error) {
+// Stream returns one swarm: the stream name under key (the watch link's), or with key ""
+// the name's only registration (ErrConflict when several keys registered it).
+func (c *Client) Stream(ctx context.Context, name, key string) (proto.StreamStatus, error) {
 	var st proto.StreamStatus
-	err := c.do(ctx, http.MethodGet, proto.TrackerStreamsPath+"/"+url.PathEscape(name), nil, &st)
+	path := proto.TrackerStreamsPath + "/" + url.PathEscape(name)
+	if key != "" {
+		path += "?key=" + url.QueryEscape(key)
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &st)
 	return st, err
 }
 

@@ -2,16 +2,13 @@ package trackerclient_test
 
 import (
 	"context"
-	"encoding/base64"
+	"crypto/ed25519"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
@@ -19,10 +16,11 @@ import (
 )
 
 func registration() proto.StreamRegistration {
-	return proto.StreamRegistration{
-		Name: "live", PublicKey: base64.StdEncoding.EncodeToString(make([]byte, 32)),
-		QUICAddr: "127.0.0.1:9000", HTTPURL: "http://127.0.0.1:8080",
+	r := proto.StreamRegistration{
+		Name: "live", QUICAddr: "127.0.0.1:9000", HTTPURL: "http://127.0.0.1:8080", Stripes: 4,
 	}
+	r.Sign(ed25519.NewKeyFromSeed(make([]byte, ed25519.SeedSize)), time.UnixMilli(1_790_000_000_000))
+	return r
 }
 
 func TestErrorsCarryTheServersMessage(t *testing.T) {
@@ -40,7 +38,7 @@ func TestErrorsCarryTheServersMessage(t *testing.T) {
 	c := &trackerclient.Client{BaseURL: srv.URL + "/"}
 	ctx := context.Background()
 
-	_, err := c.Announce(ctx, proto.AnnounceRequest{PeerID: "p", Stream: "x", Addr: "127.0.0.1:1"})
+	_, err := c.Announce(ctx, proto.AnnounceRequest{PeerState: proto.PeerState{PeerID: "p", Stream: "x", Addr: "127.0.0.1:1"}})
 	require.ErrorIs(t, err, trackerclient.ErrUnknownStream)
 	require.NotErrorIs(t, err, trackerclient.ErrRateLimited)
 	require.Contains(t, err.Error(), `unknown stream "x"`)
@@ -72,40 +70,18 @@ func TestRequestsSendJSON(t *testing.T) {
 	require.Equal(t, registration(), got)
 }
 
-func TestRegisterStreamNATSRejectsInvalidRegistrationBeforeConnecting(t *testing.T) {
-	reg := registration()
-	reg.PublicKey = "short"
-	err := trackerclient.RegisterStreamNATS(context.Background(), "nats://127.0.0.1:1", reg)
-	require.ErrorIs(t, err, proto.ErrBadRegistration)
-}
-
-func TestRegisterStreamNATSCreatesTheBucketWhenNoTrackerDidYet(t *testing.T) {
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoLog: true, NoSigs: true})
-	require.NoError(t, err)
-	go ns.Start()
-	require.True(t, ns.ReadyForConnections(10*time.Second))
-	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
-
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	require.NoError(t, trackerclient.RegisterStreamNATS(ctx, ns.ClientURL(), registration()))
-	require.NoError(t, trackerclient.RegisterStreamNATS(ctx, ns.ClientURL(), registration()), "renewal works too")
-
-	nc, err := nats.Connect(ns.ClientURL())
-	require.NoError(t, err)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	require.NoError(t, err)
-	kv, err := js.KeyValue(ctx, proto.TrackerStreamsBucket)
-	require.NoError(t, err)
-	e, err := kv.Get(ctx, proto.TrackerStreamKey("live"))
-	require.NoError(t, err)
-	got, err := proto.ParseStreamRegistration(e.Value())
-	require.NoError(t, err)
-	want := registration()
-	want.ApplyDefaults()
-	require.Equal(t, want, got)
-	status, err := kv.Status(ctx)
-	require.NoError(t, err)
-	require.Equal(t, proto.TrackerStreamTTL, status.TTL())
+func TestStreamAsksForTheWatchLinksKey(t *testing.T) {
+	var query string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		query = r.URL.RawQuery
+		w.WriteHeader(http.StatusConflict)
+		_ = json.NewEncoder(w).Encode(proto.ErrorResponse{Error: "several keys"})
+	}))
+	defer srv.Close()
+	c := &trackerclient.Client{BaseURL: srv.URL}
+	_, err := c.Stream(context.Background(), "live", "")
+	require.ErrorIs(t, err, trackerclient.ErrConflict)
+	require.Empty(t, query)
+	_, _ = c.Stream(context.Background(), "live", "AAA-_")
+	require.Equal(t, "key=AAA-_", query)
 }
