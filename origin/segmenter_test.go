@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"os/exec"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 	"github.com/stretchr/testify/require"
 
+	"github.com/crowdsurf/crowdsurf/internal/testcard"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -326,6 +328,114 @@ func TestSegmenterDateTimeFollowsSenderReportsWhenSane(t *testing.T) {
 			h.seg.endSession()
 			require.Equal(t, start.Add(tc.want), h.infos[0].ProgramDateTime)
 			require.Equal(t, start.Add(tc.want+time.Second), h.infos[1].ProgramDateTime)
+		})
+	}
+}
+
+// continuityBreaks counts the TS packets whose continuity counter does not follow the previous
+// packet of their PID (a packet without payload repeats it), as a demuxer checks them.
+func continuityBreaks(t *testing.T, ts []byte) int {
+	t.Helper()
+	require.Zero(t, len(ts)%188, "whole TS packets")
+	last := map[uint16]byte{}
+	breaks := 0
+	for off := 0; off < len(ts); off += 188 {
+		p := ts[off : off+188]
+		require.Equal(t, byte(0x47), p[0])
+		pid := uint16(p[1]&0x1f)<<8 | uint16(p[2])
+		cc := p[3] & 0x0f
+		hasPayload := p[3]&0x10 != 0
+		if prev, ok := last[pid]; ok {
+			want := prev
+			if hasPayload {
+				want = (prev + 1) & 0x0f
+			}
+			if cc != want {
+				breaks++
+			}
+		}
+		last[pid] = cc
+	}
+	return breaks
+}
+
+// requireFFmpegReadsCleanly demuxes ts with ffmpeg at warning level: it must say nothing.
+func requireFFmpegReadsCleanly(t *testing.T, ts []byte) {
+	t.Helper()
+	requireFFmpeg(t)
+	cmd := exec.CommandContext(t.Context(), "ffmpeg", "-hide_banner", "-nostdin", "-v", "warning",
+		"-f", "mpegts", "-i", "pipe:0", "-map", "0", "-c", "copy", "-f", "null", "-")
+	cmd.Stdin = bytes.NewReader(ts)
+	var errBuf bytes.Buffer
+	cmd.Stderr = &errBuf
+	require.NoError(t, cmd.Run(), errBuf.String())
+	require.Empty(t, errBuf.String(), "ffmpeg warns reading the segments back to back")
+}
+
+// TestSegmentsContinueContinuityCounters pins issue 11: consecutive segments of a timeline,
+// played back to back, keep every PID's continuity counter running (a player saw "Packet
+// corrupt" three times per boundary when each segment restarted them at 0), while each segment
+// still opens with PAT/PMT and a keyframe. A new session starts a new timeline, from 0.
+func TestSegmentsContinueContinuityCounters(t *testing.T) {
+	clip, err := testcard.Load() // real H.264 and AAC, so that ffmpeg has nothing else to say
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name         string
+		video, audio bool
+	}{
+		{"video and audio", true, true},
+		{"video only", true, false},
+		{"audio only", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, time.Second, 4096)
+			tracks := trackSet{}
+			if tc.video {
+				tracks.H264, tracks.SPS, tracks.PPS = true, clip.SPS, clip.PPS
+			}
+			if tc.audio {
+				tracks.AAC = clip.AudioConfig
+			}
+			for range 2 {
+				require.NoError(t, h.seg.startSession(tracks))
+				// Two loops of the clip, audio interleaved by timestamp.
+				for loop := range int64(2) {
+					off := loop * clip.DurationTicks
+					a := 0
+					writeAudioUntil := func(ts int64) {
+						for ; tc.audio && a < len(clip.Audio) && clip.Audio[a].PTS <= ts; a++ {
+							require.NoError(t, h.seg.writeAAC(off+clip.Audio[a].PTS, [][]byte{clip.Audio[a].AU}))
+						}
+					}
+					for _, au := range clip.Video {
+						writeAudioUntil(au.DTS)
+						if tc.video {
+							require.NoError(t, h.seg.writeH264(off+au.PTS, au.NALUs))
+						}
+						h.clock.advance(tsToDuration(clip.FrameTicks))
+					}
+					writeAudioUntil(clip.DurationTicks)
+				}
+				h.seg.endSession()
+			}
+			require.GreaterOrEqual(t, len(h.infos), 6)
+
+			var timeline []byte
+			for seq := range uint64(len(h.infos)) {
+				data, chunks := h.segmentBytes(seq)
+				d := demux(t, data) // opens with the PAT, decodes on its own
+				if tc.video {
+					require.True(t, d.idrHasSPS[0], "segment %d opens with a keyframe", seq)
+				}
+				if chunks[0].Flags&proto.FlagDiscontinuity != 0 {
+					require.Zero(t, continuityBreaks(t, timeline), "first timeline")
+					requireFFmpegReadsCleanly(t, timeline)
+					timeline = nil
+				}
+				timeline = append(timeline, data...)
+			}
+			require.Zero(t, continuityBreaks(t, timeline), "second timeline")
+			requireFFmpegReadsCleanly(t, timeline)
 		})
 	}
 }
