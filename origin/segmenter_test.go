@@ -13,6 +13,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
+	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 	"github.com/stretchr/testify/require"
 
 	"github.com/crowdsurf/crowdsurf/internal/testcard"
@@ -24,7 +25,7 @@ import (
 var (
 	testSPS = []byte{0x67, 0x42, 0xc0, 0x0d, 0xda, 0x05, 0x07, 0xec, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x0c, 0xa3, 0xc5, 0x0a, 0xa8}
 	testPPS = []byte{0x68, 0xce, 0x0f, 0xc8}
-	testAAC = &mpeg4audio.AudioSpecificConfig{Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 1, ChannelCount: 1}
+	testAAC = &mpeg4audio.AudioSpecificConfig{Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 1}
 )
 
 const frame25 = clockRate / 25 // one frame at 25 fps
@@ -111,7 +112,7 @@ func demux(t *testing.T, b []byte) demuxed {
 	var d demuxed
 	for _, tr := range r.Tracks() {
 		switch tr.Codec.(type) {
-		case *mpegts.CodecH264:
+		case *tscodecs.H264:
 			r.OnDataH264(tr, func(_, dts int64, au [][]byte) error {
 				d.videoDTS = append(d.videoDTS, dts)
 				if h264.IsRandomAccess(au) {
@@ -125,7 +126,7 @@ func demux(t *testing.T, b []byte) demuxed {
 				}
 				return nil
 			})
-		case *mpegts.CodecMPEG4Audio:
+		case *tscodecs.MPEG4Audio:
 			r.OnDataMPEG4Audio(tr, func(pts int64, aus [][]byte) error {
 				d.audioPTS = append(d.audioPTS, pts)
 				d.audioAUs += len(aus)
