@@ -440,3 +440,49 @@ func TestSegmentsContinueContinuityCounters(t *testing.T) {
 		})
 	}
 }
+
+// TestSegmentsAreNoLongerThanTheirKeyframesNeed pins the cut rule behind issue 11's durations:
+// a segment ends at the first keyframe (audio-only: frame) at the 2 s target, less 10 ms, so
+// common frame rates and AAC rates give segments that round to the target, never a GOP more.
+func TestSegmentsAreNoLongerThanTheirKeyframesNeed(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		frame int64 // clockRate ticks per video frame, or 0 for audio only
+		gop   int   // frames per keyframe
+		rate  int   // AAC sample rate, audio only
+		want  time.Duration
+	}{
+		{name: "29.97 fps, keyframe every 60 frames", frame: 3003, gop: 60, want: 2002 * time.Millisecond},
+		{name: "29.97 fps, keyframe every 30 frames", frame: 3003, gop: 30, want: 2002 * time.Millisecond},
+		{name: "25 fps, keyframe every 50 frames", frame: 3600, gop: 50, want: 2 * time.Second},
+		{name: "30 fps, keyframe every 60 frames", frame: 3000, gop: 60, want: 2 * time.Second},
+		{name: "59.94 fps, keyframe every 120 frames", frame: 1501, gop: 120, want: tsToDuration(120 * 1501)},
+		{name: "AAC 48 kHz: 94 frames", rate: 48000, want: tsToDuration(94 * 1024 * clockRate / 48000)},
+		{name: "AAC 44.1 kHz: 86 frames", rate: 44100, want: tsToDuration(86 * (1024 * clockRate / 44100))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, 2*time.Second, 4096)
+			if tc.frame > 0 {
+				require.NoError(t, h.seg.startSession(trackSet{H264: true, SPS: testSPS, PPS: testPPS}))
+				for i := range 10 * tc.gop {
+					require.NoError(t, h.seg.writeH264(int64(i)*tc.frame, videoAU(i%tc.gop == 0, 100)))
+				}
+			} else {
+				aac := *testAAC
+				aac.SampleRate = tc.rate
+				require.NoError(t, h.seg.startSession(trackSet{AAC: &aac}))
+				frame := int64(1024 * clockRate / tc.rate)
+				for i := range int64(1000) {
+					require.NoError(t, h.seg.writeAAC(i*frame, [][]byte{make([]byte, 50)}))
+				}
+			}
+			h.seg.endSession()
+			require.GreaterOrEqual(t, len(h.infos), 3)
+			for seq := range uint64(len(h.infos) - 1) { // the last one was cut short by the end
+				d := h.infos[seq].Duration
+				require.Equal(t, tc.want, d, "segment %d", seq)
+				require.InDelta(t, 2, d.Seconds(), 0.5, "segment %d rounds to the target", seq)
+			}
+		})
+	}
+}
