@@ -7,6 +7,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/stretchr/testify/require"
 )
 
 // FuzzSegmenterNeverPanics feeds arbitrary access units and timestamps (what a broken or
@@ -55,7 +56,9 @@ func FuzzSegmenterNeverPanics(f *testing.F) {
 	})
 }
 
-// FuzzLATMFrames unpacks arbitrary audioMuxElements without panicking.
+// FuzzLATMFrames unpacks arbitrary audioMuxElements (from a publisher's RTP): no panic, and
+// what comes out is a set of non-empty AAC frames, no bigger together than the element, each of
+// which packed alone into an element unpacks to itself.
 func FuzzLATMFrames(f *testing.F) {
 	l, err := newLATMAudio(&format.MPEG4AudioLATM{StreamMuxConfig: &mpeg4audio.StreamMuxConfig{
 		Programs: []*mpeg4audio.StreamMuxConfigProgram{{Layers: []*mpeg4audio.StreamMuxConfigLayer{{
@@ -68,7 +71,25 @@ func FuzzLATMFrames(f *testing.F) {
 	f.Add([]byte{0x03, 1, 2, 3})
 	f.Add([]byte{0xff, 0xff, 0x10, 9})
 	f.Add([]byte{})
-	f.Fuzz(func(_ *testing.T, data []byte) {
-		_, _ = l.frames(data)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		aus, err := l.frames(data)
+		if err != nil {
+			require.Empty(t, aus)
+			return
+		}
+		total := 0
+		for _, au := range aus {
+			require.NotEmpty(t, au)
+			total += len(au)
+			el, err := mpeg4audio.AudioMuxElement{
+				StreamMuxConfig: l.format.StreamMuxConfig,
+				Payloads:        [][][][]byte{{{au}}},
+			}.Marshal()
+			require.NoError(t, err)
+			again, err := l.frames(el)
+			require.NoError(t, err)
+			require.Equal(t, [][]byte{au}, again)
+		}
+		require.Less(t, total, max(len(data), 1), "a payload length comes with every frame")
 	})
 }

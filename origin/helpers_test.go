@@ -281,15 +281,15 @@ func (o *testOrigin) waitIdle(t *testing.T, name string) {
 	}, 10*time.Second, 50*time.Millisecond)
 }
 
-// decodeHLS plays the whole playlist from its first segment with ffmpeg and returns ffmpeg's
-// error output, which must be empty for a clean stream.
-func decodeHLS(t *testing.T, url string) string {
+// decodeHLS plays the whole playlist from its first segment with ffmpeg and returns what ffmpeg
+// said at level ("warning" or "error"), which must be nothing for a clean stream.
+func decodeHLS(t *testing.T, url string, level string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	// live_start_index 0 plays from the first listed segment; the hold counter ends the read
 	// once the finished stream's playlist stops changing.
-	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", "error",
+	cmd := exec.CommandContext(ctx, "ffmpeg", "-hide_banner", "-nostdin", "-v", level,
 		"-live_start_index", "0", "-m3u8_hold_counters", "2", "-i", url, "-f", "null", "-")
 	var errBuf bytes.Buffer
 	cmd.Stderr = &errBuf

@@ -48,6 +48,59 @@ func (p *ingestPlan) rtpMaps() []string {
 	return m
 }
 
+// codecName names a format for the operator, in the words gortsplib's deprecated Format.Codec
+// used; a format without a name of its own goes by its rtpmap encoding, or its payload type.
+func codecName(f format.Format) string {
+	switch f.(type) {
+	case *format.H264:
+		return "H264"
+	case *format.H265:
+		return "H265"
+	case *format.AV1:
+		return "AV1"
+	case *format.VP8:
+		return "VP8"
+	case *format.VP9:
+		return "VP9"
+	case *format.MPEG4Video:
+		return "MPEG-4 Video"
+	case *format.MPEG1Video:
+		return "MPEG-1/2 Video"
+	case *format.MJPEG:
+		return "M-JPEG"
+	case *format.MPEG4Audio:
+		return "MPEG-4 Audio"
+	case *format.MPEG4AudioLATM:
+		return "MPEG-4 Audio LATM"
+	case *format.MPEG1Audio:
+		return "MPEG-1/2 Audio"
+	case *format.Opus:
+		return "Opus"
+	case *format.AC3:
+		return "AC-3"
+	case *format.G711:
+		return "G711"
+	case *format.G722:
+		return "G722"
+	case *format.G726:
+		return "G726"
+	case *format.LPCM:
+		return "LPCM"
+	case *format.Speex:
+		return "Speex"
+	case *format.Vorbis:
+		return "Vorbis"
+	case *format.KLV:
+		return "KLV"
+	case *format.MPEGTS:
+		return "MPEG-TS"
+	}
+	if enc, _, _ := strings.Cut(f.RTPMap(), "/"); enc != "" {
+		return enc
+	}
+	return fmt.Sprintf("payload type %d", f.PayloadType())
+}
+
 func (p *ingestPlan) medias() []*description.Media {
 	var m []*description.Media
 	if p.videoMedia != nil {
@@ -82,11 +135,11 @@ func planIngest(medias []*description.Media, strict bool) (*ingestPlan, error) {
 					if l, err := newLATMAudio(f); err == nil {
 						p.latm, p.audioMedia, used = l, medi, true
 					} else {
-						names = append(names, forma.Codec()+" (not one program of one layer)")
+						names = append(names, codecName(forma)+" (not one program of one layer)")
 					}
 				}
 			default:
-				names = append(names, forma.Codec())
+				names = append(names, codecName(forma))
 			}
 			if used {
 				break
@@ -107,8 +160,9 @@ func planIngest(medias []*description.Media, strict bool) (*ingestPlan, error) {
 		return nil, fmt.Errorf("%w %s: send H.264 video and/or AAC audio", ErrUnsupportedCodec, what)
 	}
 	if p.video != nil {
-		sps, pps := p.video.SafeParams()
-		p.tracks.H264, p.tracks.SPS, p.tracks.PPS = true, sps, pps
+		// The description is ours alone (parsed from this session's SDP): nothing sets its
+		// parameters concurrently, so they are read directly.
+		p.tracks.H264, p.tracks.SPS, p.tracks.PPS = true, p.video.SPS, p.video.PPS
 	}
 	if p.audio != nil {
 		p.tracks.AAC = p.audio.Config

@@ -31,8 +31,11 @@ func (l *latmAudio) frames(element []byte) ([][]byte, error) {
 		return nil, fmt.Errorf("LATM audioMuxElement: %w", err)
 	}
 	aus := make([][]byte, 0, len(el.Payloads))
+	// Indexes: subframe, program, layer. An empty payload is no AAC frame (a zero payload
+	// length decodes fine): written as one it would be an empty ADTS frame that decoders reject
+	// and that counts 1024 samples of nothing into the segment's duration.
 	for _, sub := range el.Payloads {
-		if len(sub) > 0 && len(sub[0]) > 0 {
+		if len(sub) > 0 && len(sub[0]) > 0 && len(sub[0][0]) > 0 {
 			aus = append(aus, sub[0][0])
 		}
 	}

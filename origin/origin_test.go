@@ -21,8 +21,17 @@ func checkStream(t *testing.T, o *testOrigin, name string, wantVideo, wantAudio 
 	p := o.playlist(t, name)
 	require.GreaterOrEqual(t, len(p.segments), minSegments)
 
-	// A real player decodes it without a single error.
-	require.Empty(t, decodeHLS(t, o.base+"/live/"+name+"/index.m3u8"))
+	// A real player decodes it without a single warning: within a timeline continuity counters
+	// run on across segments (a restart is a "Packet corrupt" warning, issue 11). ffmpeg reads
+	// across EXT-X-DISCONTINUITY as one stream, so there restarted timestamps and counters are
+	// warnings whoever made the stream: then only errors count.
+	level := "warning"
+	for _, seg := range p.segments {
+		if seg.discontinuity {
+			level = "error"
+		}
+	}
+	require.Empty(t, decodeHLS(t, o.base+"/live/"+name+"/index.m3u8", level))
 
 	for i, seg := range p.segments {
 		// Date-times come from the wall clock and, within a timeline, advance by the durations.

@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -93,7 +94,32 @@ type segmenter struct {
 	videoFrame   int64 // duration of the last video frame, for the end of a cut-short segment
 	haveVideoDTS bool
 
+	// tl muxes the current timeline; nil until its first segment opens.
+	tl *timeline
+
 	cur *openSegment
+}
+
+// timeline is one MPEG-TS writer for all the segments of a timeline, so that continuity
+// counters run on across segment boundaries as a player reading them back to back expects
+// (restarting them at every segment makes ffmpeg flag "Packet corrupt" three times per
+// boundary). Its output goes to the open segment's chunker. A new timeline, and so counters
+// from 0, starts only at a discontinuity.
+type timeline struct {
+	w     *mpegts.Writer
+	video *mpegts.Track
+	audio *mpegts.Track
+	out   segmentSink
+}
+
+// segmentSink forwards the writer's bytes to the open segment's chunker.
+type segmentSink struct{ w io.Writer }
+
+func (s *segmentSink) Write(p []byte) (int, error) {
+	if s.w == nil {
+		return 0, errors.New("mpeg-ts bytes outside a segment")
+	}
+	return s.w.Write(p)
 }
 
 type openSegment struct {
@@ -142,6 +168,7 @@ func (s *segmenter) startSession(t trackSet) error {
 	s.anchored = false
 	s.haveVideoDTS = false
 	s.videoFrame = 0
+	s.tl = nil
 	return nil
 }
 
@@ -377,30 +404,49 @@ func (s *segmenter) openSegment(start int64) error {
 	seg.ch = NewChunker(proto.ChunkID{Stream: s.cfg.Stream, Seq: seg.seq}, flags, s.cfg.ChunkSize,
 		s.cfg.ChunkInterval, s.cfg.Key, s.cfg.Now, s.cfg.Emit)
 
-	// Video first, so that the video track carries the PCR and the segment opens with the
-	// keyframe. A fresh writer per segment makes every segment self-contained: its first write is
-	// a keyframe (or audio in an audio-only stream), which makes it emit PAT/PMT first.
-	var tracks []*mpegts.Track
-	if s.tracks.H264 {
-		seg.video = &mpegts.Track{Codec: &tscodecs.H264{}}
-		tracks = append(tracks, seg.video)
+	if s.tl == nil || flags&proto.FlagDiscontinuity != 0 {
+		tl, err := s.newTimeline()
+		if err != nil {
+			return err
+		}
+		s.tl = tl
 	}
-	if s.tracks.AAC != nil {
-		seg.audio = &mpegts.Track{Codec: &tscodecs.MPEG4Audio{Config: *s.tracks.AAC}}
-		tracks = append(tracks, seg.audio)
-	}
-	seg.w = &mpegts.Writer{W: seg.ch, Tracks: tracks}
-	if err := seg.w.Initialize(); err != nil {
-		return fmt.Errorf("mpeg-ts writer: %w", err)
-	}
+	// Every segment is still self-contained: its first write is a keyframe on the PCR track (or,
+	// audio-only, audio, which the writer always marks random access), and such a write makes the
+	// writer emit PAT/PMT first.
+	s.tl.out.w = seg.ch
+	seg.w, seg.video, seg.audio = s.tl.w, s.tl.video, s.tl.audio
 	s.cur = seg
 	return nil
+}
+
+// newTimeline makes the writer of a new timeline. Video comes first, so that the video track
+// carries the PCR and every segment opens with its keyframe.
+func (s *segmenter) newTimeline() (*timeline, error) {
+	tl := &timeline{}
+	var tracks []*mpegts.Track
+	if s.tracks.H264 {
+		tl.video = &mpegts.Track{Codec: &tscodecs.H264{}}
+		tracks = append(tracks, tl.video)
+	}
+	if s.tracks.AAC != nil {
+		tl.audio = &mpegts.Track{Codec: &tscodecs.MPEG4Audio{Config: *s.tracks.AAC}}
+		tracks = append(tracks, tl.audio)
+	}
+	tl.w = &mpegts.Writer{W: &tl.out, Tracks: tracks}
+	if err := tl.w.Initialize(); err != nil {
+		return nil, fmt.Errorf("mpeg-ts writer: %w", err)
+	}
+	return tl, nil
 }
 
 func (s *segmenter) finishSegment(end int64) {
 	s.flushAudio()
 	seg := s.cur
 	s.cur = nil
+	if s.tl != nil {
+		s.tl.out.w = nil
+	}
 	dur := tsToDuration(max(end-seg.start, 0))
 	info := seg.ch.Finish(dur, seg.pdt)
 	if s.cfg.OnSegment != nil {

@@ -6,14 +6,17 @@ import (
 	"crypto/rand"
 	"errors"
 	"io"
+	"os/exec"
 	"testing"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
+	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 	"github.com/stretchr/testify/require"
 
+	"github.com/crowdsurf/crowdsurf/internal/testcard"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -22,7 +25,7 @@ import (
 var (
 	testSPS = []byte{0x67, 0x42, 0xc0, 0x0d, 0xda, 0x05, 0x07, 0xec, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40, 0x00, 0x00, 0x0c, 0xa3, 0xc5, 0x0a, 0xa8}
 	testPPS = []byte{0x68, 0xce, 0x0f, 0xc8}
-	testAAC = &mpeg4audio.AudioSpecificConfig{Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 1, ChannelCount: 1}
+	testAAC = &mpeg4audio.AudioSpecificConfig{Type: mpeg4audio.ObjectTypeAACLC, SampleRate: 48000, ChannelConfig: 1}
 )
 
 const frame25 = clockRate / 25 // one frame at 25 fps
@@ -109,7 +112,7 @@ func demux(t *testing.T, b []byte) demuxed {
 	var d demuxed
 	for _, tr := range r.Tracks() {
 		switch tr.Codec.(type) {
-		case *mpegts.CodecH264:
+		case *tscodecs.H264:
 			r.OnDataH264(tr, func(_, dts int64, au [][]byte) error {
 				d.videoDTS = append(d.videoDTS, dts)
 				if h264.IsRandomAccess(au) {
@@ -123,7 +126,7 @@ func demux(t *testing.T, b []byte) demuxed {
 				}
 				return nil
 			})
-		case *mpegts.CodecMPEG4Audio:
+		case *tscodecs.MPEG4Audio:
 			r.OnDataMPEG4Audio(tr, func(pts int64, aus [][]byte) error {
 				d.audioPTS = append(d.audioPTS, pts)
 				d.audioAUs += len(aus)
@@ -326,6 +329,160 @@ func TestSegmenterDateTimeFollowsSenderReportsWhenSane(t *testing.T) {
 			h.seg.endSession()
 			require.Equal(t, start.Add(tc.want), h.infos[0].ProgramDateTime)
 			require.Equal(t, start.Add(tc.want+time.Second), h.infos[1].ProgramDateTime)
+		})
+	}
+}
+
+// continuityBreaks counts the TS packets whose continuity counter does not follow the previous
+// packet of their PID (a packet without payload repeats it), as a demuxer checks them.
+func continuityBreaks(t *testing.T, ts []byte) int {
+	t.Helper()
+	require.Zero(t, len(ts)%188, "whole TS packets")
+	last := map[uint16]byte{}
+	breaks := 0
+	for off := 0; off < len(ts); off += 188 {
+		p := ts[off : off+188]
+		require.Equal(t, byte(0x47), p[0])
+		pid := uint16(p[1]&0x1f)<<8 | uint16(p[2])
+		cc := p[3] & 0x0f
+		hasPayload := p[3]&0x10 != 0
+		if prev, ok := last[pid]; ok {
+			want := prev
+			if hasPayload {
+				want = (prev + 1) & 0x0f
+			}
+			if cc != want {
+				breaks++
+			}
+		}
+		last[pid] = cc
+	}
+	return breaks
+}
+
+// requireFFmpegReadsCleanly demuxes ts with ffmpeg at warning level: it must say nothing.
+func requireFFmpegReadsCleanly(t *testing.T, ts []byte) {
+	t.Helper()
+	requireFFmpeg(t)
+	cmd := exec.CommandContext(t.Context(), "ffmpeg", "-hide_banner", "-nostdin", "-v", "warning",
+		"-f", "mpegts", "-i", "pipe:0", "-map", "0", "-c", "copy", "-f", "null", "-")
+	cmd.Stdin = bytes.NewReader(ts)
+	var errBuf bytes.Buffer
+	cmd.Stderr = &errBuf
+	require.NoError(t, cmd.Run(), errBuf.String())
+	require.Empty(t, errBuf.String(), "ffmpeg warns reading the segments back to back")
+}
+
+// TestSegmentsContinueContinuityCounters pins issue 11: consecutive segments of a timeline,
+// played back to back, keep every PID's continuity counter running (a player saw "Packet
+// corrupt" three times per boundary when each segment restarted them at 0), while each segment
+// still opens with PAT/PMT and a keyframe. A new session starts a new timeline, from 0.
+func TestSegmentsContinueContinuityCounters(t *testing.T) {
+	clip, err := testcard.Load() // real H.264 and AAC, so that ffmpeg has nothing else to say
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name         string
+		video, audio bool
+	}{
+		{"video and audio", true, true},
+		{"video only", true, false},
+		{"audio only", false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, time.Second, 4096)
+			tracks := trackSet{}
+			if tc.video {
+				tracks.H264, tracks.SPS, tracks.PPS = true, clip.SPS, clip.PPS
+			}
+			if tc.audio {
+				tracks.AAC = clip.AudioConfig
+			}
+			for range 2 {
+				require.NoError(t, h.seg.startSession(tracks))
+				// Two loops of the clip, audio interleaved by timestamp.
+				for loop := range int64(2) {
+					off := loop * clip.DurationTicks
+					a := 0
+					writeAudioUntil := func(ts int64) {
+						for ; tc.audio && a < len(clip.Audio) && clip.Audio[a].PTS <= ts; a++ {
+							require.NoError(t, h.seg.writeAAC(off+clip.Audio[a].PTS, [][]byte{clip.Audio[a].AU}))
+						}
+					}
+					for _, au := range clip.Video {
+						writeAudioUntil(au.DTS)
+						if tc.video {
+							require.NoError(t, h.seg.writeH264(off+au.PTS, au.NALUs))
+						}
+						h.clock.advance(tsToDuration(clip.FrameTicks))
+					}
+					writeAudioUntil(clip.DurationTicks)
+				}
+				h.seg.endSession()
+			}
+			require.GreaterOrEqual(t, len(h.infos), 6)
+
+			var timeline []byte
+			for seq := range uint64(len(h.infos)) {
+				data, chunks := h.segmentBytes(seq)
+				d := demux(t, data) // opens with the PAT, decodes on its own
+				if tc.video {
+					require.True(t, d.idrHasSPS[0], "segment %d opens with a keyframe", seq)
+				}
+				if chunks[0].Flags&proto.FlagDiscontinuity != 0 {
+					require.Zero(t, continuityBreaks(t, timeline), "first timeline")
+					requireFFmpegReadsCleanly(t, timeline)
+					timeline = nil
+				}
+				timeline = append(timeline, data...)
+			}
+			require.Zero(t, continuityBreaks(t, timeline), "second timeline")
+			requireFFmpegReadsCleanly(t, timeline)
+		})
+	}
+}
+
+// TestSegmentsAreNoLongerThanTheirKeyframesNeed pins the cut rule behind issue 11's durations:
+// a segment ends at the first keyframe (audio-only: frame) at the 2 s target, less 10 ms, so
+// common frame rates and AAC rates give segments that round to the target, never a GOP more.
+func TestSegmentsAreNoLongerThanTheirKeyframesNeed(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		frame int64 // clockRate ticks per video frame, or 0 for audio only
+		gop   int   // frames per keyframe
+		rate  int   // AAC sample rate, audio only
+		want  time.Duration
+	}{
+		{name: "29.97 fps, keyframe every 60 frames", frame: 3003, gop: 60, want: 2002 * time.Millisecond},
+		{name: "29.97 fps, keyframe every 30 frames", frame: 3003, gop: 30, want: 2002 * time.Millisecond},
+		{name: "25 fps, keyframe every 50 frames", frame: 3600, gop: 50, want: 2 * time.Second},
+		{name: "30 fps, keyframe every 60 frames", frame: 3000, gop: 60, want: 2 * time.Second},
+		{name: "59.94 fps, keyframe every 120 frames", frame: 1501, gop: 120, want: tsToDuration(120 * 1501)},
+		{name: "AAC 48 kHz: 94 frames", rate: 48000, want: tsToDuration(94 * 1024 * clockRate / 48000)},
+		{name: "AAC 44.1 kHz: 86 frames", rate: 44100, want: tsToDuration(86 * (1024 * clockRate / 44100))},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, 2*time.Second, 4096)
+			if tc.frame > 0 {
+				require.NoError(t, h.seg.startSession(trackSet{H264: true, SPS: testSPS, PPS: testPPS}))
+				for i := range 10 * tc.gop {
+					require.NoError(t, h.seg.writeH264(int64(i)*tc.frame, videoAU(i%tc.gop == 0, 100)))
+				}
+			} else {
+				aac := *testAAC
+				aac.SampleRate = tc.rate
+				require.NoError(t, h.seg.startSession(trackSet{AAC: &aac}))
+				frame := int64(1024 * clockRate / tc.rate)
+				for i := range int64(1000) {
+					require.NoError(t, h.seg.writeAAC(i*frame, [][]byte{make([]byte, 50)}))
+				}
+			}
+			h.seg.endSession()
+			require.GreaterOrEqual(t, len(h.infos), 3)
+			for seq := range uint64(len(h.infos) - 1) { // the last one was cut short by the end
+				d := h.infos[seq].Duration
+				require.Equal(t, tc.want, d, "segment %d", seq)
+				require.InDelta(t, 2, d.Seconds(), 0.5, "segment %d rounds to the target", seq)
+			}
 		})
 	}
 }

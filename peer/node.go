@@ -196,8 +196,9 @@ func (n *Node) emit(ctx context.Context, ev event) bool {
 
 // Run runs the node until ctx ends, then says GOODBYE to every neighbour, closes everything and
 // returns when every goroutine it started has ended. It closes the HTTPListener; the PacketConn
-// stays open for the caller to close.
-func (n *Node) Run(ctx context.Context) error {
+// stays open for the caller to close. A local HLS server that fails stops the node, and Run
+// returns its error.
+func (n *Node) Run(ctx context.Context) (err error) {
 	if !n.running.CompareAndSwap(false, true) {
 		return ErrStopped
 	}
@@ -213,14 +214,18 @@ func (n *Node) Run(ctx context.Context) error {
 		go func() {
 			defer close(httpDone)
 			if err := srv.Serve(n.cfg.HTTPListener); err != nil && !errors.Is(err, errServerClosed) {
-				httpErr = err
+				httpErr = fmt.Errorf("peer: local HLS server on %s: %w", n.cfg.HTTPListener.Addr(), err)
+				cancel() // the player has lost its endpoint: stop, and say why
 			}
 		}()
 		defer func() {
 			sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer scancel()
 			_ = srv.Shutdown(sctx)
-			<-httpDone
+			<-httpDone // orders httpErr's write before this read
+			if err == nil {
+				err = httpErr
+			}
 		}()
 	}
 
@@ -271,7 +276,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.tr != nil {
 		_ = n.tr.Close()
 	}
-	return httpErr
+	return nil
 }
 
 // closeUnseen closes the connection of an evConnUp the loop never took.

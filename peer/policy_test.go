@@ -1,6 +1,8 @@
 package peer
 
 import (
+	"bytes"
+	"strconv"
 	"testing"
 	"time"
 
@@ -209,14 +211,25 @@ func TestPlaylistSeqs(t *testing.T) {
 	}
 }
 
+// FuzzPlaylistSeqs reads arbitrary playlists (the origin's, or whatever a CDN in front of it
+// answers): every seq found is spelled "N.ts" in the input, there are no more seqs than ".ts"
+// names, and the seqs written back as a playlist read back the same.
 func FuzzPlaylistSeqs(f *testing.F) {
 	for _, tt := range playlistSeqsTests {
 		f.Add([]byte(tt.in))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		for _, seq := range playlistSeqs(b) {
-			_ = seq // never panics; every result came from a "N.ts" line
+		seqs := playlistSeqs(b)
+		require.LessOrEqual(t, len(seqs), bytes.Count(b, []byte(".ts")))
+		var back bytes.Buffer
+		back.WriteString("#EXTM3U\n")
+		for _, seq := range seqs {
+			// Leading zeros ("007.ts") parse too, and still end in the canonical spelling.
+			name := strconv.FormatUint(seq, 10) + ".ts"
+			require.True(t, bytes.Contains(b, []byte(name)), "seq %d: no %q in the playlist", seq, name)
+			back.WriteString("#EXTINF:2.000,\n" + name + "\n")
 		}
+		require.Equal(t, seqs, playlistSeqs(back.Bytes()))
 	})
 }
 

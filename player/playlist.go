@@ -78,7 +78,7 @@ func loadPlaylist(ctx context.Context, client *http.Client, u *url.URL, prev *me
 		if err != nil {
 			return nil, err
 		}
-		pl, listType, err := m3u8.DecodeFrom(bytes.NewReader(body), false)
+		pl, listType, err := decodePlaylist(body)
 		if err != nil {
 			return nil, fmt.Errorf("playlist %s: %w: %w", u, ErrNotMediaPlaylist, err)
 		}
@@ -100,6 +100,18 @@ func loadPlaylist(ctx context.Context, client *http.Client, u *url.URL, prev *me
 		}
 	}
 	return nil, fmt.Errorf("playlist %s: %w: multivariant playlist points at another one", u, ErrNotMediaPlaylist)
+}
+
+// decodePlaylist decodes a playlist from any server. hls-m3u8 (v0.6.5) panics on some
+// malformed lines (found by FuzzMediaPlaylist: "#EXT-X-MEDIA:0" indexes past an attribute), so
+// a panic there is turned into an error: a broken or hostile server must not crash the player.
+func decodePlaylist(body []byte) (pl m3u8.Playlist, listType m3u8.ListType, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			pl, err = nil, fmt.Errorf("playlist decoder failed: %v", r)
+		}
+	}()
+	return m3u8.DecodeFrom(bytes.NewReader(body), false)
 }
 
 // toMediaPlaylist keeps what the player needs. A segment without its own date-time takes the

@@ -64,3 +64,25 @@ func TestParsePublicKeyRejects(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParsePublicKey reads arbitrary key text (flags, pasted watch links): what it accepts is an
+// Ed25519 public key whose canonical spelling parses back to it; what it refuses wraps ErrBadKey.
+func FuzzParsePublicKey(f *testing.F) {
+	f.Add("--__--__--__--__--__--__--__--__--__--__--8")
+	f.Add("++//++//++//++//++//++//++//++//++//++//++8=")
+	f.Add("  AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n")
+	f.Add("--__--__--__--__--__--__--__--__--__--__--9")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := proto.ParsePublicKey(s)
+		if err != nil {
+			require.ErrorIs(t, err, proto.ErrBadKey)
+			require.Nil(t, k)
+			return
+		}
+		require.Len(t, k, ed25519.PublicKeySize)
+		again, err := proto.ParsePublicKey(proto.FormatPublicKey(k))
+		require.NoError(t, err)
+		require.Equal(t, k, again)
+	})
+}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
 
@@ -202,12 +203,18 @@ func TestSilentPeersExpire(t *testing.T) {
 	require.Equal(t, 3, st.SwarmSize)
 
 	// peer-0 keeps announcing; the other two fall silent and must be forgotten.
-	require.Eventually(t, func() bool {
+	// The condition runs off the test goroutine: it collects failures instead of calling FailNow.
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
 		resp, err := c.Announce(ctx, testAnnounce("live", 0))
-		require.NoError(t, err)
+		if !assert.NoError(ct, err) {
+			return
+		}
 		st, err := c.Stream(ctx, "live", testKey)
-		require.NoError(t, err)
-		return st.SwarmSize == 1 && len(resp.Neighbours) == 0
+		if !assert.NoError(ct, err) {
+			return
+		}
+		assert.Equal(ct, 1, st.SwarmSize)
+		assert.Empty(ct, resp.Neighbours)
 	}, 8*time.Second, 200*time.Millisecond)
 }
 

@@ -123,7 +123,7 @@ func (w *Window) render() ([]byte, bool) {
 	}
 	w.advanceFloor(list[0].seq)
 	for _, s := range list {
-		w.targetSecs = max(w.targetSecs, ceilSeconds(extinfDuration(s.info.Duration)))
+		w.targetSecs = max(w.targetSecs, targetSeconds(extinfDuration(s.info.Duration)))
 	}
 
 	n := uint(len(list))
@@ -180,6 +180,10 @@ func (w *Window) sortedSeqs() []uint64 {
 // extinfDuration is a segment's duration as EXTINF states it: rounded to milliseconds.
 func extinfDuration(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
 
-func ceilSeconds(d time.Duration) int {
-	return max(1, int(math.Ceil(d.Seconds())))
+// targetSeconds is the smallest EXT-X-TARGETDURATION a segment of duration d allows: RFC 8216
+// (4.3.3.1) bounds the EXTINF rounded to the nearest integer, so a 2.002 s segment (29.97 fps) or
+// a 2.005 s one (94 AAC frames at 48 kHz) fits a target of 2. Rounding up instead would announce
+// 3 s, and players would wait and buffer longer than the stream needs.
+func targetSeconds(d time.Duration) int {
+	return max(1, int(math.Round(d.Seconds())))
 }

@@ -2,6 +2,8 @@ package segwindow
 
 import (
 	"bytes"
+	"math"
+	"strconv"
 	"testing"
 	"time"
 
@@ -305,6 +307,53 @@ func TestPlaylistCachedUntilChange(t *testing.T) {
 	}
 	d, _ := w.Playlist()
 	require.Contains(t, string(d), "3.ts")
+}
+
+// TestTargetDurationIsLargestRoundedEXTINF pins issue 11: RFC 8216 bounds each EXTINF rounded
+// to the nearest integer, so segments a hair over the nominal duration (29.97 fps GOPs, AAC
+// frames that do not divide 2 s) must not raise the target by a whole second.
+func TestTargetDurationIsLargestRoundedEXTINF(t *testing.T) {
+	const ntscFrame = 1001 * time.Second / 30000 // 33.367 ms
+	aacFrame := func(rate int) time.Duration { return 1024 * time.Second / time.Duration(rate) }
+	for _, tc := range []struct {
+		name      string
+		nominal   time.Duration
+		durations []time.Duration
+		want      int
+	}{
+		{"29.97 fps, 60-frame GOPs (2.002 s)", 2 * time.Second, []time.Duration{60 * ntscFrame, 60 * ntscFrame}, 2},
+		{"29.97 fps, 30-frame GOPs at a 1 s target (1.001 s)", time.Second, []time.Duration{30 * ntscFrame}, 1},
+		{"29.97 fps, a GOP cut one keyframe late (4.004 s)", 2 * time.Second, []time.Duration{60 * ntscFrame, 120 * ntscFrame}, 4},
+		{"audio only, 94 AAC frames at 48 kHz (2.005 s)", 2 * time.Second, []time.Duration{94 * aacFrame(48000)}, 2},
+		{"audio only, 87 AAC frames at 44.1 kHz (2.020 s)", 2 * time.Second, []time.Duration{87 * aacFrame(44100)}, 2},
+		{"audio only, 141 AAC frames at 48 kHz (3.008 s)", 3 * time.Second, []time.Duration{141 * aacFrame(48000)}, 3},
+		{"half a second rounds up (2.5 s)", 2 * time.Second, []time.Duration{2500 * time.Millisecond}, 3},
+		{"just under half (2.499 s)", 2 * time.Second, []time.Duration{2499 * time.Millisecond}, 2},
+		{"EXTINF as written: 2.4995 s prints 2.500, so 3", 2 * time.Second, []time.Duration{2499500 * time.Microsecond}, 3},
+		{"short segments keep the nominal target", 2 * time.Second, []time.Duration{400 * time.Millisecond}, 2},
+		{"at least 1 s", 300 * time.Millisecond, []time.Duration{300 * time.Millisecond}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := New(Config{Stream: testStream, PlaylistLength: 6, TargetDuration: tc.nominal})
+			for i, d := range tc.durations {
+				s := spec(uint64(i + 1))
+				s.duration = d
+				addAll(t, w, s)
+			}
+			p, ok := w.Playlist()
+			require.True(t, ok)
+			require.Contains(t, string(p), "#EXT-X-TARGETDURATION:"+strconv.Itoa(tc.want)+"\n")
+			require.Equal(t, tc.want, w.TargetDurationSeconds())
+
+			// The RFC's rule, checked on the playlist as written.
+			pl, _, err := m3u8.Decode(*bytes.NewBuffer(bytes.Clone(p)), true)
+			require.NoError(t, err)
+			media := pl.(*m3u8.MediaPlaylist)
+			for _, seg := range media.GetAllSegments() {
+				require.LessOrEqual(t, math.Round(seg.Duration), float64(tc.want), seg.URI)
+			}
+		})
+	}
 }
 
 func TestTargetDurationNeverDecreases(t *testing.T) {

@@ -66,7 +66,7 @@ func NewServer(lookup Lookup, opts ServerOptions) *Server {
 	return &Server{lookup: lookup, opts: opts}
 }
 
-// Register mounts the routes (GET and HEAD) on e:
+// Register mounts the routes (GET, HEAD, and OPTIONS for CORS preflight) on e:
 //
 //	/live/:stream/index.m3u8          the live playlist
 //	/live/:stream/:seq.ts             a whole complete segment
@@ -76,9 +76,42 @@ func NewServer(lookup Lookup, opts ServerOptions) *Server {
 // Echo's router would take ":seq.ts" for a parameter named "seq.ts", so the last path element is
 // routed as one parameter and parsed here.
 func (s *Server) Register(e *echo.Echo) {
-	methods := []string{http.MethodGet, http.MethodHead}
-	e.Match(methods, "/live/:stream/:file", s.serveFile)
-	e.Match(methods, "/live/:stream/:seq/:chunk", s.serveChunk)
+	methods := []string{http.MethodGet, http.MethodHead, http.MethodOptions}
+	e.Match(methods, "/live/:stream/:file", s.serveFile, cors)
+	e.Match(methods, "/live/:stream/:seq/:chunk", s.serveChunk, cors)
+}
+
+// CORS: a web player (hls.js) on any other site may read playlists, segments and chunks, from
+// the origin and from a viewer's local peer alike. Nothing here depends on cookies or on who
+// asks, so every response allows any origin, and none varies by Origin: echo's CORS middleware
+// adds "Vary: Origin", which would split a CDN's cache of the immutable segments per site.
+const (
+	corsAllowMethods = "GET, HEAD, OPTIONS"
+	// corsExposeHeaders are the response headers a script may read beyond the CORS-safelisted
+	// ones: Date and Age let a player place the live edge behind a cache.
+	corsExposeHeaders = "Content-Length, Date, Age"
+	corsMaxAge        = "86400"
+)
+
+// cors answers preflight requests and marks every other response readable cross-origin.
+func cors(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c *echo.Context) error {
+		h := c.Response().Header()
+		h.Set(echo.HeaderAccessControlAllowOrigin, "*")
+		if c.Request().Method != http.MethodOptions {
+			h.Set(echo.HeaderAccessControlExposeHeaders, corsExposeHeaders)
+			return next(c)
+		}
+		h.Set(echo.HeaderAllow, corsAllowMethods)
+		h.Set(echo.HeaderAccessControlAllowMethods, corsAllowMethods)
+		if asked := c.Request().Header.Get(echo.HeaderAccessControlRequestHeaders); asked != "" {
+			// Any request header is fine (hls.js may send Range); the answer depends on it.
+			h.Set(echo.HeaderAccessControlAllowHeaders, asked)
+			h.Add(echo.HeaderVary, echo.HeaderAccessControlRequestHeaders)
+		}
+		h.Set(echo.HeaderAccessControlMaxAge, corsMaxAge)
+		return c.NoContent(http.StatusNoContent)
+	}
 }
 
 func (s *Server) serveFile(c *echo.Context) error {
@@ -181,10 +214,9 @@ func (s *Server) window(c *echo.Context) (*Window, bool) {
 	return s.lookup(c.Param("stream"))
 }
 
-// send writes body with CORS open to all: browser players (hls.js) on other origins read it.
+// send writes body (only its length for HEAD) and reports it.
 func (s *Server) send(c *echo.Context, kind, contentType string, body []byte) error {
 	h := c.Response().Header()
-	h.Set(echo.HeaderAccessControlAllowOrigin, "*")
 	h.Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
 	sent := len(body)
 	var err error
@@ -211,7 +243,6 @@ func playlistCacheControl(targetSecs int) string {
 }
 
 func jsonError(c *echo.Context, code int, msg string) error {
-	c.Response().Header().Set(echo.HeaderAccessControlAllowOrigin, "*")
 	return c.JSON(code, map[string]string{"error": msg})
 }
 

@@ -310,3 +310,54 @@ func TestOnSegmentReportsEverySegmentAPlayerTook(t *testing.T) {
 	require.Equal(t, []took{{7, meta.Duration}}, got, "one GET of a segment held; HEAD and misses do not count")
 	require.Positive(t, meta.Duration)
 }
+
+// TestCORSLetsWebPlayersOnOtherSitesRead pins issue 11: hls.js on another site reads the
+// playlist, segments and chunks of an origin or of a viewer's local peer (both mount this
+// server): simple requests are readable, preflights are answered, and no response varies by
+// Origin (a CDN keeps one copy of each immutable segment).
+func TestCORSLetsWebPlayersOnOtherSitesRead(t *testing.T) {
+	f := newServerFixture(t)
+	addAll(t, f.window, spec(5))
+	for _, tc := range []struct {
+		name, method, path string
+		preflightHeaders   string // Access-Control-Request-Headers, for OPTIONS
+		wantCode           int
+	}{
+		{"playlist", http.MethodGet, "/live/cam1/index.m3u8", "", http.StatusOK},
+		{"playlist HEAD", http.MethodHead, "/live/cam1/index.m3u8", "", http.StatusOK},
+		{"segment", http.MethodGet, "/live/cam1/5.ts", "", http.StatusOK},
+		{"chunk", http.MethodGet, "/live/cam1/5/0.chunk", "", http.StatusOK},
+		{"chunk bundle", http.MethodGet, "/live/cam1/5/all.chunks", "", http.StatusOK},
+		{"missing segment: the error is readable too", http.MethodGet, "/live/cam1/9.ts", "", http.StatusNotFound},
+		{"preflight for the playlist", http.MethodOptions, "/live/cam1/index.m3u8", "", http.StatusNoContent},
+		{"preflight for a ranged segment request", http.MethodOptions, "/live/cam1/5.ts", "range", http.StatusNoContent},
+		{"preflight for a chunk", http.MethodOptions, "/live/cam1/5/0.chunk", "", http.StatusNoContent},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(f.served)
+			req := httptest.NewRequest(tc.method, tc.path, nil)
+			req.Header.Set("Origin", "https://player.example")
+			if tc.method == http.MethodOptions {
+				req.Header.Set("Access-Control-Request-Method", http.MethodGet)
+				if tc.preflightHeaders != "" {
+					req.Header.Set("Access-Control-Request-Headers", tc.preflightHeaders)
+				}
+			}
+			rec := httptest.NewRecorder()
+			f.e.ServeHTTP(rec, req)
+			require.Equal(t, tc.wantCode, rec.Code, rec.Body.String())
+			h := rec.Header()
+			require.Equal(t, "*", h.Get("Access-Control-Allow-Origin"))
+			require.NotContains(t, h.Values("Vary"), "Origin")
+			if tc.method != http.MethodOptions {
+				require.Equal(t, "Content-Length, Date, Age", h.Get("Access-Control-Expose-Headers"))
+				return
+			}
+			require.Equal(t, "GET, HEAD, OPTIONS", h.Get("Access-Control-Allow-Methods"))
+			require.Equal(t, "86400", h.Get("Access-Control-Max-Age"))
+			require.Equal(t, tc.preflightHeaders, h.Get("Access-Control-Allow-Headers"))
+			require.Empty(t, rec.Body.Bytes())
+			require.Len(t, f.served, before, "a preflight serves nothing")
+		})
+	}
+}

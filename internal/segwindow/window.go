@@ -32,8 +32,9 @@ type Config struct {
 	// Keep is the number of newest seqs held in memory (>= PlaylistLength), so that
 	// neighbours and late peers can still fetch chunks of recent segments.
 	Keep int
-	// TargetDuration is the nominal segment duration; EXT-X-TARGETDURATION is
-	// max(ceil(nominal), ceil(longest segment listed so far)) and never decreases.
+	// TargetDuration is the nominal segment duration; EXT-X-TARGETDURATION is the largest of
+	// it and of the EXTINF durations listed so far, each rounded to the nearest second (at
+	// least 1), and never decreases.
 	TargetDuration time.Duration
 	// MaxJump bounds how far ahead of the newest seq a single chunk may move the window
 	// (default 4*Keep). A chunk further ahead is dropped unless a chunk of another seq close to
@@ -133,7 +134,7 @@ func New(cfg Config) *Window {
 		cfg:        cfg,
 		now:        time.Now,
 		segs:       make(map[uint64]*segment, cfg.Keep),
-		targetSecs: ceilSeconds(cfg.TargetDuration),
+		targetSecs: targetSeconds(cfg.TargetDuration),
 		dirty:      true,
 		changed:    make(chan struct{}),
 	}

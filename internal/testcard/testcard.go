@@ -224,13 +224,13 @@ func buildClip(ts []byte, video []VideoAU, audio []AudioAU, audioConf *mpeg4audi
 		Width:         spsInfo.Width(),
 		Height:        spsInfo.Height(),
 		VideoCodec:    fmt.Sprintf("H.264 profile %d level %d", spsInfo.ProfileIdc, spsInfo.LevelIdc),
-		AudioCodec:    fmt.Sprintf("AAC type %d %d Hz %d ch", audioConf.Type, audioConf.SampleRate, audioConf.ChannelCount),
+		AudioCodec:    fmt.Sprintf("AAC type %d %d Hz %d ch", audioConf.Type, audioConf.SampleRate, channelCount(audioConf.ChannelConfig)),
 		SPS:           sps,
 		PPS:           pps,
 		AudioConfig:   audioConf,
 	}
 	if audioConf.Type == mpeg4audio.ObjectTypeAACLC {
-		c.AudioCodec = fmt.Sprintf("AAC-LC %d Hz %d ch", audioConf.SampleRate, audioConf.ChannelCount)
+		c.AudioCodec = fmt.Sprintf("AAC-LC %d Hz %d ch", audioConf.SampleRate, channelCount(audioConf.ChannelConfig))
 	}
 
 	c.Video = make([]VideoAU, len(video))
@@ -335,6 +335,15 @@ func withParameterSets(au [][]byte, sps, pps []byte) [][]byte {
 		out = append(out, n)
 	}
 	return out
+}
+
+// channelCount is the number of channels an AAC channel configuration stands for (ISO 14496-3
+// 1.6.3.4), 0 when a program config element defines them.
+func channelCount(config uint8) int {
+	if config == 7 {
+		return 8
+	}
+	return int(config)
 }
 
 func ticksToDuration(ticks int64) time.Duration {
