@@ -2,6 +2,8 @@ package peer
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -63,6 +65,27 @@ func (d *dialState) prune(now time.Time) {
 // forgetFailedDialAfter is how long after its backoff ended a failed address is remembered.
 const forgetFailedDialAfter = 5 * time.Minute
 
+// ErrUnsignedOrigin means a tracker's answer carries no registration of our stream signed with
+// the watch link's key, so nothing in it says where the origin is.
+var ErrUnsignedOrigin = errors.New("no origin registration signed with the watch link's key")
+
+// originRegistration returns the stream's registration from a tracker answer once it has checked
+// that the origin signed it with the key of our watch link, for our stream.
+func (l *loop) originRegistration(resp proto.AnnounceResponse) (*proto.StreamRegistration, error) {
+	reg := resp.Registration
+	if reg == nil {
+		return nil, fmt.Errorf("%w: the answer has none", ErrUnsignedOrigin)
+	}
+	key, err := proto.ParsePublicKey(reg.PublicKey)
+	if err != nil || !key.Equal(l.cfg.OriginKey) || reg.Name != l.cfg.Stream {
+		return nil, fmt.Errorf("%w: it is for stream %q under another key", ErrUnsignedOrigin, reg.Name)
+	}
+	if err := reg.Verify(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnsignedOrigin, err)
+	}
+	return reg, nil
+}
+
 // candidate is a neighbour the tracker proposed, with what it said about the peer.
 type candidate struct {
 	addr      string
@@ -71,13 +94,20 @@ type candidate struct {
 }
 
 func (l *loop) onAnnounce(ctx context.Context, resp proto.AnnounceResponse) {
-	if l.cfg.OriginHTTP == "" && resp.Origin.HTTPURL != "" && resp.Origin.HTTPURL != l.originHTTP {
-		l.originHTTP = trimSlash(resp.Origin.HTTPURL)
-		u := l.originHTTP
-		l.n.originHTTP.Store(&u)
-	}
-	if l.cfg.OriginQUIC == "" && resp.Origin.QUICAddr != "" {
-		l.originQUIC = normalizeAddr(resp.Origin.QUICAddr)
+	if reg, err := l.originRegistration(resp); err != nil {
+		if !l.warnedUnsigned {
+			l.warnedUnsigned = true
+			l.n.log.Warn("the tracker's answer names no origin signed with the watch link's key; its origin addresses are ignored", "error", err)
+		}
+	} else {
+		if l.cfg.OriginHTTP == "" && reg.HTTPURL != "" && trimSlash(reg.HTTPURL) != l.originHTTP {
+			l.originHTTP = trimSlash(reg.HTTPURL)
+			u := l.originHTTP
+			l.n.originHTTP.Store(&u)
+		}
+		if l.cfg.OriginQUIC == "" && reg.QUICAddr != "" {
+			l.originQUIC = normalizeAddr(reg.QUICAddr)
+		}
 	}
 	if resp.Stripes != 0 && resp.Stripes != len(l.stripes) {
 		l.n.log.Warn("tracker says the stream has a different stripe count; neighbours with it will refuse us",

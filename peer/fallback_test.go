@@ -78,7 +78,7 @@ func TestTrackerGivesTheOriginAndNeighbours(t *testing.T) {
 	helper := startNode(t, o.peerConfig(t, o.root.Addr().String()))
 	tr := &fakeTracker{resp: proto.AnnounceResponse{
 		Neighbours:         []proto.PeerInfo{{PeerID: helper.PeerID(), Addr: helper.Addr().String()}},
-		Origin:             proto.OriginInfo{QUICAddr: o.root.Addr().String(), HTTPURL: o.http.URL},
+		Registration:       o.registration(o.key),
 		Stripes:            4,
 		AnnounceIntervalMs: 100,
 	}}
@@ -186,4 +186,32 @@ func TestWholeSegmentsComeFromTheCDNInOneRequest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestTrackerCannotRedirectViewersToAThirdParty: the origin's addresses come from the registration
+// the origin signed with the watch link's key. A tracker answer naming other addresses, in the
+// unsigned fields or in a registration signed by someone else, is not followed: the viewer never
+// sends a request there.
+func TestTrackerCannotRedirectViewersToAThirdParty(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	var thirdParty atomic.Int32
+	victimSite := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { thirdParty.Add(1) }))
+	t.Cleanup(victimSite.Close)
+	forged := o.registration(testIdentity(t)) // another key: signed, but not by the watch link's
+	forged.HTTPURL = victimSite.URL
+	tr := &fakeTracker{resp: proto.AnnounceResponse{
+		Origin:             proto.OriginInfo{QUICAddr: "127.0.0.1:9", HTTPURL: victimSite.URL},
+		Registration:       forged,
+		Stripes:            4,
+		AnnounceIntervalMs: 100,
+	}}
+	cfg := testConfig(t, o.pub)
+	cfg.Announcer = tr
+	n := startNode(t, cfg)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	<-o.playAsync(ctx, 0, 4, nil)
+	require.Eventually(t, func() bool { _, k := tr.last(); return k >= 3 }, 3*time.Second, 20*time.Millisecond)
+	require.Zero(t, thirdParty.Load(), "a viewer followed an origin address nobody signed")
+	require.Zero(t, n.Stats().CDNRequests)
 }

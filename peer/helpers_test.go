@@ -82,6 +82,15 @@ func newTestOriginKeyed(t testing.TB, key ed25519.PrivateKey, seedCopies int, tw
 	return o
 }
 
+// registration is the test origin's stream registration, signed with key (the origin's own, or
+// another to forge one).
+func (o *testOrigin) registration(key ed25519.PrivateKey) *proto.StreamRegistration {
+	reg := &proto.StreamRegistration{Name: testStream, QUICAddr: o.root.Addr().String(), HTTPURL: o.http.URL, Stripes: 4,
+		SegmentDurationMs: testSegDur.Milliseconds()}
+	reg.Sign(key, time.Now())
+	return reg
+}
+
 // segmentData is the recognisable payload of one chunk.
 func segmentData(seq uint64, index int) []byte {
 	b := make([]byte, 3000+index*500)

@@ -131,15 +131,17 @@ type loop struct {
 	lastChunkAt     time.Time
 	unattachedSince time.Time
 
-	originHTTP  string
-	originQUIC  string
-	statusDirty bool
-	bitrate     int64
-	targetDur   time.Duration
-	repairLimit *rate.Limiter // bytes/s of chunks sent in answer to REQUESTs
-	ticks       int
-	lastTickAt  time.Time
-	lagUntil    time.Time // until then our loop was lagging: parents are not judged
+	originHTTP string
+	originQUIC string
+	// warnedUnsigned: we said once that the tracker's answers name no signed origin.
+	warnedUnsigned bool
+	statusDirty    bool
+	bitrate        int64
+	targetDur      time.Duration
+	repairLimit    *rate.Limiter // bytes/s of chunks sent in answer to REQUESTs
+	ticks          int
+	lastTickAt     time.Time
+	lagUntil       time.Time // until then our loop was lagging: parents are not judged
 }
 
 func newLoop(n *Node) *loop {

@@ -147,6 +147,11 @@ type AnnounceResponse struct {
 	Origin             OriginInfo `json:"origin"`
 	Stripes            int        `json:"stripes"`
 	AnnounceIntervalMs int64      `json:"announce_interval_ms"`
+	// Registration is the stream's registration as its origin signed it. A peer takes the
+	// origin's addresses from it, after checking the signature against the watch link's key, and
+	// never from Origin: a tracker (or whoever answers in its name) could aim every viewer's
+	// CDN requests and QUIC dials at a third party. Nil from trackers before signed registrations.
+	Registration *StreamRegistration `json:"registration,omitempty"`
 	// Listed is false when the tracker answered but does not hand the asker out to others: its
 	// host runs as many peers in the swarm as the tracker allows, or the swarm is full. The
 	// asker still receives from its neighbours and the CDN.

@@ -190,6 +190,7 @@ func (t *Tracker) announce(c *echo.Context) error {
 	answer := proto.AnnounceResponse{
 		Neighbours:         neighbours,
 		Origin:             proto.OriginInfo{QUICAddr: reg.QUICAddr, HTTPURL: reg.HTTPURL, PublicKey: id.key},
+		Registration:       &reg,
 		Stripes:            reg.Stripes,
 		AnnounceIntervalMs: t.cfg.AnnounceInterval.Milliseconds(),
 	}
