@@ -86,9 +86,13 @@ type Client struct {
 
 // Announce tells the tracker about this peer and returns its neighbour candidates.
 func (c *Client) Announce(ctx context.Context, req proto.AnnounceRequest) (proto.AnnounceResponse, error) {
-	var resp proto.AnnounceResponse
-	err := c.do(ctx, http.MethodPost, proto.TrackerAnnouncePath, req, &resp)
-	return resp, err
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodPost, proto.TrackerAnnouncePath, req, &raw); err != nil {
+		return proto.AnnounceResponse{}, err
+	}
+	// What a peer acts on is bounded (proto.ParseAnnounceResponse): the tracker is not trusted
+	// to keep it so.
+	return proto.ParseAnnounceResponse(raw)
 }
 
 // RegisterStream registers (or renews) a stream over HTTP. reg must be signed with the stream's
