@@ -216,29 +216,21 @@ func (n *Node) fetchWhole(ctx context.Context, job fetchJob) error {
 	if err != nil {
 		return err
 	}
-	for i := uint32(0); len(b) > 0; i++ {
-		c, used, err := proto.ParseChunk(b)
-		if err == nil && (c.ID.Stream != job.stream || c.ID.Seq != job.seq || c.ID.Index != i) {
-			err = fmt.Errorf("%w: %s holds chunk %s at position %d", proto.ErrMalformed, url, c.ID, i)
-		}
-		if err == nil {
-			err = n.verify(c)
-		}
-		if err != nil {
+	chunks, err := segwindow.ParseBundle(b, job.stream, job.seq)
+	if err != nil {
+		n.stats.chunksRejected.Add(1)
+		n.metrics.chunksRejected.Inc()
+		return fmt.Errorf("fallback %s: %w", url, err)
+	}
+	for _, c := range chunks {
+		if err := n.verify(c); err != nil {
 			n.stats.chunksRejected.Add(1)
 			n.metrics.chunksRejected.Inc()
 			return fmt.Errorf("fallback %s: %w", url, err)
 		}
-		n.emit(ctx, evChunk{c: c, size: used, at: time.Now()})
-		b = b[used:]
-		if c.Last() {
-			if len(b) > 0 {
-				return fmt.Errorf("fallback %s: %w: %d bytes after the last chunk", url, proto.ErrMalformed, len(b))
-			}
-			return nil
-		}
+		n.emit(ctx, evChunk{c: c, size: c.Len(), at: time.Now()})
 	}
-	return fmt.Errorf("fallback %s: %w: no last chunk", url, proto.ErrMalformed)
+	return nil
 }
 
 // httpGet fetches url and returns at most limit bytes of its body; a longer body is an error.
