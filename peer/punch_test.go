@@ -1,0 +1,141 @@
+package peer
+
+import (
+	"context"
+	"crypto/rand"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/quic-go/quic-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crowdsurf/crowdsurf/internal/simnet"
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// punchSide is one peer of a punch test: its mesh Transport, a listener on it, and what the
+// observers told it.
+type punchSide struct {
+	host     *simnet.Host
+	tr       *quic.Transport
+	accepted chan *quic.Conn
+	refl     Reflexive
+}
+
+// punchPair discovers both sides' reflexive addresses through the tracker's observers and
+// starts a listener on each, as two nodes would have before the tracker pairs them.
+func punchPair(t *testing.T, kind simnet.NATKind) (a, b *punchSide) {
+	t.Helper()
+	n := simNetwork(t)
+	observers := simObservers(t, n)
+	srvTLS, _, err := meshTLS(testStream, nil)
+	require.NoError(t, err)
+	side := func() *punchSide {
+		h, err := n.NewHost(simnet.HostConfig{Latency: 20 * time.Millisecond, NAT: simnet.NAT{Kind: kind}})
+		require.NoError(t, err)
+		s := &punchSide{host: h, tr: transportOn(t, h), accepted: make(chan *quic.Conn, 1)}
+		s.refl, err = DiscoverReflexive(context.Background(), s.tr, ReflexiveConfig{Observers: observers})
+		require.NoError(t, err)
+		ln, err := s.tr.Listen(srvTLS, meshQUICConfig())
+		require.NoError(t, err)
+		go func() {
+			conn, err := ln.Accept(context.Background())
+			if err == nil {
+				s.accepted <- conn
+			}
+		}()
+		return s
+	}
+	return side(), side()
+}
+
+func punchID() proto.TxID {
+	var id proto.TxID
+	_, _ = rand.Read(id[:])
+	return id
+}
+
+// punch runs both sides of one attempt starting 50 ms from now: b punches, a punches and dials.
+func punch(t *testing.T, a, b *punchSide, cfg PunchConfig) (*quic.Conn, time.Duration, error) {
+	t.Helper()
+	_, cliTLS, err := meshTLS(testStream, nil)
+	require.NoError(t, err)
+	at := time.Now().Add(50 * time.Millisecond)
+	id := punchID()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	bDone := make(chan error, 1)
+	go func() { bDone <- Punch(ctx, b.tr, PunchPlan{Target: a.refl.Addr, At: at, ID: id}, cfg) }()
+	conn, err := PunchAndDial(ctx, a.tr, PunchPlan{Target: b.refl.Addr, At: at, ID: id}, cliTLS, meshQUICConfig(), cfg)
+	took := time.Since(at)
+	require.NoError(t, <-bDone)
+	return conn, took, err
+}
+
+func TestPunchConnectsTwoConeNATs(t *testing.T) {
+	a, b := punchPair(t, simnet.NATCone)
+	require.Equal(t, proto.NATCone, a.refl.Kind)
+	require.Equal(t, proto.NATCone, b.refl.Kind)
+
+	conn, took, err := punch(t, a, b, PunchConfig{})
+	require.NoError(t, err)
+	t.Logf("punched and handshaken in %v (one-way delay 40 ms)", took)
+	defer conn.CloseWithError(0, "")
+	require.Less(t, took, time.Second)
+	var in *quic.Conn
+	select {
+	case in = <-b.accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatal("b's listener never accepted the punched connection")
+	}
+	require.Equal(t, a.refl.Addr, in.RemoteAddr().(*net.UDPAddr).AddrPort(), "b sees a at the address the observers reported")
+
+	// Data flows over the punched path.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	str, err := conn.OpenStreamSync(ctx)
+	require.NoError(t, err)
+	_, err = str.Write([]byte("hello through two NATs"))
+	require.NoError(t, err)
+	require.NoError(t, str.Close())
+	got, err := in.AcceptStream(ctx)
+	require.NoError(t, err)
+	msg, err := io.ReadAll(got)
+	require.NoError(t, err)
+	require.Equal(t, "hello through two NATs", string(msg))
+}
+
+func TestPunchBetweenSymmetricNATsFailsWithinTwoSeconds(t *testing.T) {
+	a, b := punchPair(t, simnet.NATSymmetric)
+	require.Equal(t, proto.NATSymmetric, a.refl.Kind)
+
+	conn, took, err := punch(t, a, b, PunchConfig{})
+	require.ErrorIs(t, err, ErrPunchFailed)
+	require.Nil(t, conn)
+	t.Logf("gave up after %v: %v", took, err)
+	require.Less(t, took, 2500*time.Millisecond)
+	require.Positive(t, a.host.Stats().DroppedFiltered+b.host.Stats().DroppedFiltered, "the NATs dropped the punches")
+	select {
+	case <-b.accepted:
+		t.Fatal("a connection came up through symmetric NATs")
+	default:
+	}
+}
+
+// Without the other side's punch its NAT drops the dial: the punch is what opens it.
+func TestDialWithoutTheOtherSidePunchingFails(t *testing.T) {
+	a, b := punchPair(t, simnet.NATCone)
+	_, cliTLS, err := meshTLS(testStream, nil)
+	require.NoError(t, err)
+	_, err = PunchAndDial(context.Background(), a.tr, PunchPlan{Target: b.refl.Addr, At: time.Now(), ID: punchID()},
+		cliTLS, meshQUICConfig(), PunchConfig{DialTimeout: 500 * time.Millisecond})
+	require.ErrorIs(t, err, ErrPunchFailed)
+	require.Positive(t, b.host.Stats().DroppedFiltered)
+}
+
+func TestPunchWithoutTargetFails(t *testing.T) {
+	err := Punch(context.Background(), nil, PunchPlan{}, PunchConfig{})
+	require.ErrorIs(t, err, ErrPunchFailed)
+}
