@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -138,4 +139,37 @@ func TestDialWithoutTheOtherSidePunchingFails(t *testing.T) {
 func TestPunchWithoutTargetFails(t *testing.T) {
 	err := Punch(context.Background(), nil, PunchPlan{}, PunchConfig{})
 	require.ErrorIs(t, err, ErrPunchFailed)
+}
+
+// The punch schedule is a timing rule: packets leave at At, At+Interval, ... and not before.
+func TestPunchSendsOnSchedule(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		n := simnet.New(simnet.Config{Seed: 1})
+		defer n.Close()
+		from, err := n.NewHost(simnet.HostConfig{})
+		require.NoError(t, err)
+		to, err := n.NewHost(simnet.HostConfig{})
+		require.NoError(t, err)
+		tr := &quic.Transport{Conn: from}
+		defer tr.Close()
+
+		start := time.Now()
+		plan := PunchPlan{Target: to.Addr(), At: start.Add(time.Second), ID: proto.TxID{7}}
+		done := make(chan error, 1)
+		go func() {
+			done <- Punch(context.Background(), tr, plan, PunchConfig{Packets: 3, Interval: 100 * time.Millisecond})
+		}()
+		buf := make([]byte, 100)
+		for i := range 3 {
+			k, _, err := to.ReadFrom(buf)
+			require.NoError(t, err)
+			require.Equal(t, time.Second+time.Duration(i)*100*time.Millisecond, time.Since(start), "punch %d", i)
+			m, _, err := proto.ParseBinding(buf[:k])
+			require.NoError(t, err)
+			require.Equal(t, &proto.Punch{ID: plan.ID}, m)
+		}
+		require.NoError(t, <-done)
+		synctest.Wait()
+		require.Equal(t, uint64(3), to.Stats().PacketsReceived)
+	})
 }
