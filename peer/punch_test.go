@@ -4,7 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	mrand "math/rand/v2"
 	"net"
+	"net/netip"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -14,6 +17,7 @@ import (
 
 	"github.com/crowdsurf/crowdsurf/internal/simnet"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/tracker"
 )
 
 // punchSide is one peer of a punch test: its mesh Transport, a listener on it, and what the
@@ -171,5 +175,72 @@ func TestPunchSendsOnSchedule(t *testing.T) {
 		require.NoError(t, <-done)
 		synctest.Wait()
 		require.Equal(t, uint64(3), to.Stats().PacketsReceived)
+	})
+}
+
+// TestPunchSurvivesSkewAndLossBetweenConeNATs runs many attempts on the bubble's clock, each
+// with its own path delay, up to ±200 ms between the two sides' clocks and 2% loss on every
+// access link, and reports the success rate and the time from the dialler's punch moment to a
+// finished handshake.
+func TestPunchSurvivesSkewAndLossBetweenConeNATs(t *testing.T) {
+	const attempts = 20
+	synctest.Test(t, func(t *testing.T) {
+		n := simnet.New(simnet.Config{Seed: 3})
+		defer n.Close()
+		var conns []net.PacketConn
+		for _, port := range []uint16{3478, 3479} {
+			h, err := n.NewHost(simnet.HostConfig{Addr: netip.AddrPortFrom(netip.MustParseAddr("10.99.0.1"), port)})
+			require.NoError(t, err)
+			conns = append(conns, h)
+		}
+		obs, err := tracker.NewObserver(tracker.ObserverConfig{Conns: conns})
+		require.NoError(t, err)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		obsDone := make(chan error, 1)
+		go func() { obsDone <- obs.Run(ctx) }()
+		observers := []net.Addr{conns[0].LocalAddr(), conns[1].LocalAddr()}
+		srvTLS, cliTLS, err := meshTLS(testStream, nil)
+		require.NoError(t, err)
+		rng := mrand.New(mrand.NewPCG(3, 3))
+
+		side := func(latency time.Duration) (*quic.Transport, Reflexive, *quic.Listener) {
+			h, err := n.NewHost(simnet.HostConfig{Latency: latency, Loss: 0.02, NAT: simnet.NAT{Kind: simnet.NATCone}})
+			require.NoError(t, err)
+			tr := &quic.Transport{Conn: h}
+			refl, err := DiscoverReflexive(ctx, tr, ReflexiveConfig{Observers: observers})
+			require.NoError(t, err)
+			require.Equal(t, proto.NATCone, refl.Kind)
+			ln, err := tr.Listen(srvTLS, meshQUICConfig())
+			require.NoError(t, err)
+			return tr, refl, ln
+		}
+		var ok int
+		var times []time.Duration
+		for range attempts {
+			aTr, aRefl, aLn := side(time.Duration(5+rng.IntN(45)) * time.Millisecond)
+			bTr, bRefl, bLn := side(time.Duration(5+rng.IntN(45)) * time.Millisecond)
+			at := time.Now().Add(100 * time.Millisecond)
+			skew := time.Duration(rng.IntN(401)-200) * time.Millisecond
+			id := punchID()
+			go func() { _ = Punch(ctx, bTr, PunchPlan{Target: aRefl.Addr, At: at.Add(skew), ID: id}, PunchConfig{}) }()
+			conn, err := PunchAndDial(ctx, aTr, PunchPlan{Target: bRefl.Addr, At: at, ID: id}, cliTLS, meshQUICConfig(), PunchConfig{})
+			if err == nil {
+				ok++
+				times = append(times, time.Since(at))
+				_ = conn.CloseWithError(0, "")
+			} else {
+				t.Logf("skew %v: %v", skew, err)
+			}
+			for _, c := range []io.Closer{aLn, bLn, aTr, bTr} {
+				_ = c.Close()
+			}
+		}
+		slices.Sort(times)
+		t.Logf("%d/%d punches between cone NATs succeeded; time to handshake p50 %v, max %v",
+			ok, attempts, times[len(times)/2], times[len(times)-1])
+		require.GreaterOrEqual(t, ok, attempts*95/100)
+		cancel()
+		require.NoError(t, <-obsDone)
 	})
 }
