@@ -213,3 +213,39 @@ func TestDiscoverReflexiveLeavesQUICWorking(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, conn.CloseWithError(0, ""))
 }
+
+func TestNodeReportsItsReflexiveAddressAndNATKind(t *testing.T) {
+	o := newTestOrigin(t, 2)
+
+	t.Run("loopback", func(t *testing.T) {
+		cfg := o.peerConfig(t)
+		cfg.Observers = runObserver(t, loopbackUDP(t), loopbackUDP(t))
+		node := startNode(t, cfg)
+		require.Eventually(t, func() bool { return node.Stats().NATKind == proto.NATPublic }, 5*time.Second, 10*time.Millisecond)
+		require.Equal(t, cfg.PacketConn.LocalAddr().String(), node.Stats().ReflexiveAddr)
+	})
+
+	t.Run("behind a cone NAT", func(t *testing.T) {
+		n := simNetwork(t)
+		observers := simObservers(t, n)
+		cfg := o.peerConfig(t)
+		h := simHost(t, n, simnet.NATCone)
+		cfg.PacketConn = h
+		cfg.Observers = observers
+		cfg.ReflexiveInterval = 100 * time.Millisecond
+		node := startNode(t, cfg)
+		require.Eventually(t, func() bool { return node.Stats().NATKind == proto.NATCone }, 5*time.Second, 10*time.Millisecond)
+		refl, err := netip.ParseAddrPort(node.Stats().ReflexiveAddr)
+		require.NoError(t, err)
+		require.Equal(t, h.PublicIP(), refl.Addr())
+
+		_, body := httpGetBody(t, "http://"+cfg.HTTPListener.Addr().String()+"/stats")
+		require.Contains(t, body, `"nat_kind":"cone"`)
+		require.Contains(t, body, `"reflexive_addr":"`+refl.String()+`"`)
+
+		// The node keeps asking, which keeps its mapping towards the observer alive.
+		sent := h.Stats().PacketsSent
+		require.Eventually(t, func() bool { return h.Stats().PacketsSent >= sent+4 }, 5*time.Second, 10*time.Millisecond)
+		require.Equal(t, refl.String(), node.Stats().ReflexiveAddr, "a kept mapping keeps its port")
+	})
+}

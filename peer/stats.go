@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crowdsurf/crowdsurf/proto"
 )
 
 // Stats is what a node reports about itself: /stats serves it as JSON and the load test reads it
@@ -66,6 +68,11 @@ type Stats struct {
 	ConnsDown   int64 `json:"conns_down"`
 	// Offload is the share of received bytes that did not come from the origin.
 	Offload float64 `json:"offload"`
+
+	// ReflexiveAddr is the mesh socket's address as the tracker's observers see it (empty
+	// until they answered, or without Config.Observers); NATKind is what they tell of the NAT.
+	ReflexiveAddr string        `json:"reflexive_addr,omitempty"`
+	NATKind       proto.NATKind `json:"nat_kind"`
 }
 
 // counters are the node's running totals, updated from any goroutine.
@@ -154,6 +161,12 @@ func (n *Node) Stats() Stats {
 		DialsFailed:          n.stats.dialsFailed.Load(),
 		ConnsUp:              n.stats.connsUp.Load(),
 		ConnsDown:            n.stats.connsDown.Load(),
+	}
+	if r := n.reflexive.Load(); r != nil {
+		s.NATKind = r.Kind
+		if r.Addr.IsValid() {
+			s.ReflexiveAddr = r.Addr.String()
+		}
 	}
 	if total := s.BytesFromPeers + s.BytesFromOrigin; total > 0 {
 		s.Offload = float64(s.BytesFromPeers) / float64(total)

@@ -35,10 +35,12 @@ type ObserverConfig struct {
 	Logger   *slog.Logger
 	Registry *prometheus.Registry // optional
 
-	// RateLimit is the sustained number of requests per second per source IP (default 10);
-	// rate.Inf turns the limit off. A peer needs a few requests at start and one per keepalive.
+	// RateLimit is the sustained number of requests per second per source IP (default 50);
+	// rate.Inf turns the limit off. A peer sends two requests (one per port) every 20 s, so
+	// this leaves room for 500 peers behind one carrier-grade NAT. An answer is never larger
+	// than its request, so the limit protects the tracker's CPU, not third parties.
 	RateLimit rate.Limit
-	// RateBurst is the burst allowed per source IP (default 20).
+	// RateBurst is the burst allowed per source IP (default 100).
 	RateBurst int
 	// MaxTrackedIPs bounds the rate limiter's memory (default 10000 source addresses).
 	MaxTrackedIPs int
@@ -65,10 +67,10 @@ func NewObserver(cfg ObserverConfig) (*Observer, error) {
 	}
 	cfg.Logger = cfg.Logger.With("component", "observer")
 	if cfg.RateLimit == 0 {
-		cfg.RateLimit = 10
+		cfg.RateLimit = 50
 	}
 	if cfg.RateBurst == 0 {
-		cfg.RateBurst = 20
+		cfg.RateBurst = 100
 	}
 	if cfg.MaxTrackedIPs == 0 {
 		cfg.MaxTrackedIPs = 10000
