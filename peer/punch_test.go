@@ -244,3 +244,77 @@ func TestPunchSurvivesSkewAndLossBetweenConeNATs(t *testing.T) {
 		require.NoError(t, <-obsDone)
 	})
 }
+
+// TestPunchOutcomeByNATPair is the table the tracker's punch coordination must follow: with
+// the common home router (a filter per addr:port), a punch works only when neither side maps
+// per destination; a symmetric NAT's peer reaches only public peers, by dialling them.
+func TestPunchOutcomeByNATPair(t *testing.T) {
+	const (
+		public    = simnet.NATNone
+		cone      = simnet.NATCone
+		symmetric = simnet.NATSymmetric
+	)
+	for _, tc := range []struct {
+		dialler, listener simnet.NATKind
+		works             bool
+	}{
+		{cone, cone, true},
+		{cone, public, true},
+		{public, cone, true},
+		{symmetric, public, true},
+		{public, symmetric, false},
+		{cone, symmetric, false},
+		{symmetric, cone, false},
+		{symmetric, symmetric, false},
+	} {
+		t.Run(tc.dialler.String()+" dials "+tc.listener.String(), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				n := simnet.New(simnet.Config{Seed: 5})
+				defer n.Close()
+				var conns []net.PacketConn
+				for _, port := range []uint16{3478, 3479} {
+					h, err := n.NewHost(simnet.HostConfig{Addr: netip.AddrPortFrom(netip.MustParseAddr("10.99.0.1"), port)})
+					require.NoError(t, err)
+					conns = append(conns, h)
+				}
+				obs, err := tracker.NewObserver(tracker.ObserverConfig{Conns: conns})
+				require.NoError(t, err)
+				ctx, cancel := context.WithCancel(context.Background())
+				obsDone := make(chan error, 1)
+				go func() { obsDone <- obs.Run(ctx) }()
+				defer func() { cancel(); require.NoError(t, <-obsDone) }()
+				srvTLS, cliTLS, err := meshTLS(testStream, nil)
+				require.NoError(t, err)
+
+				side := func(kind simnet.NATKind) (*quic.Transport, Reflexive) {
+					h, err := n.NewHost(simnet.HostConfig{Latency: 20 * time.Millisecond, NAT: simnet.NAT{Kind: kind}})
+					require.NoError(t, err)
+					tr := &quic.Transport{Conn: h}
+					refl, err := DiscoverReflexive(ctx, tr, ReflexiveConfig{Observers: []net.Addr{conns[0].LocalAddr(), conns[1].LocalAddr()}})
+					require.NoError(t, err)
+					return tr, refl
+				}
+				aTr, aRefl := side(tc.dialler)
+				defer aTr.Close()
+				bTr, bRefl := side(tc.listener)
+				defer bTr.Close()
+				ln, err := bTr.Listen(srvTLS, meshQUICConfig())
+				require.NoError(t, err)
+				defer ln.Close()
+
+				at := time.Now().Add(100 * time.Millisecond)
+				id := punchID()
+				go func() { _ = Punch(ctx, bTr, PunchPlan{Target: aRefl.Addr, At: at, ID: id}, PunchConfig{}) }()
+				conn, err := PunchAndDial(ctx, aTr, PunchPlan{Target: bRefl.Addr, At: at, ID: id}, cliTLS, meshQUICConfig(), PunchConfig{})
+				if !tc.works {
+					require.ErrorIs(t, err, ErrPunchFailed)
+					require.Equal(t, 2*time.Second, time.Since(at), "a failed punch costs exactly DialTimeout")
+					return
+				}
+				require.NoError(t, err)
+				t.Logf("handshake done %v after the punch moment", time.Since(at))
+				_ = conn.CloseWithError(0, "")
+			})
+		})
+	}
+}
