@@ -302,6 +302,15 @@ func TestPunchOutcomeByNATPair(t *testing.T) {
 				require.NoError(t, err)
 				defer ln.Close()
 
+				// What the simulated NATs allow is what the tracker's path choice assumes.
+				path := tracker.ConnectPath(aRefl.Kind, bRefl.Kind)
+				if tc.works {
+					require.NotEqual(t, tracker.NoPath, path, "a working path the tracker would not use")
+				}
+				if path == tracker.ADials || path == tracker.PunchADials {
+					require.True(t, tc.works, "the tracker would choose %s", path)
+				}
+
 				at := time.Now().Add(100 * time.Millisecond)
 				id := punchID()
 				go func() { _ = Punch(ctx, bTr, PunchPlan{Target: aRefl.Addr, At: at, ID: id}, PunchConfig{}) }()
