@@ -31,6 +31,10 @@ func (n *Node) reachabilityLoop(ctx context.Context) {
 			n.log.Warn("reflexive address", "err", err)
 		}
 		prev := n.reflexive.Swap(&res)
+		if prev == nil || prev.Kind != res.Kind {
+			n.metrics.natKind.Reset()
+			n.metrics.natKind.WithLabelValues(res.Kind.String()).Set(1)
+		}
 		if prev == nil || prev.Addr != res.Addr || prev.Kind != res.Kind {
 			n.log.Info("reachability", "reflexive", res.Addr, "nat", res.Kind, "err", err)
 		}

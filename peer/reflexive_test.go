@@ -242,6 +242,8 @@ func TestNodeReportsItsReflexiveAddressAndNATKind(t *testing.T) {
 		_, body := httpGetBody(t, "http://"+cfg.HTTPListener.Addr().String()+"/stats")
 		require.Contains(t, body, `"nat_kind":"cone"`)
 		require.Contains(t, body, `"reflexive_addr":"`+refl.String()+`"`)
+		_, metrics := httpGetBody(t, "http://"+cfg.HTTPListener.Addr().String()+"/metrics")
+		require.Contains(t, metrics, `crowdsurf_peer_nat_kind{kind="cone"} 1`)
 
 		// The node keeps asking, which keeps its mapping towards the observer alive.
 		sent := h.Stats().PacketsSent

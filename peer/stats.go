@@ -184,6 +184,7 @@ type metrics struct {
 	neighbours       prometheus.Gauge
 	parents          prometheus.Gauge
 	children         prometheus.Gauge
+	natKind          *prometheus.GaugeVec // 1 for the kind the observers last reported
 }
 
 func newMetrics(reg *prometheus.Registry, _ *counters) (*metrics, error) {
@@ -206,9 +207,12 @@ func newMetrics(reg *prometheus.Registry, _ *counters) (*metrics, error) {
 			Name: "parents", Help: "Stripes with a parent."}),
 		children: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "children", Help: "Stripe children served."}),
+		natKind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "nat_kind", Help: "1 for the NAT kind the tracker's observers last reported (unknown, public, cone, symmetric)."},
+			[]string{"kind"}),
 	}
 	for _, c := range []prometheus.Collector{m.bytesReceived, m.bytesSent, m.chunksRejected, m.segmentsComplete,
-		m.segmentsFallback, m.neighbours, m.parents, m.children} {
+		m.segmentsFallback, m.neighbours, m.parents, m.children, m.natKind} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("peer metrics: %w", err)
 		}
