@@ -55,7 +55,7 @@ type Network struct {
 	hosts   map[netip.AddrPort]*Host
 	nats    map[netip.Addr]*Host // NATed hosts by their router's public IP
 
-	mu          sync.Mutex // guards events, seq, all, nextIP, closed
+	mu          sync.Mutex // guards events, seq, all, nextIP, nextPrivate, closed
 	events      eventHeap
 	seq         uint64
 	all         []*Host // every host ever created, for TotalStats
