@@ -139,42 +139,51 @@ func TestDiscoverReflexiveTimesOutWhenNoObserverAnswers(t *testing.T) {
 // A fake observer drops each first request and answers a copy with a stranger's txid before
 // the right one: the peer retransmits with the same txid and ignores what it did not ask for.
 func TestDiscoverReflexiveRetransmitsAndIgnoresStrangers(t *testing.T) {
-	n := simNetwork(t)
-	obs, err := n.NewHost(simnet.HostConfig{Latency: 5 * time.Millisecond})
-	require.NoError(t, err)
-	forged := netip.MustParseAddrPort("192.0.2.66:666")
-	go func() {
-		buf := make([]byte, 1500)
-		seen := map[proto.TxID]bool{}
-		for {
-			k, from, err := obs.ReadFrom(buf)
-			if err != nil {
-				return
+	synctest.Test(t, func(t *testing.T) {
+		n := simnet.New(simnet.Config{Seed: 1})
+		defer n.Close()
+		obs, err := n.NewHost(simnet.HostConfig{Latency: 5 * time.Millisecond})
+		require.NoError(t, err)
+		forged := netip.MustParseAddrPort("192.0.2.66:666")
+		go func() {
+			buf := make([]byte, 1500)
+			seen := map[proto.TxID]bool{}
+			for {
+				k, from, err := obs.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				m, _, err := proto.ParseBinding(buf[:k])
+				if err != nil {
+					continue
+				}
+				req := m.(*proto.BindingRequest)
+				if !seen[req.TxID] {
+					seen[req.TxID] = true
+					continue
+				}
+				stranger := &proto.BindingResponse{TxID: proto.TxID{1}, Observed: forged}
+				_, _ = obs.WriteTo(stranger.Append(nil), from)
+				_, _ = obs.WriteTo((&proto.Punch{}).Append(nil), from)
+				resp := &proto.BindingResponse{TxID: req.TxID, Observed: from.(*net.UDPAddr).AddrPort()}
+				_, _ = obs.WriteTo(resp.Append(nil), from)
 			}
-			m, _, err := proto.ParseBinding(buf[:k])
-			if err != nil {
-				continue
-			}
-			req := m.(*proto.BindingRequest)
-			if !seen[req.TxID] {
-				seen[req.TxID] = true
-				continue
-			}
-			stranger := &proto.BindingResponse{TxID: proto.TxID{1}, Observed: forged}
-			_, _ = obs.WriteTo(stranger.Append(nil), from)
-			_, _ = obs.WriteTo((&proto.Punch{}).Append(nil), from)
-			resp := &proto.BindingResponse{TxID: req.TxID, Observed: from.(*net.UDPAddr).AddrPort()}
-			_, _ = obs.WriteTo(resp.Append(nil), from)
-		}
-	}()
-	h := simHost(t, n, simnet.NATNone)
-	res, err := DiscoverReflexive(context.Background(), transportOn(t, h), ReflexiveConfig{
-		Observers: []net.Addr{obs.LocalAddr()}, Retransmit: 50 * time.Millisecond,
+		}()
+		h, err := n.NewHost(simnet.HostConfig{Latency: 5 * time.Millisecond})
+		require.NoError(t, err)
+		tr := &quic.Transport{Conn: h}
+		defer tr.Close()
+		start := time.Now()
+		res, err := DiscoverReflexive(context.Background(), tr, ReflexiveConfig{
+			Observers: []net.Addr{obs.LocalAddr()}, Retransmit: 50 * time.Millisecond,
+		})
+		require.NoError(t, err)
+		require.Equal(t, h.Addr(), res.Addr)
+		require.Equal(t, proto.NATPublic, res.Kind)
+		// The retransmission at 50 ms is answered one 20 ms round trip later.
+		require.Equal(t, 70*time.Millisecond, time.Since(start))
+		require.Equal(t, uint64(2), obs.Stats().PacketsReceived)
 	})
-	require.NoError(t, err)
-	require.Equal(t, h.Addr(), res.Addr)
-	require.Equal(t, proto.NATPublic, res.Kind)
-	require.Equal(t, uint64(2), obs.Stats().PacketsReceived)
 }
 
 func TestDiscoverReflexiveWithOneObserverCannotClassifyANAT(t *testing.T) {
