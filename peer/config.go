@@ -108,6 +108,13 @@ type Config struct {
 	// Limits bound what one source IP may hold (see Limits). A root on a Mux listener takes
 	// the Mux's instead.
 	Limits Limits
+	// Observers are the tracker's reflexive-address observers (two UDP ports, see
+	// tracker.Observer); the node asks them which address its mesh socket has behind its NAT
+	// and what kind of NAT that is (Stats.ReflexiveAddr, Stats.NATKind). Empty = not asked.
+	Observers []net.Addr
+	// ReflexiveInterval is how often the observers are asked again (default 20 s, under the
+	// shortest common NAT mapping timeout).
+	ReflexiveInterval time.Duration
 	// PlaylistLength is the number of segments in the local playlist (default 6).
 	PlaylistLength int
 	// TargetDuration is the nominal segment duration until measured (default 2 s).
@@ -189,6 +196,9 @@ func (c Config) withDefaults() (Config, error) {
 		c.MaxRootNeighbours = 4*c.SeedCopies*c.Stripes + 32
 	}
 	c.Limits = c.Limits.withDefaults()
+	if c.ReflexiveInterval <= 0 {
+		c.ReflexiveInterval = defaultReflexiveInterval
+	}
 	if c.PlaylistLength <= 0 {
 		c.PlaylistLength = 6
 	}

@@ -53,6 +53,7 @@ type Node struct {
 	playback     playback                    // the local player's buffer, as its segment requests tell
 	wantPlaylist atomic.Bool                 // the loop wants the origin playlist polled
 	originHTTP   atomic.Pointer[string]      // base URL of the CDN path, once known
+	reflexive    atomic.Pointer[Reflexive]   // what the observers last saw; reachability.go
 
 	wg      sync.WaitGroup
 	running atomic.Bool
@@ -230,6 +231,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 
 	n.wg.Go(func() { n.acceptLoop(ctx) })
+	if len(n.cfg.Observers) > 0 && n.tr != nil {
+		n.wg.Go(func() { n.reachabilityLoop(ctx) })
+	}
 	if a := n.announcer(); a != nil {
 		n.wg.Go(func() { n.announceLoop(ctx, a) })
 	}

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/crowdsurf/crowdsurf/proto"
 )
 
 // Stats is what a node reports about itself: /stats serves it as JSON and the load test reads it
@@ -66,6 +68,11 @@ type Stats struct {
 	ConnsDown   int64 `json:"conns_down"`
 	// Offload is the share of received bytes that did not come from the origin.
 	Offload float64 `json:"offload"`
+
+	// ReflexiveAddr is the mesh socket's address as the tracker's observers see it (empty
+	// until they answered, or without Config.Observers); NATKind is what they tell of the NAT.
+	ReflexiveAddr string        `json:"reflexive_addr,omitempty"`
+	NATKind       proto.NATKind `json:"nat_kind"`
 }
 
 // counters are the node's running totals, updated from any goroutine.
@@ -155,6 +162,12 @@ func (n *Node) Stats() Stats {
 		ConnsUp:              n.stats.connsUp.Load(),
 		ConnsDown:            n.stats.connsDown.Load(),
 	}
+	if r := n.reflexive.Load(); r != nil {
+		s.NATKind = r.Kind
+		if r.Addr.IsValid() {
+			s.ReflexiveAddr = r.Addr.String()
+		}
+	}
 	if total := s.BytesFromPeers + s.BytesFromOrigin; total > 0 {
 		s.Offload = float64(s.BytesFromPeers) / float64(total)
 	}
@@ -171,6 +184,7 @@ type metrics struct {
 	neighbours       prometheus.Gauge
 	parents          prometheus.Gauge
 	children         prometheus.Gauge
+	natKind          *prometheus.GaugeVec // 1 for the kind the observers last reported
 }
 
 func newMetrics(reg *prometheus.Registry, _ *counters) (*metrics, error) {
@@ -193,9 +207,12 @@ func newMetrics(reg *prometheus.Registry, _ *counters) (*metrics, error) {
 			Name: "parents", Help: "Stripes with a parent."}),
 		children: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "children", Help: "Stripe children served."}),
+		natKind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "nat_kind", Help: "1 for the NAT kind the tracker's observers last reported (unknown, public, cone, symmetric)."},
+			[]string{"kind"}),
 	}
 	for _, c := range []prometheus.Collector{m.bytesReceived, m.bytesSent, m.chunksRejected, m.segmentsComplete,
-		m.segmentsFallback, m.neighbours, m.parents, m.children} {
+		m.segmentsFallback, m.neighbours, m.parents, m.children, m.natKind} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("peer metrics: %w", err)
 		}

@@ -17,6 +17,7 @@ type Host struct {
 	addr    netip.AddrPort
 	udpAddr *net.UDPAddr // shared by every ReadFrom result; callers must not modify it
 	cfg     HostConfig
+	nat     *nat // nil for a public host
 
 	upMu   sync.Mutex // guards uplink and rng: several goroutines may write at once
 	uplink rateLink
@@ -78,7 +79,11 @@ func (h *Host) WriteTo(p []byte, addr net.Addr) (int, error) {
 	h.stats.packetsSent.Add(1)
 	h.stats.bytesSent.Add(uint64(size))
 
-	dst := h.net.lookup(addr)
+	dst, dstAP := h.net.lookup(addr)
+	var mapping *natMapping
+	if h.nat != nil && dstAP.IsValid() { // the router maps before it knows whether the packet gets anywhere
+		mapping = h.nat.outbound(dstAP, h.net.now())
+	}
 	if dst == nil {
 		h.countDrop(size, &h.stats.droppedUnroutable)
 		return size, nil
@@ -109,7 +114,12 @@ func (h *Host) WriteTo(p []byte, addr net.Addr) (int, error) {
 	if dst.cfg.Downlink > 0 {
 		st = stageDownlink
 	}
-	h.net.schedule(arrival, getPacket(h, dst, p), st)
+	pkt := getPacket(h, dst, p)
+	pkt.dstPort = dstAP.Port()
+	if mapping != nil {
+		pkt.src, pkt.srcAP = mapping.addr, mapping.ap
+	}
+	h.net.schedule(arrival, pkt, st)
 	return size, nil
 }
 
@@ -123,6 +133,11 @@ func (h *Host) downlinkDeparture(at int64, size int) (int64, bool) {
 // is full or the host has closed.
 func (h *Host) deliver(pkt *packet) {
 	size := len(pkt.data)
+	if h.nat != nil && !h.nat.inbound(pkt.dstPort, pkt.srcAP, h.net.now()) {
+		h.countDrop(size, &h.stats.droppedFiltered)
+		putPacket(pkt)
+		return
+	}
 	h.mu.Lock()
 	switch {
 	case h.closed:
@@ -177,7 +192,7 @@ func (h *Host) ReadFrom(b []byte) (int, net.Addr, error) {
 				h.signalReadable() // another reader may be waiting
 			}
 			n := copy(b, pkt.data)
-			from := pkt.from.udpAddr
+			from := pkt.src
 			putPacket(pkt)
 			return n, from, nil
 		}

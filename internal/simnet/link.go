@@ -54,6 +54,9 @@ type HostConfig struct {
 	// ReceiveBuffer is the socket receive buffer in bytes (like SO_RCVBUF).
 	// Zero means DefaultReceiveBuffer.
 	ReceiveBuffer int
+	// NAT puts the host behind a home router; the zero value leaves it public. With a NAT,
+	// Addr is the host's private address (zero: the next free 172.16.x.y:4433).
+	NAT NAT
 }
 
 func (c HostConfig) withDefaults() HostConfig {
@@ -90,7 +93,7 @@ func (c HostConfig) validate() error {
 	case c.MTU < 0 || c.ReceiveBuffer < 0 || c.UplinkBuffer < 0 || c.DownlinkBuffer < 0:
 		return fmt.Errorf("simnet: host config: negative size")
 	}
-	return nil
+	return c.NAT.validate()
 }
 
 // rateLink is one direction of a capped access link: a FIFO drained at a

@@ -4,7 +4,9 @@
 // Every simulated host gets one net.PacketConn with a fake UDP address
 // (10.x.y.z:port) and an access link with an uplink rate cap and drop-tail
 // buffer, an optional downlink cap, a one-way latency, a random loss
-// probability and an MTU. Packets never touch a socket.
+// probability and an MTU. Packets never touch a socket. A host may sit behind a home
+// router of its own (HostConfig.NAT: cone or symmetric, with a mapping timeout) that
+// translates its packets' source and filters what comes in.
 //
 // It follows the spirit of quic-go's testutils/simnet (packets scheduled by
 // delivery time on a heap, MTU drops) but not its code: that package runs two
@@ -51,14 +53,16 @@ type Network struct {
 	// contend with the scheduler's heap operations.
 	routeMu sync.RWMutex
 	hosts   map[netip.AddrPort]*Host
+	nats    map[netip.Addr]*Host // NATed hosts by their router's public IP
 
-	mu       sync.Mutex // guards events, seq, all, nextIP, closed
-	events   eventHeap
-	seq      uint64
-	all      []*Host // every host ever created, for TotalStats
-	nextIP   uint32
-	seedBase uint64
-	closed   bool
+	mu          sync.Mutex // guards events, seq, all, nextIP, nextPrivate, closed
+	events      eventHeap
+	seq         uint64
+	all         []*Host // every host ever created, for TotalStats
+	nextIP      uint32
+	nextPrivate uint32
+	seedBase    uint64
+	closed      bool
 
 	wake chan struct{} // a new earliest event was pushed
 	done chan struct{} // closed by Close
@@ -74,6 +78,7 @@ func New(cfg Config) *Network {
 	n := &Network{
 		start:    time.Now(),
 		hosts:    make(map[netip.AddrPort]*Host),
+		nats:     make(map[netip.Addr]*Host),
 		nextIP:   0x0a000000, // 10.0.0.0
 		seedBase: seed,
 		wake:     make(chan struct{}, 1),
@@ -100,6 +105,9 @@ func (n *Network) NewHost(cfg HostConfig) (*Host, error) {
 	if n.closed {
 		return nil, ErrClosed
 	}
+	if cfg.NAT.Kind != NATNone {
+		return n.newNATHostLocked(cfg)
+	}
 	addr := cfg.Addr
 	if !addr.IsValid() {
 		addr = n.allocAddrLocked()
@@ -107,7 +115,7 @@ func (n *Network) NewHost(cfg HostConfig) (*Host, error) {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	n.routeMu.Lock()
 	defer n.routeMu.Unlock()
-	if _, ok := n.hosts[addr]; ok {
+	if _, ok := n.hosts[addr]; ok || n.nats[addr.Addr()] != nil {
 		return nil, fmt.Errorf("simnet: new host %s: %w", addr, ErrAddrInUse)
 	}
 	h := newHost(n, addr, cfg, n.seedBase^uint64(len(n.all)+1)*0x9e3779b97f4a7c15)
@@ -128,6 +136,7 @@ func (n *Network) allocAddrLocked() netip.AddrPort {
 		addr := netip.AddrPortFrom(netip.AddrFrom4([4]byte{byte(ip >> 24), byte(ip >> 16), byte(ip >> 8), byte(ip)}), DefaultPort)
 		n.routeMu.RLock()
 		_, taken := n.hosts[addr]
+		taken = taken || n.nats[addr.Addr()] != nil
 		n.routeMu.RUnlock()
 		if !taken {
 			return addr
@@ -135,16 +144,20 @@ func (n *Network) allocAddrLocked() netip.AddrPort {
 	}
 }
 
-// lookup finds the live host behind a destination address.
-func (n *Network) lookup(addr net.Addr) *Host {
+// lookup finds the live host behind a destination address: a public host by its address, a
+// NATed one by its router's IP (its router filters the packet when it arrives).
+func (n *Network) lookup(addr net.Addr) (*Host, netip.AddrPort) {
 	ap, ok := addrPort(addr)
 	if !ok {
-		return nil
+		return nil, ap
 	}
 	n.routeMu.RLock()
 	h := n.hosts[ap]
+	if h == nil && len(n.nats) > 0 {
+		h = n.nats[ap.Addr()]
+	}
 	n.routeMu.RUnlock()
-	return h
+	return h, ap
 }
 
 func addrPort(addr net.Addr) (netip.AddrPort, bool) {
@@ -170,6 +183,9 @@ func (n *Network) removeHost(h *Host) {
 	if n.hosts[h.addr] == h {
 		delete(n.hosts, h.addr)
 	}
+	if h.nat != nil && n.nats[h.nat.ip] == h {
+		delete(n.nats, h.nat.ip)
+	}
 	n.routeMu.Unlock()
 }
 
@@ -177,8 +193,11 @@ func (n *Network) removeHost(h *Host) {
 func (n *Network) Hosts() []*Host {
 	n.routeMu.RLock()
 	defer n.routeMu.RUnlock()
-	hosts := make([]*Host, 0, len(n.hosts))
+	hosts := make([]*Host, 0, len(n.hosts)+len(n.nats))
 	for _, h := range n.hosts {
+		hosts = append(hosts, h)
+	}
+	for _, h := range n.nats {
 		hosts = append(hosts, h)
 	}
 	return hosts

@@ -1,6 +1,10 @@
 package simnet
 
-import "sync"
+import (
+	"net"
+	"net/netip"
+	"sync"
+)
 
 // packet is a datagram in flight. Packets are pooled: at 20k+ packets/s a
 // fresh copy per WriteTo would be most of the garbage the swarm makes.
@@ -8,6 +12,10 @@ type packet struct {
 	from *Host
 	to   *Host
 	data []byte
+
+	src     *net.UDPAddr   // the source the receiver sees: from's address or its NAT mapping
+	srcAP   netip.AddrPort // src, for the receiver's NAT filter
+	dstPort uint16         // the destination port, for the receiver's NAT filter
 }
 
 // pooledCap covers every packet up to DefaultMTU; bigger ones (hosts with a
@@ -19,6 +27,7 @@ var packetPool = sync.Pool{New: func() any { return &packet{data: make([]byte, 0
 func getPacket(from, to *Host, b []byte) *packet {
 	p := packetPool.Get().(*packet)
 	p.from, p.to = from, to
+	p.src, p.srcAP = from.udpAddr, from.addr
 	p.data = append(p.data[:0], b...)
 	return p
 }
@@ -27,7 +36,7 @@ func putPacket(p *packet) {
 	if cap(p.data) > pooledCap {
 		p.data = make([]byte, 0, pooledCap)
 	}
-	p.from, p.to = nil, nil
+	p.from, p.to, p.src = nil, nil, nil
 	p.data = p.data[:0]
 	packetPool.Put(p)
 }

@@ -5,7 +5,8 @@ import "sync/atomic"
 // Stats are a host's counters since it was created. A dropped packet is
 // charged to the host whose link dropped it: the sender for a full uplink,
 // loss, an oversized packet or an unknown destination; the receiver for a
-// full downlink or socket buffer, or for arriving after it closed.
+// full downlink or socket buffer, for arriving after it closed, or for being filtered by its
+// NAT.
 type Stats struct {
 	PacketsSent     uint64 // packets handed to WriteTo, including ones later dropped
 	BytesSent       uint64
@@ -20,6 +21,7 @@ type Stats struct {
 	DroppedMTU           uint64 // larger than the sender's or receiver's MTU
 	DroppedUnroutable    uint64 // no live host at the destination
 	DroppedReceiveBuffer uint64 // socket buffer full: the application read too slowly
+	DroppedFiltered      uint64 // unsolicited: the receiver's NAT had no mapping that allowed it
 }
 
 // Add returns the field-wise sum, for network totals.
@@ -36,6 +38,7 @@ func (s Stats) Add(o Stats) Stats {
 		DroppedMTU:           s.DroppedMTU + o.DroppedMTU,
 		DroppedUnroutable:    s.DroppedUnroutable + o.DroppedUnroutable,
 		DroppedReceiveBuffer: s.DroppedReceiveBuffer + o.DroppedReceiveBuffer,
+		DroppedFiltered:      s.DroppedFiltered + o.DroppedFiltered,
 	}
 }
 
@@ -46,6 +49,7 @@ type hostCounters struct {
 	droppedQueue, droppedLoss      atomic.Uint64
 	droppedMTU, droppedUnroutable  atomic.Uint64
 	droppedReceiveBuffer           atomic.Uint64
+	droppedFiltered                atomic.Uint64
 }
 
 func (c *hostCounters) snapshot() Stats {
@@ -61,6 +65,7 @@ func (c *hostCounters) snapshot() Stats {
 		DroppedMTU:           c.droppedMTU.Load(),
 		DroppedUnroutable:    c.droppedUnroutable.Load(),
 		DroppedReceiveBuffer: c.droppedReceiveBuffer.Load(),
+		DroppedFiltered:      c.droppedFiltered.Load(),
 	}
 }
 
