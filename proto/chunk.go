@@ -45,8 +45,14 @@ const (
 	// FlagDiscontinuity marks every chunk of a segment that starts a new timeline (a publisher
 	// reconnected), so a peer's playlist can carry EXT-X-DISCONTINUITY exactly where the origin's does.
 	FlagDiscontinuity Flags = 1 << 1
+	// FlagEnd marks the last chunk of the last segment of a publishing session: the publisher
+	// stopped and the stream has ended (until a new session continues it after a discontinuity).
+	// It is valid only together with FlagLast. Being a flag, the signature covers it, so the end
+	// of a stream travels wherever chunks do (pushes, repairs, the CDN) and no neighbour can
+	// end a stream, or hide its end, without the origin's key.
+	FlagEnd Flags = 1 << 2
 
-	knownFlags = FlagLast | FlagDiscontinuity
+	knownFlags = FlagLast | FlagDiscontinuity | FlagEnd
 )
 
 // ChunkID names a chunk: the stream, the segment's HLS media sequence number and the chunk's index
@@ -81,6 +87,9 @@ type Chunk struct {
 
 // Last reports whether c is the last chunk of its segment.
 func (c *Chunk) Last() bool { return c.Flags&FlagLast != 0 }
+
+// End reports whether c ends the stream: it is the last chunk of a session's last segment.
+func (c *Chunk) End() bool { return c.Flags&FlagEnd != 0 }
 
 // Len is the encoded size of the frame.
 func (c *Chunk) Len() int {
@@ -181,6 +190,9 @@ func (c *Chunk) checkFields() error {
 	}
 	if c.ID.Index >= MaxChunksPerSegment {
 		return fmt.Errorf("%w: chunk index %d", ErrMalformed, c.ID.Index)
+	}
+	if c.End() && !c.Last() {
+		return fmt.Errorf("%w: end of stream on chunk %d, which is not the last of its segment", ErrMalformed, c.ID.Index)
 	}
 	if c.Last() {
 		if c.Info.ChunkCount != c.ID.Index+1 {

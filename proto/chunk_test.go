@@ -65,6 +65,26 @@ var chunkCases = []struct {
 		},
 	},
 	{
+		name: "last chunk of the last segment ends the stream",
+		enc: unhex(`
+			01 | 05 | 03 | 63616d | 0000000000000009 | 00000000
+			00000001 | 0000000000000002 | 00000000000f4240 | 0006474846222240
+			` + rep("cc", 32) + rep("dd", 64) + `
+			00000002 | 6869`),
+		chunk: proto.Chunk{
+			ID:    proto.ChunkID{Stream: "cam", Seq: 9, Index: 0},
+			Flags: proto.FlagLast | proto.FlagEnd,
+			Info: proto.SegmentInfo{
+				ChunkCount:      1,
+				ByteLength:      2,
+				Duration:        time.Second,
+				ProgramDateTime: time.UnixMicro(1767225600123456).UTC(),
+			},
+			Hash: filled(0xcc), Sig: filledSig(0xdd),
+			Data: []byte("hi"),
+		},
+	},
+	{
 		name: "highest chunk index",
 		enc: unhex(`
 			01 | 02 | 01 | 78 | ffffffffffffffff | 0000ffff
@@ -111,7 +131,8 @@ var badChunkCases = []struct {
 }{
 	{"version 0", unhex(chunkHeader(0, 0, "cam") + "00000000"), proto.ErrUnsupportedVersion, "chunk frame version 0"},
 	{"version 2", unhex(chunkHeader(2, 0, "cam") + "00000000"), proto.ErrUnsupportedVersion, "chunk frame version 2"},
-	{"unknown flag", unhex(chunkHeader(1, 0x04, "cam") + "00000000"), proto.ErrMalformed, "unknown chunk flags 0x4"},
+	{"unknown flag", unhex(chunkHeader(1, 0x08, "cam") + "00000000"), proto.ErrMalformed, "unknown chunk flags 0x8"},
+	{"end of stream on a chunk that is not the last", unhex(chunkHeader(1, 0x04, "cam") + "00000000"), proto.ErrMalformed, "end of stream on chunk 0"},
 	{"data length over the maximum, before any data", unhex(chunkHeader(1, 0, "cam") + "00010001"), proto.ErrTooLarge, "chunk data of 65537 bytes"},
 	{"data length of 4 GiB", unhex(chunkHeader(1, 0, "cam") + "ffffffff"), proto.ErrTooLarge, "chunk data of 4294967295 bytes"},
 	{"empty stream name", unhex(chunkHeader(1, 0, "") + "00000000"), proto.ErrBadStreamName, "must be 1 to 64"},

@@ -127,6 +127,7 @@ func TestEditedChunkFails(t *testing.T) {
 		{"other data", func(c *proto.Chunk) { c.Data = []byte("DATA") }, proto.ErrHashMismatch},
 		{"other data with its hash", func(c *proto.Chunk) { c.Data = []byte("DATA"); c.Hash = sha(c.Data) }, proto.ErrBadSignature},
 		{"no longer last", func(c *proto.Chunk) { c.Flags &^= proto.FlagLast }, proto.ErrBadSignature},
+		{"end of stream forged", func(c *proto.Chunk) { c.Flags |= proto.FlagEnd }, proto.ErrBadSignature},
 	}
 	for _, e := range edits {
 		t.Run(e.name, func(t *testing.T) {
@@ -135,6 +136,33 @@ func TestEditedChunkFails(t *testing.T) {
 			require.ErrorIs(t, c.Verify(pub), e.err)
 		})
 	}
+}
+
+// The end of a stream is a signed fact: nobody but the origin can end a stream (a forged end
+// would make every player stop) or hide its end (players would poll a dead stream forever).
+func TestEndOfStreamCannotBeForgedOrHidden(t *testing.T) {
+	pub := pubOf(testKey())
+	ended := &proto.Chunk{
+		ID:    proto.ChunkID{Stream: "cam", Seq: 41, Index: 0},
+		Flags: proto.FlagLast | proto.FlagEnd,
+		Info:  proto.SegmentInfo{ChunkCount: 1, ByteLength: 4, Duration: time.Second},
+		Data:  []byte("tail"),
+	}
+	ended.Sign(testKey())
+	require.NoError(t, ended.Verify(pub))
+	require.True(t, ended.End())
+
+	hidden := *ended
+	hidden.Flags &^= proto.FlagEnd
+	require.ErrorIs(t, hidden.Verify(pub), proto.ErrBadSignature)
+
+	forged := signedChunks()["last chunk"]
+	require.False(t, forged.End())
+	forged.Flags |= proto.FlagEnd
+	// The forged flag survives the wire, and is caught there too.
+	got, _, err := proto.ParseChunk(forged.Append(nil))
+	require.NoError(t, err)
+	require.ErrorIs(t, got.Verify(pub), proto.ErrBadSignature)
 }
 
 func TestVerifyRefusesASignedButImpossibleChunk(t *testing.T) {
