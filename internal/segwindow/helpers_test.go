@@ -22,6 +22,7 @@ type segSpec struct {
 	sizes    []int // data length of each chunk
 	duration time.Duration
 	disc     bool
+	end      bool // the last chunk carries FlagEnd: the stream ends with this segment
 }
 
 func spec(seq uint64, sizes ...int) segSpec {
@@ -48,6 +49,9 @@ func (s segSpec) chunks() []*proto.Chunk {
 		}
 		if i == len(s.sizes)-1 {
 			c.Flags |= proto.FlagLast
+			if s.end {
+				c.Flags |= proto.FlagEnd
+			}
 			c.Info = proto.SegmentInfo{
 				ChunkCount:      uint32(len(s.sizes)),
 				ByteLength:      total,

@@ -30,6 +30,9 @@ func (p programDateTime) String() string {
 }
 
 // Playlist renders the live media playlist, or ok=false while no segment can be listed yet.
+// When the newest listed segment ended the stream (its last chunk carries the signed
+// proto.FlagEnd), the playlist ends with EXT-X-ENDLIST, so players stop polling; a segment of a
+// new session listed after it (it carries a discontinuity) removes the tag again.
 // The bytes are cached until the window changes; they are shared, do not modify them.
 //
 // What is listed: starting at the oldest complete segment at or after the last playlist's first
@@ -70,6 +73,15 @@ func (w *Window) ListedCount() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return len(w.listed())
+}
+
+// Ended reports whether the playlist ends the stream: the newest segment it lists is the last
+// of a publishing session (see Playlist).
+func (w *Window) Ended() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	list := w.listed()
+	return len(list) > 0 && list[len(list)-1].end
 }
 
 // listed picks the segments to list; called with mu held.
@@ -147,6 +159,7 @@ func (w *Window) render() ([]byte, bool) {
 			return nil, false // unreachable: capacity equals the number of segments
 		}
 	}
+	p.Closed = list[len(list)-1].end // EXT-X-ENDLIST; set after the segments, so none slides out
 	return bytes.Clone(p.Encode().Bytes()), true
 }
 

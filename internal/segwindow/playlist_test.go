@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"math"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -290,6 +291,45 @@ func TestPlaylistSlidesAcrossRendersAndCountsDiscontinuities(t *testing.T) {
 	p, _ = w2.Playlist()
 	require.Contains(t, string(p), "#EXT-X-MEDIA-SEQUENCE:11\n")
 	require.NotContains(t, string(p), "10.ts")
+}
+
+// A stream that ended says so with EXT-X-ENDLIST, so players stop polling; a new session that
+// continues it removes the tag again, after a discontinuity, with the sequence going on.
+func TestPlaylistEndsWithTheStreamAndResumesAfterADiscontinuity(t *testing.T) {
+	w := testWindow(4, 8)
+	addAll(t, w, spec(10))
+	last := spec(11)
+	last.end = true
+	addAll(t, w, last)
+	p, ok := w.Playlist()
+	require.True(t, ok)
+	require.True(t, w.Ended())
+	require.True(t, strings.HasSuffix(string(p), "11.ts\n#EXT-X-ENDLIST\n"), string(p))
+	pl, _, err := m3u8.Decode(*bytes.NewBuffer(bytes.Clone(p)), true)
+	require.NoError(t, err)
+	require.True(t, pl.(*m3u8.MediaPlaylist).Closed)
+	_, meta, ok := w.Segment(11)
+	require.True(t, ok)
+	require.True(t, meta.End)
+
+	// The next session's first segment is still incomplete: nothing to list yet, still ended.
+	next := spec(12)
+	next.disc = true
+	cs := next.chunks()
+	w.AddChunk(cs[0])
+	p, _ = w.Playlist()
+	require.Contains(t, string(p), "#EXT-X-ENDLIST")
+
+	for _, c := range cs[1:] {
+		w.AddChunk(c)
+	}
+	p, ok = w.Playlist()
+	require.True(t, ok)
+	require.False(t, w.Ended())
+	require.NotContains(t, string(p), "ENDLIST")
+	require.Contains(t, string(p), "11.ts\n#EXT-X-DISCONTINUITY\n")
+	require.True(t, strings.HasSuffix(string(p), "12.ts\n"), string(p))
+	requireParsesBack(t, p)
 }
 
 func TestPlaylistCachedUntilChange(t *testing.T) {

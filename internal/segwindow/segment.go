@@ -19,6 +19,7 @@ type segment struct {
 	disc      bool
 	hasInfo   bool // the FlagLast chunk arrived
 	info      proto.SegmentInfo
+	end       bool // the FlagLast chunk also had FlagEnd: the stream ended with this segment
 	complete  bool
 	broken    bool // all chunks present, byte length wrong: can never complete
 	abandoned bool
@@ -77,6 +78,7 @@ func (s *segment) add(c *proto.Chunk, maxBytes int) bool {
 	if c.Last() {
 		s.hasInfo = true
 		s.info = c.Info
+		s.end = c.End()
 	}
 	return true
 }
@@ -118,6 +120,7 @@ func (s *segment) meta() SegmentMeta {
 		Discontinuity:   s.disc,
 		ByteLength:      int(s.info.ByteLength),
 		ChunkCount:      int(s.info.ChunkCount),
+		End:             s.end,
 	}
 }
 

@@ -76,6 +76,8 @@ type SegmentMeta struct {
 	Discontinuity   bool
 	ByteLength      int
 	ChunkCount      int
+	// End says the stream ended with this segment (its last chunk carries the signed FlagEnd).
+	End bool
 }
 
 // SegmentState is what a scheduler needs to know about one segment, complete or not.
