@@ -64,13 +64,23 @@ func (c *Chunker) Tick(now time.Time) {
 // Finish emits the last chunk, which carries the segment's info and whatever bytes are pending
 // (possibly none).
 func (c *Chunker) Finish(duration time.Duration, pdt time.Time) proto.SegmentInfo {
+	return c.finish(duration, pdt, 0)
+}
+
+// FinishStream is Finish for the last segment of a publishing session: its last chunk also
+// carries proto.FlagEnd, the signed end of the stream.
+func (c *Chunker) FinishStream(duration time.Duration, pdt time.Time) proto.SegmentInfo {
+	return c.finish(duration, pdt, proto.FlagEnd)
+}
+
+func (c *Chunker) finish(duration time.Duration, pdt time.Time, flags proto.Flags) proto.SegmentInfo {
 	info := proto.SegmentInfo{
 		ChunkCount:      c.id.Index + 1,
 		ByteLength:      c.total + uint64(len(c.pending)),
 		Duration:        duration,
 		ProgramDateTime: pdt,
 	}
-	c.flush(proto.FlagLast, info)
+	c.flush(proto.FlagLast|flags, info)
 	return info
 }
 

@@ -173,14 +173,16 @@ func (s *segmenter) startSession(t trackSet) error {
 }
 
 // endSession finishes the open segment with its real duration, so a publisher that vanishes
-// mid-segment never leaves a broken segment behind.
+// mid-segment never leaves a broken segment behind, and marks it as the end of the stream
+// (proto.FlagEnd on its last chunk) so playlists end. A session that never reached a keyframe
+// has no segment to mark; the previous session's end then still stands.
 func (s *segmenter) endSession() {
 	if s.cur != nil {
 		end := s.cur.videoEnd
 		if s.cur.video == nil {
 			end = s.cur.audioEnd
 		}
-		s.finishSegment(end)
+		s.finishSegmentAs(end, true)
 	}
 	s.inSession = false
 }
@@ -440,7 +442,10 @@ func (s *segmenter) newTimeline() (*timeline, error) {
 	return tl, nil
 }
 
-func (s *segmenter) finishSegment(end int64) {
+func (s *segmenter) finishSegment(end int64) { s.finishSegmentAs(end, false) }
+
+// finishSegmentAs finishes the open segment; last marks it as the session's last one.
+func (s *segmenter) finishSegmentAs(end int64, last bool) {
 	s.flushAudio()
 	seg := s.cur
 	s.cur = nil
@@ -448,7 +453,12 @@ func (s *segmenter) finishSegment(end int64) {
 		s.tl.out.w = nil
 	}
 	dur := tsToDuration(max(end-seg.start, 0))
-	info := seg.ch.Finish(dur, seg.pdt)
+	var info proto.SegmentInfo
+	if last {
+		info = seg.ch.FinishStream(dur, seg.pdt)
+	} else {
+		info = seg.ch.Finish(dur, seg.pdt)
+	}
 	if s.cfg.OnSegment != nil {
 		s.cfg.OnSegment(seg.seq, info)
 	}
