@@ -130,6 +130,11 @@ func (l *loop) onSegmentComplete(seq uint64) {
 		}
 		l.n.stats.bitrate.Store(l.bitrate)
 	}
+	// Only the origin's signature can say this (proto.FlagEnd); the local playlist now ends with
+	// EXT-X-ENDLIST. The node keeps running: a publisher that reconnects continues the stream.
+	if !l.cfg.Root && l.n.window.Ended() {
+		l.n.log.Info("stream ended; waiting for the publisher to come back", "seq", seq)
+	}
 }
 
 // claimVerdict is what a HAVE range is worth against the signed timeline.
