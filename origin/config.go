@@ -34,6 +34,11 @@ const (
 	// same CPU; the cost is twice the chunks to sign and verify (~16/s at 1 Mbit/s).
 	DefaultChunkSize     = 8 << 10
 	DefaultChunkInterval = 200 * time.Millisecond
+	// DefaultStreamGrace is how long an ended stream stays before it is removed: long enough for
+	// a broadcaster's reconnect (OBS retries within seconds) to continue it seamlessly.
+	DefaultStreamGrace = time.Minute
+	// DefaultMaxStreams caps the streams of an origin without a publish key.
+	DefaultMaxStreams = 16
 )
 
 // Sentinel errors.
@@ -44,6 +49,9 @@ var (
 	ErrStreamBusy = errors.New("stream is already being published")
 	// ErrUnsupportedCodec is the answer to a publisher whose media are not H.264 and/or AAC.
 	ErrUnsupportedCodec = errors.New("unsupported codec")
+	// ErrTooManyStreams is the answer to a publisher of a new stream when an origin without a
+	// publish key already holds MaxStreams streams (live ones and ended ones not yet removed).
+	ErrTooManyStreams = errors.New("too many streams on this origin (without a publish key the number is capped)")
 )
 
 // Config configures an Origin. Zero fields take the defaults above.
@@ -86,6 +94,17 @@ type Config struct {
 	Key ed25519.PrivateKey
 	// PublishKey, when set, is the password RTSP publishers must give (any user name).
 	PublishKey string
+	// MaxStreams caps the streams an origin without a PublishKey holds (anyone who reaches its
+	// RTSP port can publish): a publisher of one more new stream is refused. Streams that ended
+	// count until they are removed; a publisher coming back to its stream is always let in, and
+	// pulled streams are not refused. Zero means DefaultMaxStreams, negative no cap. With a
+	// PublishKey there is no cap.
+	MaxStreams int
+	// StreamGrace is how long a stream whose publisher left stays (its playlist ended, its
+	// segments served) before it is removed with its window and mesh root; a publisher coming
+	// back within it continues the stream. Default DefaultStreamGrace. A stream that never made
+	// a segment is removed at once.
+	StreamGrace time.Duration
 	// Pulls maps stream names to rtsp:// URLs the origin pulls from, reconnecting with backoff.
 	Pulls map[string]string
 	// PullBackoffMin/Max bound the wait between pull attempts.
@@ -112,6 +131,10 @@ type Config struct {
 	// OnStream, when set, is called whenever a stream starts or stops being published (the
 	// mesh root and the tracker registration follow streams this way). It must not block.
 	OnStream func(StreamInfo)
+	// OnStreamRemoved, when set, is called with the name of a stream that was removed after its
+	// grace (for instance to deregister it at once instead of letting its registration expire).
+	// It must not block.
+	OnStreamRemoved func(name string)
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
@@ -150,6 +173,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ChunkInterval <= 0 {
 		c.ChunkInterval = DefaultChunkInterval
+	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = DefaultMaxStreams
+	}
+	if c.StreamGrace <= 0 {
+		c.StreamGrace = DefaultStreamGrace
 	}
 	if c.PullBackoffMin <= 0 {
 		c.PullBackoffMin = 500 * time.Millisecond

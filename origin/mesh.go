@@ -37,6 +37,8 @@ type meshSeeder struct {
 
 type rootNode struct {
 	node       *peer.Node
+	ln         *peer.MuxListener
+	stop       context.CancelFunc
 	lastSeeded int64
 }
 
@@ -97,9 +99,11 @@ func (m *meshSeeder) startRoot(stream string) (*rootNode, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("mesh root for stream %s: %w", stream, err)
 	}
-	r := &rootNode{node: node}
+	ctx, stop := context.WithCancel(m.ctx)
+	r := &rootNode{node: node, ln: ln, stop: stop}
 	m.wg.Go(func() {
-		if err := node.Run(m.ctx); err != nil {
+		defer stop()
+		if err := node.Run(ctx); err != nil {
 			m.log.Error("mesh root stopped", "stream", stream, "err", err)
 		}
 	})
@@ -110,6 +114,24 @@ func (m *meshSeeder) startRoot(stream string) (*rootNode, error) {
 	m.log.Info("mesh root seeding", "stream", stream, "mesh", node.Addr().String(),
 		"seed_copies", m.o.cfg.SeedCopies, "stripes", m.o.cfg.Stripes)
 	return r, nil
+}
+
+// remove stops a stream's root (it ends its children's connections; they wait for the stream to
+// come back) and frees the stream's name on the mux at once, so a new publisher of it gets a new
+// root. It does not wait for the root to finish: stop does.
+func (m *meshSeeder) remove(stream string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.roots[stream]
+	delete(m.roots, stream)
+	if !ok || r == nil {
+		return
+	}
+	if d := r.node.Stats().BytesToPeers - r.lastSeeded; d > 0 {
+		m.o.AddSeeded(int(d))
+	}
+	r.stop()
+	_ = r.ln.Close()
 }
 
 // meshAddr is the local address of a stream's root, if it runs.

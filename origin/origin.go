@@ -45,6 +45,7 @@ type Origin struct {
 
 	meshConn    net.PacketConn // nil with MeshAddr "-"
 	ownMeshConn bool
+	mesh        atomic.Pointer[meshSeeder] // set by Run; tests look at its roots
 }
 
 // MeshAddr is the local address of the mesh socket (the first stream's root), or nil without a mesh.
@@ -159,6 +160,13 @@ func (o *Origin) Run(ctx context.Context) error {
 	}
 	o.log.Info("origin running", "rtsp", o.RTSPAddr().String(), "http", o.HTTPAddr().String(),
 		"udp_rtp", o.rtsp.UDPRTPAddress, "public_key", proto.FormatPublicKey(o.pub))
+	if o.cfg.PublishKey == "" {
+		limit := "any number of streams"
+		if o.cfg.MaxStreams > 0 {
+			limit = fmt.Sprintf("at most %d streams", o.cfg.MaxStreams)
+		}
+		o.log.Warn("no --publish-key: anyone who can reach RTSP can publish; "+limit, "max_streams", o.cfg.MaxStreams)
+	}
 
 	// The mesh roots outlive ingest by a moment, so the segments that ingest finishes on the way
 	// out still reach the children; they stop with meshCtx after ingest has closed.
@@ -175,6 +183,7 @@ func (o *Origin) Run(ctx context.Context) error {
 			}
 			return err
 		}
+		o.mesh.Store(mesh)
 	}
 
 	var wg sync.WaitGroup
@@ -198,6 +207,7 @@ func (o *Origin) Run(ctx context.Context) error {
 	}
 
 	wg.Go(func() { o.tickChunks(pullCtx) })
+	wg.Go(func() { o.removeStreams(pullCtx, mesh) })
 
 	if mesh != nil {
 		unsubscribe := o.Subscribe(mesh.publish)
@@ -252,16 +262,65 @@ func (o *Origin) tickChunks(ctx context.Context) {
 	}
 }
 
-// stream returns the named stream, creating it on first use.
-func (o *Origin) stream(name string) *stream {
+// claimStream makes owner the publisher of the named stream, creating the stream on first use.
+// capped applies MaxStreams to a new stream (anonymous publishers). Creating, claiming and
+// removing happen under o.mu, so a stream being removed is never handed to a publisher.
+func (o *Origin) claimStream(name string, owner any, capped bool) (*stream, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	st, ok := o.streams[name]
 	if !ok {
+		if capped && o.cfg.MaxStreams > 0 && len(o.streams) >= o.cfg.MaxStreams {
+			return nil, fmt.Errorf("%w: %d streams, at most %d", ErrTooManyStreams, len(o.streams), o.cfg.MaxStreams)
+		}
 		st = newStream(o, name)
 		o.streams[name] = st
 	}
-	return st
+	if err := st.claim(owner); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// removeStreams runs until ctx ends, removing streams whose publisher left StreamGrace ago.
+func (o *Origin) removeStreams(ctx context.Context, mesh *meshSeeder) {
+	t := time.NewTicker(min(max(o.cfg.StreamGrace/4, 10*time.Millisecond), time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			o.removeIdle(o.cfg.now(), mesh)
+		}
+	}
+}
+
+// removeIdle drops every removable stream: its window and segments, its mesh root (peers of it
+// keep waiting for a publisher), and with it its registration, which is no longer renewed and
+// expires at the tracker.
+func (o *Origin) removeIdle(now time.Time, mesh *meshSeeder) {
+	var removed []string
+	o.mu.Lock()
+	for name, st := range o.streams {
+		if !st.removable(now, o.cfg.StreamGrace) {
+			continue
+		}
+		delete(o.streams, name)
+		// Still under o.mu: a publisher of the same name that comes now gets a new stream and,
+		// with its first chunk, a new root.
+		if mesh != nil {
+			mesh.remove(name)
+		}
+		removed = append(removed, name)
+	}
+	o.mu.Unlock()
+	for _, name := range removed {
+		o.log.Info("stream removed: its publisher left and did not come back", "stream", name, "grace", o.cfg.StreamGrace)
+		if cb := o.cfg.OnStreamRemoved; cb != nil {
+			cb(name)
+		}
+	}
 }
 
 func (o *Origin) lookup(name string) (*stream, bool) {

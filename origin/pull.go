@@ -88,8 +88,8 @@ func (p *puller) pullOnce(ctx context.Context) error {
 		}
 	}
 
-	st := p.o.stream(p.name)
-	if err := st.claim(p); err != nil {
+	st, err := p.o.claimStream(p.name, p, false)
+	if err != nil {
 		return err
 	}
 	defer st.release(p)

@@ -55,8 +55,13 @@ func (h *rtspHandler) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*ba
 		return reject(base.StatusUnsupportedMediaType, "Unsupported Media Type: "+err.Error()), err
 	}
 
-	st := o.stream(name)
-	if err := st.claim(ctx.Session); err != nil {
+	st, err := o.claimStream(name, ctx.Session, o.cfg.PublishKey == "")
+	if errors.Is(err, ErrTooManyStreams) {
+		o.metrics.rejected.WithLabelValues("full").Inc()
+		log.Warn("publisher rejected: too many streams; set --publish-key, or raise --max-streams", "error", err)
+		return reject(base.StatusServiceUnavailable, "Service Unavailable: "+err.Error()), err
+	}
+	if err != nil {
 		o.metrics.rejected.WithLabelValues("busy").Inc()
 		log.Warn("publisher rejected", "error", err)
 		return reject(base.StatusForbidden, "Forbidden: "+err.Error()), err

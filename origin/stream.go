@@ -28,6 +28,9 @@ type stream struct {
 	recent    []segmentStat // the newest finished segments, for the bitrate
 	newest    uint64
 	hasNewest bool
+	// idleSince is when the last publisher left; zero while one publishes. The origin removes
+	// the stream StreamGrace after it (at once when it never made a segment).
+	idleSince time.Time
 }
 
 type segmentStat struct {
@@ -84,7 +87,8 @@ func (st *stream) onSegment(seq uint64, info proto.SegmentInfo) {
 	st.log.Debug("segment", "seq", seq, "duration", info.Duration, "bytes", info.ByteLength, "chunks", info.ChunkCount)
 }
 
-// claim makes owner the stream's publisher, unless someone else already is.
+// claim makes owner the stream's publisher, unless someone else already is. Origin.claimStream
+// calls it with o.mu held, so the stream cannot be removed in between.
 func (st *stream) claim(owner any) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -92,7 +96,16 @@ func (st *stream) claim(owner any) error {
 		return fmt.Errorf("%w: %s", ErrStreamBusy, st.name)
 	}
 	st.publisher = owner
+	st.idleSince = time.Time{}
 	return nil
+}
+
+// removable reports whether the stream has had no publisher for grace (or has none and never
+// made a segment, so nobody can be watching it).
+func (st *stream) removable(now time.Time, grace time.Duration) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.publisher == nil && !st.idleSince.IsZero() && (!st.hasNewest || now.Sub(st.idleSince) >= grace)
 }
 
 // start begins owner's session: a new timeline in the segmenter.
@@ -134,11 +147,13 @@ func (st *stream) release(owner any) {
 		return
 	}
 	st.publisher = nil
+	st.idleSince = st.o.cfg.now()
 	ended := st.seg.inSession
 	if ended {
 		st.seg.endSession()
 		st.o.metrics.publishers.Dec()
-		st.log.Info("publishing ended", "next_seq", st.seg.nextSeq())
+		st.log.Info("publishing ended; the playlist ends, the stream is removed unless a publisher comes back",
+			"next_seq", st.seg.nextSeq(), "grace", st.o.cfg.StreamGrace)
 	}
 	st.mu.Unlock()
 	if ended {
@@ -204,6 +219,7 @@ type StreamInfo struct {
 	PublicKey string   `json:"public_key"`
 	WatchLink string   `json:"watch_link,omitempty"`
 	Live      bool     `json:"live"`
+	Ended     bool     `json:"ended"` // the playlist ended (publisher left); removed after the grace
 	Codecs    []string `json:"codecs"`
 	// NewestSeq is the newest finished segment; absent before the first one.
 	NewestSeq *uint64 `json:"newest_seq,omitempty"`
@@ -218,6 +234,7 @@ func (st *stream) info() StreamInfo {
 		Name:      st.name,
 		PublicKey: proto.FormatPublicKey(st.o.pub),
 		Live:      st.publisher != nil && st.seg.inSession,
+		Ended:     st.window.Ended(),
 		Codecs:    st.tracks.codecs(),
 	}
 	if si.Codecs == nil {

@@ -1,0 +1,334 @@
+package origin
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/crowdsurf/crowdsurf/internal/testcard"
+	"github.com/crowdsurf/crowdsurf/peer"
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// publishCard publishes the built-in test card (one keyframe a second) to the stream for d, then
+// stops, as a broadcaster who ends the show does: the RTSP session closes.
+func publishCard(t *testing.T, o *testOrigin, name string, d time.Duration) {
+	t.Helper()
+	pub, err := testcard.New(testcard.Config{URL: o.rtsp + "/" + name})
+	require.NoError(t, err)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	require.NoError(t, pub.Run(ctx))
+}
+
+// publishCardAsync is publishCard in the background; the returned channel closes when it stops.
+func publishCardAsync(t *testing.T, o *testOrigin, name string, d time.Duration) <-chan struct{} {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		publishCard(t, o, name, d)
+	}()
+	return done
+}
+
+func (o *testOrigin) playlistText(t *testing.T, stream string) string {
+	t.Helper()
+	code, body := httpGet(t, o.base+"/live/"+stream+"/index.m3u8")
+	require.Equal(t, http.StatusOK, code, string(body))
+	return string(body)
+}
+
+func (o *testOrigin) waitEnded(t *testing.T, stream string) string {
+	t.Helper()
+	var text string
+	require.Eventually(t, func() bool {
+		text = o.playlistText(t, stream)
+		return strings.HasSuffix(text, "#EXT-X-ENDLIST\n")
+	}, 10*time.Second, 20*time.Millisecond, "the playlist should end")
+	return text
+}
+
+func (o *testOrigin) streamCount() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.streams)
+}
+
+// startViewer runs a peer of the stream that knows the origin's mesh and HTTP addresses and
+// serves its own local HLS; its logs go to the returned buffer.
+func startViewer(t *testing.T, o *testOrigin, stream string) (*peer.Node, string, *syncBuffer) {
+	t.Helper()
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { pc.Close() })
+	hln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { hln.Close() })
+	logs := &syncBuffer{}
+	n, err := peer.New(peer.Config{
+		Stream: stream, OriginKey: o.PublicKey(), PacketConn: pc, HTTPListener: hln,
+		Bootstrap: []string{o.MeshAddr().String()}, OriginHTTP: o.base, TargetDuration: time.Second,
+		Logger:   slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
+		Registry: prometheus.NewRegistry(),
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	return n, "http://" + hln.Addr().String() + "/live/" + stream + "/index.m3u8", logs
+}
+
+// TestPublisherStopEndsEveryPlaylist: when the broadcaster stops, the origin finishes the segment
+// and signs the end into its last chunk; the origin's playlist and a connected peer's both end
+// with EXT-X-ENDLIST, and the peer says it waits for the publisher. The end flag is the origin's
+// word: set on any other chunk it fails verification.
+func TestPublisherStopEndsEveryPlaylist(t *testing.T) {
+	t.Parallel()
+	cfg, logs := testConfig(t)
+	logOnFailure(t, logs)
+	o := startOrigin(t, cfg)
+
+	done := publishCardAsync(t, o, "show", 4*time.Second)
+	o.waitSegments(t, "show", 1)
+	require.NotContains(t, o.playlistText(t, "show"), "ENDLIST", "a live stream's playlist does not end")
+	viewer, viewerURL, viewerLogs := startViewer(t, o, "show")
+	<-done
+
+	text := o.waitEnded(t, "show")
+	si, ok := o.streamInfo(t, "show")
+	require.True(t, ok)
+	require.False(t, si.Live)
+	require.True(t, si.Ended)
+
+	p := parsePlaylist(t, []byte(text))
+	require.GreaterOrEqual(t, len(p.segments), 2)
+	lastSeq := p.segments[len(p.segments)-1].seq
+	_, chunks := fetchChunks(t, o, "show", lastSeq)
+	end := chunks[len(chunks)-1]
+	require.True(t, end.End(), "the last chunk of the last segment carries the end")
+	for _, c := range chunks[:len(chunks)-1] {
+		require.False(t, c.End())
+	}
+
+	// Forging the end on the segment before fails verification, on the struct and on the wire.
+	_, before := fetchChunks(t, o, "show", lastSeq-1)
+	forged := *before[len(before)-1]
+	require.False(t, forged.End())
+	forged.Flags |= proto.FlagEnd
+	require.ErrorIs(t, forged.Verify(o.PublicKey()), proto.ErrBadSignature)
+	parsed, _, err := proto.ParseChunk(forged.Append(nil))
+	require.NoError(t, err)
+	require.ErrorIs(t, parsed.Verify(o.PublicKey()), proto.ErrBadSignature)
+
+	// The peer learns of the end from the signed chunk and ends its own playlist too.
+	require.Eventually(t, func() bool {
+		code, body := httpGet(t, viewerURL)
+		return code == http.StatusOK && strings.HasSuffix(string(body), fmt.Sprintf("%d.ts\n#EXT-X-ENDLIST\n", lastSeq))
+	}, 15*time.Second, 50*time.Millisecond, "the peer's playlist should end too: %+v", viewer.Stats())
+	require.True(t, viewer.Window().Ended())
+	require.Zero(t, viewer.Stats().ChunksRejected)
+	require.Eventually(t, func() bool {
+		return strings.Contains(viewerLogs.String(), "stream ended; waiting for the publisher to come back")
+	}, 5*time.Second, 20*time.Millisecond)
+	require.Equal(t, 1, strings.Count(viewerLogs.String(), "stream ended;"), "one clear line, once")
+}
+
+// TestNewSessionAfterEndContinuesTheStream: a publisher that comes back after the end continues
+// the same stream: the playlist loses its ENDLIST, the new session starts with a discontinuity
+// and its sequence numbers go on from the last session's.
+func TestNewSessionAfterEndContinuesTheStream(t *testing.T) {
+	t.Parallel()
+	cfg, logs := testConfig(t)
+	logOnFailure(t, logs)
+	o := startOrigin(t, cfg)
+
+	publishCard(t, o, "again", 2500*time.Millisecond)
+	first := parsePlaylist(t, []byte(o.waitEnded(t, "again")))
+	lastOfFirst := first.segments[len(first.segments)-1].seq
+
+	done := publishCardAsync(t, o, "again", 3500*time.Millisecond)
+	var p playlist
+	require.Eventually(t, func() bool {
+		text := o.playlistText(t, "again")
+		p = parsePlaylist(t, []byte(text))
+		return !strings.Contains(text, "ENDLIST") && p.segments[len(p.segments)-1].seq > lastOfFirst
+	}, 10*time.Second, 20*time.Millisecond, "the new session's first segment un-ends the playlist")
+	si, _ := o.streamInfo(t, "again")
+	require.True(t, si.Live)
+	require.False(t, si.Ended)
+	var resumed *playlistSegment
+	for i := range p.segments {
+		if p.segments[i].seq == lastOfFirst+1 {
+			resumed = &p.segments[i]
+		}
+	}
+	require.NotNil(t, resumed, "the sequence continues right after the last session's: %+v", p.segments)
+	require.True(t, resumed.discontinuity, "the new session starts a new timeline")
+
+	<-done
+	o.waitEnded(t, "again")
+}
+
+// TestEndedStreamIsRemovedAfterGrace: once the grace is over the stream is gone: not listed, no
+// playlist, its window and mesh root dropped; a new publisher of the name starts afresh.
+func TestEndedStreamIsRemovedAfterGrace(t *testing.T) {
+	t.Parallel()
+	cfg, logs := testConfig(t)
+	cfg.StreamGrace = 700 * time.Millisecond
+	var mu sync.Mutex
+	var removed []string
+	cfg.OnStreamRemoved = func(name string) {
+		mu.Lock()
+		defer mu.Unlock()
+		removed = append(removed, name)
+	}
+	o := startOrigin(t, cfg)
+
+	publishCard(t, o, "brief", 2500*time.Millisecond)
+	o.waitEnded(t, "brief")
+	_, hasRoot := o.mesh.Load().meshAddr("brief")
+	require.True(t, hasRoot)
+	// Still there within the grace: a reconnecting broadcaster would continue it.
+	_, listed := o.streamInfo(t, "brief")
+	require.True(t, listed)
+
+	require.Eventually(t, func() bool { return o.streamCount() == 0 }, 5*time.Second, 20*time.Millisecond)
+	_, listed = o.streamInfo(t, "brief")
+	require.False(t, listed, "/v1/streams no longer lists it")
+	code, _ := httpGet(t, o.base+"/live/brief/index.m3u8")
+	require.Equal(t, http.StatusNotFound, code)
+	_, hasRoot = o.mesh.Load().meshAddr("brief")
+	require.False(t, hasRoot, "its mesh root is stopped")
+	mu.Lock()
+	require.Equal(t, []string{"brief"}, removed)
+	mu.Unlock()
+	require.Contains(t, logs.String(), "stream removed")
+
+	// The name is free again, and its new mesh root can take the stream's name on the mux.
+	publishCard(t, o, "brief", 2500*time.Millisecond)
+	o.waitEnded(t, "brief")
+	_, hasRoot = o.mesh.Load().meshAddr("brief")
+	require.True(t, hasRoot)
+}
+
+// TestAnonymousOriginCapsItsStreams: without a publish key anyone can publish, so the origin
+// holds at most MaxStreams streams, says so at start, and refuses one more with 503 and a log
+// line; a publisher returning to a stream it holds is always let in.
+func TestAnonymousOriginCapsItsStreams(t *testing.T) {
+	t.Parallel()
+	requireFFmpeg(t)
+	cfg, logs := testConfig(t)
+	cfg.MaxStreams = 2
+	o := startOrigin(t, cfg)
+	require.Eventually(t, func() bool {
+		return strings.Contains(logs.String(), "no --publish-key: anyone who can reach RTSP can publish; at most 2 streams")
+	}, 5*time.Second, 10*time.Millisecond)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	for _, name := range []string{"one", "two"} {
+		pub, err := testcard.New(testcard.Config{URL: o.rtsp + "/" + name})
+		require.NoError(t, err)
+		wg.Go(func() { _ = pub.Run(ctx) })
+	}
+	require.Eventually(t, func() bool {
+		a, _ := o.streamInfo(t, "one")
+		b, _ := o.streamInfo(t, "two")
+		return a.Live && b.Live
+	}, 10*time.Second, 20*time.Millisecond)
+
+	stderr, err := publish(context.Background(), o.rtsp+"/three", publishOpts{video: true, seconds: 1})
+	require.Error(t, err, "the third stream must be refused")
+	require.Contains(t, stderr, "503", stderr)
+	require.Contains(t, logs.String(), "too many streams")
+	_, listed := o.streamInfo(t, "three")
+	require.False(t, listed)
+	require.Equal(t, 2, o.streamCount())
+}
+
+// TestManyShortPublishesLeaveNoMemoryBehind is the measurement behind the stream lifecycle: ten
+// broadcasts to distinct names used to stay in memory for good (23 MB -> 370 MB RSS). After the
+// grace the heap is back near where it started.
+func TestManyShortPublishesLeaveNoMemoryBehind(t *testing.T) {
+	// Not parallel: the heap figures must be this test's alone.
+	cfg, _ := testConfig(t)
+	cfg.StreamGrace = 1500 * time.Millisecond
+	o := startOrigin(t, cfg)
+
+	heapInuse := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	start := heapInuse()
+	var wg sync.WaitGroup
+	for i := range 10 {
+		wg.Go(func() { publishCard(t, o, fmt.Sprintf("short-%d", i), 3*time.Second) })
+	}
+	wg.Wait()
+	peak := heapInuse()
+	require.Eventually(t, func() bool { return o.streamCount() == 0 }, 10*time.Second, 20*time.Millisecond)
+	end := heapInuse()
+	t.Logf("HeapInuse after GC: start %.1f MB, after 10 publishes %.1f MB, after the grace %.1f MB (growth %.1f MB)",
+		mb(start), mb(peak), mb(end), mb(end)-mb(start))
+	require.Less(t, mb(end)-mb(start), 50.0, "the removed streams' memory must be freed")
+	require.Less(t, end-min(end, start), (peak-min(peak, start))/2, "most of what the streams held is freed")
+}
+
+func logOnFailure(t *testing.T, logs *syncBuffer) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(logs.String())
+		}
+	})
+}
+
+func mb(b uint64) float64 { return float64(b) / (1 << 20) }
+
+// TestOnlyTheSessionsLastChunkEndsTheStream: the end flag goes on exactly one chunk per
+// session, the last chunk of its last segment; cuts inside a session never carry it.
+func TestOnlyTheSessionsLastChunkEndsTheStream(t *testing.T) {
+	h := newHarness(t, time.Second, 1024)
+	var ends []proto.ChunkID
+	session := func(from int) {
+		require.NoError(t, h.seg.startSession(trackSet{H264: true, SPS: testSPS, PPS: testPPS}))
+		for i := range 60 { // a keyframe a second, 2.4 s: three segments
+			require.NoError(t, h.seg.writeH264(int64((from+i)*frame25), videoAU(i%25 == 0, 900)))
+			h.clock.advance(40 * time.Millisecond)
+		}
+		h.seg.endSession()
+	}
+	session(0)
+	session(0) // the publisher comes back; its timestamps start over
+	for _, c := range h.chunks {
+		require.NoError(t, c.Verify(h.pub))
+		if c.End() {
+			require.True(t, c.Last())
+			ends = append(ends, c.ID)
+		}
+	}
+	last := func(seq uint64) proto.ChunkID {
+		return proto.ChunkID{Stream: "cam", Seq: seq, Index: h.infos[seq].ChunkCount - 1}
+	}
+	require.Len(t, h.infos, 6)
+	require.Equal(t, []proto.ChunkID{last(2), last(5)}, ends)
+}
