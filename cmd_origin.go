@@ -58,6 +58,8 @@ func runOrigin(ctx context.Context, args []string) error {
 	seedCopies := fs.Int("seed-copies", origin.DefaultSeedCopies, "copies of the stream the origin seeds into the mesh")
 	keyFile := fs.String("key", "origin.key", "signing key file (PEM PKCS#8 Ed25519); created with a warning if missing")
 	publishKey := fs.String("publish-key", "", "password RTSP publishers must give (any user name), e.g. rtsp://u:SECRET@host:8554/NAME; empty accepts anyone")
+	maxStreams := fs.Int("max-streams", origin.DefaultMaxStreams, "without --publish-key, the most streams the origin holds (live or ended and not yet removed); a publisher of one more is refused (RTSP 503); negative: no cap")
+	streamGrace := fs.Duration("stream-grace", origin.DefaultStreamGrace, "how long an ended stream (its playlist has EXT-X-ENDLIST) stays before it is removed; a publisher back within it continues the stream")
 	pulls := originPulls{}
 	fs.Var(pulls, "pull", "pull a stream from a camera or RTSP server: NAME=rtsp://...; repeatable, reconnects with backoff")
 	segment := fs.Duration("segment", origin.DefaultSegmentDuration, "target segment duration; segments are cut at the first keyframe after it")
@@ -125,6 +127,8 @@ func runOrigin(ctx context.Context, args []string) error {
 		SeedCopies:      *seedCopies,
 		Key:             key,
 		PublishKey:      *publishKey,
+		MaxStreams:      *maxStreams,
+		StreamGrace:     *streamGrace,
 		Pulls:           pulls,
 		SegmentDuration: *segment,
 		Window:          *window,
