@@ -332,3 +332,34 @@ func TestOnlyTheSessionsLastChunkEndsTheStream(t *testing.T) {
 	require.Len(t, h.infos, 6)
 	require.Equal(t, []proto.ChunkID{last(2), last(5)}, ends)
 }
+
+// TestViewerOutlivesStreamRemoval: a peer left running while the stream is removed keeps waiting,
+// and plays the stream again when a publisher of the name comes back later.
+func TestViewerOutlivesStreamRemoval(t *testing.T) {
+	t.Parallel()
+	cfg, logs := testConfig(t)
+	logOnFailure(t, logs)
+	cfg.StreamGrace = 500 * time.Millisecond
+	o := startOrigin(t, cfg)
+
+	done := publishCardAsync(t, o, "comeback", 3*time.Second)
+	o.waitSegments(t, "comeback", 1)
+	viewer, viewerURL, viewerLogs := startViewer(t, o, "comeback")
+	<-done
+	require.Eventually(t, viewer.Window().Ended, 15*time.Second, 50*time.Millisecond)
+	oldNewest, _ := viewer.Window().NewestComplete()
+	require.Eventually(t, func() bool { return o.streamCount() == 0 }, 5*time.Second, 20*time.Millisecond)
+	require.Eventually(t, func() bool { return viewer.Stats().Neighbours == 0 }, 10*time.Second, 20*time.Millisecond,
+		"the stream's mesh root is gone; the viewer waits on its own")
+	require.True(t, viewer.Window().Ended())
+
+	done = publishCardAsync(t, o, "comeback", 5*time.Second)
+	defer func() { <-done }()
+	require.Eventually(t, func() bool {
+		code, body := httpGet(t, viewerURL)
+		n, _ := viewer.Window().NewestComplete()
+		return code == http.StatusOK && !strings.Contains(string(body), "ENDLIST") && n > oldNewest
+	}, 20*time.Second, 50*time.Millisecond, "the viewer plays the stream again: %+v", viewer.Stats())
+	require.Equal(t, 1, strings.Count(viewerLogs.String(), "stream ended;"))
+	require.NotContains(t, viewerLogs.String(), "level=ERROR")
+}
