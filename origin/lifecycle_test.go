@@ -363,3 +363,19 @@ func TestViewerOutlivesStreamRemoval(t *testing.T) {
 	require.Equal(t, 1, strings.Count(viewerLogs.String(), "stream ended;"))
 	require.NotContains(t, viewerLogs.String(), "level=ERROR")
 }
+
+// TestJunkStreamNamesAreRefused: a name that cannot be a stream (too long, a leading dot, a
+// character outside [A-Za-z0-9._-]) is refused at ANNOUNCE and leaves nothing behind.
+func TestJunkStreamNamesAreRefused(t *testing.T) {
+	t.Parallel()
+	requireFFmpeg(t)
+	cfg, logs := testConfig(t)
+	o := startOrigin(t, cfg)
+	for _, name := range []string{strings.Repeat("x", proto.MaxStreamNameLen+1), ".hidden", "semi;colon"} {
+		stderr, err := publish(context.Background(), o.rtsp+"/"+name, publishOpts{video: true, seconds: 1})
+		require.Error(t, err, name)
+		require.Contains(t, stderr, "400", "%s: %s", name, stderr)
+	}
+	require.Zero(t, o.streamCount())
+	require.Equal(t, 3, strings.Count(logs.String(), "publisher rejected: bad stream name"))
+}
