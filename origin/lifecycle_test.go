@@ -2,6 +2,7 @@ package origin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
@@ -378,4 +384,44 @@ func TestJunkStreamNamesAreRefused(t *testing.T) {
 	}
 	require.Zero(t, o.streamCount())
 	require.Equal(t, 3, strings.Count(logs.String(), "publisher rejected: bad stream name"))
+}
+
+// TestAnnounceFloodLeavesNoStreams is the measured attack: ANNOUNCEs of ever new names without a
+// publish key used to leave a permanent stream each. Now the streams never exceed the cap, the
+// ones beyond it are refused, and each one that never published goes away with its session.
+func TestAnnounceFloodLeavesNoStreams(t *testing.T) {
+	t.Parallel()
+	cfg, _ := testConfig(t)
+	cfg.MaxStreams = 4
+	o := startOrigin(t, cfg)
+	u, err := base.ParseURL(o.rtsp)
+	require.NoError(t, err)
+	desc := &description.Session{Medias: []*description.Media{{
+		Type:    description.MediaTypeVideo,
+		Formats: []format.Format{&format.H264{PayloadTyp: 96, SPS: testSPS, PPS: testPPS, PacketizationMode: 1}},
+	}}}
+	codes := map[base.StatusCode]int{}
+	for i := range 30 {
+		c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host}
+		require.NoError(t, c.Start())
+		target, err := base.ParseURL(fmt.Sprintf("%s/junk-%d", o.rtsp, i))
+		require.NoError(t, err)
+		_, err = c.Announce(target, desc)
+		var bad liberrors.ErrClientBadStatusCode
+		switch {
+		case err == nil:
+			codes[base.StatusOK]++
+		case errors.As(err, &bad):
+			codes[bad.Code]++
+			require.Contains(t, bad.Message, "too many streams")
+		default:
+			require.NoError(t, err)
+		}
+		require.LessOrEqual(t, o.streamCount(), 4)
+		c.Close()
+	}
+	require.Equal(t, 30, codes[base.StatusOK]+codes[base.StatusServiceUnavailable], "%v", codes)
+	require.Positive(t, codes[base.StatusServiceUnavailable], "%v", codes)
+	require.Eventually(t, func() bool { return o.streamCount() == 0 }, 5*time.Second, 20*time.Millisecond,
+		"streams that never published are removed as their sessions close")
 }
