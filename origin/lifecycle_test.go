@@ -425,3 +425,25 @@ func TestAnnounceFloodLeavesNoStreams(t *testing.T) {
 	require.Eventually(t, func() bool { return o.streamCount() == 0 }, 5*time.Second, 20*time.Millisecond,
 		"streams that never published are removed as their sessions close")
 }
+
+// TestPulledCameraDropDoesNotEndTheStream: the origin reconnects to a pulled camera by itself, so
+// a dropped pull is a gap, not an end: players keep polling instead of stopping for good.
+func TestPulledCameraDropDoesNotEndTheStream(t *testing.T) {
+	t.Parallel()
+	requireFFmpeg(t)
+	_, relayURL := startRelay(t)
+	cfg, logs := testConfig(t)
+	cfg.Pulls = map[string]string{"lobby": relayURL + "/lobby"}
+	cfg.PullBackoffMin = 50 * time.Millisecond
+	cfg.PullBackoffMax = 200 * time.Millisecond
+	o := startOrigin(t, cfg)
+
+	stderr, err := publish(context.Background(), relayURL+"/lobby", publishOpts{video: true, seconds: 3})
+	require.NoError(t, err, stderr)
+	o.waitIdle(t, "lobby")
+	o.waitSegments(t, "lobby", 2)
+	require.Contains(t, logs.String(), "publishing interrupted")
+	require.NotContains(t, o.playlistText(t, "lobby"), "ENDLIST")
+	si, _ := o.streamInfo(t, "lobby")
+	require.False(t, si.Ended)
+}

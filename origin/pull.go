@@ -92,7 +92,8 @@ func (p *puller) pullOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer st.release(p)
+	// The puller reconnects: the stream ends only when the origin stops pulling for good.
+	defer func() { st.releaseSession(p, ctx.Err() != nil) }()
 	if err := st.start(p, plan); err != nil {
 		return err
 	}

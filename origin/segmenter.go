@@ -176,13 +176,16 @@ func (s *segmenter) startSession(t trackSet) error {
 // mid-segment never leaves a broken segment behind, and marks it as the end of the stream
 // (proto.FlagEnd on its last chunk) so playlists end. A session that never reached a keyframe
 // has no segment to mark; the previous session's end then still stands.
-func (s *segmenter) endSession() {
+func (s *segmenter) endSession() { s.stopSession(true) }
+
+// stopSession is endSession; without end the stream does not end (a pull that reconnects).
+func (s *segmenter) stopSession(end bool) {
 	if s.cur != nil {
-		end := s.cur.videoEnd
+		last := s.cur.videoEnd
 		if s.cur.video == nil {
-			end = s.cur.audioEnd
+			last = s.cur.audioEnd
 		}
-		s.finishSegmentAs(end, true)
+		s.finishSegmentAs(last, end)
 	}
 	s.inSession = false
 }

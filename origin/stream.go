@@ -139,8 +139,13 @@ func (st *stream) startLocked(owner any, tracks trackSet) error {
 	return nil
 }
 
-// release ends owner's session, finishing the open segment with its real duration.
-func (st *stream) release(owner any) {
+// release ends owner's session, finishing the open segment with its real duration, and ends the
+// stream: its last chunk carries the signed end, so playlists get EXT-X-ENDLIST.
+func (st *stream) release(owner any) { st.releaseSession(owner, true) }
+
+// releaseSession is release; without end the stream goes on after a gap (a pulled camera that
+// the origin reconnects to), so players keep polling instead of stopping.
+func (st *stream) releaseSession(owner any, end bool) {
 	st.mu.Lock()
 	if st.publisher != owner {
 		st.mu.Unlock()
@@ -150,10 +155,15 @@ func (st *stream) release(owner any) {
 	st.idleSince = st.o.cfg.now()
 	ended := st.seg.inSession
 	if ended {
-		st.seg.endSession()
+		st.seg.stopSession(end)
 		st.o.metrics.publishers.Dec()
-		st.log.Info("publishing ended; the playlist ends, the stream is removed unless a publisher comes back",
-			"next_seq", st.seg.nextSeq(), "grace", st.o.cfg.StreamGrace)
+		if end {
+			st.log.Info("publishing ended; the playlist ends, the stream is removed unless a publisher comes back",
+				"next_seq", st.seg.nextSeq(), "grace", st.o.cfg.StreamGrace)
+		} else {
+			st.log.Info("publishing interrupted; the stream goes on when the source is back, or is removed",
+				"next_seq", st.seg.nextSeq(), "grace", st.o.cfg.StreamGrace)
+		}
 	}
 	st.mu.Unlock()
 	if ended {
