@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -446,4 +447,51 @@ func TestPulledCameraDropDoesNotEndTheStream(t *testing.T) {
 	require.NotContains(t, o.playlistText(t, "lobby"), "ENDLIST")
 	si, _ := o.streamInfo(t, "lobby")
 	require.False(t, si.Ended)
+}
+
+// TestGraceTimingInABubble checks the removal clock with the default one-minute grace, in a
+// synctest bubble: a stream that made segments stays while it is published and for the whole
+// grace after its publisher left, a publisher coming back within it keeps it, and it goes once
+// the grace has passed; a stream that never made a segment goes at once.
+func TestGraceTimingInABubble(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		o := &Origin{cfg: Config{}.withDefaults(), streams: map[string]*stream{}}
+		o.log = o.cfg.Logger
+		o.metrics = newMetrics(o.cfg.Registry)
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go o.removeStreams(ctx, nil)
+
+		show, err := o.claimStream("show", "publisher", true)
+		require.NoError(t, err)
+		show.hasNewest = true // it made segments
+		_, err = o.claimStream("empty", "announcer", true)
+		require.NoError(t, err)
+		o.streams["empty"].release("announcer")
+
+		time.Sleep(1500 * time.Millisecond)
+		synctest.Wait()
+		_, ok := o.lookup("empty")
+		require.False(t, ok, "a stream that never made a segment goes at once")
+		time.Sleep(2 * time.Minute)
+		synctest.Wait()
+		_, ok = o.lookup("show")
+		require.True(t, ok, "a published stream stays")
+
+		show.release("publisher")
+		time.Sleep(DefaultStreamGrace - time.Second)
+		synctest.Wait()
+		_, err = o.claimStream("show", "publisher again", true) // back within the grace
+		require.NoError(t, err)
+		show.release("publisher again")
+		time.Sleep(DefaultStreamGrace - time.Second)
+		synctest.Wait()
+		_, ok = o.lookup("show")
+		require.True(t, ok, "the grace starts over when the publisher leaves again")
+
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		_, ok = o.lookup("show")
+		require.False(t, ok, "removed once the grace has passed")
+	})
 }
