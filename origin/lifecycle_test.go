@@ -225,6 +225,8 @@ func TestEndedStreamIsRemovedAfterGrace(t *testing.T) {
 	require.Equal(t, []string{"brief"}, removed)
 	mu.Unlock()
 	require.Contains(t, logs.String(), "stream removed")
+	_, metrics := httpGet(t, o.base+"/metrics")
+	require.Contains(t, string(metrics), "crowdsurf_origin_streams_removed_total 1\n")
 
 	// The name is free again, and its new mesh root can take the stream's name on the mux.
 	publishCard(t, o, "brief", 2500*time.Millisecond)

@@ -12,6 +12,7 @@ type metrics struct {
 	packetsLost   prometheus.Counter
 	rejected      *prometheus.CounterVec
 	publishers    prometheus.Gauge
+	removed       prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -34,7 +35,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "publish_rejected_total", Help: "Publishers turned away, by reason."}, []string{"reason"}),
 		publishers: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "crowdsurf", Subsystem: "origin",
 			Name: "publishers", Help: "Streams being published or pulled now."}),
+		removed: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "crowdsurf", Subsystem: "origin",
+			Name: "streams_removed_total", Help: "Streams removed after their publisher left (the grace passed, or they never made a segment)."}),
 	}
-	reg.MustRegister(m.bytesProduced, m.bytesHTTP, m.bytesSeeded, m.chunks, m.segments, m.mediaErrors, m.packetsLost, m.rejected, m.publishers)
+	reg.MustRegister(m.bytesProduced, m.bytesHTTP, m.bytesSeeded, m.chunks, m.segments, m.mediaErrors, m.packetsLost, m.rejected, m.publishers, m.removed)
 	return m
 }

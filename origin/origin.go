@@ -315,6 +315,7 @@ func (o *Origin) removeIdle(now time.Time, mesh *meshSeeder) {
 		removed = append(removed, name)
 	}
 	o.mu.Unlock()
+	o.metrics.removed.Add(float64(len(removed)))
 	for _, name := range removed {
 		o.log.Info("stream removed: its publisher left and did not come back", "stream", name, "grace", o.cfg.StreamGrace)
 		if cb := o.cfg.OnStreamRemoved; cb != nil {
