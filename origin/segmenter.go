@@ -178,14 +178,14 @@ func (s *segmenter) startSession(t trackSet) error {
 // has no segment to mark; the previous session's end then still stands.
 func (s *segmenter) endSession() { s.stopSession(true) }
 
-// stopSession is endSession; without end the stream does not end (a pull that reconnects).
-func (s *segmenter) stopSession(end bool) {
+// stopSession is endSession; without endStream the stream does not end (a pull that reconnects).
+func (s *segmenter) stopSession(endStream bool) {
 	if s.cur != nil {
-		last := s.cur.videoEnd
+		end := s.cur.videoEnd
 		if s.cur.video == nil {
-			last = s.cur.audioEnd
+			end = s.cur.audioEnd
 		}
-		s.finishSegmentAs(last, end)
+		s.finishSegmentAs(end, endStream)
 	}
 	s.inSession = false
 }
@@ -447,8 +447,8 @@ func (s *segmenter) newTimeline() (*timeline, error) {
 
 func (s *segmenter) finishSegment(end int64) { s.finishSegmentAs(end, false) }
 
-// finishSegmentAs finishes the open segment; last marks it as the session's last one.
-func (s *segmenter) finishSegmentAs(end int64, last bool) {
+// finishSegmentAs finishes the open segment; endStream marks it as the end of the stream.
+func (s *segmenter) finishSegmentAs(end int64, endStream bool) {
 	s.flushAudio()
 	seg := s.cur
 	s.cur = nil
@@ -457,7 +457,7 @@ func (s *segmenter) finishSegmentAs(end int64, last bool) {
 	}
 	dur := tsToDuration(max(end-seg.start, 0))
 	var info proto.SegmentInfo
-	if last {
+	if endStream {
 		info = seg.ch.FinishStream(dur, seg.pdt)
 	} else {
 		info = seg.ch.Finish(dur, seg.pdt)
