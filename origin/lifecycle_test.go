@@ -27,25 +27,28 @@ import (
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
-// publishCard publishes the built-in test card (one keyframe a second) to the stream for d, then
+// runCard publishes the built-in test card (one keyframe a second) to the stream for d, then
 // stops, as a broadcaster who ends the show does: the RTSP session closes.
-func publishCard(t *testing.T, o *testOrigin, name string, d time.Duration) {
-	t.Helper()
+func runCard(o *testOrigin, name string, d time.Duration) error {
 	pub, err := testcard.New(testcard.Config{URL: o.rtsp + "/" + name})
-	require.NoError(t, err)
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	require.NoError(t, pub.Run(ctx))
+	return pub.Run(ctx)
 }
 
-// publishCardAsync is publishCard in the background; the returned channel closes when it stops.
-func publishCardAsync(t *testing.T, o *testOrigin, name string, d time.Duration) <-chan struct{} {
+// publishCard is runCard on the test's goroutine.
+func publishCard(t *testing.T, o *testOrigin, name string, d time.Duration) {
 	t.Helper()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		publishCard(t, o, name, d)
-	}()
+	require.NoError(t, runCard(o, name, d))
+}
+
+// publishCardAsync is runCard in the background; the channel gets its result when it stops.
+func publishCardAsync(o *testOrigin, name string, d time.Duration) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- runCard(o, name, d) }()
 	return done
 }
 
@@ -110,11 +113,11 @@ func TestPublisherStopEndsEveryPlaylist(t *testing.T) {
 	logOnFailure(t, logs)
 	o := startOrigin(t, cfg)
 
-	done := publishCardAsync(t, o, "show", 4*time.Second)
+	done := publishCardAsync(o, "show", 4*time.Second)
 	o.waitSegments(t, "show", 1)
 	require.NotContains(t, o.playlistText(t, "show"), "ENDLIST", "a live stream's playlist does not end")
 	viewer, viewerURL, viewerLogs := startViewer(t, o, "show")
-	<-done
+	require.NoError(t, <-done)
 
 	text := o.waitEnded(t, "show")
 	si, ok := o.streamInfo(t, "show")
@@ -168,7 +171,7 @@ func TestNewSessionAfterEndContinuesTheStream(t *testing.T) {
 	first := parsePlaylist(t, []byte(o.waitEnded(t, "again")))
 	lastOfFirst := first.segments[len(first.segments)-1].seq
 
-	done := publishCardAsync(t, o, "again", 3500*time.Millisecond)
+	done := publishCardAsync(o, "again", 3500*time.Millisecond)
 	var p playlist
 	require.Eventually(t, func() bool {
 		text := o.playlistText(t, "again")
@@ -187,7 +190,7 @@ func TestNewSessionAfterEndContinuesTheStream(t *testing.T) {
 	require.NotNil(t, resumed, "the sequence continues right after the last session's: %+v", p.segments)
 	require.True(t, resumed.discontinuity, "the new session starts a new timeline")
 
-	<-done
+	require.NoError(t, <-done)
 	o.waitEnded(t, "again")
 }
 
@@ -289,11 +292,13 @@ func TestManyShortPublishesLeaveNoMemoryBehind(t *testing.T) {
 		return ms.HeapInuse
 	}
 	start := heapInuse()
-	var wg sync.WaitGroup
+	var results []<-chan error
 	for i := range 10 {
-		wg.Go(func() { publishCard(t, o, fmt.Sprintf("short-%d", i), 3*time.Second) })
+		results = append(results, publishCardAsync(o, fmt.Sprintf("short-%d", i), 3*time.Second))
 	}
-	wg.Wait()
+	for _, done := range results {
+		require.NoError(t, <-done)
+	}
 	peak := heapInuse()
 	require.Eventually(t, func() bool { return o.streamCount() == 0 }, 10*time.Second, 20*time.Millisecond)
 	end := heapInuse()
@@ -351,10 +356,10 @@ func TestViewerOutlivesStreamRemoval(t *testing.T) {
 	cfg.StreamGrace = 500 * time.Millisecond
 	o := startOrigin(t, cfg)
 
-	done := publishCardAsync(t, o, "comeback", 3*time.Second)
+	done := publishCardAsync(o, "comeback", 3*time.Second)
 	o.waitSegments(t, "comeback", 1)
 	viewer, viewerURL, viewerLogs := startViewer(t, o, "comeback")
-	<-done
+	require.NoError(t, <-done)
 	require.Eventually(t, viewer.Window().Ended, 15*time.Second, 50*time.Millisecond)
 	oldNewest, _ := viewer.Window().NewestComplete()
 	require.Eventually(t, func() bool { return o.streamCount() == 0 }, 5*time.Second, 20*time.Millisecond)
@@ -362,8 +367,8 @@ func TestViewerOutlivesStreamRemoval(t *testing.T) {
 		"the stream's mesh root is gone; the viewer waits on its own")
 	require.True(t, viewer.Window().Ended())
 
-	done = publishCardAsync(t, o, "comeback", 5*time.Second)
-	defer func() { <-done }()
+	done = publishCardAsync(o, "comeback", 5*time.Second)
+	defer func() { require.NoError(t, <-done) }()
 	require.Eventually(t, func() bool {
 		code, body := httpGet(t, viewerURL)
 		n, _ := viewer.Window().NewestComplete()
