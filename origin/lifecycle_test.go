@@ -199,7 +199,7 @@ func TestNewSessionAfterEndContinuesTheStream(t *testing.T) {
 func TestEndedStreamIsRemovedAfterGrace(t *testing.T) {
 	t.Parallel()
 	cfg, logs := testConfig(t)
-	cfg.StreamGrace = 700 * time.Millisecond
+	cfg.StreamGrace = 2 * time.Second
 	var mu sync.Mutex
 	var removed []string
 	cfg.OnStreamRemoved = func(name string) {
