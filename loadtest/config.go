@@ -54,6 +54,10 @@ type Config struct {
 	// do (default: four segments).
 	Warmup time.Duration
 
+	// Floor, after the run, relays the same bitrate through a bare quic-go tree of the same
+	// number of nodes on loopback UDP (RunFloor) and reports the mesh's CPU as a multiple of it.
+	Floor bool
+
 	// OnProgress gets a status line about once a second; nil = none.
 	OnProgress func(line string)
 	// Logger gets the components' logs; nil discards.

@@ -235,6 +235,20 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 	if !waitTimeout(&infra, infraStopWait) {
 		r.Notes = append(r.Notes, fmt.Sprintf("the origin, tracker or source did not stop within %v", infraStopWait))
 	}
+	if cfg.Floor && ctx.Err() == nil {
+		if cfg.OnProgress != nil {
+			cfg.OnProgress(fmt.Sprintf("floor: relaying %d bit/s through a bare quic-go tree of %d nodes for %v", cfg.BitrateBps, cfg.Peers, cfg.Duration))
+		}
+		fr, err := RunFloor(ctx, FloorConfig{Peers: cfg.Peers, BitrateBps: cfg.BitrateBps, Duration: cfg.Duration})
+		if err != nil {
+			return err
+		}
+		r.Floor = &fr
+		if fr.Cores > 0 {
+			r.FloorRatio = r.SecondHalf.Cores / fr.Cores
+		}
+		r.Notes = append(r.Notes, "floor: the mesh's second-half cores include the players and the source; the floor has neither, nor signatures, HAVEs, repair or HLS")
+	}
 	lt.mu.Lock()
 	lt.report = r
 	lt.mu.Unlock()

@@ -54,6 +54,10 @@ type Report struct {
 	// segments from the CDN) weigh heavily on whole-run figures of a short run, and this shows
 	// what the swarm does once it has formed.
 	SecondHalf  SecondHalf `json:"second_half"`
+	// Floor is the bare quic-go relay tree run with the same peers and bitrate (--floor), and
+	// FloorRatio the second half's cores over the floor's: what the mesh costs beyond QUIC.
+	Floor      *FloorResult `json:"floor,omitempty"`
+	FloorRatio float64      `json:"floor_ratio,omitempty"`
 	CPUSeconds  float64    `json:"cpu_seconds"`
 	MaxRSSBytes int64      `json:"max_rss_bytes"`
 
@@ -256,6 +260,11 @@ func (r *Report) summaryRows() [][2]string {
 		{"corrupt bytes", fmt.Sprintf("%d (%d chunks rejected, %d player parse errors)", r.CorruptBytes, r.Detail.ChunksRejected, r.Detail.PlayerParseErrors)},
 		{"cpu", fmt.Sprintf("%.1f s (%.2f cores), max RSS %s", r.CPUSeconds, r.CPUSeconds/max(r.DurationS, 1e-9), humanize.Bytes(r.MaxRSSBytes))},
 		{"machine", fmt.Sprintf("%s, %d cores, %s", r.Machine.CPUModel, r.Machine.Cores, r.Machine.GoVersion)},
+	}
+	if r.Floor != nil {
+		rows = append(rows, [2]string{"floor", fmt.Sprintf("%.3f cores for a bare quic-go relay tree of %d nodes (fanout %d, depth %d, %d B chunks, loopback UDP, %.0f %% delivered); the mesh's second half is %.1f x that; max RSS %s per peer",
+			r.Floor.Cores, r.Floor.Peers, r.Floor.Fanout, r.Floor.Depth, r.Floor.ChunkSize, 100*r.Floor.Delivered, r.FloorRatio,
+			humanize.Bytes(r.MaxRSSBytes/int64(max(r.Peers, 1))))})
 	}
 	return rows
 }
