@@ -2,7 +2,10 @@ package peer
 
 import (
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -69,4 +72,28 @@ func TestPeerPlaylistEndsOnlyOnTheSignedEnd(t *testing.T) {
 	require.Contains(t, body, fmt.Sprintf("#EXTINF:%.3f,\n4.ts\n", testSegDur.Seconds()))
 	require.False(t, viewer.Window().Ended())
 	require.Equal(t, int64(1), viewer.Stats().ChunksRejected)
+}
+
+// TestEndedStreamIsPolledRarely: after the signed end the mesh is silent by nature; a waiting
+// viewer asks the origin for a new session every endedPollEvery, not four times a segment.
+func TestEndedStreamIsPolledRarely(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	var polls atomic.Int32
+	counting := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".m3u8") {
+			polls.Add(1)
+		}
+		o.http.Config.Handler.ServeHTTP(w, r)
+	}))
+	t.Cleanup(counting.Close)
+	cfg := o.peerConfig(t, o.root.Addr().String())
+	cfg.OriginHTTP = counting.URL
+	viewer := startNode(t, cfg)
+	o.playFlagged(0, 4, 0, 3)
+	require.Eventually(t, viewer.Window().Ended, 5*time.Second, 20*time.Millisecond)
+	time.Sleep(time.Second) // the mesh falls silent
+	before := polls.Load()
+	time.Sleep(3 * time.Second)
+	// At a 500 ms segment the poller would ask 4 times a segment: 24 times in 3 s.
+	require.LessOrEqual(t, polls.Load()-before, int32(1), "an ended stream's playlist is polled every %v", endedPollEvery)
 }

@@ -260,14 +260,23 @@ func (n *Node) httpGet(ctx context.Context, url string, limit int) ([]byte, erro
 	return b, nil
 }
 
+// endedPollEvery is how often a viewer whose stream ended polls the origin's playlist for a new
+// publishing session.
+const endedPollEvery = 5 * time.Second
+
 // playlistPoller reads the origin's playlist while the loop wants it (joining, no parent, or a
 // silent mesh), so the node knows the live edge without any neighbour.
 func (n *Node) playlistPoller(ctx context.Context) {
 	interval := max(n.cfg.TargetDuration/4, 100*time.Millisecond)
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	var lastPoll time.Time
 	for {
-		if base := n.originHTTP.Load(); base != nil && n.wantPlaylist.Load() {
+		// After the stream ended, the mesh is silent by nature: a waiting viewer asks the origin
+		// every endedPollEvery whether a new session began, not four times a segment.
+		ended := n.window.Ended() && time.Since(lastPoll) < endedPollEvery
+		if base := n.originHTTP.Load(); base != nil && n.wantPlaylist.Load() && !ended {
+			lastPoll = time.Now()
 			url := *base + "/live/" + n.cfg.Stream + "/index.m3u8"
 			if b, err := n.httpGet(ctx, url, maxPlaylist); err == nil {
 				if seqs := playlistSeqs(b); len(seqs) > 0 {
