@@ -16,6 +16,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v5"
 
+	"github.com/crowdsurf/crowdsurf/internal/runonce"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -156,7 +157,7 @@ func (o *Origin) Config() Config { return o.cfg }
 // returns once all of them have stopped.
 func (o *Origin) Run(ctx context.Context) error {
 	if !o.runOnce.CompareAndSwap(false, true) {
-		return errors.New("origin: Run called twice")
+		return fmt.Errorf("origin: %w", runonce.ErrRunTwice)
 	}
 	o.log.Info("origin running", "rtsp", o.RTSPAddr().String(), "http", o.HTTPAddr().String(),
 		"udp_rtp", o.rtsp.UDPRTPAddress, "public_key", proto.FormatPublicKey(o.pub))

@@ -15,6 +15,7 @@ import (
 
 	"github.com/quic-go/quic-go"
 
+	"github.com/crowdsurf/crowdsurf/internal/runonce"
 	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
@@ -59,9 +60,6 @@ type Node struct {
 	running atomic.Bool
 	done    chan struct{}
 }
-
-// ErrStopped means Run was called twice.
-var ErrStopped = errors.New("peer: node already ran")
 
 // New sets a node up: its mesh socket starts listening at once, so Addr is known before Run.
 func New(cfg Config) (*Node, error) {
@@ -201,7 +199,7 @@ func (n *Node) emit(ctx context.Context, ev event) bool {
 // returns its error.
 func (n *Node) Run(ctx context.Context) (err error) {
 	if !n.running.CompareAndSwap(false, true) {
-		return ErrStopped
+		return fmt.Errorf("peer: %w", runonce.ErrRunTwice)
 	}
 	defer close(n.done)
 	ctx, cancel := context.WithCancel(ctx)

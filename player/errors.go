@@ -1,6 +1,10 @@
 package player
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/crowdsurf/crowdsurf/internal/runonce"
+)
 
 // ErrTSParse means a segment is not MPEG-TS that a player could demux.
 var ErrTSParse = errors.New("segment is not valid MPEG-TS")
@@ -20,5 +24,6 @@ var ErrNotMediaPlaylist = errors.New("not an HLS media playlist")
 // ErrHTTPStatus means the server answered a playlist or segment request with a non-2xx status.
 var ErrHTTPStatus = errors.New("unexpected HTTP status")
 
-// ErrRunTwice means Run was called on a Player that already ran; make a new Player instead.
-var ErrRunTwice = errors.New("player: Run called twice")
+// ErrRunTwice means Run was called on a Player that already ran; make a new Player instead. It
+// is the one "Run called twice" error of every crowdsurf component.
+var ErrRunTwice = runonce.ErrRunTwice

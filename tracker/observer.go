@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/time/rate"
 
+	"github.com/crowdsurf/crowdsurf/internal/runonce"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -94,7 +95,7 @@ func NewObserver(cfg ObserverConfig) (*Observer, error) {
 // Run answers on every socket until ctx ends or a socket fails, and returns once every reader
 // has stopped: nil when ctx ended, else the first socket error.
 func (o *Observer) Run(ctx context.Context) error {
-	err := ErrAlreadyRun
+	err := fmt.Errorf("tracker observer: %w", runonce.ErrRunTwice)
 	o.runOnce.Do(func() { err = o.run(ctx) })
 	return err
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"golang.org/x/time/rate"
 
+	"github.com/crowdsurf/crowdsurf/internal/runonce"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -133,5 +134,5 @@ func TestObserverNeedsASocketAndRunsOnce(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	require.NoError(t, o.Run(ctx))
-	require.ErrorIs(t, o.Run(ctx), ErrAlreadyRun)
+	require.ErrorIs(t, o.Run(ctx), runonce.ErrRunTwice)
 }

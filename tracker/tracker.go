@@ -11,6 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/crowdsurf/crowdsurf/internal/runonce"
 )
 
 // Tracker serves the tracker API from a view of the NATS buckets.
@@ -29,9 +31,6 @@ type Tracker struct {
 
 	runOnce sync.Once
 }
-
-// ErrAlreadyRun means Run was called a second time; a Tracker runs once.
-var ErrAlreadyRun = errors.New("tracker: Run called twice")
 
 // New binds the HTTP listener, starts the embedded NATS server when no NATS URL is given,
 // connects and opens the buckets, so Addr, URL and NATSURL are valid when it returns. Run must
@@ -122,7 +121,7 @@ func (t *Tracker) Ready() <-chan struct{} { return t.view.ready }
 // Run serves the API until ctx ends, then stops the HTTP server, the watchers, the NATS
 // connection and the embedded server, and returns when all of them have stopped.
 func (t *Tracker) Run(ctx context.Context) error {
-	err := ErrAlreadyRun
+	err := fmt.Errorf("tracker: %w", runonce.ErrRunTwice)
 	t.runOnce.Do(func() { err = t.run(ctx) })
 	return err
 }
