@@ -11,6 +11,9 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/crowdsurf/crowdsurf/peer"
+	"github.com/crowdsurf/crowdsurf/proto"
 )
 
 // Modes and networks.
@@ -78,10 +81,10 @@ func (c Config) withDefaults() (Config, error) {
 		c.Segment = 2 * time.Second
 	}
 	if c.SeedCopies == 0 {
-		c.SeedCopies = 2
+		c.SeedCopies = peer.DefaultSeedCopies
 	}
 	if c.Stripes == 0 {
-		c.Stripes = 4
+		c.Stripes = proto.DefaultStripes
 	}
 	if c.Net == "" {
 		c.Net = NetSim

@@ -59,7 +59,7 @@ func (c syntheticConfig) withDefaults() syntheticConfig {
 		c.ChunkInterval = origin.DefaultChunkInterval
 	}
 	if c.PlaylistLength <= 0 {
-		c.PlaylistLength = 6
+		c.PlaylistLength = segwindow.DefaultPlaylistLength
 	}
 	return c
 }

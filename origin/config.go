@@ -15,6 +15,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crowdsurf/crowdsurf/internal/segwindow"
+	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -24,10 +26,10 @@ const (
 	DefaultUDPRTPAddr      = ":8000"
 	DefaultHTTPAddr        = ":8080"
 	DefaultMeshAddr        = ":4433"
-	DefaultSeedCopies      = 2
-	DefaultStripes         = 4
+	DefaultSeedCopies      = peer.DefaultSeedCopies
+	DefaultStripes         = proto.DefaultStripes
 	DefaultSegmentDuration = 2 * time.Second
-	DefaultWindow          = 6
+	DefaultWindow          = segwindow.DefaultPlaylistLength
 	// DefaultChunkSize is 8 KiB, not the 16 KiB of DESIGN.md: every tree hop stores and forwards
 	// a whole chunk, so per-hop delay grows with its size. In the 100-peer simulation (3 Mbit/s
 	// uplinks, trees 6-7 deep) 8 KiB chunks cut the delivery p99 from ~0.9 s to ~0.5 s at the

@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -153,6 +154,10 @@ func sameHostRedirects(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
+// DefaultSeedCopies is how many children the root accepts per stripe unless told otherwise: the
+// origin's mesh egress is about this many copies of the stream.
+const DefaultSeedCopies = 2
+
 // ErrConfig means the Config misses a required field or holds an absurd value.
 var ErrConfig = errors.New("peer: bad config")
 
@@ -178,7 +183,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.Identity = nil
 	}
 	if c.Stripes == 0 {
-		c.Stripes = 4
+		c.Stripes = proto.DefaultStripes
 	}
 	if c.Stripes < 1 || c.Stripes > proto.MaxStripes {
 		return c, fmt.Errorf("%w: stripes %d must be 1 to %d", ErrConfig, c.Stripes, proto.MaxStripes)
@@ -187,7 +192,7 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: negative upload budget", ErrConfig)
 	}
 	if c.SeedCopies <= 0 {
-		c.SeedCopies = 2
+		c.SeedCopies = DefaultSeedCopies
 	}
 	if c.MaxNeighbours <= 0 {
 		c.MaxNeighbours = 8
@@ -200,7 +205,7 @@ func (c Config) withDefaults() (Config, error) {
 		c.ReflexiveInterval = defaultReflexiveInterval
 	}
 	if c.PlaylistLength <= 0 {
-		c.PlaylistLength = 6
+		c.PlaylistLength = segwindow.DefaultPlaylistLength
 	}
 	if c.TargetDuration <= 0 {
 		c.TargetDuration = 2 * time.Second

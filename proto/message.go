@@ -19,6 +19,10 @@ const (
 	MaxVersion uint16 = 1
 )
 
+// DefaultStripes is how many stripes a stream is split into unless its origin says otherwise:
+// the one home of that default for the origin, the peer, the tracker and the load test.
+const DefaultStripes = 4
+
 // NoDepth is the depth of a stripe a peer is not attached to.
 const NoDepth uint8 = 0xff
 

@@ -63,7 +63,7 @@ func (c Config) withDefaults() Config {
 		c.Peers = 3
 	}
 	if c.SeedCopies <= 0 {
-		c.SeedCopies = 2
+		c.SeedCopies = peer.DefaultSeedCopies
 	}
 	if c.Segment <= 0 {
 		c.Segment = 2 * time.Second
