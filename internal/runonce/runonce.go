@@ -8,7 +8,7 @@ import (
 )
 
 // ErrRunTwice means Run was called on a component that already ran. Make a new one instead.
-var ErrRunTwice = errors.New("Run called twice: a component runs once; make a new one")
+var ErrRunTwice = errors.New("run called twice: a component runs once; make a new one")
 
 // Guard lets Run through once.
 type Guard struct{ ran atomic.Bool }
