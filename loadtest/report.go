@@ -53,13 +53,13 @@ type Report struct {
 	// viewer joining at once, the first seconds (no trees yet, every joiner fetching its start
 	// segments from the CDN) weigh heavily on whole-run figures of a short run, and this shows
 	// what the swarm does once it has formed.
-	SecondHalf  SecondHalf `json:"second_half"`
+	SecondHalf SecondHalf `json:"second_half"`
 	// Floor is the bare quic-go relay tree run with the same peers and bitrate (--floor), and
 	// FloorRatio the second half's cores over the floor's: what the mesh costs beyond QUIC.
-	Floor      *FloorResult `json:"floor,omitempty"`
-	FloorRatio float64      `json:"floor_ratio,omitempty"`
-	CPUSeconds  float64    `json:"cpu_seconds"`
-	MaxRSSBytes int64      `json:"max_rss_bytes"`
+	Floor       *FloorResult `json:"floor,omitempty"`
+	FloorRatio  float64      `json:"floor_ratio,omitempty"`
+	CPUSeconds  float64      `json:"cpu_seconds"`
+	MaxRSSBytes int64        `json:"max_rss_bytes"`
 
 	Parameters Parameters `json:"parameters"`
 	Machine    Machine    `json:"machine"`

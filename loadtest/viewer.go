@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/player"
 	"github.com/crowdsurf/crowdsurf/proto"
@@ -48,7 +49,7 @@ func newSharedTransport() *http.Transport {
 func (lt *LoadTest) startViewer(ctx context.Context, id int) (*viewer, error) {
 	cfg := lt.cfg
 	v := &viewer{id: id, uplink: cfg.Uplink.Assign(id), segments: newSegmentLog(), joined: time.Now()}
-	playlistURL := lt.src.HTTPURL() + "/live/" + streamName + "/index.m3u8"
+	playlistURL := lt.src.HTTPURL() + segwindow.PlaylistPath(streamName)
 
 	if cfg.Mode == ModeP2P {
 		pc, err := lt.mesh.peerConn(v.uplink)

@@ -1,19 +1,18 @@
 package peer
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"golang.org/x/sync/errgroup"
 	"io"
 	"maps"
 	"net/http"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
+
+	"github.com/Eyevinn/hls-m3u8/m3u8"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/proto"
@@ -81,7 +80,7 @@ type fetchJob struct {
 const maxBundle = 32 << 20
 
 func chunkURL(base, stream string, seq uint64, index uint32) string {
-	return fmt.Sprintf("%s/live/%s/%d/%d.chunk", base, stream, seq, index)
+	return base + segwindow.ChunkPath(stream, seq, index)
 }
 
 // fetchRun is one job in progress: its request budget, and the first error.
@@ -211,7 +210,7 @@ func (n *Node) fetchChunk(ctx context.Context, job fetchJob, idx uint32) (*proto
 // segment instead of one per chunk cut the CDN path's CPU (client and server) by an order of
 // magnitude in the 200-peer simulation.
 func (n *Node) fetchWhole(ctx context.Context, job fetchJob) error {
-	url := fmt.Sprintf("%s/live/%s/%d/%s", job.base, job.stream, job.seq, segwindow.AllChunks)
+	url := job.base + segwindow.BundlePath(job.stream, job.seq)
 	b, err := n.httpGet(ctx, url, maxBundle)
 	if err != nil {
 		return err
@@ -277,7 +276,7 @@ func (n *Node) playlistPoller(ctx context.Context) {
 		ended := n.window.Ended() && time.Since(lastPoll) < endedPollEvery
 		if base := n.originHTTP.Load(); base != nil && n.wantPlaylist.Load() && !ended {
 			lastPoll = time.Now()
-			url := *base + "/live/" + n.cfg.Stream + "/index.m3u8"
+			url := *base + segwindow.PlaylistPath(n.cfg.Stream)
 			if b, err := n.httpGet(ctx, url, maxPlaylist); err == nil {
 				if seqs := playlistSeqs(b); len(seqs) > 0 {
 					n.emit(ctx, evPlaylist{seqs: seqs})
@@ -294,27 +293,26 @@ func (n *Node) playlistPoller(ctx context.Context) {
 	}
 }
 
-// playlistSeqs reads the media sequence numbers of a crowdsurf origin playlist: its segment URIs
-// are "SEQ.ts". Lines that are not such URIs are skipped.
-func playlistSeqs(b []byte) []uint64 {
-	var seqs []uint64
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
+// playlistSeqs reads the media sequence numbers of the origin's playlist, decoded with
+// hls-m3u8: the segment URIs the origin lists (segwindow.SegmentURI). A playlist that does not
+// decode, or is not a media playlist, gives none. hls-m3u8 (v0.6.5) panics on some malformed
+// tags (the player's FuzzMediaPlaylist found one): whoever answers for the origin must not crash
+// the peer, so a panic is no playlist.
+func playlistSeqs(b []byte) (seqs []uint64) {
+	defer func() {
+		if recover() != nil {
+			seqs = nil
+		}
+	}()
+	pl, kind, err := m3u8.DecodeFrom(bytes.NewReader(b), true)
+	if err != nil || kind != m3u8.MEDIA {
+		return nil
+	}
+	for _, s := range pl.(*m3u8.MediaPlaylist).GetAllSegments() {
+		if s == nil {
 			continue
 		}
-		if i := strings.LastIndexByte(line, '/'); i >= 0 {
-			line = line[i+1:]
-		}
-		if i := strings.IndexByte(line, '?'); i >= 0 {
-			line = line[:i]
-		}
-		name, ok := strings.CutSuffix(line, ".ts")
-		if !ok {
-			continue
-		}
-		if seq, err := strconv.ParseUint(name, 10, 64); err == nil {
+		if seq, ok := segwindow.ParseSegmentURI(s.URI); ok {
 			seqs = append(seqs, seq)
 		}
 	}

@@ -170,7 +170,7 @@ func (n *Node) HLSURL() string {
 	if n.cfg.HTTPListener == nil {
 		return ""
 	}
-	return "http://" + n.cfg.HTTPListener.Addr().String() + "/live/" + n.cfg.Stream + "/index.m3u8"
+	return "http://" + n.cfg.HTTPListener.Addr().String() + segwindow.PlaylistPath(n.cfg.Stream)
 }
 
 // Publish hands the root a chunk the origin signed. It never blocks: when the node cannot keep

@@ -198,7 +198,9 @@ var playlistSeqsTests = []struct {
 	want []uint64
 }{
 	{name: "origin playlist", in: "#EXTM3U\n#EXT-X-MEDIA-SEQUENCE:41\n#EXTINF:2.000,\n41.ts\n#EXTINF:2.000,\n42.ts\n", want: []uint64{41, 42}},
-	{name: "absolute URIs and queries", in: "#EXTM3U\nhttp://x/live/a/7.ts?x=1\n", want: []uint64{7}},
+	{name: "absolute URIs and queries", in: "#EXTM3U\n#EXTINF:2.000,\nhttp://x/live/a/7.ts?x=1\n", want: []uint64{7}},
+	{name: "a URI without EXTINF is no segment", in: "#EXTM3U\nhttp://x/live/a/7.ts\n", want: nil},
+	{name: "a master playlist lists no segments", in: "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1000\n7.ts\n", want: nil},
 	{name: "not ours", in: "#EXTM3U\nseg-1.ts\nfoo.m4s\n\n", want: nil},
 	{name: "empty", in: "", want: nil},
 }

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/time/rate"
 
+	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/internal/testcard"
 	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
 	"github.com/crowdsurf/crowdsurf/origin"
@@ -201,7 +202,7 @@ func (d *Demo) PublicKey() ed25519.PublicKey { return d.key.Public().(ed25519.Pu
 
 // OriginPlaylist is the origin's own HLS URL for the test card (the CDN path).
 func (d *Demo) OriginPlaylist() string {
-	return "http://" + d.origin.HTTPAddr().String() + "/live/" + Stream + "/index.m3u8"
+	return "http://" + d.origin.HTTPAddr().String() + segwindow.PlaylistPath(Stream)
 }
 
 // WatchLink is what a viewer gives `crowdsurf peer`.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"math"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/Eyevinn/hls-m3u8/m3u8"
@@ -149,7 +148,7 @@ func (w *Window) render() ([]byte, bool) {
 	p.SetTargetDuration(uint(w.targetSecs))
 	for _, s := range list {
 		seg := m3u8.GetSegment()
-		seg.URI = strconv.FormatUint(s.seq, 10) + ".ts"
+		seg.URI = SegmentURI(s.seq)
 		seg.Duration = extinfDuration(s.info.Duration).Seconds()
 		seg.Discontinuity = s.discontinuity()
 		if !s.info.ProgramDateTime.IsZero() { // an origin always sets it; never print year 1

@@ -77,8 +77,8 @@ func NewServer(lookup Lookup, opts ServerOptions) *Server {
 // routed as one parameter and parsed here.
 func (s *Server) Register(e *echo.Echo) {
 	methods := []string{http.MethodGet, http.MethodHead, http.MethodOptions}
-	e.Match(methods, "/live/:stream/:file", s.serveFile, cors)
-	e.Match(methods, "/live/:stream/:seq/:chunk", s.serveChunk, cors)
+	e.Match(methods, StreamPath(":stream")+"/:file", s.serveFile, cors)
+	e.Match(methods, StreamPath(":stream")+"/:seq/:chunk", s.serveChunk, cors)
 }
 
 // CORS: a web player (hls.js) on any other site may read playlists, segments and chunks, from
@@ -116,10 +116,10 @@ func cors(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (s *Server) serveFile(c *echo.Context) error {
 	file := c.Param("file")
-	if file == "index.m3u8" {
+	if file == PlaylistFile {
 		return s.servePlaylist(c)
 	}
-	seqText, ok := strings.CutSuffix(file, ".ts")
+	seqText, ok := strings.CutSuffix(file, segmentExt)
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "no such file: want index.m3u8 or SEQ.ts")
 	}
@@ -169,7 +169,7 @@ func (s *Server) serveChunk(c *echo.Context) error {
 	if c.Param("chunk") == AllChunks {
 		return s.serveChunkFrames(c, seq, seqText)
 	}
-	indexText, ok := strings.CutSuffix(c.Param("chunk"), ".chunk")
+	indexText, ok := strings.CutSuffix(c.Param("chunk"), chunkExt)
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "no such file: want INDEX.chunk or "+AllChunks)
 	}
