@@ -1,0 +1,158 @@
+// The tracker's dashboard: each stream's swarm drawn live from GET /v1/swarm/NAME, one column
+// per stripe, the origin at the root and peers in rows by depth. Peers are short handles the
+// tracker salts per run; it shows addresses only when started with --dashboard-addrs.
+'use strict';
+
+(function () {
+  const leaveLinger = 4000; // ms a peer that left stays drawn, fading
+  const joinGlow = 4000;    // ms a new peer is drawn highlighted
+  let streams = [];
+  let selected = decodeURIComponent(location.hash.slice(1));
+  const seen = new Map();   // handle -> {first: ms, last: ms, peer}
+  let seenStream = null;
+
+  cs.every(3000, async () => {
+    streams = await cs.json('/v1/streams');
+    if (!streams.some(s => s.name === selected)) selected = streams.length ? streams[0].name : '';
+    document.getElementById('empty').hidden = streams.length > 0;
+    document.getElementById('tabs').replaceChildren(...streams.map(s => cs.el('a', {
+      href: '#' + encodeURIComponent(s.name), class: s.name === selected ? 'tab on' : 'tab',
+    }, s.name + ' (' + s.swarm_size + ')')));
+  });
+  window.addEventListener('hashchange', () => { selected = decodeURIComponent(location.hash.slice(1)); });
+
+  cs.every(1000, async () => {
+    if (!selected) return;
+    const sv = await cs.json('/v1/swarm/' + encodeURIComponent(selected));
+    document.getElementById('swarm').hidden = false;
+    track(sv);
+    draw(sv);
+    figures(sv);
+    cs.status(sv.swarm_size + (sv.swarm_size === 1 ? ' peer' : ' peers') + ' · updated ' + new Date().toLocaleTimeString(), 'good');
+  });
+
+  // track notes joins and leaves between answers; the tracker itself keeps no history.
+  function track(sv) {
+    const now = Date.now();
+    const first = seenStream !== sv.stream;
+    if (first) { seen.clear(); seenStream = sv.stream; document.getElementById('events').replaceChildren(); }
+    const present = new Set();
+    for (const p of sv.peers) {
+      present.add(p.handle);
+      const s = seen.get(p.handle);
+      if (s && !s.gone) { s.last = now; s.peer = p; continue; }
+      seen.set(p.handle, {first: first ? 0 : now, last: now, peer: p});
+      if (!first) event('joined', p.handle);
+    }
+    if (first && sv.peers.length) event('in the swarm', sv.peers.length + ' peers');
+    for (const [h, s] of seen) {
+      if (present.has(h)) continue;
+      if (!s.gone) { s.gone = now; if (!sv.truncated) event('left', h); }
+      if (now - s.gone > leaveLinger) seen.delete(h);
+    }
+  }
+
+  function event(what, who) {
+    const ol = document.getElementById('events');
+    ol.prepend(cs.el('li', {class: what === 'left' ? 'left' : 'joined'},
+      cs.el('time', {}, new Date().toLocaleTimeString()), ' ', cs.el('b', {}, who), ' ', what));
+    while (ol.children.length > 12) ol.lastChild.remove();
+  }
+
+  // Hues go round by the golden angle in order of appearance, so neighbours in time differ.
+  const hues = new Map();
+  function hue(handle) {
+    if (!hues.has(handle)) {
+      if (hues.size > 5000) hues.clear();
+      hues.set(handle, (hues.size * 137.508 + 200) % 360);
+    }
+    return hues.get(handle);
+  }
+
+  function draw(sv) {
+    const svg = document.getElementById('graph');
+    const W = Math.max(480, svg.parentElement.clientWidth - 32);
+    const S = Math.max(1, sv.stripes);
+    const laneW = W / S;
+    const now = Date.now();
+    // Every peer drawn: present ones and those that just left (faded).
+    const drawn = [...seen.entries()].map(([h, s]) => ({handle: h, p: s.peer, gone: s.gone, fresh: s.first && now - s.first < joinGlow}));
+    let maxDepth = 1, unattached = false;
+    for (const d of drawn) for (const x of d.p.depths) { if (x > maxDepth) maxDepth = x; if (x < 0) unattached = true; }
+    const top = 56, rowH = 78;
+    const rows = maxDepth + (unattached ? 1 : 0);
+    const H = top + 44 + (rows - 1) * rowH + 52;
+    svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
+    svg.setAttribute('width', W);
+    svg.setAttribute('height', H);
+    const ox = W / 2, oy = top - 24;
+    const rowY = d => top + 44 + ((d < 0 ? maxDepth + 1 : d) - 1) * rowH;
+
+    const g = {lanes: cs.svg('g'), edges: cs.svg('g', {class: 'edges'}), nodes: cs.svg('g')};
+    for (let s = 0; s < S; s++) {
+      const x0 = s * laneW;
+      g.lanes.append(cs.svg('rect', {class: 'lane' + (s % 2 ? ' odd' : ''), x: x0 + 4, y: top + 8, width: laneW - 8, height: H - top - 12, rx: 8}));
+      g.lanes.append(cs.svg('text', {class: 'lane-label', x: x0 + laneW / 2, y: H - 10}, 'stripe ' + s));
+    }
+    for (let d = 1; d <= rows; d++) {
+      const label = d > maxDepth ? 'no parent' : 'depth ' + d;
+      g.lanes.append(cs.svg('text', {class: 'row-label', x: 10, y: rowY(d > maxDepth ? -1 : d) - 20}, label));
+    }
+    for (let s = 0; s < S; s++) {
+      const byRow = new Map();
+      for (const d of drawn) {
+        const depth = s < d.p.depths.length ? d.p.depths[s] : -1;
+        if (!byRow.has(depth)) byRow.set(depth, []);
+        byRow.get(depth).push(d);
+      }
+      for (const [depth, list] of byRow) {
+        const span = laneW - 24;
+        const step = Math.min(30, span / list.length);
+        const r = Math.max(2.5, Math.min(10, step / 2 - 1.5));
+        const x0 = s * laneW + laneW / 2 - step * (list.length - 1) / 2;
+        const y = rowY(depth);
+        list.forEach((d, i) => {
+          const x = x0 + i * step;
+          if (depth === 1) {
+            g.edges.append(cs.svg('line', {class: d.gone ? 'edge gone' : 'edge', x1: ox, y1: oy + 14, x2: x, y2: y - r}));
+          }
+          const cls = 'node peer' + (d.gone ? ' gone' : '') + (d.fresh ? ' fresh' : '') + (depth < 0 ? ' orphan' : '');
+          const title = 'peer ' + d.handle + (d.gone ? ' (left)' : '') +
+            '\ndepths ' + d.p.depths.map(x => x < 0 ? '–' : x).join(' ') +
+            '\nfree slots ' + d.p.free_slots + ', upload ' + cs.bits(d.p.upload_bps) +
+            (d.p.addr ? '\n' + d.p.addr : '');
+          const c = cs.svg('circle', {cx: x, cy: y, r: r});
+          c.style.fill = 'hsl(' + hue(d.handle) + ' 65% 55%)';
+          const node = cs.svg('g', {class: cls, 'data-handle': d.handle}, cs.svg('title', {}, title), c);
+          if (r >= 8) node.append(cs.svg('text', {x: x, y: y + r + 12}, d.handle.slice(0, 4)));
+          g.nodes.append(node);
+        });
+      }
+    }
+    const origin = cs.svg('g', {class: 'node origin'},
+      cs.svg('title', {}, 'origin' + (sv.origin_addr ? ' ' + sv.origin_addr : '')),
+      cs.svg('rect', {x: ox - 42, y: oy - 14, width: 84, height: 28, rx: 14}),
+      cs.svg('text', {x: ox, y: oy + 5}, 'origin'));
+    svg.replaceChildren(g.lanes, g.edges, g.nodes, origin);
+  }
+
+  function figures(sv) {
+    document.getElementById('hero-value').textContent = cs.pct(sv.tree_offload);
+    const perStripe = sv.stripe_stats.map(s => s.from_origin).join(' · ');
+    const maxDepth = Math.max(0, ...sv.stripe_stats.map(s => s.max_depth));
+    const orphans = sv.stripe_stats.reduce((a, s) => a + s.unattached, 0);
+    const rows = [
+      ['peers', sv.swarm_size + (sv.truncated ? ' (first ' + sv.peers.length + ' drawn)' : '')],
+      ['origin children per stripe', perStripe, 'peers at depth 1: the copies the origin pushes'],
+      ['deepest', maxDepth ? 'depth ' + maxDepth : '–'],
+      ['stripe slots without parent', orphans, 'such stripes come by repair or the CDN fallback'],
+      ['upload budget', cs.bits(sv.upload_bps) + (sv.bitrate_bps ? ' · ' + (sv.upload_bps / sv.bitrate_bps).toFixed(1) + '×' : ''),
+        'sum of what the peers offer to upload; × the stream bit rate'],
+      ['stream bit rate', cs.bits(sv.bitrate_bps)],
+      ['segment duration', sv.segment_duration_ms ? (sv.segment_duration_ms / 1000).toFixed(1) + ' s' : '–'],
+      ['stripes', sv.stripes],
+    ];
+    if (sv.origin_addr) rows.push(['origin mesh address', sv.origin_addr]);
+    cs.figures(document.getElementById('figure-list'), rows);
+  }
+})();
