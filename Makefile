@@ -5,11 +5,13 @@ BIN     := bin/crowdsurf
 # (only to validate docker-compose.yml; no Docker engine is needed).
 DEBS    := ffmpeg docker-compose
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The web player's browser test: a node project (pinned playwright-core) that drives Chromium.
+BROWSER_TEST := webui/testdata/browser
 # hls.js is vendored into the web player; webui/hls.js.pin holds its version and SHA-256.
 HLSJS_PIN    := webui/hls.js.pin
 HLSJS_OUT    := webui/static/vendor
 
-.PHONY: all build test deps vet demo loadtest fuzz bench clean webui-update
+.PHONY: all build test deps vet demo loadtest fuzz bench clean webui-update webui-screenshots
 
 all: build
 
@@ -28,6 +30,14 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@ffmpeg -hide_banner -version | head -1
+	@# The web player's browser test (webui): Debian's Chromium driven by playwright-core.
+	@command -v chromium >/dev/null 2>&1 || { echo "installing: chromium"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@command -v npm >/dev/null 2>&1 || { echo "installing: nodejs npm"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	@[ -d $(BROWSER_TEST)/node_modules/playwright-core ] || (cd $(BROWSER_TEST) && npm ci --silent --no-audit --no-fund)
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -82,6 +92,10 @@ webui-update:
 	  cat "$$tmp/package/$$f"; } > $(HLSJS_OUT)/$$(basename $$f); \
 	cp "$$tmp/package/LICENSE" $(HLSJS_OUT)/LICENSE.hls.js; \
 	echo "vendored hls.js@$$v $$f ($$got) into $(HLSJS_OUT)"
+
+# webui-screenshots runs the browser test and keeps its screenshots in docs/ (README shows them).
+webui-screenshots: deps
+	WEBUI_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run TestBrowser -v ./webui
 
 clean:
 	rm -rf bin loadtest.json loadtest.html
