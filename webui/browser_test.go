@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,7 +90,11 @@ func TestBrowser(t *testing.T) {
 	out, err := build.CombinedOutput()
 	require.NoError(t, err, "go build: %s", out)
 
-	urls := startDemo(ctx, t, bin)
+	peers := 3
+	if shots != "" {
+		peers = 6 // a fuller picture for the docs
+	}
+	urls := startDemo(ctx, t, bin, peers)
 	t.Logf("peer page %s, origin page %s, dashboard %s", urls.peer, urls.origin, urls.dashboard)
 
 	args := []string{"run.mjs", "--peer", urls.peer, "--origin", urls.origin, "--dashboard", urls.dashboard, "--chromium", chromium}
@@ -154,9 +159,9 @@ var demoLine = regexp.MustCompile(`^\s+(peer 0\s+web player|origin web player|tr
 
 // startDemo runs `crowdsurf demo` on free loopback ports until the test ends and reads the
 // pages' URLs from what it prints.
-func startDemo(ctx context.Context, t *testing.T, bin string) demoURLs {
+func startDemo(ctx context.Context, t *testing.T, bin string, peers int) demoURLs {
 	t.Helper()
-	demo := exec.Command(bin, "demo", "--peers", "3",
+	demo := exec.Command(bin, "demo", "--peers", strconv.Itoa(peers),
 		"--origin-http", "127.0.0.1:0", "--origin-rtsp", "127.0.0.1:0", "--origin-mesh", "127.0.0.1:0",
 		"--tracker-http", "127.0.0.1:0", "--peer-http", "127.0.0.1:0")
 	stdout, err := demo.StdoutPipe()

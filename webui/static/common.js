@@ -10,7 +10,7 @@ const cs = {
     return (i === 0 ? n.toFixed(0) : n.toFixed(n < 10 ? 2 : 1)) + ' ' + units[i];
   },
   bits(bps) {
-    if (bps == null || isNaN(bps) || bps <= 0) return '–';
+    if (bps == null || isNaN(bps) || bps < 0) return '–';
     if (bps >= 1e6) return (bps / 1e6).toFixed(2) + ' Mbit/s';
     return (bps / 1e3).toFixed(0) + ' kbit/s';
   },
@@ -66,6 +66,29 @@ const cs = {
       if (dd.textContent !== String(value)) dd.textContent = value;
       if (title) dt.title = title; else dt.removeAttribute('title');
     });
+  },
+  // chart draws stacked areas of the last samples into an SVG with viewBox 0 0 300 64.
+  // series: [{name, cls}], samples: [[v0, v1, ...], ...] oldest first, one per second.
+  chart(svg, legend, series, samples, span) {
+    const W = 300, H = 64;
+    const max = Math.max(1, ...samples.map(s => s.reduce((a, b) => a + b, 0))) * 1.15;
+    const x = i => W - (samples.length - 1 - i) * (W / (span - 1));
+    const parts = [];
+    const base = samples.map(() => 0);
+    series.forEach((se, k) => {
+      const top = samples.map((s, i) => base[i] + s[k]);
+      if (samples.length > 1) {
+        const up = top.map((v, i) => x(i).toFixed(1) + ',' + (H - v / max * H).toFixed(1));
+        const down = base.map((v, i) => x(i).toFixed(1) + ',' + (H - v / max * H).toFixed(1)).reverse();
+        parts.push(cs.svg('polygon', {class: 'area ' + se.cls, points: up.concat(down).join(' ')}));
+      }
+      top.forEach((v, i) => { base[i] = v; });
+    });
+    svg.replaceChildren(...parts);
+    const last = samples.length ? samples[samples.length - 1] : [];
+    legend.replaceChildren(...series.map((se, k) => cs.el('span', {},
+      cs.el('span', {class: 'dot ' + se.cls}), se.name + ' ' + cs.bits(last[k] || 0))),
+      cs.el('span', {class: 'chart-span'}, 'last ' + span + ' s'));
   },
   // every runs f now and then every ms milliseconds, never two at once.
   every(ms, f) {

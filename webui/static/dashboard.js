@@ -146,9 +146,9 @@
       ['origin children per stripe', perStripe, 'peers at depth 1: the copies the origin pushes'],
       ['deepest', maxDepth ? 'depth ' + maxDepth : '–'],
       ['stripe slots without parent', orphans, 'such stripes come by repair or the CDN fallback'],
-      ['upload budget', cs.bits(sv.upload_bps) + (sv.bitrate_bps ? ' · ' + (sv.upload_bps / sv.bitrate_bps).toFixed(1) + '×' : ''),
+      ['upload budget', cs.bits(sv.upload_bps) + (sv.bitrate_bps ? ' · ' + (sv.upload_bps / sv.bitrate_bps).toFixed(0) + '×' : ''),
         'sum of what the peers offer to upload; × the stream bit rate'],
-      ['stream bit rate', cs.bits(sv.bitrate_bps)],
+      ['stream bit rate', sv.bitrate_bps ? cs.bits(sv.bitrate_bps) : '–'],
       ['segment duration', sv.segment_duration_ms ? (sv.segment_duration_ms / 1000).toFixed(1) + ' s' : '–'],
       ['stripes', sv.stripes],
     ];

@@ -72,12 +72,17 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
     return [
       ['buffer ahead', cs.secs(ahead), 'seconds of media the browser holds beyond the playhead'],
       ['live latency', hls && hls.latency ? cs.secs(hls.latency) : '–', 'how far behind the live edge the playhead is (hls.js)'],
-      ['played', cs.secs(video.currentTime)],
       ['dropped frames', q ? q.droppedVideoFrames + ' of ' + q.totalVideoFrames : '–'],
     ];
   }
 
   let last = null;
+  const span = 60;     // seconds of history in the chart
+  const samples = [];  // per poll: bit/s per series
+  function sample(values) {
+    samples.push(values.map(v => Math.max(0, v || 0) * 8));
+    while (samples.length > span) samples.shift();
+  }
   // rate is bytes per second of a counter since the previous poll.
   function rate(now, key, s) {
     if (!last || now <= last.t) return null;
@@ -103,18 +108,23 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
       ['parents', s.parents + ' of ' + stripes + ' stripes', 'stripes a parent pushes to us'],
       ['neighbours', s.neighbours],
       ['children', s.children + ' (' + s.free_slots + ' free slots)', 'stripe subscriptions we push to other peers'],
-      ['segments complete', s.segments_complete],
-      ['… with CDN fallback', s.segments_with_fallback],
-      ['… abandoned', s.segments_abandoned],
+      ['segments complete', s.segments_complete + (s.segments_with_fallback ? ' (' + s.segments_with_fallback + ' with CDN fallback)' : ''),
+        'segments this peer holds whole and verified; the fallback fetched a late segment\'s missing chunks over HTTP'],
+      ...(s.segments_abandoned ? [['segments abandoned', s.segments_abandoned]] : []),
       ['from peers', cs.bytes(s.bytes_from_peers) + (inPeers != null ? ' · ' + cs.bits(inPeers * 8) : '')],
       ['from origin', cs.bytes(s.bytes_from_origin) + (inOrigin != null ? ' · ' + cs.bits(inOrigin * 8) : ''),
         'over the mesh from the root plus the HTTP fallback'],
       ['… over HTTP', cs.bytes(s.bytes_from_http)],
       ['uploaded to peers', cs.bytes(s.bytes_to_peers)],
-      ['stream bit rate', cs.bits(s.bitrate_bps)],
+      ['stream bit rate', s.bitrate_bps ? cs.bits(s.bitrate_bps) : '–'],
       ...playerRows(),
     ]);
     drawStripes(s.depths || []);
+    if (last) {
+      sample([inPeers, rate(now, 'bytes_from_origin', s) - rate(now, 'bytes_from_http', s), rate(now, 'bytes_from_http', s)]);
+      cs.chart(document.getElementById('chart'), document.getElementById('chart-legend'),
+        [{name: 'peers', cls: 'peers'}, {name: 'origin mesh', cls: 'origin'}, {name: 'HTTP', cls: 'http'}], samples, span);
+    }
     last = {t: now, s};
     if (document.getElementById('video').paused) cs.status(s.joining ? 'joining the swarm…' : 'paused', 'warn');
   }
@@ -134,13 +144,20 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
 
   async function originFigures() {
     const [info, s] = await Promise.all([cs.json('/v1/streams/' + encodeURIComponent(stream)), cs.json('/stats')]);
+    const now = performance.now();
+    if (last) {
+      sample([rate(now, 'bytes_seeded', s), rate(now, 'bytes_http', s)]);
+      cs.chart(document.getElementById('chart'), document.getElementById('chart-legend'),
+        [{name: 'seeded to mesh', cls: 'origin'}, {name: 'HTTP (CDN)', cls: 'http'}], samples, span);
+    }
+    last = {t: now, s};
     const copies = s.bytes_produced > 0 ? (s.bytes_http + s.bytes_seeded) / s.bytes_produced : null;
     document.getElementById('hero-value').textContent = copies == null ? '–' : copies.toFixed(2);
     document.getElementById('hero-label').textContent = 'origin copies: bytes sent / bytes produced (all streams)';
     cs.figures(document.getElementById('figure-list'), [
       ['stream', info.live ? 'live' : 'not live'],
       ['codecs', (info.codecs || []).join(', ') || '–'],
-      ['bit rate', cs.bits(info.bitrate_bps)],
+      ['bit rate', info.bitrate_bps ? cs.bits(info.bitrate_bps) : '–'],
       ['newest segment', info.newest_seq != null ? '#' + info.newest_seq : '–'],
       ['produced', cs.bytes(s.bytes_produced)],
       ['served over HTTP', cs.bytes(s.bytes_http), 'the CDN path: players like this one and peers\' fallback'],
@@ -165,7 +182,7 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
         cs.el('td', {}, cs.el('a', {href: '/watch/' + encodeURIComponent(st.name)}, st.name)),
         cs.el('td', {class: st.live ? 'good' : 'warn'}, st.live ? 'live' : 'not live'),
         cs.el('td', {}, (st.codecs || []).join(', ')),
-        cs.el('td', {}, cs.bits(st.bitrate_bps)),
+        cs.el('td', {}, st.bitrate_bps ? cs.bits(st.bitrate_bps) : '–'),
         cs.el('td', {}, st.newest_seq != null ? '#' + st.newest_seq : '–'),
         cs.el('td', {}, cs.el('code', {class: 'link'}, st.watch_link || '–')))));
       cs.status(list.length + (list.length === 1 ? ' stream' : ' streams'), 'good');

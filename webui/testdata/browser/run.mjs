@@ -23,7 +23,7 @@ try {
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: args.chromium || '/usr/bin/chromium',
     headless: true,
-    viewport: {width: 1280, height: 720},
+    viewport: {width: 1280, height: 800},
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--autoplay-policy=no-user-gesture-required'],
