@@ -49,12 +49,17 @@ type report struct {
 		Hero          string   `json:"hero"`
 		Shot          string   `json:"shot"`
 	} `json:"dashboard"`
+	OriginList struct {
+		Error      string   `json:"error"`
+		Streams    []string `json:"streams"`
+		PageErrors []string `json:"pageErrors"`
+	} `json:"originList"`
 }
 
 // TestBrowser plays the demo in a real browser: headless Chromium opens peer 0's page and the
 // origin's page; each <video> must advance by 10 s of media within 12 s of starting, with no
 // fatal hls.js error, no script error and no CSP violation; the tracker's dashboard must draw the
-// origin and at least one peer. With WEBUI_SCREENSHOTS=DIR it keeps docs-sized screenshots of the
+// origin and at least one peer, and the origin's / must link to the test card. With WEBUI_SCREENSHOTS=DIR it keeps docs-sized screenshots of the
 // peer page and the dashboard there (make webui-screenshots).
 func TestBrowser(t *testing.T) {
 	if testing.Short() {
@@ -132,6 +137,9 @@ func TestBrowser(t *testing.T) {
 	require.GreaterOrEqual(t, d.Peers, 1, "the dashboard draws the peers")
 	require.Empty(t, d.PageErrors, "dashboard: script errors")
 	requireNoCSPViolation(t, "dashboard", d.ConsoleErrors)
+	require.Empty(t, r.OriginList.Error)
+	require.Contains(t, r.OriginList.Streams, "/watch/testcard", "the origin's / links to its stream")
+	require.Empty(t, r.OriginList.PageErrors, "origin's stream list: script errors")
 
 	if shots != "" {
 		for _, name := range []string{"peer-page.png", "dashboard.png"} {

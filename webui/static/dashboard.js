@@ -15,6 +15,7 @@
     streams = await cs.json('/v1/streams');
     if (!streams.some(s => s.name === selected)) selected = streams.length ? streams[0].name : '';
     document.getElementById('empty').hidden = streams.length > 0;
+    if (!selected) document.getElementById('swarm').hidden = true;
     document.getElementById('tabs').replaceChildren(...streams.map(s => cs.el('a', {
       href: '#' + encodeURIComponent(s.name), class: s.name === selected ? 'tab on' : 'tab',
     }, s.name + ' (' + s.swarm_size + ')')));

@@ -17,7 +17,7 @@ const advance = 10;          // ... this many seconds of media within window_
 const sleep = ms => new Promise(r => setTimeout(r, ms));
 
 const userDataDir = mkdtempSync(join(tmpdir(), 'crowdsurf-chromium-'));
-const report = {pages: [], dashboard: null};
+const report = {pages: [], dashboard: null, originList: null};
 let context;
 try {
   context = await chromium.launchPersistentContext(userDataDir, {
@@ -28,7 +28,8 @@ try {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--autoplay-policy=no-user-gesture-required'],
   });
-  const jobs = [watch('peer', args.peer), watch('origin', args.origin), dashboard(args.dashboard)];
+  const jobs = [watch('peer', args.peer), watch('origin', args.origin), dashboard(args.dashboard),
+    originList(new URL('/', args.origin).href)];
   await Promise.all(jobs);
 } catch (e) {
   report.error = String(e && e.stack || e);
@@ -106,4 +107,20 @@ async function dashboard(url) {
     r.shot = join(args.shots, 'dashboard.png');
     await page.screenshot({path: r.shot});
   }
+}
+
+// originList opens the origin's / and counts the streams it links to.
+async function originList(url) {
+  const r = {url};
+  report.originList = r;
+  const page = await context.newPage();
+  listen(page, r);
+  await page.goto(url);
+  try {
+    await page.waitForSelector('#stream-rows a[href^="/watch/"]', {timeout: 10_000});
+  } catch (e) {
+    r.error = 'the origin\'s page listed no stream within 10 s';
+  }
+  r.streams = await page.evaluate(() => [...document.querySelectorAll('#stream-rows a')].map(a => a.getAttribute('href')));
+  await page.close();
 }
