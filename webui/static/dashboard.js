@@ -74,20 +74,44 @@
     const svg = document.getElementById('graph');
     const W = Math.max(480, svg.parentElement.clientWidth - 32);
     const S = Math.max(1, sv.stripes);
-    const laneW = W / S;
+    const laneW = W / S, span = laneW - 28;
     const now = Date.now();
     // Every peer drawn: present ones and those that just left (faded).
     const drawn = [...seen.entries()].map(([h, s]) => ({handle: h, p: s.peer, gone: s.gone, fresh: s.first && now - s.first < joinGlow}));
-    let maxDepth = 1, unattached = false;
-    for (const d of drawn) for (const x of d.p.depths) { if (x > maxDepth) maxDepth = x; if (x < 0) unattached = true; }
-    const top = 56, rowH = 78;
-    const rows = maxDepth + (unattached ? 1 : 0);
-    const H = top + 44 + (rows - 1) * rowH + 52;
+    // cells[depth][stripe] lists the peers at that depth of that stripe; depth -1: no parent.
+    const cells = new Map();
+    let maxDepth = 1;
+    for (const d of drawn) {
+      for (let s = 0; s < S; s++) {
+        const depth = s < d.p.depths.length ? d.p.depths[s] : -1;
+        maxDepth = Math.max(maxDepth, depth);
+        if (!cells.has(depth)) cells.set(depth, Array.from({length: S}, () => []));
+        cells.get(depth)[s].push(d);
+      }
+    }
+    const depths = [];
+    for (let d = 1; d <= maxDepth; d++) depths.push(d);
+    if (cells.has(-1)) depths.push(-1);
+    // One node size for the whole drawing; a crowded cell wraps onto more lines.
+    const widest = Math.max(1, ...[...cells.values()].flatMap(row => row.map(c => c.length)));
+    const step = Math.max(9, Math.min(30, span / Math.max(1, widest - 1)));
+    const r = Math.max(3, Math.min(10, step / 2 - 1.5));
+    const perLine = Math.max(1, Math.floor(span / step) + 1);
+    const labels = r >= 8;
+    const lineH = labels ? 2 * r + 20 : step;
+    const top = 56;
+    const rowTop = new Map();
+    let y = top + 30;
+    for (const d of depths) {
+      rowTop.set(d, y);
+      const lines = Math.max(1, ...(cells.get(d) || [[]]).map(c => Math.ceil(c.length / perLine)));
+      y += lines * lineH + 26;
+    }
+    const H = y + 10;
     svg.setAttribute('viewBox', '0 0 ' + W + ' ' + H);
     svg.setAttribute('width', W);
     svg.setAttribute('height', H);
     const ox = W / 2, oy = top - 24;
-    const rowY = d => top + 44 + ((d < 0 ? maxDepth + 1 : d) - 1) * rowH;
 
     const g = {lanes: cs.svg('g'), edges: cs.svg('g', {class: 'edges'}), nodes: cs.svg('g')};
     for (let s = 0; s < S; s++) {
@@ -95,40 +119,30 @@
       g.lanes.append(cs.svg('rect', {class: 'lane' + (s % 2 ? ' odd' : ''), x: x0 + 4, y: top + 8, width: laneW - 8, height: H - top - 12, rx: 8}));
       g.lanes.append(cs.svg('text', {class: 'lane-label', x: x0 + laneW / 2, y: H - 10}, 'stripe ' + s));
     }
-    for (let d = 1; d <= rows; d++) {
-      const label = d > maxDepth ? 'no parent' : 'depth ' + d;
-      g.lanes.append(cs.svg('text', {class: 'row-label', x: 10, y: rowY(d > maxDepth ? -1 : d) - 20}, label));
+    for (const d of depths) {
+      g.lanes.append(cs.svg('text', {class: 'row-label', x: 10, y: rowTop.get(d) - 6}, d < 0 ? 'no parent' : 'depth ' + d));
     }
-    for (let s = 0; s < S; s++) {
-      const byRow = new Map();
-      for (const d of drawn) {
-        const depth = s < d.p.depths.length ? d.p.depths[s] : -1;
-        if (!byRow.has(depth)) byRow.set(depth, []);
-        byRow.get(depth).push(d);
-      }
-      for (const [depth, list] of byRow) {
-        const span = laneW - 24;
-        const step = Math.min(30, span / list.length);
-        const r = Math.max(2.5, Math.min(10, step / 2 - 1.5));
-        const x0 = s * laneW + laneW / 2 - step * (list.length - 1) / 2;
-        const y = rowY(depth);
+    for (const [depth, row] of cells) {
+      row.forEach((list, s) => {
         list.forEach((d, i) => {
-          const x = x0 + i * step;
+          const line = Math.floor(i / perLine), inLine = Math.min(perLine, list.length - line * perLine);
+          const x = s * laneW + laneW / 2 - step * (inLine - 1) / 2 + (i % perLine) * step;
+          const cy = rowTop.get(depth) + r + 6 + line * lineH;
           if (depth === 1) {
-            g.edges.append(cs.svg('line', {class: d.gone ? 'edge gone' : 'edge', x1: ox, y1: oy + 14, x2: x, y2: y - r}));
+            g.edges.append(cs.svg('line', {class: d.gone ? 'edge gone' : 'edge', x1: ox, y1: oy + 14, x2: x, y2: cy - r}));
           }
           const cls = 'node peer' + (d.gone ? ' gone' : '') + (d.fresh ? ' fresh' : '') + (depth < 0 ? ' orphan' : '');
           const title = 'peer ' + d.handle + (d.gone ? ' (left)' : '') +
             '\ndepths ' + d.p.depths.map(x => x < 0 ? '–' : x).join(' ') +
             '\nfree slots ' + d.p.free_slots + ', upload ' + cs.bits(d.p.upload_bps) +
             (d.p.addr ? '\n' + d.p.addr : '');
-          const c = cs.svg('circle', {cx: x, cy: y, r: r});
+          const c = cs.svg('circle', {cx: x, cy: cy, r: r});
           c.style.fill = 'hsl(' + hue(d.handle) + ' 65% 55%)';
           const node = cs.svg('g', {class: cls, 'data-handle': d.handle}, cs.svg('title', {}, title), c);
-          if (r >= 8) node.append(cs.svg('text', {x: x, y: y + r + 12}, d.handle.slice(0, 4)));
+          if (labels) node.append(cs.svg('text', {x: x, y: cy + r + 12}, d.handle.slice(0, 4)));
           g.nodes.append(node);
         });
-      }
+      });
     }
     const origin = cs.svg('g', {class: 'node origin'},
       cs.svg('title', {}, 'origin' + (sv.origin_addr ? ' ' + sv.origin_addr : '')),
