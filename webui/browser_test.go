@@ -112,6 +112,10 @@ func TestBrowser(t *testing.T) {
 	var stderr strings.Builder
 	run.Stderr = &stderr
 	started := time.Now()
+	if shots != "" {
+		// One more viewer comes and goes, so the dashboard's picture shows a join and a leave.
+		go visit(ctx, t, bin, urls.watchLink, 5*time.Second, 8*time.Second)
+	}
 	stdout, err := run.Output()
 	require.NoError(t, err, "node run.mjs: %s", stderr.String())
 	t.Logf("browser run took %v", time.Since(started).Round(100*time.Millisecond))
@@ -151,6 +155,26 @@ func TestBrowser(t *testing.T) {
 	}
 }
 
+// visit runs one more peer from after until after+stay; the tracker forgets it a peer TTL later.
+func visit(ctx context.Context, t *testing.T, bin, watchLink string, after, stay time.Duration) {
+	select {
+	case <-time.After(after):
+	case <-ctx.Done():
+		return
+	}
+	p := exec.Command(bin, "peer", "--http", "127.0.0.1:0", "--mesh", "127.0.0.1:0", watchLink)
+	if err := p.Start(); err != nil {
+		t.Logf("extra peer: %v", err)
+		return
+	}
+	select {
+	case <-time.After(stay):
+	case <-ctx.Done():
+	}
+	_ = p.Process.Signal(syscall.SIGINT)
+	_ = p.Wait()
+}
+
 func requireNoCSPViolation(t *testing.T, page string, consoleErrors []string) {
 	t.Helper()
 	for _, e := range consoleErrors {
@@ -161,9 +185,9 @@ func requireNoCSPViolation(t *testing.T, page string, consoleErrors []string) {
 	}
 }
 
-type demoURLs struct{ peer, origin, dashboard string }
+type demoURLs struct{ peer, origin, dashboard, watchLink string }
 
-var demoLine = regexp.MustCompile(`^\s+(peer 0\s+web player|origin web player|tracker dashboard)\s+(http://\S+)$`)
+var demoLine = regexp.MustCompile(`^\s+(peer 0\s+web player|origin web player|tracker dashboard|watch link)\s+((?:http|crowdsurf)://\S+)$`)
 
 // startDemo runs `crowdsurf demo` on free loopback ports until the test ends and reads the
 // pages' URLs from what it prints.
@@ -210,6 +234,8 @@ func startDemo(ctx context.Context, t *testing.T, bin string, peers int) demoURL
 				u.peer = m[2]
 			case strings.HasPrefix(m[1], "origin"):
 				u.origin = m[2]
+			case strings.HasPrefix(m[1], "watch"):
+				u.watchLink = m[2]
 			default:
 				u.dashboard = m[2]
 			}

@@ -94,8 +94,9 @@ async function dashboard(url) {
   } catch (e) {
     r.drawError = 'the dashboard drew no origin and peer within 20 s';
   }
-  // Let the swarm settle (every peer announced, trees formed) before counting and the picture.
-  await sleep(args.shots ? 12_000 : 2_000);
+  // Let the swarm settle (every peer announced, trees formed) before counting; for the picture,
+  // also until the visitor the test sends has come and gone (the tracker's peer TTL is 10 s).
+  await sleep(args.shots ? 26_000 : 2_000);
   Object.assign(r, await page.evaluate(() => ({
     origins: document.querySelectorAll('#graph .node.origin').length,
     peers: new Set([...document.querySelectorAll('#graph .node.peer')].map(n => n.dataset.handle)).size,
