@@ -37,7 +37,10 @@ deps:
 	@command -v npm >/dev/null 2>&1 || { echo "installing: nodejs npm"; \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
-	@[ -d $(BROWSER_TEST)/node_modules/playwright-core ] || (cd $(BROWSER_TEST) && npm ci --silent --no-audit --no-fund)
+	@cd $(BROWSER_TEST) && \
+	[ "$$(node -p "require('./node_modules/playwright-core/package.json').version" 2>/dev/null)" = \
+	  "$$(node -p "require('./package.json').dependencies['playwright-core']")" ] || \
+	npm ci --silent --no-audit --no-fund
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -12,7 +12,8 @@ import (
 )
 
 // newEcho builds the HTTP API: HLS and chunks (segwindow.Server), /v1/streams, /stats,
-// /healthz, /metrics, and the web player at / (stream list) and /watch/NAME. Every error is JSON {"error": "..."}.
+// /healthz, /metrics, and the web player at / (stream list) and /watch/NAME. Every error is
+// JSON {"error": "..."}.
 func (o *Origin) newEcho() *echo.Echo {
 	e := echo.New()
 	e.HTTPErrorHandler = jsonErrorHandler
