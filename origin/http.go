@@ -41,7 +41,7 @@ func (o *Origin) newEcho() *echo.Echo {
 		return c.JSON(http.StatusOK, st.info())
 	})
 	e.GET("/stats", func(c *echo.Context) error { return c.JSON(http.StatusOK, o.Stats()) })
-	webui.RegisterPlayer(e, webui.PlayerConfig{Role: webui.RoleOrigin})
+	webui.RegisterPlayer(e, webui.PlayerConfig{Role: webui.RoleOrigin, TrackerURL: o.cfg.TrackerURL})
 	e.GET("/healthz", func(c *echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -38,7 +38,7 @@ func (n *Node) httpServer() *http.Server {
 			n.playback.served(seq, meta.Duration, time.Now())
 		},
 	}).Register(e)
-	webui.RegisterPlayer(e, webui.PlayerConfig{Role: webui.RolePeer, Stream: n.cfg.Stream})
+	webui.RegisterPlayer(e, webui.PlayerConfig{Role: webui.RolePeer, Stream: n.cfg.Stream, TrackerURL: n.cfg.TrackerURL})
 	e.GET("/stats", func(c *echo.Context) error { return c.JSON(http.StatusOK, n.Stats()) })
 	e.GET("/healthz", func(c *echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]any{"ok": true, "neighbours": n.Stats().Neighbours})

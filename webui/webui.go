@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"mime"
 	"net/http"
+	"net/url"
 	"path"
 	"strings"
 	"time"
@@ -43,6 +44,8 @@ type PlayerConfig struct {
 	// Stream is the stream a peer carries: its page plays it at / and at /watch/Stream.
 	// The origin leaves it empty: / lists its streams.
 	Stream string
+	// TrackerURL, when set, puts a link to the tracker's swarm dashboard in the page's header.
+	TrackerURL string
 }
 
 // pageData fills a page template; html/template escapes every field for its context.
@@ -51,8 +54,10 @@ type pageData struct {
 	Stream string
 	// Carries is the one stream a peer carries ("" on the origin).
 	Carries string
-	Title   string
-	Assets  string
+	// Dashboard links to the tracker's dashboard; "" shows no link.
+	Dashboard string
+	Title     string
+	Assets    string
 }
 
 var pages = template.Must(template.ParseFS(static, "static/*.html"))
@@ -74,7 +79,11 @@ func RegisterPlayer(e *echo.Echo, cfg PlayerConfig) {
 		if stream != "" {
 			title = stream + " · crowdsurf"
 		}
-		return render(c, "player.html", pageData{Role: cfg.Role, Stream: stream, Carries: cfg.Stream, Title: title, Assets: AssetPrefix})
+		data := pageData{Role: cfg.Role, Stream: stream, Carries: cfg.Stream, Title: title, Assets: AssetPrefix}
+		if cfg.TrackerURL != "" {
+			data.Dashboard = strings.TrimSuffix(cfg.TrackerURL, "/") + "/#" + url.PathEscape(stream)
+		}
+		return render(c, "player.html", data)
 	}
 	e.GET("/", func(c *echo.Context) error { return page(c, cfg.Stream) })
 	e.GET("/watch/:name", func(c *echo.Context) error { return page(c, c.Param("name")) })

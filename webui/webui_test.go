@@ -41,6 +41,15 @@ func TestPeerPagePlaysItsOwnStream(t *testing.T) {
 	}
 }
 
+func TestPageLinksToTheTrackersDashboard(t *testing.T) {
+	e := echo.New()
+	RegisterPlayer(e, PlayerConfig{Role: RolePeer, Stream: "concert", TrackerURL: "http://tracker.example:7070"})
+	require.Contains(t, get(t, e, http.MethodGet, "/").Body.String(), `href="http://tracker.example:7070/#concert"`)
+	e = echo.New()
+	RegisterPlayer(e, PlayerConfig{Role: RolePeer, Stream: "concert"})
+	require.NotContains(t, get(t, e, http.MethodGet, "/").Body.String(), "swarm dashboard")
+}
+
 func TestOriginPageListsAtRootAndPlaysAtWatch(t *testing.T) {
 	e := echo.New()
 	RegisterPlayer(e, PlayerConfig{Role: RoleOrigin})

@@ -108,7 +108,7 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
       ['parents', s.parents + ' of ' + stripes + ' stripes', 'stripes a parent pushes to us'],
       ['neighbours', s.neighbours],
       ['children', s.children + ' (' + s.free_slots + ' free slots)', 'stripe subscriptions we push to other peers'],
-      ['segments complete', s.segments_complete + (s.segments_with_fallback ? ' (' + s.segments_with_fallback + ' with CDN fallback)' : ''),
+      ['segments', s.segments_complete + ' complete' + (s.segments_with_fallback ? ', ' + s.segments_with_fallback + ' via CDN' : ''),
         'segments this peer holds whole and verified; the fallback fetched a late segment\'s missing chunks over HTTP'],
       ...(s.segments_abandoned ? [['segments abandoned', s.segments_abandoned]] : []),
       ['from peers', cs.bytes(s.bytes_from_peers) + (inPeers != null ? ' · ' + cs.bits(inPeers * 8) : '')],
