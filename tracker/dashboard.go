@@ -53,10 +53,14 @@ type SwarmPeer struct {
 	// Handle is a short keyed hash of the peer id, stable for this tracker run only.
 	Handle string `json:"handle"`
 	// Depths per stripe, -1 where the peer has no parent.
-	Depths    []int  `json:"depths"`
-	FreeSlots int    `json:"free_slots"`
-	UploadBps int64  `json:"upload_bps"`
-	Addr      string `json:"addr,omitempty"`
+	Depths []int `json:"depths"`
+	// Parents per stripe: the handle of the peer this one announces as its parent there, ""
+	// for the origin (depth 1), for none, or for a parent the tracker does not list. Peers
+	// announce their distinct parents; the stripe is the one where the parent sits one above.
+	Parents   []string `json:"parents"`
+	FreeSlots int      `json:"free_slots"`
+	UploadBps int64    `json:"upload_bps"`
+	Addr      string   `json:"addr,omitempty"`
 }
 
 // SwarmStripe sums up one stripe.
@@ -113,7 +117,13 @@ func (t *Tracker) swarmView(c *echo.Context) error {
 	}
 	// Handles are computed off the view's goroutine; ids are dropped right after.
 	for i := range sv.Peers {
-		sv.Peers[i].Handle = peerHandle(name, sv.Peers[i].Handle)
+		p := &sv.Peers[i]
+		p.Handle = peerHandle(name, p.Handle)
+		for stripe, parent := range p.Parents {
+			if parent != "" {
+				p.Parents[stripe] = peerHandle(name, parent)
+			}
+		}
 	}
 	sort.Slice(sv.Peers, func(i, j int) bool { return sv.Peers[i].Handle < sv.Peers[j].Handle })
 	c.Response().Header().Set("Cache-Control", "no-store")
@@ -168,7 +178,10 @@ func (v *view) swarmView(e *streamEntry, withAddrs bool) SwarmView {
 			sv.Truncated = true
 			continue
 		}
-		sp := SwarmPeer{Handle: p.PeerID, Depths: depths, FreeSlots: p.FreeSlots, UploadBps: s.meta[i].uploadBps}
+		sp := SwarmPeer{
+			Handle: p.PeerID, Depths: depths, Parents: stripeParents(s, s.meta[i].parents, depths),
+			FreeSlots: p.FreeSlots, UploadBps: s.meta[i].uploadBps,
+		}
 		if withAddrs {
 			sp.Addr = p.Addr
 		}
@@ -178,4 +191,24 @@ func (v *view) swarmView(e *streamEntry, withAddrs bool) SwarmView {
 		sv.TreeOffload = float64(fromPeers) / float64(attached)
 	}
 	return sv
+}
+
+// stripeParents places a peer's announced parents on its stripes: on a stripe where the peer
+// is at depth d ≥ 2, its parent is the announced one that sits at d-1 there. Peer ids, ""
+// where none fits. Call on the view's goroutine.
+func stripeParents(s *swarm, parents []string, depths []int) []string {
+	out := make([]string, len(depths))
+	for stripe, d := range depths {
+		if d < 2 {
+			continue
+		}
+		for _, id := range parents {
+			j, ok := s.index[id]
+			if ok && stripe < len(s.infos[j].Depths) && s.infos[j].Depths[stripe] == d-1 {
+				out[stripe] = id
+				break
+			}
+		}
+	}
+	return out
 }

@@ -28,9 +28,13 @@ func TestSwarmViewShowsDepthsButNoPeerIDsOrAddresses(t *testing.T) {
 	tr := startTracker(t, testConfig(t))
 	c, ctx := client(tr), ctxT(t)
 	require.NoError(t, c.RegisterStream(ctx, testRegistration(t, "live")))
+	// A chain on stripe 1: peer 0 at depth 1, peer 1 under it, peer 2 under peer 1.
 	for i := range 3 {
 		a := testAnnounce("live", i)
 		a.Depths = []int{1, i + 1} // shorter than the 4 stripes: the rest have no parent
+		if i > 0 {
+			a.Parents = []string{"", testAnnounce("live", i-1).PeerID}
+		}
 		_, err := c.Announce(ctx, a)
 		require.NoError(t, err)
 	}
@@ -53,6 +57,14 @@ func TestSwarmViewShowsDepthsButNoPeerIDsOrAddresses(t *testing.T) {
 		require.Equal(t, []int{-1, -1}, p.Depths[2:])
 	}
 	require.Len(t, handles, 3)
+	byDepth := map[int]SwarmPeer{}
+	for _, p := range sv.Peers {
+		byDepth[p.Depths[1]] = p
+	}
+	require.Equal(t, []string{"", "", "", ""}, byDepth[1].Parents, "depth 1: the origin is the parent")
+	require.Equal(t, byDepth[1].Handle, byDepth[2].Parents[1], "the announced parent, by its handle")
+	require.Equal(t, byDepth[2].Handle, byDepth[3].Parents[1])
+	require.Empty(t, byDepth[3].Parents[0], "stripe 0 is at depth 1: fed by the origin")
 	require.Equal(t, SwarmStripe{Stripe: 0, FromOrigin: 3, MaxDepth: 1}, sv.StripeStats[0])
 	require.Equal(t, SwarmStripe{Stripe: 1, FromOrigin: 1, FromPeers: 2, MaxDepth: 3}, sv.StripeStats[1])
 	require.Equal(t, SwarmStripe{Stripe: 2, Unattached: 3}, sv.StripeStats[2])

@@ -7,24 +7,35 @@
   const leaveLinger = 4000; // ms a peer that left stays drawn, fading
   const joinGlow = 4000;    // ms a new peer is drawn highlighted
   let streams = [];
-  let selected = decodeURIComponent(location.hash.slice(1));
+  let sel = fromHash();     // the stream drawn: {name, key}; a name may be registered under several keys
   const seen = new Map();   // handle -> {first: ms, last: ms, peer}
   let seenStream = null;
 
+  function fromHash() {
+    const h = decodeURIComponent(location.hash.slice(1));
+    const at = h.lastIndexOf('@');
+    return at > 0 ? {name: h.slice(0, at), key: h.slice(at + 1)} : {name: h, key: ''};
+  }
+
   cs.every(3000, async () => {
     streams = await cs.json('/v1/streams');
-    if (!streams.some(s => s.name === selected)) selected = streams.length ? streams[0].name : '';
+    const cur = streams.find(s => s.name === sel.name && (!sel.key || s.public_key === sel.key)) || streams[0];
+    sel = cur ? {name: cur.name, key: cur.public_key} : {name: '', key: ''};
     document.getElementById('empty').hidden = streams.length > 0;
-    if (!selected) document.getElementById('swarm').hidden = true;
+    if (!cur) document.getElementById('swarm').hidden = true;
+    const names = new Map();
+    for (const s of streams) names.set(s.name, (names.get(s.name) || 0) + 1);
     document.getElementById('tabs').replaceChildren(...streams.map(s => cs.el('a', {
-      href: '#' + encodeURIComponent(s.name), class: s.name === selected ? 'tab on' : 'tab',
-    }, s.name + ' (' + s.swarm_size + ')')));
+      href: '#' + encodeURIComponent(s.name + '@' + s.public_key),
+      class: s === cur ? 'tab on' : 'tab',
+      title: 'key ' + s.public_key,
+    }, s.name + (names.get(s.name) > 1 ? ' · ' + s.public_key.slice(0, 6) : '') + ' (' + s.swarm_size + ')')));
   });
-  window.addEventListener('hashchange', () => { selected = decodeURIComponent(location.hash.slice(1)); });
+  window.addEventListener('hashchange', () => { sel = fromHash(); });
 
   cs.every(1000, async () => {
-    if (!selected) return;
-    const sv = await cs.json('/v1/swarm/' + encodeURIComponent(selected));
+    if (!sel.name || !sel.key) return;
+    const sv = await cs.json('/v1/swarm/' + encodeURIComponent(sel.name) + '?key=' + encodeURIComponent(sel.key));
     document.getElementById('swarm').hidden = false;
     track(sv);
     draw(sv);
@@ -35,8 +46,8 @@
   // track notes joins and leaves between answers; the tracker itself keeps no history.
   function track(sv) {
     const now = Date.now();
-    const first = seenStream !== sv.stream;
-    if (first) { seen.clear(); seenStream = sv.stream; document.getElementById('events').replaceChildren(); }
+    const first = seenStream !== sv.stream + '@' + sv.public_key;
+    if (first) { seen.clear(); seenStream = sv.stream + '@' + sv.public_key; document.getElementById('events').replaceChildren(); }
     const present = new Set();
     for (const p of sv.peers) {
       present.add(p.handle);
@@ -122,15 +133,28 @@
     for (const d of depths) {
       g.lanes.append(cs.svg('text', {class: 'row-label', x: 10, y: rowTop.get(d) - 6}, d < 0 ? 'no parent' : 'depth ' + d));
     }
+    // Where each peer sits in each stripe, then the lines to its parents, then the nodes on top.
+    const pos = new Map(); // handle + ':' + stripe -> {x, y}
     for (const [depth, row] of cells) {
       row.forEach((list, s) => {
         list.forEach((d, i) => {
           const line = Math.floor(i / perLine), inLine = Math.min(perLine, list.length - line * perLine);
           const x = s * laneW + laneW / 2 - step * (inLine - 1) / 2 + (i % perLine) * step;
-          const cy = rowTop.get(depth) + r + 6 + line * lineH;
-          if (depth === 1) {
-            g.edges.append(cs.svg('line', {class: d.gone ? 'edge gone' : 'edge', x1: ox, y1: oy + 14, x2: x, y2: cy - r}));
-          }
+          pos.set(d.handle + ':' + s, {x, y: rowTop.get(depth) + r + 6 + line * lineH});
+        });
+      });
+    }
+    for (const [depth, row] of cells) {
+      row.forEach((list, s) => {
+        for (const d of list) {
+          const at = pos.get(d.handle + ':' + s);
+          const parent = depth === 1 ? {x: ox, y: oy + 14 - r} : depth > 1 && d.p.parents ? pos.get(d.p.parents[s] + ':' + s) : null;
+          if (!parent) continue;
+          g.edges.append(cs.svg('line', {class: 'edge' + (depth === 1 ? ' root' : '') + (d.gone ? ' gone' : ''),
+            x1: parent.x, y1: parent.y + r + (labels && depth > 1 ? 15 : 0), x2: at.x, y2: at.y - r}));
+        }
+        list.forEach(d => {
+          const {x, y: cy} = pos.get(d.handle + ':' + s);
           const cls = 'node peer' + (d.gone ? ' gone' : '') + (d.fresh ? ' fresh' : '') + (depth < 0 ? ' orphan' : '');
           const title = 'peer ' + d.handle + (d.gone ? ' (left)' : '') +
             '\ndepths ' + d.p.depths.map(x => x < 0 ? '–' : x).join(' ') +
