@@ -38,12 +38,14 @@ type report struct {
 		ConsoleErrors []string `json:"consoleErrors"`
 		Figures       []string `json:"figures"`
 		Hero          string   `json:"hero"`
+		Status        string   `json:"status"`
 		Shot          string   `json:"shot"`
 	} `json:"pages"`
 	Dashboard struct {
 		DrawError     string   `json:"drawError"`
 		Origins       int      `json:"origins"`
 		Peers         int      `json:"peers"`
+		Edges         int      `json:"edges"`
 		PageErrors    []string `json:"pageErrors"`
 		ConsoleErrors []string `json:"consoleErrors"`
 		Figures       []string `json:"figures"`
@@ -130,7 +132,8 @@ func TestBrowser(t *testing.T) {
 	for _, p := range r.Pages {
 		t.Logf("%s page: playing after %d ms, then %.2f s of media in %d ms; hero %s; %s",
 			p.Name, p.StartMs, p.Advanced, p.AdvanceMs, p.Hero, strings.Join(p.Figures, ", "))
-		require.Empty(t, p.StartError, "%s page %s", p.Name, p.URL)
+		require.Empty(t, p.StartError, "%s page %s; hls.js errors %v; console errors %q; status %q",
+			p.Name, p.URL, p.Errors, p.ConsoleErrors, p.Status)
 		require.GreaterOrEqual(t, p.Advanced, 10.0, "%s page: the video must advance by 10 s within 12 s", p.Name)
 		require.Empty(t, p.Fatal, "%s page: fatal hls.js errors (all errors: %v)", p.Name, p.Errors)
 		require.Empty(t, p.PageErrors, "%s page: script errors", p.Name)
@@ -138,7 +141,7 @@ func TestBrowser(t *testing.T) {
 		require.NotEqual(t, "–", p.Hero, "%s page shows no headline figure", p.Name)
 	}
 	d := r.Dashboard
-	t.Logf("dashboard: %d origin, %d peers; hero %s; %s", d.Origins, d.Peers, d.Hero, strings.Join(d.Figures, ", "))
+	t.Logf("dashboard: %d origin, %d peers, %d parent lines; hero %s; %s", d.Origins, d.Peers, d.Edges, d.Hero, strings.Join(d.Figures, ", "))
 	require.Empty(t, d.DrawError)
 	require.Equal(t, 1, d.Origins, "the dashboard draws the origin once")
 	require.GreaterOrEqual(t, d.Peers, 1, "the dashboard draws the peers")

@@ -25,13 +25,19 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
   play(stream);
   if (role === 'peer') cs.every(1000, peerFigures); else cs.every(1000, originFigures);
 
-  function play(name) {
+  // play waits until the playlist exists (a page opened before the stream's first segment
+  // would otherwise get a 404, which hls.js treats as fatal), then hands it to hls.js.
+  async function play(name) {
     const video = document.getElementById('video');
     const src = '/live/' + encodeURIComponent(name) + '/index.m3u8';
     const note = document.getElementById('player-note');
     note.textContent = 'Plays ' + src + (role === 'peer'
       ? ' from this peer (localhost): the mesh and the CDN fallback fill it.'
       : ' from the origin: the CDN path, what peers fall back to.');
+    for (let delay = 500; !(await playlistReady(src)); delay = Math.min(delay * 1.5, 3000)) {
+      cs.status('waiting for the stream to start…', 'warn');
+      await new Promise(r => setTimeout(r, delay));
+    }
     if (window.Hls && Hls.isSupported()) {
       const hls = new Hls({liveSyncDurationCount: 3, enableWorker: true, backBufferLength: 30});
       window.crowdsurf.hls = hls;
@@ -42,8 +48,9 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
         if (!d.fatal) return;
         window.crowdsurf.fatal.push(e);
         cs.status('player error: ' + d.details + ', recovering', 'bad');
-        if (d.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
-        else if (d.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+        if (d.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+        else if (String(d.details).startsWith('manifest')) setTimeout(() => hls.loadSource(src), 2000);
+        else hls.startLoad();
       });
       hls.loadSource(src);
       hls.attachMedia(video);
@@ -56,6 +63,14 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
     video.addEventListener('playing', () => cs.status('playing', 'good'));
     video.addEventListener('waiting', () => cs.status('buffering…', 'warn'));
     video.play().catch(() => { /* autoplay refused: the controls are there */ });
+  }
+
+  async function playlistReady(src) {
+    try {
+      return (await fetch(src, {cache: 'no-store'})).ok;
+    } catch (_) {
+      return false;
+    }
   }
 
   // playerRows are the browser's own figures, the same on both pages.
@@ -126,7 +141,7 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
         [{name: 'peers', cls: 'peers'}, {name: 'origin mesh', cls: 'origin'}, {name: 'HTTP', cls: 'http'}], samples, span);
     }
     last = {t: now, s};
-    if (document.getElementById('video').paused) cs.status(s.joining ? 'joining the swarm…' : 'paused', 'warn');
+    if (window.crowdsurf.hls && document.getElementById('video').paused) cs.status(s.joining ? 'joining the swarm…' : 'paused', 'warn');
   }
 
   function setWidth(id, share) {

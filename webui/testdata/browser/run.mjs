@@ -101,6 +101,7 @@ async function dashboard(url) {
     origins: document.querySelectorAll('#graph .node.origin').length,
     peers: new Set([...document.querySelectorAll('#graph .node.peer')].map(n => n.dataset.handle)).size,
     nodes: document.querySelectorAll('#graph .node.peer').length,
+    edges: document.querySelectorAll('#graph .edge').length,
     figures: [...document.querySelectorAll('#figure-list dt')].map(dt => dt.textContent + ': ' + dt.nextElementSibling.textContent),
     hero: document.getElementById('hero-value').textContent,
   })));
