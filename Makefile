@@ -5,8 +5,13 @@ BIN     := bin/crowdsurf
 # (only to validate docker-compose.yml; no Docker engine is needed).
 DEBS    := ffmpeg docker-compose
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The web player's browser test: a node project (pinned playwright-core) that drives Chromium.
+BROWSER_TEST := webui/testdata/browser
+# hls.js is vendored into the web player; webui/hls.js.pin holds its version and SHA-256.
+HLSJS_PIN    := webui/hls.js.pin
+HLSJS_OUT    := webui/static/vendor
 
-.PHONY: all build test deps vet demo loadtest fuzz bench clean
+.PHONY: all build test deps vet demo loadtest fuzz bench clean webui-update webui-screenshots
 
 all: build
 
@@ -25,6 +30,17 @@ deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 	@ffmpeg -hide_banner -version | head -1
+	@# The web player's browser test (webui): Debian's Chromium driven by playwright-core.
+	@command -v chromium >/dev/null 2>&1 || { echo "installing: chromium"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+	@command -v npm >/dev/null 2>&1 || { echo "installing: nodejs npm"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null; }
+	@cd $(BROWSER_TEST) && \
+	[ "$$(node -p "require('./node_modules/playwright-core/package.json').version" 2>/dev/null)" = \
+	  "$$(node -p "require('./package.json').dependencies['playwright-core']")" ] || \
+	npm ci --silent --no-audit --no-fund
 
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
@@ -59,6 +75,30 @@ fuzz:
 		echo "== $$pkg $$fn ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) $(FUZZFLAGS) "$$pkg"; \
 	done
+
+# webui-update fetches the pinned hls.js from npm, checks its SHA-256 against $(HLSJS_PIN) and
+# vendors it (with a licence header line) into the embedded web player. go build never needs npm.
+webui-update:
+	@set -e; \
+	v=$$(awk '$$1=="version"{print $$2}' $(HLSJS_PIN)); \
+	f=$$(awk '$$1=="file"{print $$2}' $(HLSJS_PIN)); \
+	want=$$(awk '$$1=="sha256"{print $$2}' $(HLSJS_PIN)); \
+	tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	(cd "$$tmp" && npm pack --silent "hls.js@$$v" >/dev/null && tar xzf "hls.js-$$v.tgz"); \
+	got=$$(sha256sum "$$tmp/package/$$f" | cut -d' ' -f1); \
+	if [ "$$got" != "$$want" ]; then \
+		echo "hls.js@$$v $$f has SHA-256 $$got, $(HLSJS_PIN) says $$want; not vendored."; \
+		echo "If you meant to change the version, read its release notes and put the new SHA-256 in $(HLSJS_PIN)."; \
+		exit 1; \
+	fi; \
+	{ printf '/*! hls.js %s (npm hls.js@%s %s, SHA-256 %s) | Apache License 2.0, Copyright (c) 2017 Dailymotion | see LICENSE.hls.js */\n' "$$v" "$$v" "$$f" "$$got"; \
+	  cat "$$tmp/package/$$f"; } > $(HLSJS_OUT)/$$(basename $$f); \
+	cp "$$tmp/package/LICENSE" $(HLSJS_OUT)/LICENSE.hls.js; \
+	echo "vendored hls.js@$$v $$f ($$got) into $(HLSJS_OUT)"
+
+# webui-screenshots runs the browser test and keeps its screenshots in docs/ (README shows them).
+webui-screenshots: deps
+	WEBUI_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run TestBrowser -v ./webui
 
 clean:
 	rm -rf bin loadtest.json loadtest.html

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/crowdsurf/crowdsurf/internal/demo"
@@ -59,6 +60,12 @@ func runDemo(ctx context.Context, args []string) error {
 	fmt.Printf("\n  watch link                 %s\n", d.WatchLink())
 	fmt.Printf("  swarm                      %s/v1/streams/%s\n", d.Tracker().URL(), demo.Stream)
 	fmt.Printf("  origin stats               http://%s/stats\n", d.Origin().HTTPAddr())
+	fmt.Printf("\nIn a browser:\n")
+	for i, p := range d.Peers() {
+		fmt.Printf("  peer %-2d web player         %s\n", i, strings.TrimSuffix(p.HLSURL(), "live/"+demo.Stream+"/index.m3u8"))
+	}
+	fmt.Printf("  origin web player          http://%s/watch/%s\n", d.Origin().HTTPAddr(), demo.Stream)
+	fmt.Printf("  tracker dashboard          %s/\n", d.Tracker().URL())
 	if len(d.Peers()) > 0 {
 		fmt.Printf("\nPlay one with:  ffplay %s   (or vlc, mpv; the first segments arrive after a few seconds)\n", d.Peers()[0].HLSURL())
 		fmt.Printf("Add a viewer:   crowdsurf peer --http 127.0.0.1:0 '%s'\n", d.WatchLink())

@@ -40,6 +40,7 @@ func runTracker(ctx context.Context, args []string) error {
 			"behind a proxy you run that sets it: announced addresses and limits follow it\n"+
 			"(env CROWDSURF_TRUST_PROXY_HEADER)")
 	perHost := fs.Int("max-peers-per-host", 8, "peers of one host (IP) listed in one swarm; more are answered but never handed out; -1 = no bound;\nloopback addresses are exempt")
+	dashboardAddrs := fs.Bool("dashboard-addrs", false, "show peers' and the origin's addresses on the dashboard (GET /v1/swarm/NAME); off by default: anyone can read it")
 	verbose := fs.Bool("v", false, "log debug detail")
 	fs.Usage = func() {
 		out := fs.Output()
@@ -80,6 +81,7 @@ func runTracker(ctx context.Context, args []string) error {
 		RegisterToken:    *registerToken,
 		TrustProxyHeader: *trustProxy,
 		MaxPeersPerHost:  *perHost,
+		DashboardAddrs:   *dashboardAddrs,
 	})
 	if err != nil {
 		return err

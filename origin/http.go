@@ -8,10 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/crowdsurf/crowdsurf/internal/segwindow"
+	"github.com/crowdsurf/crowdsurf/webui"
 )
 
 // newEcho builds the HTTP API: HLS and chunks (segwindow.Server), /v1/streams, /stats,
-// /healthz, /metrics. Every error is JSON {"error": "..."}.
+// /healthz, /metrics, and the web player at / (stream list) and /watch/NAME. Every error is
+// JSON {"error": "..."}.
 func (o *Origin) newEcho() *echo.Echo {
 	e := echo.New()
 	e.HTTPErrorHandler = jsonErrorHandler
@@ -39,6 +41,7 @@ func (o *Origin) newEcho() *echo.Echo {
 		return c.JSON(http.StatusOK, st.info())
 	})
 	e.GET("/stats", func(c *echo.Context) error { return c.JSON(http.StatusOK, o.Stats()) })
+	webui.RegisterPlayer(e, webui.PlayerConfig{Role: webui.RoleOrigin, TrackerURL: o.cfg.TrackerURL})
 	e.GET("/healthz", func(c *echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
 	})

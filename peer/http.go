@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/crowdsurf/crowdsurf/internal/segwindow"
+	"github.com/crowdsurf/crowdsurf/webui"
 )
 
 var errServerClosed = http.ErrServerClosed
@@ -23,7 +24,7 @@ const firstPlaylistWait = 10 * time.Second
 const startWait = time.Second
 
 // httpServer is the local endpoint a media player reads: the stream's playlist and segments from
-// the window, plus /stats, /healthz and /metrics.
+// the window, plus /stats, /healthz, /metrics and the web player at /.
 func (n *Node) httpServer() *http.Server {
 	e := echo.New()
 	// echo's default logger writes to stdout; a peer logs where its owner said.
@@ -37,6 +38,7 @@ func (n *Node) httpServer() *http.Server {
 			n.playback.served(seq, meta.Duration, time.Now())
 		},
 	}).Register(e)
+	webui.RegisterPlayer(e, webui.PlayerConfig{Role: webui.RolePeer, Stream: n.cfg.Stream, TrackerURL: n.cfg.TrackerURL})
 	e.GET("/stats", func(c *echo.Context) error { return c.JSON(http.StatusOK, n.Stats()) })
 	e.GET("/healthz", func(c *echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]any{"ok": true, "neighbours": n.Stats().Neighbours})

@@ -82,6 +82,10 @@ type Config struct {
 	// beyond it gets 503.
 	MaxPeersPerSwarm int
 	MaxStreams       int
+
+	// DashboardAddrs lets GET /v1/swarm/NAME (the dashboard) show peers' and the origin's
+	// addresses; off, it shows neither.
+	DashboardAddrs bool
 }
 
 // ErrBadConfig means a Config field is out of range; the message says which.

@@ -21,6 +21,7 @@ import (
 
 	"github.com/crowdsurf/crowdsurf/proto"
 	"github.com/crowdsurf/crowdsurf/tracker/registrar"
+	"github.com/crowdsurf/crowdsurf/webui"
 )
 
 var (
@@ -42,6 +43,8 @@ func (t *Tracker) routes() *echo.Echo {
 	e.POST(proto.TrackerStreamsPath, t.registerStream, t.rateLimit)
 	e.GET(proto.TrackerStreamsPath, t.listStreams, t.rateLimit)
 	e.GET(proto.TrackerStreamsPath+"/:name", t.getStream, t.rateLimit)
+	e.GET("/v1/swarm/:name", t.swarmView, t.rateLimit)
+	webui.RegisterDashboard(e)
 	return e
 }
 
