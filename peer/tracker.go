@@ -4,17 +4,34 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 
+	"github.com/crowdsurf/crowdsurf/internal/backoff"
 	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
 const (
 	defaultAnnounceInterval = 2 * time.Second
-	announceRetry           = time.Second
+	// announceRetryMin and announceRetryMax bound the backoff of failed announces: a tracker that
+	// is down is asked about once a second at first and every 15 s at most (one log line each),
+	// and a viewer who started before the broadcast joins within 15 s of the origin registering.
+	announceRetryMin = time.Second
+	announceRetryMax = 15 * time.Second
+	// streamListTimeout bounds the request that names the streams the tracker knows.
+	streamListTimeout = 3 * time.Second
+	// maxNamedStreams is how many of the tracker's streams a message names.
+	maxNamedStreams = 10
 )
+
+// streamLister is what the HTTP tracker client can also do: list the registered streams, so a
+// peer asking for an unknown one can say which exist.
+type streamLister interface {
+	Streams(ctx context.Context) ([]proto.StreamStatus, error)
+}
 
 // announcer is the configured Announcer, or the tracker client for TrackerURL.
 func (n *Node) announcer() Announcer {
@@ -27,39 +44,90 @@ func (n *Node) announcer() Announcer {
 	return &trackerclient.Client{BaseURL: strings.TrimRight(n.cfg.TrackerURL, "/"), HTTPClient: n.cfg.HTTPClient}
 }
 
-// announceLoop tells the tracker about us every interval and hands the answer to the loop.
+// announceLoop tells the tracker about us every interval and hands the answer to the loop. A
+// failed announce is retried with backoff; each failure is one log line saying what is wrong
+// and when the next attempt goes out, and the same words answer the local player (notReady).
 func (n *Node) announceLoop(ctx context.Context, a Announcer) {
+	retry := backoff.New(announceRetryMin, announceRetryMax)
 	wait := time.Duration(0)
-	waitingForStream := false
 	for {
-		select {
-		case <-ctx.Done():
+		if backoff.Wait(ctx, wait) != nil {
 			return
-		case <-time.After(wait):
 		}
 		resp, err := a.Announce(ctx, n.announceRequest())
 		if err != nil {
 			if ctx.Err() != nil {
 				return
 			}
-			switch {
-			case !errors.Is(err, trackerclient.ErrUnknownStream):
-				n.log.Warn("tracker announce failed; retrying", "error", err)
-			case !waitingForStream:
-				// A viewer started before the broadcast: normal, said once.
-				n.log.Info("the tracker does not know the stream yet; waiting for the origin to register it")
-				waitingForStream = true
-			}
-			wait = announceRetry
+			wait = retry.Next()
+			n.announceFailed(ctx, a, err, wait, retry.Attempts())
 			continue
 		}
-		waitingForStream = false
+		if retry.Attempts() > 0 {
+			n.log.Info("the tracker answers for the stream now; joining the swarm", "failed_attempts", retry.Attempts())
+		}
+		retry.Reset()
+		n.diag.trackerAnswered(resp.Origin.PublicKey)
 		n.emit(ctx, evAnnounce{resp: resp})
 		wait = defaultAnnounceInterval
 		if resp.AnnounceIntervalMs > 0 {
 			wait = time.Duration(resp.AnnounceIntervalMs) * time.Millisecond
 		}
 	}
+}
+
+// announceFailed logs why an announce failed and when the next one goes out, and keeps the
+// reason for the local player.
+func (n *Node) announceFailed(ctx context.Context, a Announcer, err error, wait time.Duration, attempt int) {
+	tracker := "the tracker"
+	if n.cfg.TrackerURL != "" {
+		tracker = "the tracker at " + strings.TrimRight(n.cfg.TrackerURL, "/")
+	}
+	in := wait.Round(100 * time.Millisecond)
+	var reason string
+	needsCDN := false
+	switch {
+	case errors.Is(err, trackerclient.ErrUnknownStream):
+		known := "it knows no stream: is the origin up and registered with this tracker?"
+		if names, lerr := n.trackerStreams(ctx, a); lerr == nil && len(names) > 0 {
+			known = "it knows: " + strings.Join(names, ", ")
+		} else if lerr != nil {
+			known = "and listing its streams failed: " + lerr.Error()
+		}
+		reason = fmt.Sprintf("stream %q unknown at %s (%s); check the stream name in the watch link, "+
+			"or start the broadcast", n.cfg.Stream, tracker, known)
+	case errors.Is(err, trackerclient.ErrRateLimited):
+		reason = fmt.Sprintf("%s asks us to slow down (%v)", tracker, err)
+		needsCDN = true
+	default:
+		reason = fmt.Sprintf("%s does not answer (%v); check --tracker or the watch link's host and that the tracker runs", tracker, err)
+		needsCDN = true
+	}
+	n.diag.setTrackerTrouble(reason, time.Now().Add(wait), needsCDN)
+	n.log.Warn(fmt.Sprintf("%s; retrying in %s", reason, in), "attempt", attempt, "retry_in", in)
+}
+
+// trackerStreams names the streams the tracker knows (at most maxNamedStreams, then "…").
+func (n *Node) trackerStreams(ctx context.Context, a Announcer) ([]string, error) {
+	sl, ok := a.(streamLister)
+	if !ok {
+		return nil, errors.New("this tracker client cannot list streams")
+	}
+	lctx, cancel := context.WithTimeout(ctx, streamListTimeout)
+	defer cancel()
+	list, err := sl.Streams(lctx)
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, len(list))
+	for _, st := range list {
+		names = append(names, st.Name)
+	}
+	slices.Sort(names)
+	if len(names) > maxNamedStreams {
+		names = append(names[:maxNamedStreams], fmt.Sprintf("and %d more", len(names)-maxNamedStreams))
+	}
+	return names, nil
 }
 
 func (n *Node) announceRequest() proto.AnnounceRequest {
