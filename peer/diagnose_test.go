@@ -45,9 +45,9 @@ func TestWrongWatchLinkKeyStopsThePeerWithTheReason(t *testing.T) {
 	}
 }
 
-// fakeHTTPTracker is a tracker that knows only the given streams: announces for any other one
-// are 404, as the real tracker answers them.
-func fakeHTTPTracker(t *testing.T, known ...string) *httptest.Server {
+// fakeHTTPTracker is a tracker that lists the given streams and answers every announce 404, as
+// the real tracker answers one for a stream it does not know.
+func fakeHTTPTracker(t *testing.T, known ...proto.StreamStatus) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+proto.TrackerAnnouncePath, func(w http.ResponseWriter, r *http.Request) {
@@ -56,12 +56,8 @@ func fakeHTTPTracker(t *testing.T, known ...string) *httptest.Server {
 		_ = json.NewEncoder(w).Encode(proto.ErrorResponse{Error: "unknown stream"})
 	})
 	mux.HandleFunc("GET "+proto.TrackerStreamsPath, func(w http.ResponseWriter, r *http.Request) {
-		list := []proto.StreamStatus{}
-		for _, name := range known {
-			list = append(list, proto.StreamStatus{StreamRegistration: proto.StreamRegistration{Name: name}})
-		}
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(list)
+		_ = json.NewEncoder(w).Encode(append([]proto.StreamStatus{}, known...))
 	})
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
@@ -71,7 +67,7 @@ func fakeHTTPTracker(t *testing.T, known ...string) *httptest.Server {
 // A misspelt stream: the local playlist answers 503 at once, naming the streams the tracker
 // knows, with Retry-After, instead of holding the player ten seconds for a bare error.
 func TestUnknownStreamPlaylistAnswers503NamingTheTrackersStreams(t *testing.T) {
-	tr := fakeHTTPTracker(t, "lobby", "concert")
+	tr := fakeHTTPTracker(t, namedStream("lobby", ""), namedStream("concert", ""))
 	cfg := testConfig(t, testIdentity(t).Public().(ed25519.PublicKey))
 	cfg.TrackerURL = tr.URL
 	n := startNode(t, cfg)
@@ -114,4 +110,26 @@ func TestTrackerDownPlaylistAnswers503WithTheReason(t *testing.T) {
 	code, body := httpGetBody(t, n.HLSURL())
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Contains(t, body, "the tracker at "+dead+" does not answer")
+}
+
+func namedStream(name, key string) proto.StreamStatus {
+	return proto.StreamStatus{StreamRegistration: proto.StreamRegistration{Name: name, PublicKey: key}}
+}
+
+// The tracker knows our stream, but under another key than the watch link's: the name is right
+// and the key is not, and the reason says so.
+func TestStreamKnownOnlyUnderAnotherKeyIsReportedAsTheWatchLinksKey(t *testing.T) {
+	registered := testIdentity(t).Public().(ed25519.PublicKey)
+	tr := fakeHTTPTracker(t, namedStream(testStream, proto.FormatPublicKey(registered)))
+	cfg := testConfig(t, testIdentity(t).Public().(ed25519.PublicKey))
+	cfg.TrackerURL = tr.URL
+	n := startNode(t, cfg)
+	require.Eventually(t, func() bool {
+		reason, _ := n.notReady(time.Now())
+		return reason != ""
+	}, 5*time.Second, 20*time.Millisecond)
+	code, body := httpGetBody(t, n.HLSURL())
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "registered at the tracker at "+tr.URL+" with another key ("+proto.FormatPublicKey(registered)+")")
+	require.Contains(t, body, "the watch link is wrong, or the origin changed its key")
 }

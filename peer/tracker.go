@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -83,19 +84,12 @@ func (n *Node) announceFailed(ctx context.Context, a Announcer, err error, wait 
 	if n.cfg.TrackerURL != "" {
 		tracker = "the tracker at " + strings.TrimRight(n.cfg.TrackerURL, "/")
 	}
-	in := wait.Round(100 * time.Millisecond)
+	in := max(wait.Round(time.Second), time.Second)
 	var reason string
 	needsCDN := false
 	switch {
 	case errors.Is(err, trackerclient.ErrUnknownStream):
-		known := "it knows no stream: is the origin up and registered with this tracker?"
-		if names, lerr := n.trackerStreams(ctx, a); lerr == nil && len(names) > 0 {
-			known = "it knows: " + strings.Join(names, ", ")
-		} else if lerr != nil {
-			known = "and listing its streams failed: " + lerr.Error()
-		}
-		reason = fmt.Sprintf("stream %q unknown at %s (%s); check the stream name in the watch link, "+
-			"or start the broadcast", n.cfg.Stream, tracker, known)
+		reason = n.unknownStreamReason(ctx, a, tracker)
 	case errors.Is(err, trackerclient.ErrRateLimited):
 		reason = fmt.Sprintf("%s asks us to slow down (%v)", tracker, err)
 		needsCDN = true
@@ -107,27 +101,48 @@ func (n *Node) announceFailed(ctx context.Context, a Announcer, err error, wait 
 	n.log.Warn(fmt.Sprintf("%s; retrying in %s", reason, in), "attempt", attempt, "retry_in", in)
 }
 
-// trackerStreams names the streams the tracker knows (at most maxNamedStreams, then "…").
-func (n *Node) trackerStreams(ctx context.Context, a Announcer) ([]string, error) {
+// unknownStreamReason says why the tracker does not know our stream, naming the streams it does
+// know. A stream of our name under another key means the watch link's key is the problem, not
+// the name (a tracker that keeps swarms by name and key answers so).
+func (n *Node) unknownStreamReason(ctx context.Context, a Announcer, tracker string) string {
+	list, err := n.trackerStreams(ctx, a)
+	if err != nil {
+		return fmt.Sprintf("stream %q unknown at %s (and listing its streams failed: %v); check the stream name "+
+			"in the watch link, or start the broadcast", n.cfg.Stream, tracker, err)
+	}
+	names := make([]string, 0, len(list))
+	for _, st := range list {
+		if st.Name == n.cfg.Stream {
+			if pk, err := proto.ParsePublicKey(st.PublicKey); err == nil && !pk.Equal(ed25519.PublicKey(n.cfg.OriginKey)) {
+				return fmt.Sprintf("stream %q is registered at %s with another key (%s) than the watch link's (%s): "+
+					"the watch link is wrong, or the origin changed its key; ask the broadcaster for the current watch link",
+					n.cfg.Stream, tracker, proto.FormatPublicKey(pk), proto.FormatPublicKey(n.cfg.OriginKey))
+			}
+		}
+		names = append(names, st.Name)
+	}
+	slices.Sort(names)
+	names = slices.Compact(names)
+	known := "it knows no stream: is the origin up and registered with this tracker?"
+	if len(names) > maxNamedStreams {
+		names = append(names[:maxNamedStreams], fmt.Sprintf("and %d more", len(names)-maxNamedStreams))
+	}
+	if len(names) > 0 {
+		known = "it knows: " + strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("stream %q unknown at %s (%s); check the stream name in the watch link, or start the broadcast",
+		n.cfg.Stream, tracker, known)
+}
+
+// trackerStreams lists the streams the tracker knows, if the announcer can ask.
+func (n *Node) trackerStreams(ctx context.Context, a Announcer) ([]proto.StreamStatus, error) {
 	sl, ok := a.(streamLister)
 	if !ok {
 		return nil, errors.New("this tracker client cannot list streams")
 	}
 	lctx, cancel := context.WithTimeout(ctx, streamListTimeout)
 	defer cancel()
-	list, err := sl.Streams(lctx)
-	if err != nil {
-		return nil, err
-	}
-	names := make([]string, 0, len(list))
-	for _, st := range list {
-		names = append(names, st.Name)
-	}
-	slices.Sort(names)
-	if len(names) > maxNamedStreams {
-		names = append(names[:maxNamedStreams], fmt.Sprintf("and %d more", len(names)-maxNamedStreams))
-	}
-	return names, nil
+	return sl.Streams(lctx)
 }
 
 func (n *Node) announceRequest() proto.AnnounceRequest {
