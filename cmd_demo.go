@@ -40,6 +40,11 @@ func runDemo(ctx context.Context, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q (see %s demo --help)", fs.Arg(0), selfName())
 	}
+	if cfg.Peers < 1 {
+		// demo.Config reads 0 as "the default", which would start three peers after all.
+		return fmt.Errorf("--peers %d: the demo runs at least one peer; for the origin alone run %s origin --testcard NAME",
+			cfg.Peers, selfName())
+	}
 	var err error
 	if cfg.Logger, err = logs.logger(os.Stderr); err != nil {
 		return err

@@ -142,3 +142,8 @@ func TestOriginWritesANewKeyOnceItsPortsAreOpen(t *testing.T) {
 	require.FileExists(t, keyFile)
 	require.FileExists(t, keyFile+".pub")
 }
+
+func TestDemoRefusesZeroPeersInsteadOfRunningThree(t *testing.T) {
+	err := runDemo(t.Context(), []string{"--peers", "0"})
+	require.ErrorContains(t, err, "--peers 0: the demo runs at least one peer")
+}
