@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -16,15 +17,21 @@ import (
 // segment yet (the tracker does not know the stream, the tracker does not answer), and stops with
 // ErrWrongKey when the origin's own chunks fail the watch link's key.
 
-// ErrWrongKey means the chunks the origin's CDN path serves fail the watch link's key: the link is
-// wrong (mistyped, or for another origin), or the origin has changed its key since the link was
-// made. Nothing will ever verify, so Run stops with it instead of banning every source in turn.
-var ErrWrongKey = errors.New("the origin's chunks fail the watch link's key")
+// ErrWrongKey means the watch link's key is not the origin's: the chunks the origin's CDN path
+// serves fail it, or the tracker has the stream only under another key. The link is wrong
+// (mistyped, or for another origin), or the origin has changed its key since the link was made.
+// Nothing will ever verify, so Run stops with it instead of banning every source in turn.
+var ErrWrongKey = errors.New("the watch link's key is not the origin's")
 
 // wrongKeySegments is how many different segments' chunks from the origin's CDN must fail the key,
 // with none verifying in between, before the node gives up: one bad segment could be a proxy's
 // mangled answer; the joiner's first fetches cover two segments within a second.
 const wrongKeySegments = 2
+
+// wrongKeyAnnounces is how many announces in a row must find the stream registered only under
+// another key before the node gives up (a few seconds of backoff: long enough for a restarted
+// origin to register its key again).
+const wrongKeyAnnounces = 3
 
 // diagnosis holds what the node knows of why it has nothing to play. It is written by the
 // announce and fetch goroutines and read by the HTTP handlers, so it has its own lock.
@@ -33,6 +40,7 @@ type diagnosis struct {
 	// tracker is why the announce loop gets no neighbours ("" while announces succeed), and
 	// retryAt when it tries again.
 	tracker   string
+	attempt   int
 	retryAt   time.Time
 	needsCDN  bool // the reason matters only while no CDN URL is known (the tracker is down)
 	trackerPK string
@@ -43,11 +51,20 @@ type diagnosis struct {
 	abort      func(error) // ends Run with the error; set by Run
 }
 
-// setTrackerTrouble records why announces fail and when the next one goes out.
-func (d *diagnosis) setTrackerTrouble(reason string, retryAt time.Time, needsCDN bool) {
+// setTrackerTrouble records why the attempt-th announce in a row failed.
+func (d *diagnosis) setTrackerTrouble(reason string, attempt int, needsCDN bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.tracker, d.retryAt, d.needsCDN = reason, retryAt, needsCDN
+	d.tracker, d.attempt, d.needsCDN = reason, attempt, needsCDN
+	d.retryAt = time.Now().Add(time.Second)
+}
+
+// retryingIn records when the next announce goes out and returns the reason the last failed.
+func (d *diagnosis) retryingIn(at time.Time) (reason string, attempt int) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.retryAt = at
+	return d.tracker, d.attempt
 }
 
 // trackerAnswered clears the tracker trouble and keeps the key the tracker has the stream
@@ -96,15 +113,26 @@ func (n *Node) cdnChunkChecked(seq uint64, err error) {
 		d.badKeySeqs = make(map[uint64]bool)
 	}
 	d.badKeySeqs[seq] = true
-	if len(d.badKeySeqs) < wrongKeySegments {
+	enough := len(d.badKeySeqs) >= wrongKeySegments
+	d.mu.Unlock()
+	if enough {
+		n.stopWrongKey("the origin's chunks fail it")
+	}
+}
+
+// stopWrongKey ends the node with ErrWrongKey; evidence says how we know.
+func (n *Node) stopWrongKey(evidence string) {
+	d := &n.diag
+	d.mu.Lock()
+	if d.fatal != nil {
 		d.mu.Unlock()
 		return
 	}
-	fatal := n.wrongKeyError(d.trackerPK)
+	fatal := n.wrongKeyError(evidence, d.trackerPK)
 	d.fatal = fatal
 	abort := d.abort
 	d.mu.Unlock()
-	n.log.Error("stopping: the watch link's key does not match the origin", "error", fatal,
+	n.log.Error("stopping: the watch link's key is not the origin's", "error", fatal,
 		"origin_http", derefString(n.originHTTP.Load()))
 	if abort != nil {
 		abort(fatal)
@@ -118,14 +146,16 @@ func (d *diagnosis) fatalError() error {
 	return d.fatal
 }
 
-func (n *Node) wrongKeyError(trackerKey string) error {
-	ours := proto.FormatPublicKey(n.cfg.OriginKey)
-	hint := ""
-	if pk, err := proto.ParsePublicKey(trackerKey); err == nil && !pk.Equal(ed25519.PublicKey(n.cfg.OriginKey)) {
-		hint = fmt.Sprintf(" (the tracker has stream %q registered with key %s)", n.cfg.Stream, proto.FormatPublicKey(pk))
+func (n *Node) wrongKeyError(evidence, trackerKey string) error {
+	facts := []string{"key=" + proto.FormatPublicKey(n.cfg.OriginKey)}
+	if evidence != "" {
+		facts = append(facts, evidence)
 	}
-	return fmt.Errorf("%w (key=%s): the watch link is wrong, or the origin changed its key since the link was made%s; "+
-		"ask the broadcaster for the current watch link (the origin lists it at GET /v1/streams)", ErrWrongKey, ours, hint)
+	if pk, err := proto.ParsePublicKey(trackerKey); err == nil && !pk.Equal(ed25519.PublicKey(n.cfg.OriginKey)) {
+		facts = append(facts, fmt.Sprintf("the tracker has stream %q under key %s", n.cfg.Stream, proto.FormatPublicKey(pk)))
+	}
+	return fmt.Errorf("%w (%s): the watch link is wrong, or the origin changed its key since the link was made; "+
+		"ask the broadcaster for the current watch link (the origin lists it at GET /v1/streams)", ErrWrongKey, strings.Join(facts, "; "))
 }
 
 func derefString(p *string) string {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -116,20 +117,33 @@ func namedStream(name, key string) proto.StreamStatus {
 	return proto.StreamStatus{StreamRegistration: proto.StreamRegistration{Name: name, PublicKey: key}}
 }
 
-// The tracker knows our stream, but under another key than the watch link's: the name is right
-// and the key is not, and the reason says so.
-func TestStreamKnownOnlyUnderAnotherKeyIsReportedAsTheWatchLinksKey(t *testing.T) {
+// The tracker knows our stream, but under another key than the watch link's (the tracker keeps
+// swarms by name and key): the name is right and the key is not. The player is told so, and after
+// a few announces the peer stops with ErrWrongKey.
+func TestStreamKnownOnlyUnderAnotherKeyStopsThePeerAsAWrongKey(t *testing.T) {
 	registered := testIdentity(t).Public().(ed25519.PublicKey)
 	tr := fakeHTTPTracker(t, namedStream(testStream, proto.FormatPublicKey(registered)))
 	cfg := testConfig(t, testIdentity(t).Public().(ed25519.PublicKey))
 	cfg.TrackerURL = tr.URL
-	n := startNode(t, cfg)
+	n, err := New(cfg)
+	require.NoError(t, err)
+	runErr := make(chan error, 1)
+	go func() { runErr <- n.Run(t.Context()) }()
+
 	require.Eventually(t, func() bool {
 		reason, _ := n.notReady(time.Now())
 		return reason != ""
-	}, 5*time.Second, 20*time.Millisecond)
+	}, 5*time.Second, 10*time.Millisecond)
 	code, body := httpGetBody(t, n.HLSURL())
 	require.Equal(t, http.StatusServiceUnavailable, code)
 	require.Contains(t, body, "registered at the tracker at "+tr.URL+" with another key ("+proto.FormatPublicKey(registered)+")")
 	require.Contains(t, body, "the watch link is wrong, or the origin changed its key")
+
+	select {
+	case err := <-runErr:
+		require.ErrorIs(t, err, ErrWrongKey)
+		require.Contains(t, err.Error(), fmt.Sprintf("the tracker has stream %q under key %s", testStream, proto.FormatPublicKey(registered)))
+	case <-time.After(15 * time.Second):
+		t.Fatal("the peer kept announcing a key the tracker does not have")
+	}
 }

@@ -51,6 +51,7 @@ func (n *Node) announcer() Announcer {
 func (n *Node) announceLoop(ctx context.Context, a Announcer) {
 	retry := backoff.New(announceRetryMin, announceRetryMax)
 	wait := time.Duration(0)
+	otherKey := 0 // consecutive answers: the tracker has our stream only under another key
 	for {
 		if backoff.Wait(ctx, wait) != nil {
 			return
@@ -60,14 +61,24 @@ func (n *Node) announceLoop(ctx context.Context, a Announcer) {
 			if ctx.Err() != nil {
 				return
 			}
+			if n.announceFailed(ctx, a, err, retry.Attempts()+1) {
+				otherKey++
+			} else {
+				otherKey = 0
+			}
+			if otherKey >= wrongKeyAnnounces {
+				n.stopWrongKey("") // wrongKeyError names the key the tracker has
+				return
+			}
 			wait = retry.Next()
-			n.announceFailed(ctx, a, err, wait, retry.Attempts())
+			n.announceRetryIn(wait)
 			continue
 		}
 		if retry.Attempts() > 0 {
 			n.log.Info("the tracker answers for the stream now; joining the swarm", "failed_attempts", retry.Attempts())
 		}
 		retry.Reset()
+		otherKey = 0
 		n.diag.trackerAnswered(resp.Origin.PublicKey)
 		n.emit(ctx, evAnnounce{resp: resp})
 		wait = defaultAnnounceInterval
@@ -77,19 +88,19 @@ func (n *Node) announceLoop(ctx context.Context, a Announcer) {
 	}
 }
 
-// announceFailed logs why an announce failed and when the next one goes out, and keeps the
-// reason for the local player.
-func (n *Node) announceFailed(ctx context.Context, a Announcer, err error, wait time.Duration, attempt int) {
+// announceFailed works out why an announce failed and keeps the reason for the local player and
+// the log line announceRetryIn writes. It reports whether the tracker has our stream under another
+// key than the watch link's.
+func (n *Node) announceFailed(ctx context.Context, a Announcer, err error, attempt int) (otherKey bool) {
 	tracker := "the tracker"
 	if n.cfg.TrackerURL != "" {
 		tracker = "the tracker at " + strings.TrimRight(n.cfg.TrackerURL, "/")
 	}
-	in := max(wait.Round(time.Second), time.Second)
 	var reason string
 	needsCDN := false
 	switch {
 	case errors.Is(err, trackerclient.ErrUnknownStream):
-		reason = n.unknownStreamReason(ctx, a, tracker)
+		reason, otherKey = n.unknownStreamReason(ctx, a, tracker)
 	case errors.Is(err, trackerclient.ErrRateLimited):
 		reason = fmt.Sprintf("%s asks us to slow down (%v)", tracker, err)
 		needsCDN = true
@@ -97,26 +108,34 @@ func (n *Node) announceFailed(ctx context.Context, a Announcer, err error, wait 
 		reason = fmt.Sprintf("%s does not answer (%v); check --tracker or the watch link's host and that the tracker runs", tracker, err)
 		needsCDN = true
 	}
-	n.diag.setTrackerTrouble(reason, time.Now().Add(wait), needsCDN)
+	n.diag.setTrackerTrouble(reason, attempt, needsCDN)
+	return otherKey
+}
+
+// announceRetryIn logs the reason the last announce failed with the countdown to the next one.
+func (n *Node) announceRetryIn(wait time.Duration) {
+	reason, attempt := n.diag.retryingIn(time.Now().Add(wait))
+	in := max(wait.Round(time.Second), time.Second)
 	n.log.Warn(fmt.Sprintf("%s; retrying in %s", reason, in), "attempt", attempt, "retry_in", in)
 }
 
 // unknownStreamReason says why the tracker does not know our stream, naming the streams it does
 // know. A stream of our name under another key means the watch link's key is the problem, not
 // the name (a tracker that keeps swarms by name and key answers so).
-func (n *Node) unknownStreamReason(ctx context.Context, a Announcer, tracker string) string {
+func (n *Node) unknownStreamReason(ctx context.Context, a Announcer, tracker string) (reason string, otherKey bool) {
 	list, err := n.trackerStreams(ctx, a)
 	if err != nil {
 		return fmt.Sprintf("stream %q unknown at %s (and listing its streams failed: %v); check the stream name "+
-			"in the watch link, or start the broadcast", n.cfg.Stream, tracker, err)
+			"in the watch link, or start the broadcast", n.cfg.Stream, tracker, err), false
 	}
 	names := make([]string, 0, len(list))
 	for _, st := range list {
 		if st.Name == n.cfg.Stream {
 			if pk, err := proto.ParsePublicKey(st.PublicKey); err == nil && !pk.Equal(ed25519.PublicKey(n.cfg.OriginKey)) {
+				n.diag.trackerAnswered(st.PublicKey)
 				return fmt.Sprintf("stream %q is registered at %s with another key (%s) than the watch link's (%s): "+
 					"the watch link is wrong, or the origin changed its key; ask the broadcaster for the current watch link",
-					n.cfg.Stream, tracker, proto.FormatPublicKey(pk), proto.FormatPublicKey(n.cfg.OriginKey))
+					n.cfg.Stream, tracker, proto.FormatPublicKey(pk), proto.FormatPublicKey(n.cfg.OriginKey)), true
 			}
 		}
 		names = append(names, st.Name)
@@ -131,7 +150,7 @@ func (n *Node) unknownStreamReason(ctx context.Context, a Announcer, tracker str
 		known = "it knows: " + strings.Join(names, ", ")
 	}
 	return fmt.Sprintf("stream %q unknown at %s (%s); check the stream name in the watch link, or start the broadcast",
-		n.cfg.Stream, tracker, known)
+		n.cfg.Stream, tracker, known), false
 }
 
 // trackerStreams lists the streams the tracker knows, if the announcer can ask.
