@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/crowdsurf/crowdsurf/internal/demo"
+	"github.com/crowdsurf/crowdsurf/peer"
 )
 
 func init() {
@@ -23,7 +24,7 @@ func runDemo(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.TrackerHTTP, "tracker-http", "127.0.0.1:7070", "tracker HTTP address (embedded NATS on a random port)")
 	fs.StringVar(&cfg.PeerHTTP, "peer-http", "127.0.0.1:8090", "peer 0's local HLS address; peer i listens on this port plus i")
 	fs.IntVar(&cfg.Peers, "peers", 3, "number of peers")
-	fs.IntVar(&cfg.SeedCopies, "seed-copies", 2, "children the origin accepts per stripe (its mesh egress is about this many copies)")
+	fs.IntVar(&cfg.SeedCopies, "seed-copies", peer.DefaultSeedCopies, "children the origin accepts per stripe (its mesh egress is about this many copies)")
 	fs.DurationVar(&cfg.Segment, "segment", 2*time.Second, "target segment duration")
 	logs := addLogFlags(fs, "info", "v", "debug")
 	fs.Usage = func() {

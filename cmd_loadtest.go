@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/crowdsurf/crowdsurf/loadtest"
+	"github.com/crowdsurf/crowdsurf/peer"
 )
 
 // errBadLoadtestFlag means a loadtest flag holds a value the run cannot use (zero viewers, no
@@ -29,7 +30,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", 60*time.Second, "measured interval; viewers join and play inside it")
 	bitrate := fs.String("bitrate", "1Mbit", "bit rate of the synthetic stream, e.g. 500kbit, 1Mbit, 2.5Mbit")
 	segment := fs.Duration("segment", 2*time.Second, "segment duration (rounded to whole frames at 25 fps)")
-	seedCopies := fs.Int("seed-copies", 2, "children the origin's mesh root accepts per stripe: the copies it seeds")
+	seedCopies := fs.Int("seed-copies", peer.DefaultSeedCopies, "children the origin's mesh root accepts per stripe: the copies it seeds")
 	netKind := fs.String("net", "sim", "mesh network: sim (simulated links with uplink caps, latency, loss) or udp (real loopback UDP)")
 	latency := fs.Duration("latency", 20*time.Millisecond, "one-way latency of every mesh link (sim only)")
 	loss := fs.String("loss", "0", "packet loss per mesh link in percent, e.g. 1 or 1% (sim only)")

@@ -29,7 +29,7 @@ func runPeer(ctx context.Context, args []string) error {
 	meshAddr := fs.String("mesh", ":0", "UDP `ADDR` of the mesh (QUIC) socket")
 	maxUpload := fs.String("max-upload", "auto",
 		"upload budget as a bit `RATE` (4Mbit, 500kbit, 2M); auto = three times the stream's bitrate")
-	stripes := fs.Int("stripes", 4, "stripe count; must match the stream's")
+	stripes := fs.Int("stripes", proto.DefaultStripes, "stripe count; must match the stream's")
 	originHTTP := fs.String("origin-http", "",
 		"base `URL` of the origin's HTTP endpoint for the CDN fallback; empty = learn it from the tracker")
 	logs := addLogFlags(fs, "info", "v", "debug")
