@@ -15,7 +15,10 @@ HLSJS_OUT    := webui/static/vendor
 
 all: build
 
+# The first build compiles every dependency (QUIC, NATS, RTSP) and takes about 90 s on two cores,
+# with no output from go in the meantime: say so.
 build:
+	@echo "building $(BIN) (first build takes about 90 s)..."
 	$(GO) build -o $(BIN) .
 
 # deps installs what the tests need when it is missing, from Debian's packages.

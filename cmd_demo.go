@@ -4,12 +4,12 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/crowdsurf/crowdsurf/internal/demo"
+	"github.com/crowdsurf/crowdsurf/peer"
 )
 
 func init() {
@@ -19,34 +19,38 @@ func init() {
 func runDemo(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
 	var cfg demo.Config
-	fs.StringVar(&cfg.OriginHTTP, "origin-http", envOr("CROWDSURF_ORIGIN_HTTP", "127.0.0.1:8080"), "origin HTTP address (HLS, chunks, /v1/streams, /stats)")
-	fs.StringVar(&cfg.OriginRTSP, "origin-rtsp", envOr("CROWDSURF_ORIGIN_RTSP", "127.0.0.1:8554"), "origin RTSP address; publish your own stream here too (the publish key is random, so only the test card can)")
-	fs.StringVar(&cfg.OriginMesh, "origin-mesh", envOr("CROWDSURF_ORIGIN_MESH", "127.0.0.1:4433"), "origin QUIC mesh UDP address")
-	fs.StringVar(&cfg.TrackerHTTP, "tracker-http", envOr("CROWDSURF_TRACKER_HTTP", "127.0.0.1:7070"), "tracker HTTP address (embedded NATS on a random port)")
-	fs.StringVar(&cfg.PeerHTTP, "peer-http", envOr("CROWDSURF_PEER_HTTP", "127.0.0.1:8090"), "peer 0's local HLS address; peer i listens on this port plus i")
+	fs.StringVar(&cfg.OriginHTTP, "origin-http", "127.0.0.1:8080", "origin HTTP address (HLS, chunks, /v1/streams, /stats)")
+	fs.StringVar(&cfg.OriginRTSP, "origin-rtsp", "127.0.0.1:8554", "origin RTSP address; publish your own stream here too (the publish key is random, so only the test card can)")
+	fs.StringVar(&cfg.OriginMesh, "origin-mesh", "127.0.0.1:4433", "origin QUIC mesh UDP address")
+	fs.StringVar(&cfg.TrackerHTTP, "tracker-http", "127.0.0.1:7070", "tracker HTTP address (embedded NATS on a random port)")
+	fs.StringVar(&cfg.PeerHTTP, "peer-http", "127.0.0.1:8090", "peer 0's local HLS address; peer i listens on this port plus i")
 	fs.IntVar(&cfg.Peers, "peers", 3, "number of peers")
-	fs.IntVar(&cfg.SeedCopies, "seed-copies", 2, "children the origin accepts per stripe (its mesh egress is about this many copies)")
+	fs.IntVar(&cfg.SeedCopies, "seed-copies", peer.DefaultSeedCopies, "children the origin accepts per stripe (its mesh egress is about this many copies)")
 	fs.DurationVar(&cfg.Segment, "segment", 2*time.Second, "target segment duration")
-	verbose := fs.Bool("v", false, "log debug detail")
+	logs := addLogFlags(fs, "info", "v", "debug")
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "Usage: crowdsurf demo [flags]\n\n")
 		fmt.Fprintf(w, "Runs, in one process: a tracker with embedded NATS, an origin, the built-in test card\n")
 		fmt.Fprintf(w, "(a looping H.264+AAC clip) published into it over RTSP as stream %q, and --peers peers.\n", demo.Stream)
-		fmt.Fprintf(w, "Prints the URLs to open in VLC, ffplay or mpv; runs until interrupted.\n\nFlags:\n")
-		fs.PrintDefaults()
+		fmt.Fprintf(w, "Prints the URLs to open in VLC, ffplay or mpv; runs until interrupted.\n\n")
+		printFlags(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, nil); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (see crowdsurf demo --help)", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q (see %s demo --help)", fs.Arg(0), selfName())
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	if cfg.Peers < 1 {
+		// demo.Config reads 0 as "the default", which would start three peers after all.
+		return fmt.Errorf("--peers %d: the demo runs at least one peer; for the origin alone run %s origin --testcard NAME",
+			cfg.Peers, selfName())
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	var err error
+	if cfg.Logger, err = logs.logger(os.Stderr); err != nil {
+		return err
+	}
 
 	d, err := demo.New(cfg)
 	if err != nil {
@@ -68,7 +72,7 @@ func runDemo(ctx context.Context, args []string) error {
 	fmt.Printf("  tracker dashboard          %s/\n", d.Tracker().URL())
 	if len(d.Peers()) > 0 {
 		fmt.Printf("\nPlay one with:  ffplay %s   (or vlc, mpv; the first segments arrive after a few seconds)\n", d.Peers()[0].HLSURL())
-		fmt.Printf("Add a viewer:   crowdsurf peer --http 127.0.0.1:0 '%s'\n", d.WatchLink())
+		fmt.Printf("Add a viewer:   %s peer --http 127.0.0.1:0 '%s'\n", selfName(), d.WatchLink())
 	}
 	fmt.Printf("Ctrl-C stops.\n\n")
 	return d.Run(ctx)

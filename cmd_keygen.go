@@ -25,10 +25,10 @@ func runKeygen(_ context.Context, args []string) error {
 		fmt.Fprintf(w, "Usage: crowdsurf keygen --out FILE\n\n")
 		fmt.Fprintf(w, "Creates the Ed25519 key an origin signs every chunk with and prints its public key on stdout.\n")
 		fmt.Fprintf(w, "Viewers verify chunks against the public key, which travels in the watch link. Pass the file\n")
-		fmt.Fprintf(w, "to `crowdsurf origin --key FILE`; keep it secret and keep it: a new key means new watch links.\n\nFlags:\n")
-		fs.PrintDefaults()
+		fmt.Fprintf(w, "to `crowdsurf origin --key FILE`; keep it secret and keep it: a new key means new watch links.\n\n")
+		printFlags(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, nil); err != nil {
 		return err
 	}
 	if *out == "" {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
@@ -14,7 +13,12 @@ import (
 	"time"
 
 	"github.com/crowdsurf/crowdsurf/loadtest"
+	"github.com/crowdsurf/crowdsurf/peer"
 )
+
+// errBadLoadtestFlag means a loadtest flag holds a value the run cannot use (zero viewers, no
+// duration, no bit rate); the message names the flag and a value that works.
+var errBadLoadtestFlag = errors.New("not a usable value")
 
 func init() {
 	register("loadtest", "run a whole broadcast on this machine and report offload, latency, stalls", runLoadtest)
@@ -26,7 +30,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", 60*time.Second, "measured interval; viewers join and play inside it")
 	bitrate := fs.String("bitrate", "1Mbit", "bit rate of the synthetic stream, e.g. 500kbit, 1Mbit, 2.5Mbit")
 	segment := fs.Duration("segment", 2*time.Second, "segment duration (rounded to whole frames at 25 fps)")
-	seedCopies := fs.Int("seed-copies", 2, "children the origin's mesh root accepts per stripe: the copies it seeds")
+	seedCopies := fs.Int("seed-copies", peer.DefaultSeedCopies, "children the origin's mesh root accepts per stripe: the copies it seeds")
 	netKind := fs.String("net", "sim", "mesh network: sim (simulated links with uplink caps, latency, loss) or udp (real loopback UDP)")
 	latency := fs.Duration("latency", 20*time.Millisecond, "one-way latency of every mesh link (sim only)")
 	loss := fs.String("loss", "0", "packet loss per mesh link in percent, e.g. 1 or 1% (sim only)")
@@ -39,7 +43,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	source := fs.String("source", "synthetic", "synthetic (a made-up MPEG-TS stream at --bitrate) or testcard (the test card published over RTSP into a real origin)")
 	mediaCheck := fs.String("media-check", "auto", "players parse and check every segment's MPEG-TS: on, off or auto (on up to 50 peers)")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof; samples carry a component label: peer, player, mesh root, source, tracker; see -tags)")
-	verbose := fs.Bool("verbose", false, "log warnings of every component on stderr")
+	logs := addLogFlags(fs, "error", "verbose", "warn") // warn logs every component's warnings
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, "Usage: crowdsurf loadtest [flags]\n\n")
@@ -55,15 +59,29 @@ func runLoadtest(ctx context.Context, args []string) error {
 		fmt.Fprintf(out, "once per run (every copy is still compared byte for byte): the CPU figures leave out the Ed25519\n")
 		fmt.Fprintf(out, "work each real viewer does on its own machine. Besides whole-run figures the summary shows the\n")
 		fmt.Fprintf(out, "second half of the run on its own, once the swarm has formed.\n")
-		fmt.Fprintf(out, "Example: crowdsurf loadtest --peers 200 --net sim --duration 60s --json r.json --html r.html\n\nFlags:\n")
-		fs.PrintDefaults()
+		fmt.Fprintf(out, "Example: crowdsurf loadtest --peers 200 --net sim --duration 60s --json r.json --html r.html\n\n")
+		printFlags(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, nil); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		fs.Usage()
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	// Zero means "the default" inside loadtest.Config; on the command line it is a mistake, and
+	// running the default silently would measure something the user did not ask for.
+	switch {
+	case *peers < 1:
+		return fmt.Errorf("--peers %d: %w: a load test needs at least one viewer, e.g. --peers 20", *peers, errBadLoadtestFlag)
+	case *duration <= 0:
+		return fmt.Errorf("--duration %v: %w: the measured interval must be positive, e.g. --duration 60s", *duration, errBadLoadtestFlag)
+	case *segment <= 0:
+		return fmt.Errorf("--segment %v: %w: segments must last a while, e.g. --segment 2s", *segment, errBadLoadtestFlag)
+	case *seedCopies < 1:
+		return fmt.Errorf("--seed-copies %d: %w: the origin must seed at least one copy, e.g. --seed-copies 2", *seedCopies, errBadLoadtestFlag)
+	case *join < 0 || *latency < 0:
+		return fmt.Errorf("--join %v --latency %v: %w: durations cannot be negative", *join, *latency, errBadLoadtestFlag)
 	}
 
 	cfg := loadtest.Config{
@@ -73,6 +91,9 @@ func runLoadtest(ctx context.Context, args []string) error {
 	var err error
 	if cfg.BitrateBps, err = loadtest.ParseRate(*bitrate); err != nil {
 		return fmt.Errorf("--bitrate: %w", err)
+	}
+	if cfg.BitrateBps <= 0 {
+		return fmt.Errorf("--bitrate %s: %w: the stream needs a bit rate, e.g. --bitrate 1Mbit", *bitrate, errBadLoadtestFlag)
 	}
 	if cfg.Uplink, err = loadtest.ParseUplink(*uplink); err != nil {
 		return fmt.Errorf("--uplink: %w", err)
@@ -92,11 +113,9 @@ func runLoadtest(ctx context.Context, args []string) error {
 	default:
 		return fmt.Errorf("--media-check %q: use on, off or auto", *mediaCheck)
 	}
-	level := slog.LevelError
-	if *verbose {
-		level = slog.LevelWarn
+	if cfg.Logger, err = logs.logger(os.Stderr); err != nil {
+		return err
 	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 
 	// Hundreds of nodes in one process allocate fast; collecting less often buys CPU for the
 	// mesh with memory this machine has. GOGC in the environment still wins.

@@ -3,13 +3,16 @@ package main
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
+	"io"
 	"net"
 	"os"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/crowdsurf/crowdsurf/internal/testcard"
 	"github.com/crowdsurf/crowdsurf/origin"
@@ -56,7 +59,7 @@ func runOrigin(ctx context.Context, args []string) error {
 	httpAddr := fs.String("http", origin.DefaultHTTPAddr, "HTTP address: HLS at /live/NAME/index.m3u8, chunks, /v1/streams, /stats, /metrics")
 	meshAddr := fs.String("mesh", origin.DefaultMeshAddr, "UDP address of the QUIC mesh roots that seed peers (one socket for every stream); - disables the mesh (HTTP only)")
 	seedCopies := fs.Int("seed-copies", origin.DefaultSeedCopies, "copies of the stream the origin seeds into the mesh")
-	keyFile := fs.String("key", "origin.key", "signing key file (PEM PKCS#8 Ed25519); created with a warning if missing")
+	keyFile := fs.String("key", "origin.key", "signing key file (PEM PKCS#8 Ed25519); when missing, a new key is written there (with FILE.pub) once the origin's ports are open")
 	publishKey := fs.String("publish-key", "", "password RTSP publishers must give (any user name), e.g. rtsp://u:SECRET@host:8554/NAME; empty accepts anyone")
 	maxStreams := fs.Int("max-streams", origin.DefaultMaxStreams, "without --publish-key, the most streams the origin holds (live or ended and not yet removed); a publisher of one more is refused (RTSP 503); negative: no cap")
 	streamGrace := fs.Duration("stream-grace", origin.DefaultStreamGrace, "how long an ended stream (its playlist has EXT-X-ENDLIST) stays before it is removed; a publisher back within it continues the stream")
@@ -73,45 +76,24 @@ func runOrigin(ctx context.Context, args []string) error {
 	advertise := fs.String("advertise", "", "host peers use to reach this origin's mesh and HTTP ports; default: the --http host, or 127.0.0.1 when that is a wildcard (set it when peers run on other machines)")
 	publicHTTP := fs.String("public-http", "", "base URL peers use for the CDN fallback when a CDN or proxy sits in front of --http (default http://ADVERTISE:HTTPPORT)")
 	testcardName := fs.String("testcard", "", "also publish the built-in test card (a looping H.264+AAC clip) into this origin as stream NAME")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	logs := addLogFlags(fs, "info", "", "")
 	fs.Usage = func() {
 		w := fs.Output()
 		fmt.Fprintf(w, "Usage: crowdsurf origin [flags]\n\n")
 		fmt.Fprintf(w, "Accepts RTSP publishers (ffmpeg -f rtsp, GStreamer, OBS, encoders) at rtsp://HOST:PORT/NAME, or pulls\n")
 		fmt.Fprintf(w, "cameras with --pull; takes H.264 and/or AAC; cuts MPEG-TS segments at keyframes, signs them in chunks\n")
-		fmt.Fprintf(w, "and serves HLS at http://HOST:PORT/live/NAME/index.m3u8.\n\n")
-		fmt.Fprintf(w, "Every flag can also be set with an environment variable CROWDSURF_<FLAG> (upper case, - as _),\n")
-		fmt.Fprintf(w, "e.g. CROWDSURF_PUBLISH_KEY; CROWDSURF_PULL takes a comma-separated list. Flags win.\n\nFlags:\n")
-		fs.PrintDefaults()
+		fmt.Fprintf(w, "and serves HLS at http://HOST:PORT/live/NAME/index.m3u8. CROWDSURF_PULL takes a comma-separated list.\n\n")
+		printFlags(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, nil); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (see crowdsurf origin --help)", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q (see %s origin --help)", fs.Arg(0), selfName())
 	}
-	if err := originEnvFallback(fs); err != nil {
-		return err
-	}
-
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-
-	key, created, err := origin.LoadOrCreateKey(*keyFile)
+	logger, err := logs.logger(os.Stderr)
 	if err != nil {
 		return err
-	}
-	if created {
-		logger.Warn("created a new signing key: viewers need its public key (in the watch link)", "file", *keyFile)
-	}
-	// The public key beside the private one lets peers on the same host or volume read it
-	// (crowdsurf peer --origin-key @FILE.pub), as docker-compose.yml does.
-	pubText := proto.FormatPublicKey(key.Public().(ed25519.PublicKey)) + "\n"
-	if err := os.WriteFile(*keyFile+".pub", []byte(pubText), 0o644); err != nil {
-		logger.Warn("could not write the public key file", "file", *keyFile+".pub", "err", err)
 	}
 	if *testcardName != "" {
 		if err := proto.ValidStreamName(*testcardName); err != nil {
@@ -119,11 +101,32 @@ func runOrigin(ctx context.Context, args []string) error {
 		}
 	}
 
+	// A missing key is made in memory and written only once the ports are open: an origin that
+	// cannot start must not leave behind a key nobody asked for (and a new key means new watch
+	// links).
+	key, err := origin.LoadKey(*keyFile)
+	newKey := errors.Is(err, os.ErrNotExist)
+	switch {
+	case newKey:
+		if _, key, err = ed25519.GenerateKey(rand.Reader); err != nil {
+			return fmt.Errorf("generate key: %w", err)
+		}
+	case err != nil:
+		return fmt.Errorf("--key %s: %w (create one with %s keygen --out FILE)", *keyFile, err, selfName())
+	}
+
+	lns, err := originListen(*httpAddr, *rtspAddr, *meshAddr)
+	if err != nil {
+		return err
+	}
 	o, err := origin.New(origin.Config{
 		RTSPAddr:        *rtspAddr,
+		RTSPListener:    lns.rtsp,
 		UDPRTPAddr:      *udpAddr,
 		HTTPAddr:        *httpAddr,
+		HTTPListener:    lns.http,
 		MeshAddr:        *meshAddr,
+		MeshConn:        lns.mesh,
 		SeedCopies:      *seedCopies,
 		Key:             key,
 		PublishKey:      *publishKey,
@@ -143,7 +146,27 @@ func runOrigin(ctx context.Context, args []string) error {
 		Logger:          logger,
 	})
 	if err != nil {
+		lns.close()
+		if errors.Is(err, syscall.EADDRINUSE) {
+			// The other ports are bound above; only RTP over UDP is left to the RTSP server.
+			return fmt.Errorf("--udp %s: %w; pick another even port with --udp, or --udp - to turn RTP over UDP off", *udpAddr, err)
+		}
 		return err
+	}
+	if lns.mesh != nil {
+		defer lns.mesh.Close() // the origin closes only the sockets it opened itself
+	}
+	if newKey {
+		if err := origin.WriteKey(*keyFile, key); err != nil {
+			return fmt.Errorf("--key %s: %w", *keyFile, err)
+		}
+		logger.Warn("created a new signing key: viewers need its public key (in the watch link)", "file", *keyFile)
+	}
+	// The public key beside the private one lets peers on the same host or volume read it
+	// (crowdsurf peer --origin-key @FILE.pub), as docker-compose.yml does.
+	pubText := proto.FormatPublicKey(key.Public().(ed25519.PublicKey)) + "\n"
+	if err := os.WriteFile(*keyFile+".pub", []byte(pubText), 0o644); err != nil {
+		logger.Warn("could not write the public key file", "file", *keyFile+".pub", "err", err)
 	}
 	pub := proto.FormatPublicKey(o.PublicKey())
 	fmt.Fprintf(os.Stderr, "origin public key: %s\n", pub)
@@ -180,21 +203,51 @@ func originPort(addr string) string {
 	return addr
 }
 
-// originEnvFallback sets every flag not given on the command line from CROWDSURF_<NAME>.
-func originEnvFallback(fs *flag.FlagSet) error {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+// originListeners are the sockets the origin command opens itself, so that a port in use is
+// reported with the flag that chose it.
+type originListeners struct {
+	http, rtsp net.Listener
+	mesh       net.PacketConn // nil with --mesh -
+}
+
+func (l originListeners) close() {
+	for _, c := range []io.Closer{l.http, l.rtsp} {
+		if c != nil {
+			_ = c.Close()
+		}
+	}
+	if l.mesh != nil {
+		_ = l.mesh.Close()
+	}
+}
+
+// originListen opens the HTTP and RTSP listeners and the mesh socket.
+func originListen(httpAddr, rtspAddr, meshAddr string) (originListeners, error) {
+	var l originListeners
 	var err error
-	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] || err != nil {
-			return
+	if l.http, err = net.Listen("tcp", httpAddr); err != nil {
+		return l, listenError("http", httpAddr, err)
+	}
+	if l.rtsp, err = net.Listen("tcp", rtspAddr); err != nil {
+		l.close()
+		return l, listenError("rtsp", rtspAddr, err)
+	}
+	if meshAddr != "-" {
+		if l.mesh, err = net.ListenPacket("udp", meshAddr); err != nil {
+			l.close()
+			return l, listenError("mesh", meshAddr, fmt.Errorf("%w (or --mesh - for HTTP only)", err))
 		}
-		env := "CROWDSURF_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
-		if v, ok := os.LookupEnv(env); ok {
-			if e := fs.Set(f.Name, v); e != nil {
-				err = fmt.Errorf("%s=%q: %w", env, v, e)
-			}
-		}
-	})
-	return err
+	}
+	return l, nil
+}
+
+// listenError names the flag (and its variable) that chose an address that cannot be opened.
+func listenError(flagName, addr string, err error) error {
+	hint := "check the address"
+	if errors.Is(err, syscall.EADDRINUSE) {
+		hint = "another program (another origin?) has that port"
+	} else if errors.Is(err, syscall.EACCES) {
+		hint = "ports below 1024 need privileges"
+	}
+	return fmt.Errorf("--%s %s: %w: %s; pick another with --%s or %s", flagName, addr, err, hint, flagName, envName(flagName))
 }

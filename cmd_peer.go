@@ -5,10 +5,8 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
-	"strconv"
 	"strings"
 
 	"github.com/crowdsurf/crowdsurf/internal/rate"
@@ -22,32 +20,31 @@ func init() {
 
 func runPeer(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("peer", flag.ContinueOnError)
-	trackerURL := fs.String("tracker", envOr("CROWDSURF_TRACKER", ""),
-		"`URL` of the tracker, e.g. http://host:7070; not needed with a watch link (env CROWDSURF_TRACKER)")
-	stream := fs.String("stream", envOr("CROWDSURF_STREAM", ""), "`NAME` of the stream; not needed with a watch link (env CROWDSURF_STREAM)")
-	originKey := fs.String("origin-key", envOr("CROWDSURF_ORIGIN_KEY", ""),
+	trackerURL := fs.String("tracker", "", "`URL` of the tracker, e.g. http://host:7070; not needed with a watch link")
+	stream := fs.String("stream", "", "`NAME` of the stream; not needed with a watch link")
+	originKey := fs.String("origin-key", "",
 		"the origin's public `KEY` (as 'crowdsurf keygen' prints it), or @FILE to read it from a file such as the\n"+
-			"origin.key.pub the origin writes beside its key; not needed with a watch link (env CROWDSURF_ORIGIN_KEY)")
-	httpAddr := fs.String("http", envOr("CROWDSURF_PEER_HTTP", "127.0.0.1:8090"),
-		"`ADDR` of the local HLS endpoint the player opens (env CROWDSURF_PEER_HTTP)")
-	meshAddr := fs.String("mesh", envOr("CROWDSURF_MESH", ":0"), "UDP `ADDR` of the mesh (QUIC) socket (env CROWDSURF_MESH)")
-	maxUpload := fs.String("max-upload", envOr("CROWDSURF_MAX_UPLOAD", "auto"),
-		"upload budget as a bit `RATE` (4Mbit, 500kbit, 2M); auto = three times the stream's bitrate (env CROWDSURF_MAX_UPLOAD)")
-	defStripes, _ := strconv.Atoi(envOr("CROWDSURF_STRIPES", "4"))
-	stripes := fs.Int("stripes", defStripes, "stripe count; must match the stream's (env CROWDSURF_STRIPES)")
-	originHTTP := fs.String("origin-http", envOr("CROWDSURF_ORIGIN_HTTP", ""),
-		"base `URL` of the origin's HTTP endpoint for the CDN fallback; empty = learn it from the tracker (env CROWDSURF_ORIGIN_HTTP)")
-	verbose := fs.Bool("v", false, "log debug detail")
+			"origin.key.pub the origin writes beside its key; not needed with a watch link")
+	httpAddr := fs.String("http", "127.0.0.1:8090", "`ADDR` of the local HLS endpoint the player opens")
+	meshAddr := fs.String("mesh", ":0", "UDP `ADDR` of the mesh (QUIC) socket")
+	maxUpload := fs.String("max-upload", "auto",
+		"upload budget as a bit `RATE` (4Mbit, 500kbit, 2M); auto = three times the stream's bitrate")
+	stripes := fs.Int("stripes", proto.DefaultStripes, "stripe count; must match the stream's")
+	originHTTP := fs.String("origin-http", "",
+		"base `URL` of the origin's HTTP endpoint for the CDN fallback; empty = learn it from the tracker")
+	logs := addLogFlags(fs, "info", "v", "debug")
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, "Usage: crowdsurf peer [flags] [WATCHLINK]\n\n")
 		fmt.Fprintf(out, "Joins a stream's mesh and serves it as plain HLS on localhost: open the printed URL\n")
 		fmt.Fprintf(out, "in VLC, mpv, ffplay or a browser player. Give the watch link the broadcaster\n")
 		fmt.Fprintf(out, "published (crowdsurf://TRACKER/STREAM?key=KEY), or --tracker, --stream and --origin-key.\n")
-		fmt.Fprintf(out, "Flags win over environment variables.\n\nFlags:\n")
-		fs.PrintDefaults()
+		fmt.Fprintf(out, "While nothing can play, the local playlist answers 503 with the reason (an unknown stream,\n")
+		fmt.Fprintf(out, "a tracker that does not answer). A watch link whose key the origin's chunks fail stops the peer.\n\n")
+		printFlags(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	// CROWDSURF_PEER_HTTP was --http's variable before every flag had CROWDSURF_<FLAG>.
+	if err := parseFlags(fs, args, map[string]string{"http": "CROWDSURF_PEER_HTTP"}); err != nil {
 		return err
 	}
 	var key []byte
@@ -81,14 +78,13 @@ func runPeer(ctx context.Context, args []string) error {
 		upload = bps
 	}
 
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	logger, err := logs.logger(os.Stderr)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	pc, err := net.ListenPacket("udp", *meshAddr)
 	if err != nil {
-		return fmt.Errorf("mesh socket %s: %w", *meshAddr, err)
+		return fmt.Errorf("mesh socket %s: %w (pick another with --mesh, or :0 for any)", *meshAddr, err)
 	}
 	defer pc.Close()
 	ln, err := net.Listen("tcp", *httpAddr)
@@ -112,7 +108,7 @@ func runPeer(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(os.Stdout, "crowdsurf peer: watching %q; play %s\n", *stream, n.HLSURL())
 	logger.Info("peer started", "mesh", n.Addr().String(), "hls", n.HLSURL(), "tracker", *trackerURL)
-	return n.Run(ctx)
+	return n.Run(ctx) // peer.ErrWrongKey says what to do; main prints it
 }
 
 // readOriginKey reads --origin-key: the key text itself, or "@FILE" for a file holding it (the

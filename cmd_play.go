@@ -7,7 +7,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -25,15 +24,16 @@ func runPlay(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("play", flag.ContinueOnError)
 	duration := fs.Duration("duration", 0, "how long to play, e.g. 30s or 5m; 0 plays until interrupted (Ctrl-C)")
 	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout instead of text")
-	verbose := fs.Bool("verbose", false, "log every playback error on stderr as it happens")
+	logs := addLogFlags(fs, "error", "verbose", "warn") // warn logs every playback error as it happens
 	fs.Usage = func() {
 		out := fs.Output()
-		fmt.Fprintf(out, "Usage: crowdsurf play URL [--duration D] [--json] [--verbose]\n\n")
+		fmt.Fprintf(out, "Usage: crowdsurf play URL [--duration D] [--json] [--log-level warn]\n\n")
 		fmt.Fprintf(out, "Plays an HLS playlist URL (an origin, a peer's localhost URL, or any HLS server) like a real\n")
 		fmt.Fprintf(out, "player: joins 3 target durations behind the live edge, reloads the playlist, downloads segments\n")
 		fmt.Fprintf(out, "in order and plays them out in real time. A status line on stderr shows buffer, live latency,\n")
-		fmt.Fprintf(out, "stalls and segments; at the end a summary goes to stdout.\n\nFlags:\n")
-		fs.PrintDefaults()
+		fmt.Fprintf(out, "stalls and segments; at the end a summary goes to stdout. --log-level warn logs every playback\n")
+		fmt.Fprintf(out, "error as it happens.\n\n")
+		printFlags(fs)
 	}
 
 	playlistURL, err := playParseArgs(fs, args)
@@ -41,11 +41,10 @@ func runPlay(ctx context.Context, args []string) error {
 		return err
 	}
 
-	level := slog.LevelError
-	if *verbose {
-		level = slog.LevelWarn
+	logger, err := logs.logger(os.Stderr)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	p, err := player.New(player.Config{URL: playlistURL, Duration: *duration, Logger: logger})
 	if err != nil {
 		return err
@@ -90,6 +89,9 @@ func playParseArgs(fs *flag.FlagSet, args []string) (string, error) {
 		}
 		positional = append(positional, fs.Arg(0))
 		args = fs.Args()[1:]
+	}
+	if err := applyEnv(fs, nil); err != nil {
+		return "", err
 	}
 	if len(positional) != 1 {
 		fs.Usage()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"time"
 
@@ -19,38 +18,38 @@ func init() {
 
 func runTracker(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("tracker", flag.ContinueOnError)
-	httpAddr := fs.String("http", envOr("CROWDSURF_TRACKER_HTTP", ":7070"),
-		"`ADDR` the HTTP API listens on (env CROWDSURF_TRACKER_HTTP)")
-	natsURL := fs.String("nats", envOr("CROWDSURF_NATS", ""),
+	httpAddr := fs.String("http", ":7070", "`ADDR` the HTTP API listens on")
+	natsURL := fs.String("nats", "",
 		"`URL` of a NATS server or cluster with JetStream that holds the swarm state; empty starts an\n"+
-			"embedded NATS server on 127.0.0.1 at a random port and logs its URL (env CROWDSURF_NATS)")
-	dataDir := fs.String("data", envOr("CROWDSURF_DATA", ""),
+			"embedded NATS server on 127.0.0.1 at a random port and logs its URL")
+	dataDir := fs.String("data", "",
 		"`DIR` where the embedded NATS server keeps its state, so registered streams survive a\n"+
-			"restart; empty keeps it in memory; ignored with --nats (env CROWDSURF_DATA)")
+			"restart; empty keeps it in memory; ignored with --nats")
 	peerTTL := fs.Duration("peer-ttl", 10*time.Second, "how long a peer stays in the swarm after its last announce")
 	interval := fs.Duration("announce-interval", 3*time.Second, "how often peers are told to announce; must be shorter than --peer-ttl")
 	neighbours := fs.Int("neighbours", 8, "neighbour candidates per announce answer")
 	rateLimit := fs.Float64("rate-limit", 20, "API requests per second allowed per source IP (burst twice that); 0 turns the limit off")
-	registerToken := fs.String("register-token", envOr("CROWDSURF_TRACKER_REGISTER_TOKEN", ""),
+	registerToken := fs.String("register-token", "",
 		"`TOKEN` required as a bearer token to register streams over HTTP (origins send it with\n"+
 			"their --register-token); empty allows anyone with a signing key. Registrations are\n"+
-			"signed by each stream's key either way (env CROWDSURF_TRACKER_REGISTER_TOKEN)")
-	trustProxy := fs.String("trust-proxy-header", envOr("CROWDSURF_TRUST_PROXY_HEADER", ""),
+			"signed by each stream's key either way")
+	trustProxy := fs.String("trust-proxy-header", "",
 		"`NAME` of a header (e.g. X-Forwarded-For) whose last address is the client's; set it only\n"+
-			"behind a proxy you run that sets it: announced addresses and limits follow it\n"+
-			"(env CROWDSURF_TRUST_PROXY_HEADER)")
+			"behind a proxy you run that sets it: announced addresses and limits follow it")
 	perHost := fs.Int("max-peers-per-host", 8, "peers of one host (IP) listed in one swarm; more are answered but never handed out; -1 = no bound;\nloopback addresses are exempt")
 	dashboardAddrs := fs.Bool("dashboard-addrs", false, "show peers' and the origin's addresses on the dashboard (GET /v1/swarm/NAME); off by default: anyone can read it")
-	verbose := fs.Bool("v", false, "log debug detail")
+	logs := addLogFlags(fs, "info", "v", "debug")
 	fs.Usage = func() {
 		out := fs.Output()
 		fmt.Fprintf(out, "Usage: crowdsurf tracker [flags]\n\n")
 		fmt.Fprintf(out, "Runs the tracker: peers announce to it over HTTP and get neighbour candidates back;\n")
 		fmt.Fprintf(out, "origins register their streams over NATS or HTTP. Several trackers on one NATS\n")
-		fmt.Fprintf(out, "give the same answers. Flags win over environment variables.\n\nFlags:\n")
-		fs.PrintDefaults()
+		fmt.Fprintf(out, "give the same answers.\n\n")
+		printFlags(fs)
 	}
-	if err := fs.Parse(args); err != nil {
+	// The variables these two flags had before every flag had CROWDSURF_<FLAG>.
+	oldEnv := map[string]string{"http": "CROWDSURF_TRACKER_HTTP", "register-token": "CROWDSURF_TRACKER_REGISTER_TOKEN"}
+	if err := parseFlags(fs, args, oldEnv); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -58,11 +57,10 @@ func runTracker(ctx context.Context, args []string) error {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
+	logger, err := logs.logger(os.Stderr)
+	if err != nil {
+		return err
 	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	limit := rate.Limit(*rateLimit)
 	burst := int(2 * *rateLimit)
 	if *rateLimit <= 0 {

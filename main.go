@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 )
 
@@ -37,7 +38,8 @@ func usage() {
 	for _, n := range names {
 		fmt.Fprintf(os.Stderr, "  %-9s %s\n", n, commands[n].summary)
 	}
-	fmt.Fprintf(os.Stderr, "\nRun 'crowdsurf COMMAND --help' for the flags of a command.\n")
+	fmt.Fprintf(os.Stderr, "\nRun 'crowdsurf COMMAND --help' for the flags of a command. Every flag can also be set with\n")
+	fmt.Fprintf(os.Stderr, "an environment variable CROWDSURF_<FLAG> (e.g. CROWDSURF_LOG_LEVEL=debug); flags win.\n")
 }
 
 func main() {
@@ -71,19 +73,12 @@ func main() {
 	err := cmd.run(ctx, os.Args[2:])
 	cancel()
 	if err != nil && !errors.Is(err, flag.ErrHelp) && !errors.Is(err, context.Canceled) {
-		fmt.Fprintf(os.Stderr, "crowdsurf %s: %v\n", os.Args[1], err)
+		// Components prefix their errors with their name ("origin: ..."), which is the command's.
+		msg := strings.TrimPrefix(err.Error(), os.Args[1]+": ")
+		fmt.Fprintf(os.Stderr, "crowdsurf %s: %s\n", os.Args[1], msg)
 		os.Exit(1)
 	}
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
 	}
-}
-
-// envOr returns the environment variable name's value, or def when it is unset or empty: the
-// CROWDSURF_* fallbacks behind the flags' defaults (flags still win).
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -316,7 +316,7 @@ func (lt *LoadTest) awaitStream(ctx context.Context) error {
 			return nil
 		}
 		if time.Now().After(timeout) {
-			return errors.New("loadtest: the source produced no complete segment; see the log (--verbose)")
+			return errors.New("loadtest: the source produced no complete segment; see the log (--log-level warn)")
 		}
 		select {
 		case <-ctx.Done():

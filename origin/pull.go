@@ -4,11 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
+
+	"github.com/crowdsurf/crowdsurf/internal/backoff"
 )
 
 // puller pulls one stream from an RTSP URL (an IP camera or another server) and reconnects with
@@ -22,7 +23,7 @@ type puller struct {
 
 func (p *puller) run(ctx context.Context) {
 	log := p.o.log.With("stream", p.name, "pull", p.url)
-	backoff := p.o.cfg.PullBackoffMin
+	retry := backoff.New(p.o.cfg.PullBackoffMin, p.o.cfg.PullBackoffMax)
 	for {
 		started := time.Now()
 		err := p.pullOnce(ctx)
@@ -31,16 +32,13 @@ func (p *puller) run(ctx context.Context) {
 		}
 		// A session that ran for a while was healthy: start the backoff over.
 		if time.Since(started) > 10*time.Second {
-			backoff = p.o.cfg.PullBackoffMin
+			retry.Reset()
 		}
-		wait := backoff/2 + rand.N(backoff/2+1)
-		log.Warn("pull failed; retrying", "error", err, "retry_in", wait)
-		select {
-		case <-ctx.Done():
+		wait := retry.Next()
+		log.Warn("pull failed; retrying", "error", err, "attempt", retry.Attempts(), "retry_in", wait.Round(time.Millisecond))
+		if backoff.Wait(ctx, wait) != nil {
 			return
-		case <-time.After(wait):
 		}
-		backoff = min(backoff*2, p.o.cfg.PullBackoffMax)
 	}
 }
 

@@ -194,6 +194,7 @@ func (n *Node) fetchChunk(ctx context.Context, job fetchJob, idx uint32) (*proto
 	}
 	if err == nil {
 		err = n.verify(c)
+		n.cdnChunkChecked(job.seq, err)
 	}
 	if err != nil {
 		// Not a neighbour to ban: count it and let the playlist move on if it never verifies.
@@ -222,7 +223,9 @@ func (n *Node) fetchWhole(ctx context.Context, job fetchJob) error {
 		return fmt.Errorf("fallback %s: %w", url, err)
 	}
 	for _, c := range chunks {
-		if err := n.verify(c); err != nil {
+		err := n.verify(c)
+		n.cdnChunkChecked(job.seq, err)
+		if err != nil {
 			n.stats.chunksRejected.Add(1)
 			n.metrics.chunksRejected.Inc()
 			return fmt.Errorf("fallback %s: %w", url, err)

@@ -37,6 +37,7 @@ func (n *Node) httpServer() *http.Server {
 		OnSegment: func(_ string, seq uint64, meta segwindow.SegmentMeta) {
 			n.playback.served(seq, meta.Duration, time.Now())
 		},
+		NotReady: func(string) (string, time.Duration) { return n.notReady(time.Now()) },
 	}).Register(e)
 	webui.RegisterPlayer(e, webui.PlayerConfig{Role: webui.RolePeer, Stream: n.cfg.Stream, TrackerURL: n.cfg.TrackerURL})
 	e.GET("/stats", func(c *echo.Context) error { return c.JSON(http.StatusOK, n.Stats()) })

@@ -55,6 +55,7 @@ type Node struct {
 	wantPlaylist atomic.Bool                 // the loop wants the origin playlist polled
 	originHTTP   atomic.Pointer[string]      // base URL of the CDN path, once known
 	reflexive    atomic.Pointer[Reflexive]   // what the observers last saw; reachability.go
+	diag         diagnosis                   // why nothing plays yet, or why Run stopped (diagnose.go)
 
 	wg      sync.WaitGroup
 	running atomic.Bool
@@ -202,8 +203,12 @@ func (n *Node) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("peer: %w", runonce.ErrRunTwice)
 	}
 	defer close(n.done)
-	ctx, cancel := context.WithCancel(ctx)
+	ctx, cancelCause := context.WithCancelCause(ctx)
+	cancel := func() { cancelCause(nil) }
 	defer cancel()
+	n.diag.mu.Lock()
+	n.diag.abort = cancelCause // ErrWrongKey ends the node (diagnose.go)
+	n.diag.mu.Unlock()
 
 	var httpErr error
 	var httpDone chan struct{}
@@ -278,7 +283,7 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	if n.tr != nil {
 		_ = n.tr.Close()
 	}
-	return nil
+	return n.diag.fatalError() // ErrWrongKey, or nil (then the deferred HTTP error, if any)
 }
 
 // closeUnseen closes the connection of an evConnUp the loop never took.

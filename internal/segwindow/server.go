@@ -50,6 +50,12 @@ type ServerOptions struct {
 	// still joining (measured: most stalls of a 50-peer flash crowd). Zero: no wait.
 	StartSegments int
 	StartWait     time.Duration
+	// NotReady, when set, says why a stream's window has no segment yet when the reason is
+	// worth telling a player (the peer: the tracker does not know the stream, or does not
+	// answer), and when to ask again. While it gives a reason, a playlist request the window
+	// cannot answer gets 503 with that reason and Retry-After at once, instead of waiting
+	// WaitForFirst for a segment that cannot come and then a bare 404.
+	NotReady func(stream string) (reason string, retryAfter time.Duration)
 }
 
 // Server serves the playlists, segments and chunks of many streams' windows over HTTP.
@@ -149,15 +155,36 @@ func (s *Server) servePlaylist(c *echo.Context) error {
 		return jsonError(c, http.StatusNotFound, "unknown stream")
 	}
 	if s.opts.WaitForFirst > 0 && !s.hasStarted(w) {
+		if w.ListedCount() == 0 {
+			if unavailable, err := s.notReady(c); unavailable {
+				return err
+			}
+		}
 		waitForStart(c.Request().Context(), w, s.opts)
 	}
 	body, ok := w.Playlist()
 	if !ok {
+		if unavailable, err := s.notReady(c); unavailable {
+			return err
+		}
 		return jsonError(c, http.StatusNotFound, "no segment complete yet")
 	}
 	s.markStarted(w)
 	c.Response().Header().Set(echo.HeaderCacheControl, playlistCacheControl(w.TargetDurationSeconds()))
 	return s.send(c, KindPlaylist, ContentTypePlaylist, body)
+}
+
+// notReady answers 503 with the reason ServerOptions.NotReady gives, if it gives one.
+func (s *Server) notReady(c *echo.Context) (bool, error) {
+	if s.opts.NotReady == nil {
+		return false, nil
+	}
+	reason, retry := s.opts.NotReady(c.Param("stream"))
+	if reason == "" {
+		return false, nil
+	}
+	c.Response().Header().Set(echo.HeaderRetryAfter, strconv.Itoa(max(1, int((retry+time.Second-1)/time.Second))))
+	return true, jsonError(c, http.StatusServiceUnavailable, reason)
 }
 
 func (s *Server) serveChunk(c *echo.Context) error {

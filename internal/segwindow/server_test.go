@@ -361,3 +361,45 @@ func TestCORSLetsWebPlayersOnOtherSitesRead(t *testing.T) {
 		})
 	}
 }
+
+// While NotReady gives a reason, a playlist the window cannot answer is a 503 with that reason
+// and Retry-After at once; without one the first playlist waits as before; once segments exist
+// the reason is not asked.
+func TestNotReadyReasonAnswersThePlaylistWith503AndRetryAfter(t *testing.T) {
+	w := testWindow(3, 5)
+	var mu sync.Mutex
+	reason := "stream unknown at the tracker"
+	e := echo.New()
+	NewServer(func(string) (*Window, bool) { return w, true }, ServerOptions{
+		WaitForFirst: 50 * time.Millisecond,
+		NotReady: func(stream string) (string, time.Duration) {
+			require.Equal(t, testStream, stream)
+			mu.Lock()
+			defer mu.Unlock()
+			return reason, 2500 * time.Millisecond
+		},
+	}).Register(e)
+	get := func() *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/"+testStream+"/index.m3u8", nil))
+		return rec
+	}
+
+	rec := get()
+	requireJSONError(t, rec, http.StatusServiceUnavailable)
+	require.Contains(t, rec.Body.String(), "stream unknown at the tracker")
+	require.Equal(t, "3", rec.Header().Get("Retry-After"), "whole seconds, rounded up")
+	require.Equal(t, "*", rec.Header().Get("Access-Control-Allow-Origin"), "a browser player can read the reason")
+
+	mu.Lock()
+	reason = ""
+	mu.Unlock()
+	requireJSONError(t, get(), http.StatusNotFound) // nothing to say: the old answer after the wait
+
+	mu.Lock()
+	reason = "still a reason"
+	mu.Unlock()
+	addAll(t, w, spec(7, 100, 50))
+	rec = get()
+	require.Equal(t, http.StatusOK, rec.Code, "a window with segments plays whatever the reason")
+}

@@ -16,6 +16,8 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/pion/rtp"
+
+	"github.com/crowdsurf/crowdsurf/internal/backoff"
 )
 
 // ErrBadConfig means the Publisher's Config cannot work (bad URL or transport).
@@ -39,7 +41,8 @@ type Config struct {
 	// Clip is what to publish; nil means the embedded test card (Load).
 	Clip *Clip
 	// RetryMin and RetryMax bound the reconnect backoff, which doubles after
-	// each failed attempt and starts over once a session records.
+	// each failed attempt (with jitter, see internal/backoff) and starts over
+	// once a session records.
 	// Defaults 250 ms and 5 s.
 	RetryMin, RetryMax time.Duration
 	// MaxLag is how far the publisher may fall behind the wall clock (a
@@ -131,25 +134,20 @@ func (p *Publisher) Clip() *Clip { return p.clip }
 // Run publishes until ctx ends, reconnecting with backoff. It returns nil
 // once ctx has ended and the RTSP client has closed.
 func (p *Publisher) Run(ctx context.Context) error {
-	backoff := p.cfg.RetryMin
+	retry := backoff.New(p.cfg.RetryMin, p.cfg.RetryMax)
 	for {
 		recorded, err := p.session(ctx)
 		if ctx.Err() != nil {
 			return nil
 		}
 		if recorded {
-			backoff = p.cfg.RetryMin
+			retry.Reset()
 		}
-		p.log.Warn("publishing stopped, reconnecting", "error", err, "retry_in", backoff)
-
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		wait := retry.Next()
+		p.log.Warn("publishing stopped, reconnecting", "error", err, "attempt", retry.Attempts(), "retry_in", wait.Round(time.Millisecond))
+		if backoff.Wait(ctx, wait) != nil {
 			return nil
-		case <-t.C:
 		}
-		backoff = min(2*backoff, p.cfg.RetryMax)
 	}
 }
 
