@@ -1,6 +1,8 @@
 # crowdsurf: `make demo` runs the whole system on one machine; `make test` passes the tests.
 GO      ?= go
 BIN     := bin/crowdsurf
+# What a viewer downloads: `crowdsurf-peer WATCHLINK` (main.go runs a build's only command).
+VIEWER_BIN := bin/crowdsurf-peer
 # Debian packages the tests need: ffmpeg (publishers, decoders, ffprobe) and docker-compose
 # (only to validate docker-compose.yml; no Docker engine is needed).
 DEBS    := ffmpeg docker-compose
@@ -20,6 +22,9 @@ all: build
 build:
 	@echo "building $(BIN) (first build takes about 90 s)..."
 	$(GO) build -o $(BIN) .
+	@echo "building $(VIEWER_BIN): the viewer's binary, the peer command alone (no NATS server, no RTSP, no load test)"
+	$(GO) build -tags viewer -trimpath -ldflags "-s -w" -o $(VIEWER_BIN) .
+	@ls -l $(BIN) $(VIEWER_BIN) | awk '{printf "  %-24s %5.1f MB\n", $$NF, $$5/1e6}'
 
 # deps installs what the tests need when it is missing, from Debian's packages.
 deps:

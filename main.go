@@ -27,6 +27,18 @@ func register(name, summary string, run func(ctx context.Context, args []string)
 	commands[name] = command{summary: summary, run: run}
 }
 
+// soleCommand names the only command of a build that has one (the viewer's crowdsurf-peer, built
+// with -tags viewer: see the Makefile).
+func soleCommand() (string, bool) {
+	if len(commands) != 1 {
+		return "", false
+	}
+	for name := range commands {
+		return name, true
+	}
+	return "", false
+}
+
 func usage() {
 	fmt.Fprintf(os.Stderr, "crowdsurf: live P2P broadcast over a QUIC mesh, played as plain HLS.\n\n")
 	fmt.Fprintf(os.Stderr, "Usage: crowdsurf COMMAND [flags]\n\nCommands:\n")
@@ -43,6 +55,11 @@ func usage() {
 }
 
 func main() {
+	if only, ok := soleCommand(); ok && (len(os.Args) < 2 || os.Args[1] != only) {
+		// The viewer build (crowdsurf-peer) has the peer command alone: its flags and
+		// arguments, --help included, come straight after the binary's name.
+		os.Args = append([]string{os.Args[0], only}, os.Args[1:]...)
+	}
 	if len(os.Args) < 2 || os.Args[1] == "-h" || os.Args[1] == "--help" || os.Args[1] == "help" {
 		usage()
 		if len(os.Args) < 2 {
@@ -50,7 +67,8 @@ func main() {
 		}
 		return
 	}
-	cmd, ok := commands[os.Args[1]]
+	name, args := os.Args[1], os.Args[2:]
+	cmd, ok := commands[name]
 	if !ok {
 		fmt.Fprintf(os.Stderr, "crowdsurf: unknown command %q\n\n", os.Args[1])
 		usage()
@@ -70,12 +88,12 @@ func main() {
 		os.Exit(130)
 	}()
 
-	err := cmd.run(ctx, os.Args[2:])
+	err := cmd.run(ctx, args)
 	cancel()
 	if err != nil && !errors.Is(err, flag.ErrHelp) && !errors.Is(err, context.Canceled) {
 		// Components prefix their errors with their name ("origin: ..."), which is the command's.
-		msg := strings.TrimPrefix(err.Error(), os.Args[1]+": ")
-		fmt.Fprintf(os.Stderr, "crowdsurf %s: %s\n", os.Args[1], msg)
+		msg := strings.TrimPrefix(err.Error(), name+": ")
+		fmt.Fprintf(os.Stderr, "crowdsurf %s: %s\n", name, msg)
 		os.Exit(1)
 	}
 	if errors.Is(err, flag.ErrHelp) {
