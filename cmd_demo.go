@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crowdsurf/crowdsurf/internal/demo"
+	"github.com/crowdsurf/crowdsurf/demo"
 	"github.com/crowdsurf/crowdsurf/peer"
 )
 

@@ -11,7 +11,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
-	"github.com/crowdsurf/crowdsurf/internal/segwindow"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // cdnServer is the origin's HTTP endpoint in the load test: HLS playlist, segments and chunks

@@ -13,9 +13,9 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 
-	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/origin"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // source is the broadcast under test: it produces signed chunks in real time, hands each one to

@@ -11,10 +11,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/player"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // viewer is one member of the audience: a peer node (p2p mode) and a headless player on its

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // stream is one named live stream: its segmenter, its window of recent segments and whoever

@@ -14,8 +14,8 @@ import (
 	"github.com/Eyevinn/hls-m3u8/m3u8"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // The CDN path: chunks the swarm could not deliver in time are fetched from the origin's HTTP

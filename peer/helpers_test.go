@@ -17,9 +17,9 @@ import (
 	"github.com/labstack/echo/v5"
 	"github.com/stretchr/testify/require"
 
-	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/internal/testrun"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 const (

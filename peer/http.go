@@ -8,7 +8,7 @@ import (
 	"github.com/labstack/echo/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/crowdsurf/crowdsurf/internal/segwindow"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 	"github.com/crowdsurf/crowdsurf/webui"
 )
 

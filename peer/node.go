@@ -16,8 +16,8 @@ import (
 	"github.com/quic-go/quic-go"
 
 	"github.com/crowdsurf/crowdsurf/internal/runonce"
-	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // chunkKey names a chunk inside the node's one stream.

@@ -18,12 +18,12 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/internal/testcard"
 	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
 	"github.com/crowdsurf/crowdsurf/origin"
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 	"github.com/crowdsurf/crowdsurf/tracker"
 )
 
