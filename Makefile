@@ -13,7 +13,7 @@ BROWSER_TEST := webui/testdata/browser
 HLSJS_PIN    := webui/hls.js.pin
 HLSJS_OUT    := webui/static/vendor
 
-.PHONY: all build test deps vet demo loadtest fuzz bench clean webui-update webui-screenshots
+.PHONY: all build test deps vet demo loadtest fuzz bench bench-floor clean webui-update webui-screenshots
 
 all: build
 
@@ -66,7 +66,12 @@ loadtest: build
 	./$(BIN) loadtest --peers 200 --net sim --duration 60s --json loadtest.json --html loadtest.html
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./proto ./origin ./internal/...
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./proto ./origin ./segwindow ./internal/...
+
+# The mesh against the floor (a bare quic-go relay tree of as many nodes, same bitrate, loopback
+# UDP), in one run: the report's "floor" line gives the ratio of their CPU and the RSS per peer.
+bench-floor: build
+	./$(BIN) loadtest --peers 100 --net udp --duration 40s --floor --json bench-floor.json
 
 # Every fuzz target of the module, as package:target pairs (found in the *_test.go files, so a
 # new target joins without editing this). One at a time; e.g.
@@ -109,4 +114,4 @@ webui-screenshots: deps
 	WEBUI_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run TestBrowser -v ./webui
 
 clean:
-	rm -rf bin loadtest.json loadtest.html
+	rm -rf bin loadtest.json loadtest.html bench-floor.json

@@ -44,6 +44,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	htmlPath := fs.String("html", "", "write a self-contained HTML report with charts to this file")
 	source := fs.String("source", "synthetic", "synthetic (a made-up MPEG-TS stream at --bitrate) or testcard (the test card published over RTSP into a real origin)")
 	mediaCheck := fs.String("media-check", "auto", "players parse and check every segment's MPEG-TS: on, off or auto (on up to 50 peers)")
+	floor := fs.Bool("floor", false, "after the run, relay the same bitrate through a bare quic-go tree of as many nodes (loopback UDP, no signatures, no logic) and report the mesh's second-half CPU as a multiple of it")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof; samples carry a component label: peer, player, mesh root, source, tracker; see -tags)")
 	logs := addLogFlags(fs, "error", "verbose", "warn") // warn logs every component's warnings
 	fs.Usage = func() {
@@ -89,6 +90,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	cfg := loadtest.Config{
 		Peers: *peers, Duration: *duration, Segment: *segment, SeedCopies: *seedCopies, Net: *netKind,
 		Latency: *latency, Join: *join, Mode: *mode, Source: *source, OnProgress: loadtestProgress(os.Stderr),
+		Floor: *floor,
 	}
 	var err error
 	if cfg.BitrateBps, err = loadtest.ParseRate(*bitrate); err != nil {
