@@ -1,6 +1,7 @@
 # crowdsurf: `make demo` runs the whole system on one machine; `make test` passes the tests.
 GO      ?= go
 BIN     := bin/crowdsurf
+STATICCHECK := v0.8.2
 # What a viewer downloads: `crowdsurf-peer WATCHLINK` (main.go runs a build's only command).
 VIEWER_BIN := bin/crowdsurf-peer
 # Debian packages the tests need: ffmpeg (publishers, decoders, ffprobe) and docker-compose
@@ -54,6 +55,8 @@ vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
+	@# staticcheck, pinned (the module proxy serves it; the first run compiles it, about a minute)
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK) ./...
 
 test: deps vet
 	$(GO) test -race -timeout 30m ./...
