@@ -11,6 +11,7 @@ import (
 
 	"github.com/labstack/echo/v5"
 
+	"github.com/crowdsurf/crowdsurf/internal/httperr"
 	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
@@ -30,14 +31,7 @@ func newCDNServer(ln net.Listener, lookup segwindow.Lookup) *cdnServer {
 	// Players that leave mid-download make echo log every aborted response; the load test
 	// counts what matters itself.
 	e.Logger = slog.New(slog.DiscardHandler)
-	e.HTTPErrorHandler = func(ec *echo.Context, err error) {
-		code := http.StatusInternalServerError
-		var sc echo.HTTPStatusCoder
-		if errors.As(err, &sc) && sc.StatusCode() != 0 {
-			code = sc.StatusCode()
-		}
-		_ = ec.JSON(code, map[string]string{"error": err.Error()})
-	}
+	e.HTTPErrorHandler = httperr.Handler(httperr.Options{ShowInternal: true})
 	segwindow.NewServer(lookup, segwindow.ServerOptions{OnServe: func(_ string, kind string, n int) {
 		c.bytes.Add(int64(n))
 		switch kind {

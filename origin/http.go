@@ -1,12 +1,12 @@
 package origin
 
 import (
-	"errors"
 	"net/http"
 
 	"github.com/labstack/echo/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/crowdsurf/crowdsurf/internal/httperr"
 	"github.com/crowdsurf/crowdsurf/segwindow"
 	"github.com/crowdsurf/crowdsurf/webui"
 )
@@ -16,7 +16,7 @@ import (
 // JSON {"error": "..."}.
 func (o *Origin) newEcho() *echo.Echo {
 	e := echo.New()
-	e.HTTPErrorHandler = jsonErrorHandler
+	e.HTTPErrorHandler = httperr.Handler(httperr.Options{}) // public: internal errors show their status only
 
 	hls := segwindow.NewServer(func(name string) (*segwindow.Window, bool) {
 		st, ok := o.lookup(name)
@@ -54,21 +54,4 @@ func (o *Origin) newEcho() *echo.Echo {
 		return c.JSON(http.StatusNotFound, map[string]string{"error": "not found: " + c.Request().URL.Path})
 	})
 	return e
-}
-
-func jsonErrorHandler(c *echo.Context, err error) {
-	if r, _ := echo.UnwrapResponse(c.Response()); r != nil && r.Committed {
-		return
-	}
-	code := http.StatusInternalServerError
-	var sc echo.HTTPStatusCoder
-	if errors.As(err, &sc) && sc.StatusCode() != 0 {
-		code = sc.StatusCode()
-	}
-	msg := http.StatusText(code)
-	var he *echo.HTTPError
-	if errors.As(err, &he) && he.Message != "" {
-		msg = he.Message
-	}
-	_ = c.JSON(code, map[string]string{"error": msg})
 }

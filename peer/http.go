@@ -1,13 +1,13 @@
 package peer
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
 	"github.com/labstack/echo/v5"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/crowdsurf/crowdsurf/internal/httperr"
 	"github.com/crowdsurf/crowdsurf/segwindow"
 	"github.com/crowdsurf/crowdsurf/webui"
 )
@@ -29,7 +29,7 @@ func (n *Node) httpServer() *http.Server {
 	e := echo.New()
 	// echo's default logger writes to stdout; a peer logs where its owner said.
 	e.Logger = n.log
-	e.HTTPErrorHandler = jsonErrorHandler
+	e.HTTPErrorHandler = httperr.Handler(httperr.Options{ShowInternal: true}) // the viewer's own, on localhost
 	segwindow.NewServer(func(stream string) (*segwindow.Window, bool) {
 		return n.window, stream == n.cfg.Stream
 	}, segwindow.ServerOptions{
@@ -46,23 +46,4 @@ func (n *Node) httpServer() *http.Server {
 	})
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{})))
 	return &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
-}
-
-// jsonErrorHandler answers errors as {"error": "..."}. A response already under way (a player
-// that went away mid-segment) is left alone: there is nobody to tell.
-func jsonErrorHandler(c *echo.Context, err error) {
-	if r, _ := echo.UnwrapResponse(c.Response()); r != nil && r.Committed {
-		return
-	}
-	code := http.StatusInternalServerError
-	var sc echo.HTTPStatusCoder
-	if errors.As(err, &sc) && sc.StatusCode() != 0 {
-		code = sc.StatusCode()
-	}
-	msg := err.Error()
-	var he *echo.HTTPError
-	if errors.As(err, &he) && he.Message != "" {
-		msg = he.Message
-	}
-	_ = c.JSON(code, map[string]string{"error": msg})
 }

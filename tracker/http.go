@@ -19,6 +19,7 @@ import (
 	"github.com/labstack/echo/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/crowdsurf/crowdsurf/internal/httperr"
 	"github.com/crowdsurf/crowdsurf/proto"
 	"github.com/crowdsurf/crowdsurf/tracker/registrar"
 	"github.com/crowdsurf/crowdsurf/webui"
@@ -35,7 +36,7 @@ var (
 const kvTimeout = 3 * time.Second
 
 func (t *Tracker) routes() *echo.Echo {
-	e := echo.NewWithConfig(echo.Config{Logger: t.cfg.Logger, HTTPErrorHandler: t.handleError, IPExtractor: t.clientIP})
+	e := echo.NewWithConfig(echo.Config{Logger: t.cfg.Logger, HTTPErrorHandler: httperr.Handler(httperr.Options{Logger: t.cfg.Logger}), IPExtractor: t.clientIP})
 	e.Use(middleware.Recover())
 	e.GET("/healthz", t.healthz)
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(t.cfg.Registry, promhttp.HandlerOpts{})))
@@ -73,27 +74,8 @@ func (t *Tracker) clientIP(r *http.Request) string {
 	return host
 }
 
-// handleError answers every error that a handler returns (or the router raises) as
-// {"error": "..."}; handlers answer expected failures themselves with apiError.
-func (t *Tracker) handleError(c *echo.Context, err error) {
-	if r, _ := echo.UnwrapResponse(c.Response()); r != nil && r.Committed {
-		return
-	}
-	code := echo.StatusCode(err)
-	if code == 0 {
-		code = http.StatusInternalServerError
-	}
-	msg := http.StatusText(code)
-	var he *echo.HTTPError
-	if errors.As(err, &he) && he.Message != "" {
-		msg = he.Message
-	}
-	if code >= 500 {
-		t.cfg.Logger.Error("request failed", "path", c.Request().URL.Path, "error", err)
-	}
-	_ = apiError(c, code, "%s", msg)
-}
-
+// apiError answers an expected failure as {"error": "..."}; everything else a handler returns
+// (or the router raises) goes to the shared httperr handler.
 func apiError(c *echo.Context, code int, format string, args ...any) error {
 	return c.JSON(code, proto.ErrorResponse{Error: fmt.Sprintf(format, args...)})
 }
