@@ -2,11 +2,14 @@ package origin
 
 import (
 	"context"
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/proto"
@@ -20,7 +23,7 @@ import (
 // the root of the stream its client named (the TLS server name), so an origin needs one UDP port
 // however many streams it carries.
 type meshSeeder struct {
-	o   *Origin
+	cfg meshConfig
 	ctx context.Context
 	log *slog.Logger
 	wg  sync.WaitGroup
@@ -42,15 +45,29 @@ type rootNode struct {
 	lastSeeded int64
 }
 
-func newMeshSeeder(ctx context.Context, o *Origin) (*meshSeeder, error) {
-	mux, err := peer.NewMux(peer.MuxConfig{PacketConn: o.meshConn, Identity: o.cfg.Key, Registry: o.cfg.Registry})
+// meshConfig is what the seeder needs of the origin: its mesh socket and key, the roots'
+// parameters, and where to count the bytes they seed.
+type meshConfig struct {
+	conn       net.PacketConn
+	key        ed25519.PrivateKey
+	registry   *prometheus.Registry
+	logger     *slog.Logger
+	seedCopies int
+	stripes    int
+	window     int
+	segment    time.Duration
+	onSeeded   func(bytes int)
+}
+
+func newMeshSeeder(ctx context.Context, cfg meshConfig) (*meshSeeder, error) {
+	mux, err := peer.NewMux(peer.MuxConfig{PacketConn: cfg.conn, Identity: cfg.key, Registry: cfg.registry})
 	if err != nil {
 		return nil, fmt.Errorf("origin: mesh: %w", err)
 	}
 	m := &meshSeeder{
-		o:       o,
+		cfg:     cfg,
 		ctx:     ctx,
-		log:     o.cfg.Logger.With("component", "origin-mesh"),
+		log:     cfg.logger.With("component", "origin-mesh"),
 		mux:     mux,
 		roots:   make(map[string]*rootNode),
 		started: make(chan struct{}, 1),
@@ -88,12 +105,12 @@ func (m *meshSeeder) startRoot(stream string) (*rootNode, error) {
 		Stream:         stream,
 		Listener:       ln,
 		Root:           true,
-		Identity:       m.o.cfg.Key,
-		SeedCopies:     m.o.cfg.SeedCopies,
-		Stripes:        m.o.cfg.Stripes,
-		PlaylistLength: m.o.cfg.Window,
-		TargetDuration: m.o.cfg.SegmentDuration,
-		Logger:         m.o.cfg.Logger,
+		Identity:       m.cfg.key,
+		SeedCopies:     m.cfg.seedCopies,
+		Stripes:        m.cfg.stripes,
+		PlaylistLength: m.cfg.window,
+		TargetDuration: m.cfg.segment,
+		Logger:         m.cfg.logger,
 	})
 	if err != nil {
 		_ = ln.Close()
@@ -112,7 +129,7 @@ func (m *meshSeeder) startRoot(stream string) (*rootNode, error) {
 	default:
 	}
 	m.log.Info("mesh root seeding", "stream", stream, "mesh", node.Addr().String(),
-		"seed_copies", m.o.cfg.SeedCopies, "stripes", m.o.cfg.Stripes)
+		"seed_copies", m.cfg.seedCopies, "stripes", m.cfg.stripes)
 	return r, nil
 }
 
@@ -128,7 +145,7 @@ func (m *meshSeeder) remove(stream string) {
 		return
 	}
 	if d := r.node.Stats().BytesToPeers - r.lastSeeded; d > 0 {
-		m.o.AddSeeded(int(d))
+		m.cfg.onSeeded(int(d))
 	}
 	r.stop()
 	_ = r.ln.Close()
@@ -169,7 +186,7 @@ func (m *meshSeeder) collectSeeded() {
 		}
 		sent := r.node.Stats().BytesToPeers
 		if d := sent - r.lastSeeded; d > 0 {
-			m.o.AddSeeded(int(d))
+			m.cfg.onSeeded(int(d))
 			r.lastSeeded = sent
 		}
 	}

@@ -176,7 +176,11 @@ func (o *Origin) Run(ctx context.Context) error {
 	var mesh *meshSeeder
 	if o.meshConn != nil {
 		var err error
-		if mesh, err = newMeshSeeder(meshCtx, o); err != nil {
+		if mesh, err = newMeshSeeder(meshCtx, meshConfig{
+			conn: o.meshConn, key: o.cfg.Key, registry: o.cfg.Registry, logger: o.cfg.Logger,
+			seedCopies: o.cfg.SeedCopies, stripes: o.cfg.Stripes, window: o.cfg.Window, segment: o.cfg.SegmentDuration,
+			onSeeded: o.AddSeeded,
+		}); err != nil {
 			o.rtsp.Close()
 			_ = o.httpLn.Close()
 			if o.ownMeshConn {
@@ -274,7 +278,7 @@ func (o *Origin) claimStream(name string, owner any, capped bool) (*stream, erro
 		if capped && o.cfg.MaxStreams > 0 && len(o.streams) >= o.cfg.MaxStreams {
 			return nil, fmt.Errorf("%w: %d streams, at most %d", ErrTooManyStreams, len(o.streams), o.cfg.MaxStreams)
 		}
-		st = newStream(o, name)
+		st = newStream(o.streamEnv(), name)
 		o.streams[name] = st
 	}
 	if err := st.claim(owner); err != nil {
@@ -373,6 +377,14 @@ func (o *Origin) fanout(c *proto.Chunk) {
 	defer o.subMu.RUnlock()
 	for _, fn := range o.subs {
 		fn(c)
+	}
+}
+
+// streamEnv is what every stream gets of the origin.
+func (o *Origin) streamEnv() streamEnv {
+	return streamEnv{
+		cfg: &o.cfg, pub: o.pub, log: o.log, metrics: o.metrics, fanout: o.fanout,
+		produced: func(n int) { o.bytesProduced.Add(uint64(n)) },
 	}
 }
 

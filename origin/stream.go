@@ -1,6 +1,7 @@
 package origin
 
 import (
+	"crypto/ed25519"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -18,7 +19,7 @@ import (
 type stream struct {
 	name   string
 	log    *slog.Logger
-	o      *Origin
+	env    streamEnv
 	window *segwindow.Window
 
 	mu        sync.Mutex
@@ -38,29 +39,40 @@ type segmentStat struct {
 	duration time.Duration
 }
 
-func newStream(o *Origin, name string) *stream {
+// streamEnv is what a stream needs of its origin: the settings, the public key for its watch
+// link, the metrics it moves, and where its chunks go.
+type streamEnv struct {
+	cfg      *Config
+	pub      ed25519.PublicKey
+	log      *slog.Logger
+	metrics  *metrics
+	produced func(bytes int)          // counts the chunk data produced
+	fanout   func(chunk *proto.Chunk) // hands a chunk to the subscribers (the mesh root)
+}
+
+func newStream(env streamEnv, name string) *stream {
 	st := &stream{
 		name: name,
-		o:    o,
-		log:  o.log.With("stream", name),
+		env:  env,
+		log:  env.log.With("stream", name),
 		window: segwindow.New(segwindow.Config{
 			Stream:         name,
-			PlaylistLength: o.cfg.Window,
-			TargetDuration: o.cfg.SegmentDuration,
+			PlaylistLength: env.cfg.Window,
+			TargetDuration: env.cfg.SegmentDuration,
 		}),
 	}
-	first := o.cfg.FirstSeq
+	first := env.cfg.FirstSeq
 	if first == 0 {
-		first = uint64(o.cfg.now().UnixMilli() / 100)
+		first = uint64(env.cfg.now().UnixMilli() / 100)
 	}
 	st.seg = newSegmenter(segmenterConfig{
 		FirstSeq:      first,
 		Stream:        name,
-		Target:        o.cfg.SegmentDuration,
-		ChunkSize:     o.cfg.ChunkSize,
-		ChunkInterval: o.cfg.ChunkInterval,
-		Key:           o.cfg.Key,
-		Now:           o.cfg.now,
+		Target:        env.cfg.SegmentDuration,
+		ChunkSize:     env.cfg.ChunkSize,
+		ChunkInterval: env.cfg.ChunkInterval,
+		Key:           env.cfg.Key,
+		Now:           env.cfg.now,
 		Emit:          st.emit,
 		OnSegment:     st.onSegment,
 		OnError:       func(err error) { st.rtpError("aac", err) },
@@ -71,17 +83,17 @@ func newStream(o *Origin, name string) *stream {
 // emit runs under st.mu for every chunk the segmenter produces.
 func (st *stream) emit(c *proto.Chunk) {
 	st.window.AddChunk(c)
-	st.o.metrics.chunks.Inc()
-	st.o.metrics.bytesProduced.Add(float64(len(c.Data)))
-	st.o.bytesProduced.Add(uint64(len(c.Data)))
-	st.o.fanout(c)
+	st.env.metrics.chunks.Inc()
+	st.env.metrics.bytesProduced.Add(float64(len(c.Data)))
+	st.env.produced(len(c.Data))
+	st.env.fanout(c)
 }
 
 func (st *stream) onSegment(seq uint64, info proto.SegmentInfo) {
-	st.o.metrics.segments.Inc()
+	st.env.metrics.segments.Inc()
 	st.newest, st.hasNewest = seq, true
 	st.recent = append(st.recent, segmentStat{bytes: info.ByteLength, duration: info.Duration})
-	if len(st.recent) > st.o.cfg.Window {
+	if len(st.recent) > st.env.cfg.Window {
 		st.recent = st.recent[1:]
 	}
 	st.log.Debug("segment", "seq", seq, "duration", info.Duration, "bytes", info.ByteLength, "chunks", info.ChunkCount)
@@ -120,7 +132,7 @@ func (st *stream) start(owner any, plan *ingestPlan) error {
 
 // notify tells Config.OnStream about a change; called without st.mu held.
 func (st *stream) notify() {
-	if cb := st.o.cfg.OnStream; cb != nil {
+	if cb := st.env.cfg.OnStream; cb != nil {
 		cb(st.info())
 	}
 }
@@ -135,7 +147,7 @@ func (st *stream) startLocked(owner any, tracks trackSet) error {
 		return err
 	}
 	st.tracks = tracks
-	st.o.metrics.publishers.Inc()
+	st.env.metrics.publishers.Inc()
 	return nil
 }
 
@@ -152,17 +164,17 @@ func (st *stream) releaseSession(owner any, end bool) {
 		return
 	}
 	st.publisher = nil
-	st.idleSince = st.o.cfg.now()
+	st.idleSince = st.env.cfg.now()
 	ended := st.seg.inSession
 	if ended {
 		st.seg.stopSession(end)
-		st.o.metrics.publishers.Dec()
+		st.env.metrics.publishers.Dec()
 		if end {
 			st.log.Info("publishing ended; the playlist ends, the stream is removed unless a publisher comes back",
-				"next_seq", st.seg.nextSeq(), "grace", st.o.cfg.StreamGrace)
+				"next_seq", st.seg.nextSeq(), "grace", st.env.cfg.StreamGrace)
 		} else {
 			st.log.Info("publishing interrupted; the stream goes on when the source is back, or is removed",
-				"next_seq", st.seg.nextSeq(), "grace", st.o.cfg.StreamGrace)
+				"next_seq", st.seg.nextSeq(), "grace", st.env.cfg.StreamGrace)
 		}
 	}
 	st.mu.Unlock()
@@ -208,14 +220,14 @@ func (st *stream) tick(now time.Time) {
 }
 
 func (st *stream) rtpError(codec string, err error) {
-	st.o.metrics.mediaErrors.Inc()
+	st.env.metrics.mediaErrors.Inc()
 	st.log.Debug("media error", "codec", codec, "error", err)
 }
 
 // recoverPanic keeps a bug triggered by one publisher's media from taking the origin down.
 func (st *stream) recoverPanic(fail func(error)) {
 	if r := recover(); r != nil {
-		st.o.metrics.mediaErrors.Inc()
+		st.env.metrics.mediaErrors.Inc()
 		st.log.Error("panic while ingesting; closing the session", "panic", r, "stack", string(debug.Stack()))
 		if fail != nil {
 			fail(fmt.Errorf("ingest panic: %v", r))
@@ -242,7 +254,7 @@ func (st *stream) info() StreamInfo {
 	defer st.mu.Unlock()
 	si := StreamInfo{
 		Name:      st.name,
-		PublicKey: proto.FormatPublicKey(st.o.pub),
+		PublicKey: proto.FormatPublicKey(st.env.pub),
 		Live:      st.publisher != nil && st.seg.inSession,
 		Ended:     st.window.Ended(),
 		Codecs:    st.tracks.codecs(),
@@ -250,8 +262,8 @@ func (st *stream) info() StreamInfo {
 	if si.Codecs == nil {
 		si.Codecs = []string{}
 	}
-	if st.o.cfg.TrackerURL != "" {
-		si.WatchLink = proto.WatchLink{Tracker: st.o.cfg.TrackerURL, Stream: st.name, OriginKey: st.o.pub}.String()
+	if st.env.cfg.TrackerURL != "" {
+		si.WatchLink = proto.WatchLink{Tracker: st.env.cfg.TrackerURL, Stream: st.name, OriginKey: st.env.pub}.String()
 	}
 	if st.hasNewest {
 		n := st.newest
