@@ -502,3 +502,23 @@ func TestGraceTimingInABubble(t *testing.T) {
 		require.False(t, ok, "removed once the grace has passed")
 	})
 }
+
+// TestRootSharesTheStreamsWindow: the origin keeps each segment once: the stream's mesh root
+// pushes from the window the origin serves over HTTP instead of keeping a copy of its own.
+func TestRootSharesTheStreamsWindow(t *testing.T) {
+	t.Parallel()
+	cfg, _ := testConfig(t)
+	o := startOrigin(t, cfg)
+	publishCard(t, o, "shared", 2500*time.Millisecond)
+	st, ok := o.lookup("shared")
+	require.True(t, ok)
+	m := o.mesh.Load()
+	m.mu.Lock()
+	r := m.roots["shared"]
+	m.mu.Unlock()
+	require.NotNil(t, r, "the stream has a mesh root")
+	require.Same(t, st.window, r.node.Window())
+	seqs := st.window.Seqs()
+	require.NotEmpty(t, seqs)
+	require.Positive(t, r.node.Stats().BytesPublished, "the root took the chunks the origin put in the shared window")
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // meshSeeder runs one root mesh node per stream: the top of every stripe tree, accepting at most
@@ -57,6 +58,9 @@ type meshConfig struct {
 	window     int
 	segment    time.Duration
 	onSeeded   func(bytes int)
+	// windowOf is the stream's window of verified chunks (the one the origin serves over HTTP),
+	// which its root shares instead of keeping every segment twice.
+	windowOf func(stream string) *segwindow.Window
 }
 
 func newMeshSeeder(ctx context.Context, cfg meshConfig) (*meshSeeder, error) {
@@ -106,6 +110,7 @@ func (m *meshSeeder) startRoot(stream string) (*rootNode, error) {
 		Listener:       ln,
 		Root:           true,
 		Identity:       m.cfg.key,
+		Window:         m.cfg.windowOf(stream),
 		SeedCopies:     m.cfg.seedCopies,
 		Stripes:        m.cfg.stripes,
 		PlaylistLength: m.cfg.window,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/crowdsurf/crowdsurf/internal/runonce"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // Origin ingests RTSP, produces signed chunks and serves them over HTTP.
@@ -31,7 +32,10 @@ type Origin struct {
 	httpLn net.Listener
 	http   *http.Server
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// windows maps each stream's name to its window, readable without mu: the mesh root of a
+	// stream shares it (meshConfig.windowOf), asked on the ingest path where mu must not be taken.
+	windows sync.Map
 	streams map[string]*stream
 
 	subMu   sync.RWMutex
@@ -180,6 +184,14 @@ func (o *Origin) Run(ctx context.Context) error {
 			conn: o.meshConn, key: o.cfg.Key, registry: o.cfg.Registry, logger: o.cfg.Logger,
 			seedCopies: o.cfg.SeedCopies, stripes: o.cfg.Stripes, window: o.cfg.Window, segment: o.cfg.SegmentDuration,
 			onSeeded: o.AddSeeded,
+			windowOf: func(name string) *segwindow.Window {
+				// Not o.lookup: this runs on the ingest path under the stream's and the
+				// seeder's locks, and o.mu is taken before those (removeIdle).
+				if w, ok := o.windows.Load(name); ok {
+					return w.(*segwindow.Window)
+				}
+				return nil
+			},
 		}); err != nil {
 			o.rtsp.Close()
 			_ = o.httpLn.Close()
@@ -280,6 +292,7 @@ func (o *Origin) claimStream(name string, owner any, capped bool) (*stream, erro
 		}
 		st = newStream(o.streamEnv(), name)
 		o.streams[name] = st
+		o.windows.Store(name, st.window)
 	}
 	if err := st.claim(owner); err != nil {
 		return nil, err
@@ -312,6 +325,7 @@ func (o *Origin) removeIdle(now time.Time, mesh *meshSeeder) {
 			continue
 		}
 		delete(o.streams, name)
+		o.windows.Delete(name)
 		// Still under o.mu: a publisher of the same name that comes now gets a new stream and,
 		// with its first chunk, a new root.
 		if mesh != nil {

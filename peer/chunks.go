@@ -30,7 +30,14 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 	if from != nil {
 		from.has[key] = struct{}{}
 	}
-	added, completed := l.n.window.AddChunk(c)
+	var added, completed bool
+	if src == SourceLocal && l.cfg.Window != nil {
+		// The origin put it in the window it shares with us: ours to push, not to store again.
+		ss, ok := l.n.window.State(c.ID.Seq)
+		added, completed = ok, ok && ss.Complete && c.Last()
+	} else {
+		added, completed = l.n.window.AddChunk(c)
+	}
 	if !added {
 		return
 	}

@@ -98,6 +98,10 @@ type Config struct {
 	// half viewers hold from the watch link. Its TLS certificate is made with it (see meshTLS), so
 	// viewers know the root from anyone claiming depth 0. Required when Root; unused otherwise.
 	Identity ed25519.PrivateKey
+	// Window, for a root, is the window of verified chunks its origin already keeps and serves
+	// over HTTP: the root pushes from it instead of keeping every segment a second time, and what
+	// it is handed with Publish is taken as already in it. Nil: the node keeps its own.
+	Window *segwindow.Window
 	// SeedCopies is the root's child limit per stripe (default 2).
 	SeedCopies int
 	// MaxNeighbours bounds the connections the node dials (default 8). It accepts up to twice as many.
@@ -181,6 +185,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if !c.Root {
 		c.Identity = nil
+		if c.Window != nil {
+			return c, fmt.Errorf("%w: only a root shares its origin's window", ErrConfig)
+		}
 	}
 	if c.Stripes == 0 {
 		c.Stripes = proto.DefaultStripes

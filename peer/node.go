@@ -80,11 +80,14 @@ func New(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.log = cfg.Logger.With("component", "peer", "stream", cfg.Stream, "peer_id", hex.EncodeToString(n.id[:4]))
-	n.window = segwindow.New(segwindow.Config{
-		Stream:         cfg.Stream,
-		PlaylistLength: cfg.PlaylistLength,
-		TargetDuration: cfg.TargetDuration,
-	})
+	n.window = cfg.Window
+	if n.window == nil {
+		n.window = segwindow.New(segwindow.Config{
+			Stream:         cfg.Stream,
+			PlaylistLength: cfg.PlaylistLength,
+			TargetDuration: cfg.TargetDuration,
+		})
+	}
 	if n.metrics, err = newMetrics(cfg.Registry, &n.stats); err != nil {
 		return nil, err
 	}
