@@ -13,9 +13,9 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
 
 	"github.com/crowdsurf/crowdsurf/internal/testcard"
@@ -214,24 +214,15 @@ func (d *Demo) WatchLink() string {
 // of a component stops the others.
 func (d *Demo) Run(ctx context.Context) error {
 	defer d.close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg       sync.WaitGroup
-		errMu    sync.Mutex
-		firstErr error
-	)
+	// The first component to fail ends the others (errgroup cancels ctx); a component that
+	// merely stopped because ctx ended is no failure.
+	g, ctx := errgroup.WithContext(ctx)
 	start := func(name string, run func(context.Context) error) {
-		wg.Go(func() {
-			err := run(ctx)
-			if err != nil && !errors.Is(err, context.Canceled) {
-				errMu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("%s: %w", name, err)
-				}
-				errMu.Unlock()
-				cancel()
+		g.Go(func() error {
+			if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("%s: %w", name, err)
 			}
+			return nil
 		})
 	}
 	start("tracker", d.tracker.Run)
@@ -243,8 +234,7 @@ func (d *Demo) Run(ctx context.Context) error {
 	for i, p := range d.peers {
 		start(fmt.Sprintf("peer %d", i), p.Run)
 	}
-	wg.Wait()
-	return firstErr
+	return g.Wait()
 }
 
 // waitForStream waits (at most 15 s) until the tracker knows the test card's stream.
