@@ -30,6 +30,10 @@ type Config struct {
 	// DataDir keeps the embedded NATS server's JetStream state on disk, so registered streams
 	// survive a restart. Empty keeps everything in memory. Ignored with NATSURL.
 	DataDir string
+	// Replicas is how many servers of a NATS cluster hold each bucket (default 1). With 3 on a
+	// three-node JetStream cluster the swarm state survives one node going down. The embedded
+	// server is a single node and takes only 1.
+	Replicas int
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry
@@ -137,6 +141,9 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxStreams == 0 {
 		c.MaxStreams = 1000
 	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
 	switch {
 	case c.AnnounceInterval < 0 || c.AnnounceInterval >= c.PeerTTL:
 		return c, fmt.Errorf("%w: announce interval %v must be positive and shorter than the peer TTL %v", ErrBadConfig, c.AnnounceInterval, c.PeerTTL)
@@ -147,6 +154,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: neighbour count %d must be 1 to 100", ErrBadConfig, c.NeighbourCount)
 	case c.RateLimit < 0 || c.RateBurst < 1 || c.MaxTrackedIPs < 1 || c.MaxBodyBytes < 1024:
 		return c, fmt.Errorf("%w: rate limit, burst, tracked IPs and body size must be positive (body at least 1 KiB)", ErrBadConfig)
+	case c.Replicas < 1 || c.Replicas > 5 || (c.NATSURL == "" && c.Replicas != 1):
+		return c, fmt.Errorf("%w: replicas %d must be 1 to 5, and 1 with the embedded NATS server (a single node)", ErrBadConfig, c.Replicas)
 	case c.RegistrationSkew < 0 || c.MaxPeersPerHost < -1 || c.MaxPeersPerSwarm < 1 || c.MaxStreams < 1:
 		return c, fmt.Errorf("%w: registration skew, peers per host (-1 = no bound), peers per swarm and streams must be positive", ErrBadConfig)
 	}

@@ -205,11 +205,14 @@ func (t *Tracker) announce(c *echo.Context) error {
 		result("unavailable")
 		return apiError(c, http.StatusServiceUnavailable, "storing announce: %v", err)
 	}
+	t.metrics.kvWrites.Inc()
 	// Apply our own write at once so the next announce here sees this peer; the watcher brings
 	// the same revision again later and it is ignored then.
 	_ = t.view.do(ctx, func() {
+		now := time.Now()
+		t.view.wrote(rev, now)
 		if t.view.admits(id, rec) {
-			t.view.putPeer(id, rec, rev, time.Now())
+			t.view.putPeer(id, rec, rev, now)
 		}
 	})
 

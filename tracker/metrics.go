@@ -8,6 +8,7 @@ type metrics struct {
 	announces     *prometheus.CounterVec // by result
 	registrations *prometheus.CounterVec // by result
 	kvUpdates     *prometheus.CounterVec // by bucket
+	kvWrites      prometheus.Counter
 	rateLimited   prometheus.Counter
 	peers         prometheus.Gauge
 	streams       prometheus.Gauge
@@ -29,6 +30,10 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Namespace: ns, Subsystem: sub, Name: "kv_updates_total",
 			Help: "Key-value updates seen by this replica's watchers, by bucket.",
 		}, []string{"bucket"}),
+		kvWrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "peer_writes_total",
+			Help: "Peer records this replica wrote to the peers bucket (an announce writes only when its state changed or its entry needs refreshing).",
+		}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "rate_limited_total",
 			Help: "Requests refused with 429 because their source address exceeded its rate.",
@@ -47,6 +52,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
 		}),
 	}
-	reg.MustRegister(m.announces, m.registrations, m.kvUpdates, m.rateLimited, m.peers, m.streams, m.announceTime)
+	reg.MustRegister(m.announces, m.registrations, m.kvUpdates, m.kvWrites, m.rateLimited, m.peers, m.streams, m.announceTime)
 	return m
 }

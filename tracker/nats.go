@@ -85,11 +85,14 @@ func openBuckets(ctx context.Context, js jetstream.JetStream, cfg Config, storag
 		TTL:          cfg.PeerTTL,
 		MaxValueSize: 8 << 10,
 		Storage:      storage,
+		Replicas:     cfg.Replicas,
 	})
 	if err != nil {
 		return nil, nil, err
 	}
-	streams, err = openBucket(ctx, js, cfg, registrar.BucketConfig(cfg.StreamTTL, storage))
+	streamsCfg := registrar.BucketConfig(cfg.StreamTTL, storage)
+	streamsCfg.Replicas = cfg.Replicas
+	streams, err = openBucket(ctx, js, cfg, streamsCfg)
 	return peers, streams, err
 }
 
@@ -108,8 +111,10 @@ func openBucket(ctx context.Context, js jetstream.JetStream, cfg Config, kvc jet
 	return kv, nil
 }
 
-// connectNATS connects to url with reconnects forever: a tracker outlives NATS restarts.
-func connectNATS(url string, cfg Config) (*nats.Conn, error) {
+// connectNATS connects to url with reconnects forever: a tracker outlives NATS restarts. After
+// every reconnect it signals reconnected (without blocking), so the view watches the buckets
+// afresh: a watcher's consumer may have lived on the server that went away.
+func connectNATS(url string, cfg Config, reconnected chan<- struct{}) (*nats.Conn, error) {
 	nc, err := nats.Connect(url,
 		nats.Name("crowdsurf-tracker"),
 		nats.MaxReconnects(-1),
@@ -119,7 +124,13 @@ func connectNATS(url string, cfg Config) (*nats.Conn, error) {
 				cfg.Logger.Warn("NATS disconnected", "error", err)
 			}
 		}),
-		nats.ReconnectHandler(func(*nats.Conn) { cfg.Logger.Info("NATS reconnected") }),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			cfg.Logger.Info("NATS reconnected", "server", nc.ConnectedUrlRedacted())
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("tracker: connect to NATS at %s: %w", url, err)

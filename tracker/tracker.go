@@ -70,7 +70,8 @@ func New(cfg Config) (_ *Tracker, err error) {
 		cfg.Logger.Warn("data dir ignored: the external NATS server keeps the state", "data_dir", cfg.DataDir)
 	}
 
-	if t.nc, err = connectNATS(t.natsURL, cfg); err != nil {
+	reconnected := make(chan struct{}, 1)
+	if t.nc, err = connectNATS(t.natsURL, cfg, reconnected); err != nil {
 		return nil, err
 	}
 	js, err := jetstream.New(t.nc)
@@ -86,6 +87,7 @@ func New(cfg Config) (_ *Tracker, err error) {
 	t.metrics = newMetrics(cfg.Registry)
 	t.limiter = newIPLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxTrackedIPs)
 	t.view = newView(t.peersKV, t.streamsKV, cfg, t.metrics)
+	t.view.reconnected = reconnected
 	t.httpServer = &http.Server{
 		Handler:           t.routes(),
 		ReadHeaderTimeout: 5 * time.Second,

@@ -43,9 +43,17 @@ type view struct {
 	log                *slog.Logger
 	metrics            *metrics
 
-	calls   chan func()
-	ready   chan struct{} // closed once the buckets' current contents are loaded
-	stopped chan struct{} // closed when run returns
+	calls chan func()
+	ready chan struct{} // closed once the buckets' current contents are loaded
+	// reconnected tells run that the NATS connection came back (nil: never).
+	reconnected <-chan struct{}
+	// Owned by run: the newest revision this replica wrote to the peers bucket, when the oldest
+	// write the watcher has not brought back yet was made, and the newest revision the watcher
+	// delivered. A write the watcher has not brought back after watcherStall means its consumer
+	// is gone (it lived on a NATS node that went down).
+	wroteRev, watchedRev uint64
+	wroteAt              time.Time
+	stopped              chan struct{} // closed when run returns
 
 	// Owned by run.
 	rng     *rand.Rand
@@ -95,19 +103,35 @@ func (v *view) do(ctx context.Context, f func()) error {
 }
 
 // run watches both buckets and serves calls until ctx ends. Calls wait until the buckets'
-// current contents are loaded, so a restarted tracker never answers from an empty view.
+// current contents are loaded, so a restarted tracker never answers from an empty view. After
+// a NATS reconnect both buckets are watched afresh: the new watchers bring every current entry
+// again (ignored where the view holds its revision already) and whatever the old ones missed.
 func (v *view) run(ctx context.Context) error {
 	defer close(v.stopped)
-	peersW, err := v.peersKV.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("tracker: watch %s: %w", peersBucket, err)
+	var peersW, streamsW jetstream.KeyWatcher
+	stopWatchers := func() {
+		if peersW != nil {
+			_ = peersW.Stop()
+		}
+		if streamsW != nil {
+			_ = streamsW.Stop()
+		}
 	}
-	defer func() { _ = peersW.Stop() }()
-	streamsW, err := v.streamsKV.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("tracker: watch %s: %w", registrar.StreamsBucket, err)
+	defer func() { stopWatchers() }()
+	watch := func() error {
+		stopWatchers()
+		var err error
+		if peersW, err = v.peersKV.WatchAll(ctx); err != nil {
+			return fmt.Errorf("tracker: watch %s: %w", peersBucket, err)
+		}
+		if streamsW, err = v.streamsKV.WatchAll(ctx); err != nil {
+			return fmt.Errorf("tracker: watch %s: %w", registrar.StreamsBucket, err)
+		}
+		return nil
 	}
-	defer func() { _ = streamsW.Stop() }()
+	if err := watch(); err != nil {
+		return err
+	}
 
 	sweep := time.NewTicker(v.sweepInterval())
 	defer sweep.Stop()
@@ -135,10 +159,22 @@ func (v *view) run(ctx context.Context) error {
 			} else {
 				v.applyStreamEntry(e)
 			}
+		case <-v.reconnected:
+			v.log.Info("watching the buckets afresh after a NATS reconnect")
+			if err := watch(); err != nil {
+				return err
+			}
 		case f := <-pending:
 			f()
 		case now := <-sweep.C:
 			v.expire(now)
+			if v.wroteRev > v.watchedRev && now.Sub(v.wroteAt) > watcherStall {
+				v.log.Warn("watching the buckets afresh: the peers watcher fell silent", "wrote_rev", v.wroteRev, "watched_rev", v.watchedRev)
+				v.watchedRev = v.wroteRev // one rewatch per stall
+				if err := watch(); err != nil {
+					return err
+				}
+			}
 		}
 		if pending == nil && peersLoaded && streamsLoaded {
 			pending = v.calls
@@ -161,8 +197,21 @@ func (v *view) sweepInterval() time.Duration {
 	return min(v.peerTTL, v.streamTTL, time.Second) / 4
 }
 
+// watcherStall is how long a write of this replica may take to come back through its watcher
+// before the watcher is taken for dead.
+const watcherStall = 2 * time.Second
+
+// wrote notes a write of this replica to the peers bucket.
+func (v *view) wrote(rev uint64, now time.Time) {
+	if v.wroteRev <= v.watchedRev {
+		v.wroteAt = now // the oldest write the watcher has yet to bring back
+	}
+	v.wroteRev = max(v.wroteRev, rev)
+}
+
 func (v *view) applyPeerEntry(e jetstream.KeyValueEntry) {
 	v.metrics.kvUpdates.WithLabelValues(peersBucket).Inc()
+	v.watchedRev = max(v.watchedRev, e.Revision())
 	if e.Operation() != jetstream.KeyValuePut {
 		id, peerID, ok := splitPeerKey(e.Key())
 		if ok {

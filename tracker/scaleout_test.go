@@ -1,0 +1,87 @@
+package tracker
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// neighbourIDs lists the peer ids of an answer.
+func neighbourIDs(resp proto.AnnounceResponse) []string {
+	ids := make([]string, 0, len(resp.Neighbours))
+	for _, n := range resp.Neighbours {
+		ids = append(ids, n.PeerID)
+	}
+	return ids
+}
+
+// Two trackers on a three-node JetStream cluster hold one swarm: a peer announced at A is handed
+// out by B and the other way round, and the swarm outlives the cluster node that led its bucket.
+func TestTwoTrackersOnAThreeNodeNATSClusterShareOneSwarmThatSurvivesANode(t *testing.T) {
+	cluster := startNATSCluster(t, 3)
+	trackerOn := func(node int) *Tracker {
+		cfg := testConfig(t)
+		cfg.NATSURL = cluster.url(node)
+		cfg.Replicas = 3
+		return startTracker(t, cfg)
+	}
+	a, b := trackerOn(0), trackerOn(1)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	require.NoError(t, client(a).RegisterStream(ctx, testRegistration(t, "live")))
+	require.Eventually(t, func() bool { _, err := client(b).Stream(ctx, "live", testKey); return err == nil },
+		10*time.Second, 20*time.Millisecond, "B never saw the registration made at A")
+	_, err := client(a).Announce(ctx, testAnnounce("live", 1))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		resp, err := client(b).Announce(ctx, testAnnounce("live", 2))
+		return err == nil && slices.Equal(neighbourIDs(resp), []string{testPeerID(1)})
+	}, 10*time.Second, 20*time.Millisecond, "B never handed out the peer announced at A")
+	require.Eventually(t, func() bool {
+		resp, err := client(a).Announce(ctx, testAnnounce("live", 1))
+		return err == nil && slices.Equal(neighbourIDs(resp), []string{testPeerID(2)})
+	}, 10*time.Second, 20*time.Millisecond, "A never handed out the peer announced at B")
+
+	// The node that leads the peers bucket's stream goes down; its replicas elect another.
+	leader := -1
+	for i, s := range cluster.servers {
+		if s.JetStreamIsStreamLeader("$G", "KV_"+peersBucket) {
+			leader = i
+		}
+	}
+	require.GreaterOrEqual(t, leader, 0, "no leader of the peers bucket")
+	cluster.stop(leader)
+	t.Logf("stopped NATS node %d, the leader of the peers bucket", leader)
+
+	// Both trackers keep answering from the same swarm, and a newcomer at either is seen by the
+	// other: the peers announced before the failure are still there, and writes still replicate.
+	start := time.Now()
+	require.Eventually(t, func() bool {
+		_, err1 := client(a).Announce(ctx, testAnnounce("live", 1))
+		_, err2 := client(b).Announce(ctx, testAnnounce("live", 2))
+		resp, err3 := client(b).Announce(ctx, testAnnounce("live", 3))
+		return err1 == nil && err2 == nil && err3 == nil && len(resp.Neighbours) == 2
+	}, 30*time.Second, 100*time.Millisecond, "the trackers did not recover from the node's loss")
+	t.Logf("answers whole again %v after the node went down", time.Since(start).Round(time.Millisecond))
+	require.Eventually(t, func() bool {
+		resp, err := client(a).Announce(ctx, testAnnounce("live", 1))
+		return err == nil && slices.Contains(neighbourIDs(resp), testPeerID(3)) && slices.Contains(neighbourIDs(resp), testPeerID(2))
+	}, 10*time.Second, 50*time.Millisecond, "A never handed out the peer that joined at B after the failure")
+	_, err = client(a).Announce(ctx, testAnnounce("live", 4))
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		resp, err := client(b).Announce(ctx, testAnnounce("live", 2))
+		return err == nil && slices.Contains(neighbourIDs(resp), testPeerID(4))
+	}, 10*time.Second, 50*time.Millisecond, "B never handed out the peer that joined at A after the failure")
+	for _, tr := range []*Tracker{a, b} {
+		st, err := client(tr).Stream(ctx, "live", testKey)
+		require.NoError(t, err)
+		require.Equal(t, 4, st.SwarmSize)
+	}
+}
