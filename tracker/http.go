@@ -145,12 +145,14 @@ func (t *Tracker) announce(c *echo.Context) error {
 		return apiError(c, http.StatusBadRequest, "%v: stream_key: %v", proto.ErrBadAnnounce, err)
 	}
 	rec := proto.PeerRecord{PeerState: req.PeerState, SourceIP: src.String()}
+	fp := fingerprint(rec)
 
 	var (
 		found      bool
 		reg        proto.StreamRegistration
 		neighbours []proto.PeerInfo
 		admitErr   error
+		unchanged  bool // nothing to write: see view.touch
 	)
 	err = t.view.do(ctx, func() {
 		e := t.view.streams[id]
@@ -160,6 +162,7 @@ func (t *Tracker) announce(c *echo.Context) error {
 		found, reg = true, e.reg
 		admitErr = t.view.admitErr(id, rec)
 		neighbours = chooseNeighbours(t.view.rng, t.view.swarms[id], req.PeerID, t.cfg.NeighbourCount)
+		unchanged = admitErr == nil && t.view.touch(id, req.PeerID, fp, start)
 	})
 	switch {
 	case err != nil:
@@ -194,6 +197,12 @@ func (t *Tracker) announce(c *echo.Context) error {
 		return c.JSON(http.StatusOK, answer)
 	}
 
+	if unchanged {
+		answer.Listed = true
+		result("ok")
+		t.metrics.announceTime.Observe(time.Since(start).Seconds())
+		return c.JSON(http.StatusOK, answer)
+	}
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return fmt.Errorf("encoding peer record: %w", err)
@@ -212,7 +221,7 @@ func (t *Tracker) announce(c *echo.Context) error {
 		now := time.Now()
 		t.view.wrote(rev, now)
 		if t.view.admits(id, rec) {
-			t.view.putPeer(id, rec, rev, now)
+			t.view.putPeer(id, rec, fp, rev, now)
 		}
 	})
 

@@ -85,3 +85,47 @@ func TestTwoTrackersOnAThreeNodeNATSClusterShareOneSwarmThatSurvivesANode(t *tes
 		require.Equal(t, 4, st.SwarmSize)
 	}
 }
+
+// An announce that changes nothing a neighbour choice reads is answered without a write, until
+// the entry is a third of the peer TTL old; then it is written again, so another replica, which
+// ages the peer by its entry, keeps it for as long as it announces.
+func TestUnchangedAnnouncesAreWrittenOnlyToRefreshTheEntry(t *testing.T) {
+	cfgA := testConfig(t)
+	cfgA.PeerTTL, cfgA.AnnounceInterval = 1500*time.Millisecond, 100*time.Millisecond
+	a := startTracker(t, cfgA)
+	cfgB := testConfig(t)
+	cfgB.NATSURL, cfgB.PeerTTL, cfgB.AnnounceInterval = a.NATSURL(), cfgA.PeerTTL, cfgA.AnnounceInterval
+	b := startTracker(t, cfgB)
+	ctx := ctxT(t)
+	require.NoError(t, client(a).RegisterStream(ctx, testRegistration(t, "live")))
+	require.Eventually(t, func() bool { _, err := client(b).Stream(ctx, "live", testKey); return err == nil }, 5*time.Second, 10*time.Millisecond)
+	writes := func() float64 { return counterValue(t, a.metrics.kvWrites) }
+
+	req := testAnnounce("live", 1)
+	_, err := client(a).Announce(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, 1.0, writes())
+	req.Quality.BufferMs = 1234 // a playback report alone is not worth a write
+	_, err = client(a).Announce(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, 1.0, writes())
+	req.FreeSlots++ // free slots are
+	_, err = client(a).Announce(ctx, req)
+	require.NoError(t, err)
+	require.Equal(t, 2.0, writes())
+
+	// Three peer TTLs of unchanged announces at A: B lists the peer throughout.
+	announces := 0
+	for end := time.Now().Add(3 * cfgA.PeerTTL); time.Now().Before(end); announces++ {
+		_, err := client(a).Announce(ctx, req)
+		require.NoError(t, err)
+		st, err := client(b).Stream(ctx, "live", testKey)
+		require.NoError(t, err)
+		require.Equal(t, 1, st.SwarmSize, "B lost the peer after %d announces", announces)
+		time.Sleep(cfgA.AnnounceInterval)
+	}
+	w := writes() - 2
+	t.Logf("%d unchanged announces in %v, %.0f writes", announces, 3*cfgA.PeerTTL, w)
+	require.Less(t, w, float64(announces)/2)
+	require.GreaterOrEqual(t, w, 3.0, "the entry was not refreshed")
+}

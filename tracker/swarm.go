@@ -29,7 +29,9 @@ type swarm struct {
 type peerMeta struct {
 	uploadBps int64
 	rev       uint64
-	created   time.Time
+	// fp is the record's fingerprint (see fingerprint).
+	fp      uint64
+	created time.Time
 	// host is the IP of the peer's QUIC address (the announcing host's own, unless the tracker
 	// allows foreign addresses).
 	host netip.Addr

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"hash/maphash"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -106,10 +108,21 @@ func (v *view) do(ctx context.Context, f func()) error {
 // current contents are loaded, so a restarted tracker never answers from an empty view. After
 // a NATS reconnect both buckets are watched afresh: the new watchers bring every current entry
 // again (ignored where the view holds its revision already) and whatever the old ones missed.
+// Peer entries are decoded by a feeder goroutine (decodePeers), so the loop's work per entry is
+// a map update.
 func (v *view) run(ctx context.Context) error {
 	defer close(v.stopped)
-	var peersW, streamsW jetstream.KeyWatcher
+	var (
+		peersW, streamsW jetstream.KeyWatcher
+		stopFeeder       context.CancelFunc
+		generation       uint64
+		feederDone       sync.WaitGroup
+	)
+	peerUpdates := make(chan peerUpdate, 256)
 	stopWatchers := func() {
+		if stopFeeder != nil {
+			stopFeeder()
+		}
 		if peersW != nil {
 			_ = peersW.Stop()
 		}
@@ -117,7 +130,7 @@ func (v *view) run(ctx context.Context) error {
 			_ = streamsW.Stop()
 		}
 	}
-	defer func() { stopWatchers() }()
+	defer func() { stopWatchers(); feederDone.Wait() }()
 	watch := func() error {
 		stopWatchers()
 		var err error
@@ -127,6 +140,11 @@ func (v *view) run(ctx context.Context) error {
 		if streamsW, err = v.streamsKV.WatchAll(ctx); err != nil {
 			return fmt.Errorf("tracker: watch %s: %w", registrar.StreamsBucket, err)
 		}
+		generation++
+		var feedCtx context.Context
+		feedCtx, stopFeeder = context.WithCancel(ctx)
+		w, gen := peersW, generation
+		feederDone.Go(func() { decodePeers(feedCtx, w, gen, peerUpdates) })
 		return nil
 	}
 	if err := watch(); err != nil {
@@ -141,14 +159,15 @@ func (v *view) run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case e, ok := <-peersW.Updates():
-			if !ok {
+		case u := <-peerUpdates:
+			switch {
+			case u.generation != generation: // from a watcher replaced since
+			case u.closed:
 				return watcherClosed(ctx, peersBucket)
-			}
-			if e == nil {
+			case u.entry == nil:
 				peersLoaded = true
-			} else {
-				v.applyPeerEntry(e)
+			default:
+				v.applyPeerUpdate(u)
 			}
 		case e, ok := <-streamsW.Updates():
 			if !ok {
@@ -184,6 +203,58 @@ func (v *view) run(ctx context.Context) error {
 	}
 }
 
+// peerUpdate is an entry of the peers bucket as decodePeers hands it to the view's loop: a nil
+// entry marks the end of the bucket's current contents, closed the end of the watcher.
+type peerUpdate struct {
+	generation uint64
+	entry      jetstream.KeyValueEntry
+	closed     bool
+	rec        proto.PeerRecord
+	fp         uint64
+	err        error
+}
+
+// decodePeers decodes the watcher's entries into out until ctx ends or the watcher closes.
+func decodePeers(ctx context.Context, w jetstream.KeyWatcher, generation uint64, out chan<- peerUpdate) {
+	for {
+		var u peerUpdate
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			u = peerUpdate{generation: generation, entry: e, closed: !ok}
+			if ok && e != nil && e.Operation() == jetstream.KeyValuePut {
+				if u.err = json.Unmarshal(e.Value(), &u.rec); u.err == nil {
+					u.fp = fingerprint(u.rec)
+				}
+			}
+		}
+		select {
+		case out <- u:
+		case <-ctx.Done():
+			return
+		}
+		if u.closed {
+			return
+		}
+	}
+}
+
+// fingerprint identifies what of a peer's record the tracker hands out or weighs (address,
+// depths, parents, free slots, and whatever fields PeerState grows), leaving out the playback
+// report (Quality), which changes with every announce and no choice reads. An announce with
+// the record's fingerprint unchanged needs no write while the entry is fresh (view.touch).
+func fingerprint(rec proto.PeerRecord) uint64 {
+	rec.Quality = proto.PeerQuality{}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return 0 // never equal to a real one: the record is written
+	}
+	return maphash.Bytes(fingerprintSeed, b)
+}
+
+var fingerprintSeed = maphash.MakeSeed()
+
 // watcherClosed tells a shutdown (the watcher closes its channel when ctx ends, which the
 // select may notice before ctx.Done) from a real failure.
 func watcherClosed(ctx context.Context, bucket string) error {
@@ -209,7 +280,8 @@ func (v *view) wrote(rev uint64, now time.Time) {
 	v.wroteRev = max(v.wroteRev, rev)
 }
 
-func (v *view) applyPeerEntry(e jetstream.KeyValueEntry) {
+func (v *view) applyPeerUpdate(u peerUpdate) {
+	e := u.entry
 	v.metrics.kvUpdates.WithLabelValues(peersBucket).Inc()
 	v.watchedRev = max(v.watchedRev, e.Revision())
 	if e.Operation() != jetstream.KeyValuePut {
@@ -219,20 +291,25 @@ func (v *view) applyPeerEntry(e jetstream.KeyValueEntry) {
 		}
 		return
 	}
-	var rec proto.PeerRecord
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		v.log.Warn("ignoring undecodable peer entry", "key", e.Key(), "error", err)
+	if u.err != nil {
+		v.log.Warn("ignoring undecodable peer entry", "key", e.Key(), "error", u.err)
 		return
 	}
+	rec := u.rec
 	id, err := swarmOf(rec.Stream, rec.StreamKey)
 	if err != nil || peerKey(id, rec.PeerID) != e.Key() {
 		v.log.Warn("ignoring peer entry under a key that is not its own", "key", e.Key())
 		return
 	}
+	if s := v.swarms[id]; s != nil {
+		if i, ok := s.index[rec.PeerID]; ok && s.meta[i].rev >= e.Revision() {
+			return // our own write, applied when it was made
+		}
+	}
 	if !v.admits(id, rec) {
 		return // another replica's write this one's bounds refuse
 	}
-	v.putPeer(id, rec, e.Revision(), e.Created())
+	v.putPeer(id, rec, u.fp, e.Revision(), e.Created())
 }
 
 // applyStreamEntry takes a registration from the bucket only if its own key signed it, it sits
@@ -302,9 +379,23 @@ func (v *view) admitErr(id swarmID, rec proto.PeerRecord) error {
 	return nil
 }
 
+// touch takes an announce of peerID whose record has fingerprint fp without a write: it reports
+// true when the view holds the peer with that fingerprint under an entry younger than a third of
+// the peer TTL. Otherwise the announce must be written: it changed something others read, or
+// the entry needs refreshing so that every replica (each ages peers by the entry's time) keeps
+// the peer. Call on the view's goroutine.
+func (v *view) touch(id swarmID, peerID string, fp uint64, now time.Time) bool {
+	s := v.swarms[id]
+	if s == nil {
+		return false
+	}
+	i, ok := s.index[peerID]
+	return ok && s.meta[i].fp == fp && now.Sub(s.meta[i].created) < v.peerTTL/3
+}
+
 // putPeer inserts or replaces a peer. rev orders writes: a handler applies its own write at
 // once, and the watcher delivers the same revision again later.
-func (v *view) putPeer(id swarmID, rec proto.PeerRecord, rev uint64, created time.Time) {
+func (v *view) putPeer(id swarmID, rec proto.PeerRecord, fp, rev uint64, created time.Time) {
 	s := v.swarms[id]
 	if s == nil {
 		s = newSwarm()
@@ -314,7 +405,7 @@ func (v *view) putPeer(id swarmID, rec proto.PeerRecord, rev uint64, created tim
 		return
 	}
 	info := proto.PeerInfo{PeerID: rec.PeerID, Addr: rec.Addr, Depths: rec.Depths, FreeSlots: rec.FreeSlots}
-	meta := peerMeta{uploadBps: rec.UploadBps, rev: rev, created: created, host: addrHost(rec.Addr), parents: distinctParents(rec.PeerID, rec.Parents)}
+	meta := peerMeta{uploadBps: rec.UploadBps, rev: rev, fp: fp, created: created, host: addrHost(rec.Addr), parents: distinctParents(rec.PeerID, rec.Parents)}
 	if s.put(info, meta) {
 		v.metrics.peers.Inc()
 	}
