@@ -1,10 +1,9 @@
 package tracker
 
 import (
-	"cmp"
+	"math"
 	"math/rand/v2"
 	"net/netip"
-	"slices"
 
 	"github.com/crowdsurf/crowdsurf/proto"
 )
@@ -39,7 +38,11 @@ func chooseNeighbours(rng *rand.Rand, s *swarm, asker string, n int) []proto.Pee
 	if n <= 0 || s == nil {
 		return nil
 	}
-	pool := candidatePool(rng, s.infos, asker)
+	askerAt := -1
+	if i, ok := s.index[asker]; ok {
+		askerAt = i
+	}
+	pool := s.candidatePool(rng, askerAt)
 	if len(pool) <= n {
 		out := make([]proto.PeerInfo, len(pool))
 		for i, j := range rng.Perm(len(pool)) {
@@ -54,90 +57,159 @@ func chooseNeighbours(rng *rand.Rand, s *swarm, asker string, n int) []proto.Pee
 	weighted := n - uniform
 
 	// Efraimidis–Spirakis: ordered by Exp(1)/w, a prefix is a weighted sample without
-	// replacement. The pool is at most candidateSample, so sorting it is cheap.
-	type keyed struct {
-		key   float64
-		at    int // index into s.infos
-		taken bool
-	}
-	cands := make([]keyed, len(pool))
+	// replacement. Each candidate's key is packed with its position in the pool into one
+	// uint64 (a positive float's bits order as the float does; the low poolBits bits of the
+	// mantissa give way to the position). The candidates are a min-heap, popped into sorted
+	// order only as far as the passes below read: usually a few times n of the whole pool.
+	keys := s.scratchKeys[:0]
 	for k, pi := range pool {
-		cands[k] = keyed{key: rng.ExpFloat64() / neighbourWeight(s.infos[pi], s.vouchers(pi)), at: pi}
+		key := rng.ExpFloat64() / s.weights[pi]
+		keys = append(keys, math.Float64bits(key)&^poolMask|uint64(k))
 	}
-	slices.SortFunc(cands, func(a, b keyed) int { return cmp.Compare(a.key, b.key) })
-	host := func(c *keyed) netip.Addr { return s.meta[c.at].host }
-	vouched := func(c *keyed) bool { return s.meta[c.at].vouchers > 0 }
+	s.scratchKeys = keys
+	heapify(keys)
+	sorted := s.scratchSorted[:0]
+	defer func() { s.scratchSorted = sorted }()
+	// cand returns the c-th smallest candidate, or false when there are fewer.
+	cand := func(c int) (uint64, bool) {
+		for len(sorted) <= c && len(keys) > 0 {
+			sorted = append(sorted, keys[0])
+			keys = popMin(keys)
+		}
+		if c < len(sorted) {
+			return sorted[c], true
+		}
+		return 0, false
+	}
+	taken := s.scratchTaken[:0]
+	for range pool {
+		taken = append(taken, false)
+	}
+	s.scratchTaken = taken
+	at := func(key uint64) int { return pool[key&poolMask] }
+	host := func(key uint64) netip.Addr { return s.meta[at(key)].host }
+	vouched := func(key uint64) bool { return s.meta[at(key)].vouchers > 0 }
 
 	out := make([]proto.PeerInfo, 0, n)
 	usedHosts := make(map[netip.Addr]bool, n)
-	take := func(c *keyed) {
-		c.taken = true
-		usedHosts[host(c)] = true
-		out = append(out, s.infos[c.at])
+	// taken is indexed by pool position (a key's low bits).
+	take := func(key uint64) {
+		taken[key&poolMask] = true
+		usedHosts[host(key)] = true
+		out = append(out, s.infos[at(key)])
 	}
 	maxUnvouched := max(1, weighted/unvouchedShare)
 	unvouched := 0
 	// Weighted picks, strictest pass first: one per host and few unvouched; then any unvouched;
 	// then any host.
 	for pass := 0; pass < 3 && len(out) < weighted; pass++ {
-		for i := range cands {
-			c := &cands[i]
-			if len(out) == weighted {
+		for c := 0; len(out) < weighted; c++ {
+			key, ok := cand(c)
+			if !ok {
 				break
 			}
-			if c.taken || (pass < 2 && usedHosts[host(c)]) || (pass < 1 && !vouched(c) && unvouched >= maxUnvouched) {
+			if taken[key&poolMask] || (pass < 2 && usedHosts[host(key)]) || (pass < 1 && !vouched(key) && unvouched >= maxUnvouched) {
 				continue
 			}
-			if !vouched(c) {
+			if !vouched(key) {
 				unvouched++
 			}
-			take(c)
+			take(key)
 		}
 	}
 
 	// Uniform picks over hosts: a random untaken candidate, kept with probability one over its
 	// host's peer count (so a host running eight peers is as likely as one running one) and only
 	// from a host not in the answer yet; after a few tries anything untaken will do (a demo runs
-	// every peer on one host).
-	rest := make([]int, 0, len(cands))
-	for i := range cands {
-		if !cands[i].taken {
-			rest = append(rest, i)
+	// every peer on one host). Which candidates are left does not depend on their order.
+	rest := make([]uint64, 0, len(pool))
+	for k := range pool {
+		if !taken[k] {
+			rest = append(rest, uint64(k))
 		}
 	}
 	for tries := 0; len(out) < n && len(rest) > 0; tries++ {
 		j := rng.IntN(len(rest))
-		c := &cands[rest[j]]
-		if h := host(c); tries < 8*n && (usedHosts[h] || rng.IntN(max(1, s.perHost[h])) != 0) {
+		key := rest[j]
+		if h := host(key); tries < 8*n && (usedHosts[h] || rng.IntN(max(1, s.perHost[h])) != 0) {
 			continue
 		}
-		take(c)
+		take(key)
 		rest[j] = rest[len(rest)-1]
 		rest = rest[:len(rest)-1]
 	}
 	return out
 }
 
-// candidatePool returns indices into peers of the candidates: all peers but asker, or a uniform
-// sample of candidateSample of them in a large swarm. Peer ids are unique within peers.
-func candidatePool(rng *rand.Rand, peers []proto.PeerInfo, asker string) []int {
-	if len(peers) <= candidateSample+1 {
-		pool := make([]int, 0, len(peers))
-		for i := range peers {
-			if peers[i].PeerID != asker {
+// heapify makes h a min-heap.
+func heapify(h []uint64) {
+	for i := len(h)/2 - 1; i >= 0; i-- {
+		siftDown(h, i)
+	}
+}
+
+// popMin removes the heap's minimum (h[0]) and returns the shorter heap.
+func popMin(h []uint64) []uint64 {
+	last := len(h) - 1
+	h[0] = h[last]
+	h = h[:last]
+	siftDown(h, 0)
+	return h
+}
+
+func siftDown(h []uint64, i int) {
+	for {
+		l := 2*i + 1
+		if l >= len(h) {
+			return
+		}
+		m := l
+		if r := l + 1; r < len(h) && h[r] < h[l] {
+			m = r
+		}
+		if h[i] <= h[m] {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+// poolBits is wide enough for a position in the pool (at most candidateSample+1 peers).
+const (
+	poolBits = 9
+	poolMask = 1<<poolBits - 1
+)
+
+var _ = [1]struct{}{}[(candidateSample+1)>>poolBits] // candidateSample+1 < 1<<poolBits
+
+// candidatePool returns indices into s.infos of the candidates: all peers but the one at askerAt
+// (-1: none), or a uniform sample of candidateSample of them in a large swarm. The slice is the
+// swarm's scratch space, valid until the next call.
+func (s *swarm) candidatePool(rng *rand.Rand, askerAt int) []int {
+	pool := s.scratchPool[:0]
+	defer func() { s.scratchPool = pool }()
+	if len(s.infos) <= candidateSample+1 {
+		for i := range s.infos {
+			if i != askerAt {
 				pool = append(pool, i)
 			}
 		}
 		return pool
 	}
-	seen := make(map[int]struct{}, candidateSample)
-	pool := make([]int, 0, candidateSample)
+	// Sampled peers are marked with a generation number instead of kept in a set: no
+	// allocation, and a large swarm is never walked.
+	s.markGen++
+	if s.markGen == 0 || len(s.mark) < len(s.infos) {
+		s.mark = make([]uint32, len(s.infos)+len(s.infos)/4)
+		s.markGen = 1
+	}
 	for len(pool) < candidateSample {
-		i := rng.IntN(len(peers))
-		if _, dup := seen[i]; dup || peers[i].PeerID == asker {
+		i := rng.IntN(len(s.infos))
+		if s.mark[i] == s.markGen || i == askerAt {
 			continue
 		}
-		seen[i] = struct{}{}
+		s.mark[i] = s.markGen
 		pool = append(pool, i)
 	}
 	return pool

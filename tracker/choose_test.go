@@ -24,7 +24,7 @@ func swarmOfPeers(peers []proto.PeerInfo) *swarm {
 		s.put(proto.PeerInfo{PeerID: "child-of-" + p.PeerID}, peerMeta{host: testHost(len(peers) + i), parents: []string{p.PeerID}})
 	}
 	// The children vouch; they are not candidates themselves.
-	s.infos, s.meta = s.infos[:len(peers)], s.meta[:len(peers)]
+	s.infos, s.meta, s.weights = s.infos[:len(peers)], s.meta[:len(peers)], s.weights[:len(peers)]
 	for i := range peers {
 		delete(s.index, "child-of-"+peers[i].PeerID)
 	}

@@ -24,6 +24,17 @@ type swarm struct {
 	perHost map[netip.Addr]int
 	// vouch[parent][host] counts the peers on host that name parent as a stripe parent.
 	vouch map[string]map[netip.Addr]int
+	// weights[i] is neighbourWeight of peer i, kept up to date by put and recount: a choice
+	// reads one dense slice instead of every sampled peer's record.
+	weights []float64
+
+	// Scratch space of chooseNeighbours, reused so a choice allocates little.
+	mark          []uint32 // mark[i] == markGen: peer i is in this choice's sample
+	markGen       uint32
+	scratchPool   []int
+	scratchKeys   []uint64
+	scratchSorted []uint64
+	scratchTaken  []bool
 }
 
 type peerMeta struct {
@@ -59,6 +70,7 @@ func (s *swarm) put(info proto.PeerInfo, meta peerMeta) bool {
 	if i, ok := s.index[info.PeerID]; ok {
 		s.unaccount(i)
 		s.infos[i], s.meta[i] = info, meta
+		s.weights[i] = neighbourWeight(info, 0)
 		s.account(i)
 		s.recount(info.PeerID)
 		return false
@@ -66,6 +78,7 @@ func (s *swarm) put(info proto.PeerInfo, meta peerMeta) bool {
 	s.index[info.PeerID] = len(s.infos)
 	s.infos = append(s.infos, info)
 	s.meta = append(s.meta, meta)
+	s.weights = append(s.weights, neighbourWeight(info, 0))
 	s.account(len(s.infos) - 1)
 	s.recount(info.PeerID)
 	return true
@@ -79,9 +92,9 @@ func (s *swarm) remove(peerID string) bool {
 	}
 	s.unaccount(i)
 	last := len(s.infos) - 1
-	s.infos[i], s.meta[i] = s.infos[last], s.meta[last]
+	s.infos[i], s.meta[i], s.weights[i] = s.infos[last], s.meta[last], s.weights[last]
 	s.index[s.infos[i].PeerID] = i
-	s.infos, s.meta = s.infos[:last], s.meta[:last]
+	s.infos, s.meta, s.weights = s.infos[:last], s.meta[:last], s.weights[:last]
 	delete(s.index, peerID)
 	return true
 }
@@ -135,6 +148,7 @@ func (s *swarm) recount(peerID string) {
 		n--
 	}
 	s.meta[i].vouchers = n
+	s.weights[i] = neighbourWeight(s.infos[i], n)
 }
 
 // distinctParents returns the distinct non-empty ids of parents, never self.
