@@ -27,6 +27,7 @@ func runTracker(ctx context.Context, args []string) error {
 	dataDir := fs.String("data", "",
 		"`DIR` where the embedded NATS server keeps its state, so registered streams survive a\n"+
 			"restart; empty keeps it in memory; ignored with --nats")
+	replicas := fs.Int("nats-replicas", 1, "servers of the --nats cluster that hold each bucket; 3 on a three-node cluster keeps the swarm when a node goes down")
 	peerTTL := fs.Duration("peer-ttl", 10*time.Second, "how long a peer stays in the swarm after its last announce")
 	interval := fs.Duration("announce-interval", 3*time.Second, "how often peers are told to announce; must be shorter than --peer-ttl")
 	neighbours := fs.Int("neighbours", 8, "neighbour candidates per announce answer")
@@ -72,6 +73,7 @@ func runTracker(ctx context.Context, args []string) error {
 		HTTPAddr:         *httpAddr,
 		NATSURL:          *natsURL,
 		DataDir:          *dataDir,
+		Replicas:         *replicas,
 		Logger:           logger,
 		PeerTTL:          *peerTTL,
 		AnnounceInterval: *interval,

@@ -19,8 +19,10 @@ func TestDockerComposeFileIsValid(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	require.NoError(t, cmd.Run(), "docker-compose config: %s", stderr.String())
-	for _, svc := range []string{"nats:", "tracker:", "origin:", "peer1:", "peer2:", "peer3:"} {
+	for _, svc := range []string{"nats1:", "nats2:", "nats3:", "tracker1:", "tracker2:", "origin:", "peer1:", "peer2:", "peer3:"} {
 		require.Contains(t, stdout.String(), svc, "service %s missing from the resolved file", svc)
 	}
 	require.Contains(t, stdout.String(), "--testcard=testcard", "the origin should publish the test card")
+	require.Contains(t, stdout.String(), "--cluster_name", "the NATS nodes should form one cluster")
+	require.Contains(t, stdout.String(), "--nats-replicas", "the trackers should replicate the buckets over the cluster")
 }

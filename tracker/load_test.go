@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -179,7 +180,9 @@ func TestAnnounceLoad(t *testing.T) {
 		require.Zero(t, errs)
 		t.Logf("warm-up: %d peers announced once in %v", len(lat), el.Round(time.Millisecond))
 	}
+	cpu0 := processCPU()
 	lat, errs, elapsed := run(*loadDuration, false)
+	cpu := processCPU() - cpu0
 	slices.Sort(lat)
 	q := func(p float64) time.Duration {
 		if len(lat) == 0 {
@@ -193,9 +196,10 @@ func TestAnnounceLoad(t *testing.T) {
 	}
 	seen = float64(len(lat))
 	load, _ := exec.Command("uptime").Output()
-	summary := fmt.Sprintf("trackers %d, concurrency %d, peers %d, change %.2f: %d announces in %v = %.0f/s, errors %d, latency p50 %v p99 %v max %v, KV writes %.0f (%.2f per announce, warm-up included); %s",
+	summary := fmt.Sprintf("trackers %d, concurrency %d, peers %d, change %.2f: %d announces in %v = %.0f/s, errors %d, latency p50 %v p99 %v max %v, KV writes %.0f (%.2f per announce, warm-up included); this process used %.2f cores, %.0f µs CPU per announce (trackers, NATS and load generator); %s",
 		n, conc, len(peers), *loadChange, len(lat), elapsed.Round(time.Millisecond), seen/elapsed.Seconds(), errs,
-		q(0.5), q(0.99), q(1), writes, writes/(seen+float64(len(peers))), strings.TrimSpace(string(load)))
+		q(0.5), q(0.99), q(1), writes, writes/(seen+float64(len(peers))),
+		cpu.Seconds()/elapsed.Seconds(), float64(cpu.Microseconds())/seen, strings.TrimSpace(string(load)))
 	t.Log(summary)
 	fmt.Fprintln(os.Stderr, "LOAD:", summary)
 
@@ -206,4 +210,13 @@ func TestAnnounceLoad(t *testing.T) {
 			return err == nil && st.SwarmSize == len(peers)
 		}, 10*time.Second, 50*time.Millisecond, "tracker %s does not list the whole swarm", tr.URL())
 	}
+}
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
