@@ -152,7 +152,8 @@ func (t *Tracker) announce(c *echo.Context) error {
 		reg        proto.StreamRegistration
 		neighbours []proto.PeerInfo
 		admitErr   error
-		unchanged  bool // nothing to write: see view.touch
+		unchanged  bool   // nothing to write: see view.touch
+		middle     []byte // the answer's constant part, encoded (answer.go)
 	)
 	err = t.view.do(ctx, func() {
 		e := t.view.streams[id]
@@ -160,6 +161,7 @@ func (t *Tracker) announce(c *echo.Context) error {
 			return
 		}
 		found, reg = true, e.reg
+		middle = e.answerMiddle(t.baseAnswer(id, &e.reg))
 		admitErr = t.view.admitErr(id, rec)
 		neighbours = chooseNeighbours(t.view.rng, t.view.swarms[id], req.PeerID, t.cfg.NeighbourCount)
 		unchanged = admitErr == nil && t.view.touch(id, req.PeerID, fp, start)
@@ -175,13 +177,8 @@ func (t *Tracker) announce(c *echo.Context) error {
 		result("bad_request")
 		return apiError(c, http.StatusBadRequest, "%v: %d depths and %d parents, but stream %q has %d stripes", proto.ErrBadAnnounce, len(req.Depths), len(req.Parents), req.Stream, reg.Stripes)
 	}
-	answer := proto.AnnounceResponse{
-		Neighbours:         neighbours,
-		Origin:             proto.OriginInfo{QUICAddr: reg.QUICAddr, HTTPURL: reg.HTTPURL, PublicKey: id.key},
-		Registration:       &reg,
-		Stripes:            reg.Stripes,
-		AnnounceIntervalMs: t.cfg.AnnounceInterval.Milliseconds(),
-	}
+	answer := t.baseAnswer(id, &reg)
+	answer.Neighbours = neighbours
 	if answer.Neighbours == nil {
 		answer.Neighbours = []proto.PeerInfo{}
 	}
@@ -194,14 +191,14 @@ func (t *Tracker) announce(c *echo.Context) error {
 		} else {
 			result("swarm_full")
 		}
-		return c.JSON(http.StatusOK, answer)
+		return writeAnswer(c, answer, middle)
 	}
 
 	if unchanged {
 		answer.Listed = true
 		result("ok")
 		t.metrics.announceTime.Observe(time.Since(start).Seconds())
-		return c.JSON(http.StatusOK, answer)
+		return writeAnswer(c, answer, middle)
 	}
 	val, err := json.Marshal(rec)
 	if err != nil {
@@ -228,7 +225,17 @@ func (t *Tracker) announce(c *echo.Context) error {
 	answer.Listed = true
 	result("ok")
 	t.metrics.announceTime.Observe(time.Since(start).Seconds())
-	return c.JSON(http.StatusOK, answer)
+	return writeAnswer(c, answer, middle)
+}
+
+// baseAnswer is the part of an announce answer every peer of the stream gets.
+func (t *Tracker) baseAnswer(id swarmID, reg *proto.StreamRegistration) proto.AnnounceResponse {
+	return proto.AnnounceResponse{
+		Origin:             proto.OriginInfo{QUICAddr: reg.QUICAddr, HTTPURL: reg.HTTPURL, PublicKey: id.key},
+		Registration:       reg,
+		Stripes:            reg.Stripes,
+		AnnounceIntervalMs: t.cfg.AnnounceInterval.Milliseconds(),
+	}
 }
 
 // ownAddr checks that an announced QUIC address is the announcing host's own and returns it

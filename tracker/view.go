@@ -68,6 +68,9 @@ type streamEntry struct {
 	reg     proto.StreamRegistration
 	rev     uint64
 	created time.Time
+	// middle is the encoded constant part of the stream's announce answers (answer.go).
+	middle     []byte
+	middleDone bool
 }
 
 func newView(peersKV, streamsKV jetstream.KeyValue, cfg Config, m *metrics) *view {
