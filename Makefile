@@ -14,7 +14,7 @@ BROWSER_TEST := webui/testdata/browser
 HLSJS_PIN    := webui/hls.js.pin
 HLSJS_OUT    := webui/static/vendor
 
-.PHONY: all build test deps vet demo loadtest fuzz bench bench-floor clean webui-update webui-screenshots
+.PHONY: all build test deps vet demo loadtest fuzz bench bench-floor bench-tracker clean webui-update webui-screenshots
 
 all: build
 
@@ -75,6 +75,13 @@ bench:
 # UDP), in one run: the report's "floor" line gives the ratio of their CPU and the RSS per peer.
 bench-floor: build
 	./$(BIN) loadtest --peers 100 --net udp --duration 40s --floor --json bench-floor.json
+
+# Announce throughput over loopback HTTP: one tracker on embedded NATS, then two trackers sharing a
+# three-node NATS cluster (README "Measured"). E.g. make bench-tracker LOAD_FLAGS='-load.peers 20000'
+LOAD_FLAGS ?= -load.duration 10s -load.concurrency 64 -load.peers 10000
+bench-tracker:
+	$(GO) test -run '^TestAnnounceLoad$$' -count 1 -v ./tracker -args $(LOAD_FLAGS) -load.trackers 1
+	$(GO) test -run '^TestAnnounceLoad$$' -count 1 -v ./tracker -args $(LOAD_FLAGS) -load.trackers 2
 
 # Every fuzz target of the module, as package:target pairs (found in the *_test.go files, so a
 # new target joins without editing this). One at a time; e.g.

@@ -10,7 +10,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -29,6 +28,9 @@ import (
 // when -load.duration is set, e.g. (make bench-tracker):
 //
 //	go test -run '^TestAnnounceLoad$' -count 1 -v ./tracker -args -load.duration 10s -load.trackers 2
+//
+// It prints announces a second, latency quantiles, KV writes per announce and the CPU the whole
+// process used (trackers, NATS servers and the load generator share it), with the machine's load.
 var (
 	loadDuration    = flag.Duration("load.duration", 0, "announce load test: measured interval (0 skips TestAnnounceLoad)")
 	loadTrackers    = flag.Int("load.trackers", 1, "announce load test: tracker replicas; more than one share a three-node NATS cluster (R3 buckets)")
@@ -201,9 +203,13 @@ func TestAnnounceLoad(t *testing.T) {
 		q(0.5), q(0.99), q(1), writes, writes/(seen+float64(len(peers))),
 		cpu.Seconds()/elapsed.Seconds(), float64(cpu.Microseconds())/seen, strings.TrimSpace(string(load)))
 	t.Log(summary)
-	fmt.Fprintln(os.Stderr, "LOAD:", summary)
 
-	// One swarm: every tracker lists every peer.
+	// One swarm: every tracker lists every peer, if every peer announced within the peer TTL
+	// (when the machine is too slow for the swarm, peers age out between their announces).
+	if cadence := time.Duration(float64(elapsed) * float64(len(peers)) / seen); cadence > trackers[0].cfg.PeerTTL*3/4 {
+		t.Logf("each peer announced every %v, near or past the peer TTL %v: not checking that every tracker lists all of them", cadence.Round(time.Millisecond), trackers[0].cfg.PeerTTL)
+		return
+	}
 	for _, tr := range trackers {
 		require.Eventually(t, func() bool {
 			st, err := client(tr).Stream(ctx, "live", testKey)
