@@ -91,7 +91,7 @@ func TestTwoTrackersOnAThreeNodeNATSClusterShareOneSwarmThatSurvivesANode(t *tes
 // ages the peer by its entry, keeps it for as long as it announces.
 func TestUnchangedAnnouncesAreWrittenOnlyToRefreshTheEntry(t *testing.T) {
 	cfgA := testConfig(t)
-	cfgA.PeerTTL, cfgA.AnnounceInterval = 1500*time.Millisecond, 100*time.Millisecond
+	cfgA.PeerTTL, cfgA.AnnounceInterval = 3*time.Second, 100*time.Millisecond
 	a := startTracker(t, cfgA)
 	cfgB := testConfig(t)
 	cfgB.NATSURL, cfgB.PeerTTL, cfgB.AnnounceInterval = a.NATSURL(), cfgA.PeerTTL, cfgA.AnnounceInterval
@@ -114,9 +114,9 @@ func TestUnchangedAnnouncesAreWrittenOnlyToRefreshTheEntry(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2.0, writes())
 
-	// Three peer TTLs of unchanged announces at A: B lists the peer throughout.
+	// Two peer TTLs of unchanged announces at A: B lists the peer throughout.
 	announces := 0
-	for end := time.Now().Add(3 * cfgA.PeerTTL); time.Now().Before(end); announces++ {
+	for end := time.Now().Add(2 * cfgA.PeerTTL); time.Now().Before(end); announces++ {
 		_, err := client(a).Announce(ctx, req)
 		require.NoError(t, err)
 		st, err := client(b).Stream(ctx, "live", testKey)
@@ -125,7 +125,7 @@ func TestUnchangedAnnouncesAreWrittenOnlyToRefreshTheEntry(t *testing.T) {
 		time.Sleep(cfgA.AnnounceInterval)
 	}
 	w := writes() - 2
-	t.Logf("%d unchanged announces in %v, %.0f writes", announces, 3*cfgA.PeerTTL, w)
+	t.Logf("%d unchanged announces in %v, %.0f writes", announces, 2*cfgA.PeerTTL, w)
 	require.Less(t, w, float64(announces)/2)
 	require.GreaterOrEqual(t, w, 3.0, "the entry was not refreshed")
 }
