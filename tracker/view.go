@@ -55,7 +55,10 @@ type view struct {
 	// is gone (it lived on a NATS node that went down).
 	wroteRev, watchedRev uint64
 	wroteAt              time.Time
-	stopped              chan struct{} // closed when run returns
+	// watchedAt is when the peers watcher last delivered anything (or was started): a watcher
+	// that lags behind under load but still delivers is left alone.
+	watchedAt time.Time
+	stopped   chan struct{} // closed when run returns
 
 	// Owned by run.
 	rng     *rand.Rand
@@ -144,6 +147,7 @@ func (v *view) run(ctx context.Context) error {
 			return fmt.Errorf("tracker: watch %s: %w", registrar.StreamsBucket, err)
 		}
 		generation++
+		v.watchedAt = time.Now()
 		var feedCtx context.Context
 		feedCtx, stopFeeder = context.WithCancel(ctx)
 		w, gen := peersW, generation
@@ -190,7 +194,7 @@ func (v *view) run(ctx context.Context) error {
 			f()
 		case now := <-sweep.C:
 			v.expire(now)
-			if v.wroteRev > v.watchedRev && now.Sub(v.wroteAt) > watcherStall {
+			if v.wroteRev > v.watchedRev && now.Sub(v.wroteAt) > watcherStall && now.Sub(v.watchedAt) > watcherStall {
 				v.log.Warn("watching the buckets afresh: the peers watcher fell silent", "wrote_rev", v.wroteRev, "watched_rev", v.watchedRev)
 				v.watchedRev = v.wroteRev // one rewatch per stall
 				if err := watch(); err != nil {
@@ -271,8 +275,8 @@ func (v *view) sweepInterval() time.Duration {
 	return min(v.peerTTL, v.streamTTL, time.Second) / 4
 }
 
-// watcherStall is how long a write of this replica may take to come back through its watcher
-// before the watcher is taken for dead.
+// watcherStall is how long a write of this replica may take to come back through its watcher,
+// while the watcher delivers nothing at all, before the watcher is taken for dead.
 const watcherStall = 2 * time.Second
 
 // wrote notes a write of this replica to the peers bucket.
@@ -286,7 +290,7 @@ func (v *view) wrote(rev uint64, now time.Time) {
 func (v *view) applyPeerUpdate(u peerUpdate) {
 	e := u.entry
 	v.metrics.kvUpdates.WithLabelValues(peersBucket).Inc()
-	v.watchedRev = max(v.watchedRev, e.Revision())
+	v.watchedRev, v.watchedAt = max(v.watchedRev, e.Revision()), time.Now()
 	if e.Operation() != jetstream.KeyValuePut {
 		id, peerID, ok := splitPeerKey(e.Key())
 		if ok {
