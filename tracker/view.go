@@ -45,25 +45,23 @@ type view struct {
 	log                *slog.Logger
 	metrics            *metrics
 
-	calls chan func()
-	ready chan struct{} // closed once the buckets' current contents are loaded
+	calls   chan func()
+	ready   chan struct{} // closed once the buckets' current contents are loaded
+	stopped chan struct{} // closed when run returns
 	// reconnected tells run that the NATS connection came back (nil: never).
 	reconnected <-chan struct{}
-	// Owned by run: the newest revision this replica wrote to the peers bucket, when the oldest
-	// write the watcher has not brought back yet was made, and the newest revision the watcher
-	// delivered. A write the watcher has not brought back after watcherStall means its consumer
-	// is gone (it lived on a NATS node that went down).
-	wroteRev, watchedRev uint64
-	wroteAt              time.Time
-	// watchedAt is when the peers watcher last delivered anything (or was started): a watcher
-	// that lags behind under load but still delivers is left alone.
-	watchedAt time.Time
-	stopped   chan struct{} // closed when run returns
 
 	// Owned by run.
 	rng     *rand.Rand
 	streams map[swarmID]*streamEntry
 	swarms  map[swarmID]*swarm
+	// The newest revision this replica wrote to the peers bucket, when the oldest write the
+	// watcher has not brought back yet was made, the newest revision the watcher delivered and
+	// when it last delivered anything. A write not brought back after watcherStall, while the
+	// watcher delivers nothing at all, means its consumer is gone (it lived on a NATS node that
+	// went down); a watcher that lags behind under load but still delivers is left alone.
+	wroteRev, watchedRev uint64
+	wroteAt, watchedAt   time.Time
 }
 
 type streamEntry struct {
