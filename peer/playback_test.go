@@ -41,8 +41,15 @@ func TestLocalPlayerFetchesAreTracked(t *testing.T) {
 	before := time.Now()
 	code, _ := httpGetBody(t, n.HLSURL()[:len(n.HLSURL())-len("index.m3u8")]+"2.ts")
 	require.Equal(t, 200, code)
-	next, end, ok := n.playback.state()
-	require.True(t, ok)
+	// The server reports a segment once its body is sent, which may be just after the client
+	// has read it.
+	var next uint64
+	var end time.Time
+	require.Eventually(t, func() bool {
+		var ok bool
+		next, end, ok = n.playback.state()
+		return ok
+	}, 2*time.Second, 5*time.Millisecond)
 	require.Equal(t, uint64(3), next)
 	require.WithinDuration(t, before.Add(testSegDur), end, time.Second)
 }
