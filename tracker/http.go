@@ -139,6 +139,10 @@ func (t *Tracker) announce(c *echo.Context) error {
 		return apiError(c, http.StatusForbidden, "%v", err)
 	}
 	req.Addr = addr
+	if err := checkReflexive(&req.PeerState, src, t.cfg.AllowForeignAddr); err != nil {
+		result("forbidden")
+		return apiError(c, http.StatusForbidden, "%v", err)
+	}
 	id, err := swarmOf(req.Stream, req.StreamKey)
 	if err != nil { // Validate accepted the key, so this cannot happen
 		result("bad_request")
@@ -159,7 +163,11 @@ func (t *Tracker) announce(c *echo.Context) error {
 		}
 		found, reg = true, e.reg
 		admitErr = t.view.admitErr(id, rec)
-		neighbours = chooseNeighbours(t.view.rng, t.view.swarms[id], req.PeerID, t.cfg.NeighbourCount)
+		count := t.cfg.NeighbourCount
+		if t.nat != nil {
+			count *= candidateFactor // some are filtered out below
+		}
+		neighbours = chooseNeighbours(t.view.rng, t.view.swarms[id], req.PeerID, count)
 	})
 	switch {
 	case err != nil:
@@ -178,6 +186,12 @@ func (t *Tracker) announce(c *echo.Context) error {
 		Registration:       &reg,
 		Stripes:            reg.Stripes,
 		AnnounceIntervalMs: t.cfg.AnnounceInterval.Milliseconds(),
+	}
+	if t.nat != nil {
+		now := time.Now()
+		answer.Neighbours = t.nat.plan(req.PeerState, answer.Neighbours, t.cfg.NeighbourCount, now)
+		answer.Observers = t.nat.advertised(localIP(c.Request()))
+		answer.Punches = t.nat.ordersFor(req.PeerID, now)
 	}
 	if answer.Neighbours == nil {
 		answer.Neighbours = []proto.PeerInfo{}
@@ -357,4 +371,17 @@ func (t *Tracker) getStream(c *echo.Context) error {
 		return c.JSON(http.StatusOK, found[0])
 	}
 	return apiError(c, http.StatusConflict, "stream %q is registered under %d keys; ask with ?key=KEY from the watch link", name, len(found))
+}
+
+// localIP is the tracker's address the request arrived at.
+func localIP(r *http.Request) netip.Addr {
+	a, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if a == nil {
+		return netip.Addr{}
+	}
+	ap, ok := observedAddr(a)
+	if !ok {
+		return netip.Addr{}
+	}
+	return ap.Addr()
 }
