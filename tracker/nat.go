@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -240,4 +242,33 @@ func (c *natCoord) sweepLocked(now time.Time) {
 			delete(c.orders, peer)
 		}
 	}
+}
+
+// ObserverAddrsFor reads the tracker command's --observe value: a comma-separated list of UDP
+// addresses, "-" (or empty) for none, or "auto" for the HTTP address's host on its port and
+// the next one (UDP, so the API's TCP port is free to reuse).
+func ObserverAddrsFor(spec, httpAddr string) ([]string, error) {
+	switch spec = strings.TrimSpace(spec); spec {
+	case "", "-":
+		return nil, nil
+	case "auto":
+		host, portStr, err := net.SplitHostPort(httpAddr)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --observe auto: HTTP address %q is not host:port", ErrBadConfig, httpAddr)
+		}
+		port, err := strconv.Atoi(portStr)
+		if err != nil || port < 1 || port > 65534 {
+			return nil, fmt.Errorf("%w: --observe auto needs an HTTP port from 1 to 65534, not %q; give the observer addresses", ErrBadConfig, portStr)
+		}
+		return []string{net.JoinHostPort(host, strconv.Itoa(port)), net.JoinHostPort(host, strconv.Itoa(port+1))}, nil
+	}
+	var out []string
+	for a := range strings.SplitSeq(spec, ",") {
+		a = strings.TrimSpace(a)
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return nil, fmt.Errorf("%w: --observe: %q is not HOST:PORT", ErrBadConfig, a)
+		}
+		out = append(out, a)
+	}
+	return out, nil
 }
