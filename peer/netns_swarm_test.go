@@ -16,10 +16,10 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/crowdsurf/crowdsurf/internal/netns"
-	"github.com/crowdsurf/crowdsurf/internal/segwindow"
 	"github.com/crowdsurf/crowdsurf/internal/testrun"
 	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
 	"github.com/crowdsurf/crowdsurf/player"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 	"github.com/crowdsurf/crowdsurf/tracker"
 )
 
