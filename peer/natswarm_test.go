@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"crypto/ed25519"
 	"net"
 	"net/netip"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/crowdsurf/crowdsurf/internal/simnet"
 	"github.com/crowdsurf/crowdsurf/internal/testrun"
 	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
+	"github.com/crowdsurf/crowdsurf/proto"
 	"github.com/crowdsurf/crowdsurf/tracker"
 )
 
@@ -117,4 +119,36 @@ func TestSymmetricNATsNeverPunchEachOther(t *testing.T) {
 		require.Equal(t, 1, st.Neighbours, "the origin only")
 		require.Equal(t, 1, st.DialledLinks.OutgoingOnly)
 	}
+}
+
+// A PUNCH_REQUEST makes a node send punches towards an address of the sender's choice, so only
+// its observers may order one: the same datagram from anyone else is ignored. An order obeyed
+// once is not obeyed again when it comes a second time (the tracker repeats it in the answer).
+func TestPunchOrdersOnlyFromObservers(t *testing.T) {
+	observer, stranger, target := loopbackUDP(t), loopbackUDP(t), loopbackUDP(t)
+	cfg := testConfig(t, testIdentity(t).Public().(ed25519.PublicKey))
+	cfg.Observers = []net.Addr{observer.LocalAddr()}
+	n := startNode(t, cfg)
+
+	order := (&proto.PunchRequest{ID: punchID(), DelayMs: 10, Target: target.LocalAddr().(*net.UDPAddr).AddrPort()}).Append(nil)
+	_, err := stranger.WriteTo(order, n.Addr())
+	require.NoError(t, err)
+	time.Sleep(300 * time.Millisecond) // nothing to await: the stranger's order must have no effect
+	require.Zero(t, n.Stats().PunchOrders, "an order from a stranger is ignored")
+
+	for range 2 {
+		_, err = observer.WriteTo(order, n.Addr())
+		require.NoError(t, err)
+	}
+	require.Eventually(t, func() bool { return n.Stats().PunchOrders == 1 }, 5*time.Second, 10*time.Millisecond)
+	buf := make([]byte, 1500)
+	require.NoError(t, target.SetReadDeadline(time.Now().Add(5*time.Second)))
+	size, from, err := target.ReadFrom(buf)
+	require.NoError(t, err)
+	m, _, err := proto.ParseBinding(buf[:size])
+	require.NoError(t, err)
+	require.IsType(t, &proto.Punch{}, m)
+	require.Equal(t, n.Addr().String(), from.String(), "the punch leaves from the mesh socket")
+	time.Sleep(300 * time.Millisecond)
+	require.EqualValues(t, 1, n.Stats().PunchOrders, "the repeated order is not obeyed twice")
 }
