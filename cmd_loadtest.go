@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crowdsurf/crowdsurf/internal/simnet"
 	"github.com/crowdsurf/crowdsurf/loadtest"
 	"github.com/crowdsurf/crowdsurf/peer"
 )
@@ -37,6 +38,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	latency := fs.Duration("latency", 20*time.Millisecond, "one-way latency of every mesh link (sim only)")
 	loss := fs.String("loss", "0", "packet loss per mesh link in percent, e.g. 1 or 1% (sim only)")
 	uplink := fs.String("uplink", "3Mbit", "peers' uplink: one rate, or a distribution like 50%:3Mbit,30%:1Mbit,20%:0\n(0 = a free rider that uploads nothing); in udp mode only the upload budget")
+	natMix := fs.String("nat", "", "viewers behind home routers (sim only), e.g. 50%:cone,30%:symmetric,20%:public; the tracker\nthen tells peers their reflexive address and coordinates hole punches; empty = all public")
 	join := fs.Duration("join", 0, "spread the joins uniformly over this time (0: everyone joins at once)")
 	churn := fs.String("churn", "0", "percent of the peers leaving per minute (each replaced by a new joiner at once)")
 	mode := fs.String("mode", "p2p", "p2p (viewers form the mesh) or cdn (every player reads the origin's HTTP: the baseline)")
@@ -101,6 +103,11 @@ func runLoadtest(ctx context.Context, args []string) error {
 	}
 	if cfg.Uplink, err = loadtest.ParseUplink(*uplink); err != nil {
 		return fmt.Errorf("--uplink: %w", err)
+	}
+	if *natMix != "" {
+		if cfg.NAT, err = simnet.ParseNATMix(*natMix); err != nil {
+			return fmt.Errorf("--nat: %w", err)
+		}
 	}
 	if cfg.LossPct, err = parsePercent(*loss); err != nil {
 		return fmt.Errorf("--loss: %w", err)

@@ -40,6 +40,9 @@ func runTracker(ctx context.Context, args []string) error {
 		"`NAME` of a header (e.g. X-Forwarded-For) whose last address is the client's; set it only\n"+
 			"behind a proxy you run that sets it: announced addresses and limits follow it")
 	perHost := fs.Int("max-peers-per-host", 8, "peers of one host (IP) listed in one swarm; more are answered but never handed out; -1 = no bound;\nloopback addresses are exempt")
+	observe := fs.String("observe", "auto", "UDP `ADDRS` (ADDR1,ADDR2) of the observer that tells peers their address behind their NAT and\n"+
+		"carries the tracker's punch orders; auto = the --http host on its port and the next one; - = none\n"+
+		"(then peers behind NATs are handed out at their announced address and never punch)")
 	dashboardAddrs := fs.Bool("dashboard-addrs", false, "show peers' and the origin's addresses on the dashboard (GET /v1/swarm/NAME); off by default: anyone can read it")
 	logs := addLogFlags(fs, "info", "v", "debug")
 	fs.Usage = func() {
@@ -69,7 +72,12 @@ func runTracker(ctx context.Context, args []string) error {
 	if *rateLimit <= 0 {
 		limit, burst = rate.Inf, 1
 	}
+	observers, err := tracker.ObserverAddrsFor(*observe, *httpAddr)
+	if err != nil {
+		return err
+	}
 	t, err := tracker.New(tracker.Config{
+		ObserverAddrs:    observers,
 		HTTPAddr:         *httpAddr,
 		NATSURL:          *natsURL,
 		DataDir:          *dataDir,

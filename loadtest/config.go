@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/crowdsurf/crowdsurf/internal/simnet"
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
@@ -43,10 +44,13 @@ type Config struct {
 	Latency    time.Duration // one-way latency of every mesh link (sim; default 20ms)
 	LossPct    float64       // packet loss per mesh link in percent (sim; default 0)
 	Uplink     UplinkDist    // peers' uplinks (default 3 Mbit/s each)
-	Join       time.Duration // joins spread uniformly over this (default 0: all at once)
-	ChurnPct   float64       // percent of peers leaving per minute, each replaced (default 0)
-	Mode       string        // ModeP2P (default) or ModeCDN
-	Source     string        // SourceSynthetic (default) or SourceTestcard
+	// NAT puts viewers behind home routers (sim only): the kinds in this mix, in joining
+	// order; the tracker then runs its observer and coordinates punches. Empty: all public.
+	NAT      simnet.NATMix
+	Join     time.Duration // joins spread uniformly over this (default 0: all at once)
+	ChurnPct float64       // percent of peers leaving per minute, each replaced (default 0)
+	Mode     string        // ModeP2P (default) or ModeCDN
+	Source   string        // SourceSynthetic (default) or SourceTestcard
 	// MediaCheck makes players parse every segment as MPEG-TS and check its timestamps (default
 	// on up to 50 peers; it costs CPU that big runs need for the mesh). Set MediaCheckSet to
 	// force the given value.
@@ -131,6 +135,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: --latency %v must be 0 to 10s", ErrConfig, c.Latency)
 	case c.LossPct < 0 || c.LossPct >= 100:
 		return c, fmt.Errorf("%w: --loss %g must be a percentage from 0 up to (not including) 100", ErrConfig, c.LossPct)
+	case len(c.NAT) > 0 && c.Net != NetSim:
+		return c, fmt.Errorf("%w: --nat needs --net sim (loopback UDP has no NAT)", ErrConfig)
 	case c.Join < 0:
 		return c, fmt.Errorf("%w: --join %v must not be negative", ErrConfig, c.Join)
 	case c.ChurnPct < 0 || c.ChurnPct > 1000:
@@ -144,5 +150,6 @@ func (c Config) parameters() Parameters {
 		Peers: c.Peers, Duration: c.Duration.String(), Bitrate: FormatRate(c.BitrateBps), Segment: c.Segment.String(),
 		SeedCopies: c.SeedCopies, Net: c.Net, Latency: c.Latency.String(), LossPct: c.LossPct, Uplink: c.Uplink.String(),
 		Join: c.Join.String(), ChurnPct: c.ChurnPct, Mode: c.Mode, Source: c.Source, Stripes: c.Stripes, MediaCheck: c.MediaCheck,
+		NAT: c.NAT.String(),
 	}
 }

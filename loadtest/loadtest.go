@@ -55,6 +55,7 @@ type LoadTest struct {
 	deliveryLatePulled samples
 	secondHalf         atomic.Int64
 	liveLatency        samples
+	nat                natBook
 
 	mu      sync.Mutex
 	viewers []*viewer // every viewer ever started, in join order
@@ -189,6 +190,7 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 	series, mid := lt.sample(ctx, t0, end, base)
 	last := lt.totals(time.Now())
 	depths := lt.depthHistogram()
+	links := lt.linksNow()
 	joiners.Wait()
 
 	// Everyone leaves at once, as at the end of a broadcast.
@@ -203,6 +205,7 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 	stopViewers()
 
 	r := lt.buildReport(base, mid, last, series, depths, all)
+	r.NAT = lt.natReport(all, links)
 	r.StartedAt = startedAt.UTC()
 	usage := processUsage()
 	r.CPUSeconds = (usage.CPU - usage0.CPU).Seconds()

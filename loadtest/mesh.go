@@ -12,8 +12,9 @@ import (
 type meshNet interface {
 	// originConn is the mesh root's socket.
 	originConn() (net.PacketConn, error)
-	// peerConn is a viewer's socket with the given uplink (bits/s; 0 = a free rider).
-	peerConn(uplinkBps int64) (net.PacketConn, error)
+	// peerConn is a viewer's socket with the given uplink (bits/s; 0 = a free rider), behind a
+	// NAT of the given kind (sim only).
+	peerConn(uplinkBps int64, nat simnet.NATKind) (net.PacketConn, error)
 	// stats are the simulated network's counters (zero for UDP).
 	stats() simnet.Stats
 
@@ -23,7 +24,7 @@ type meshNet interface {
 type udpNet struct{}
 
 func (udpNet) originConn() (net.PacketConn, error) { return net.ListenPacket("udp", "127.0.0.1:0") }
-func (udpNet) peerConn(int64) (net.PacketConn, error) {
+func (udpNet) peerConn(int64, simnet.NATKind) (net.PacketConn, error) {
 	return net.ListenPacket("udp", "127.0.0.1:0")
 }
 func (udpNet) stats() simnet.Stats { return simnet.Stats{} }
@@ -56,11 +57,12 @@ func newSimNet(cfg Config) *simNet {
 	}
 }
 
-func (s *simNet) host(uplink int64) (net.PacketConn, error) {
+func (s *simNet) host(uplink int64, nat simnet.NATKind) (net.PacketConn, error) {
 	h, err := s.n.NewHost(simnet.HostConfig{
 		Uplink:  uplink,
 		Latency: durationNs(s.latency),
 		Loss:    s.loss,
+		NAT:     simnet.NAT{Kind: nat},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("loadtest: simulated host: %w", err)
@@ -68,13 +70,13 @@ func (s *simNet) host(uplink int64) (net.PacketConn, error) {
 	return h, nil
 }
 
-func (s *simNet) originConn() (net.PacketConn, error) { return s.host(originUplinkBps) }
+func (s *simNet) originConn() (net.PacketConn, error) { return s.host(originUplinkBps, simnet.NATNone) }
 
-func (s *simNet) peerConn(uplinkBps int64) (net.PacketConn, error) {
+func (s *simNet) peerConn(uplinkBps int64, nat simnet.NATKind) (net.PacketConn, error) {
 	if uplinkBps <= 0 {
 		uplinkBps = freeRiderUplinkBps
 	}
-	return s.host(uplinkBps)
+	return s.host(uplinkBps, nat)
 }
 
 func (s *simNet) stats() simnet.Stats { return s.n.TotalStats() }

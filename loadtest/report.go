@@ -72,6 +72,8 @@ type Report struct {
 	DepthHistogram []DepthBin `json:"depth_histogram"`
 	// DeliveryLatencyCDF is the delivery latency distribution in 1 % steps.
 	DeliveryLatencyCDF []CDFPoint `json:"delivery_latency_cdf"`
+	// NAT is the NAT side of a run with --nat: punches, links by kind, offload per NAT class.
+	NAT *NATReport `json:"nat,omitempty"`
 	// Notes are caveats about this run (e.g. the machine could not keep up).
 	Notes []string `json:"notes"`
 }
@@ -117,6 +119,7 @@ type Parameters struct {
 	Source     string  `json:"source"`
 	Stripes    int     `json:"stripes"`
 	MediaCheck bool    `json:"media_check"`
+	NAT        string  `json:"nat"`
 }
 
 // Detail holds the raw counters behind the headline measures.
@@ -266,7 +269,7 @@ func (r *Report) summaryRows() [][2]string {
 			r.Floor.Cores, r.Floor.Peers, r.Floor.Fanout, r.Floor.Depth, r.Floor.ChunkSize, 100*r.Floor.Delivered, r.FloorRatio,
 			humanize.Bytes(r.MaxRSSBytes/int64(max(r.Peers, 1))))})
 	}
-	return rows
+	return append(rows, r.NAT.rows()...)
 }
 
 // WriteSummary writes the human summary table.

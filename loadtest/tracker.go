@@ -22,9 +22,17 @@ func (lt *LoadTest) startTracker(ctx context.Context, runInfra func(string, func
 	if err != nil {
 		return "", fmt.Errorf("loadtest: tracker listener: %w", err)
 	}
+	var observers []net.PacketConn
+	if sim, ok := lt.mesh.(*simNet); ok && len(lt.cfg.NAT) > 0 {
+		if observers, err = sim.observerConns(); err != nil {
+			_ = ln.Close()
+			return "", err
+		}
+	}
 	tr, err := tracker.New(tracker.Config{
-		HTTPListener: ln,
-		Logger:       lt.cfg.Logger,
+		ObserverConns: observers,
+		HTTPListener:  ln,
+		Logger:        lt.cfg.Logger,
 		// A whole swarm announces from 127.0.0.1: no per-address limit, and the QUIC
 		// addresses peers announce are on the simulated network, not the HTTP source's host.
 		// Each simulated peer has its own address, so the per-host bounds still hold.

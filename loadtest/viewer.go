@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crowdsurf/crowdsurf/internal/simnet"
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/player"
 	"github.com/crowdsurf/crowdsurf/proto"
@@ -22,6 +23,7 @@ import (
 type viewer struct {
 	id       int
 	uplink   int64
+	nat      simnet.NATKind
 	node     *peer.Node // nil in cdn mode
 	pc       net.PacketConn
 	player   *player.Player
@@ -48,11 +50,11 @@ func newSharedTransport() *http.Transport {
 // startViewer creates viewer id and starts it; the viewer runs until stop or ctx ends.
 func (lt *LoadTest) startViewer(ctx context.Context, id int) (*viewer, error) {
 	cfg := lt.cfg
-	v := &viewer{id: id, uplink: cfg.Uplink.Assign(id), segments: newSegmentLog(), joined: time.Now()}
+	v := &viewer{id: id, uplink: cfg.Uplink.Assign(id), nat: cfg.natKindOf(id), segments: newSegmentLog(), joined: time.Now()}
 	playlistURL := lt.src.HTTPURL() + segwindow.PlaylistPath(streamName)
 
 	if cfg.Mode == ModeP2P {
-		pc, err := lt.mesh.peerConn(v.uplink)
+		pc, err := lt.mesh.peerConn(v.uplink, v.nat)
 		if err != nil {
 			return nil, err
 		}
@@ -75,6 +77,7 @@ func (lt *LoadTest) startViewer(ctx context.Context, id int) (*viewer, error) {
 			MaxUploadBps:   uploadBudget(v.uplink),
 			TargetDuration: cfg.Segment,
 			OnChunk:        lt.deliveryHook(v),
+			OnPunch:        lt.nat.onPunch,
 			Logger:         cfg.Logger.With("viewer", id),
 			Registry:       prometheus.NewRegistry(),
 		})

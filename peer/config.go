@@ -115,10 +115,11 @@ type Config struct {
 	Limits Limits
 	// Observers are the tracker's reflexive-address observers (two UDP ports, see
 	// tracker.Observer); the node asks them which address its mesh socket has behind its NAT
-	// and what kind of NAT that is (Stats.ReflexiveAddr, Stats.NATKind). Empty = not asked.
+	// and what kind of NAT that is (Stats.ReflexiveAddr, Stats.NATKind), and announces both.
+	// Empty = the ones the tracker's answer names, if any.
 	Observers []net.Addr
-	// ReflexiveInterval is how often the observers are asked again (default 20 s, under the
-	// shortest common NAT mapping timeout).
+	// ReflexiveInterval is how often the observers are asked again (default 15 s, half the
+	// shortest common NAT mapping timeout: the keepalive of the path punch orders take).
 	ReflexiveInterval time.Duration
 	// PlaylistLength is the number of segments in the local playlist (default 6).
 	PlaylistLength int
@@ -139,6 +140,9 @@ type Config struct {
 	// block. pushed says the chunk came from our parent on its stripe (the push tree), not from a
 	// repair, the CDN or a former parent.
 	OnChunk func(id proto.ChunkID, from Source, pushed bool, at time.Time)
+	// OnPunch, when set, is called after every punch this node dialled: whether it connected
+	// and how long after the punch moment the handshake completed. It must not block.
+	OnPunch func(ok bool, took time.Duration)
 
 	Logger   *slog.Logger
 	Registry *prometheus.Registry

@@ -93,7 +93,8 @@ type neighbour struct {
 	ip       netip.Addr
 	dialAddr string // the address we dialled, when we dialled
 	dialled  bool
-	origin   bool // the remote is a root (depth 0 on every stripe)
+	link     linkKind // how the connection came about (nat.go)
+	origin   bool     // the remote is a root (depth 0 on every stripe)
 	hello    *proto.Hello
 
 	// loop-owned
@@ -308,19 +309,7 @@ func (n *Node) dial(ctx context.Context, addr string) {
 		if err != nil {
 			return err
 		}
-		ctrl, err := conn.OpenStreamSync(dctx)
-		if err != nil {
-			_ = conn.CloseWithError(codeRejected, "no control stream")
-			return err
-		}
-		nb := n.newNeighbour(conn, ctrl, true)
-		nb.dialAddr = addr
-		if err := n.handshake(nb, true); err != nil {
-			_ = conn.CloseWithError(codeRejected, clip(err.Error()))
-			return err
-		}
-		n.startConn(ctx, nb)
-		return nil
+		return n.setUp(ctx, conn, addr, n.dialledLink())
 	}()
 	if err != nil {
 		n.emit(ctx, evDialFailed{addr: addr, err: err, lied: errors.Is(err, ErrProtocol)})
@@ -344,6 +333,9 @@ func (n *Node) acceptLoop(ctx context.Context) {
 				return
 			}
 			nb := n.newNeighbour(conn, ctrl, false)
+			if n.punchedFrom(conn.RemoteAddr()) {
+				nb.link = linkPunched
+			}
 			if err := n.handshake(nb, false); err != nil {
 				n.log.Debug("inbound handshake failed", "remote", nb.addr, "error", err)
 				_ = conn.CloseWithError(codeRejected, clip(err.Error()))

@@ -91,6 +91,10 @@ type candidate struct {
 	addr      string
 	depths    []int // per stripe, -1 = no parent; nil = unknown
 	freeSlots int
+	// behindNAT: the tracker says the candidate sits behind a NAT; it is dialled only with
+	// the punch the tracker scheduled (punch, once: a second dial would find no punch).
+	behindNAT bool
+	punch     *PunchPlan
 }
 
 func (l *loop) onAnnounce(ctx context.Context, resp proto.AnnounceResponse) {
@@ -114,9 +118,18 @@ func (l *loop) onAnnounce(ctx context.Context, resp proto.AnnounceResponse) {
 			"tracker", resp.Stripes, "ours", len(l.stripes))
 	}
 	l.dials.candidates = l.dials.candidates[:0]
+	received := time.Now()
 	for _, p := range resp.Neighbours {
 		if a := normalizeAddr(p.Addr); a != "" {
 			c := candidate{addr: a, freeSlots: p.FreeSlots}
+			c.behindNAT = p.NATKind == proto.NATCone || p.NATKind == proto.NATSymmetric
+			if p.Punch != nil {
+				id, _ := proto.ParsePunchID(p.Punch.ID) // ParseAnnounceResponse checked it
+				target, err := netip.ParseAddrPort(a)
+				if err == nil {
+					c.punch = &PunchPlan{Target: target, At: received.Add(time.Duration(p.Punch.DelayMs) * time.Millisecond), ID: id}
+				}
+			}
 			if len(p.Depths) == len(l.stripes) {
 				c.depths = p.Depths
 			}
@@ -179,6 +192,26 @@ func (l *loop) dialMore(ctx context.Context) {
 		l.n.stats.dials.Add(1)
 		l.n.wg.Go(func() { l.n.dial(ctx, addr) })
 	}
+	// A NATed candidate is dialled only with its punch, once and not too late; the punch
+	// takes the dial's place.
+	punchable := func(c *candidate) bool {
+		if !c.behindNAT {
+			return true
+		}
+		return c.punch != nil && l.now.Before(c.punch.At.Add(punchLate))
+	}
+	dialCandidate := func(c *candidate, extra bool) {
+		if c.punch == nil {
+			dial(c.addr, extra)
+			return
+		}
+		plan := *c.punch
+		c.punch = nil
+		l.dials.dialing[c.addr] = extra
+		connected[c.addr] = true
+		l.n.stats.dials.Add(1)
+		l.n.wg.Go(func() { l.n.punchDial(ctx, c.addr, plan) })
+	}
 	// The origin is always a candidate parent, whatever the neighbour budget.
 	if canDial(l.originQUIC) {
 		dial(l.originQUIC, false)
@@ -190,18 +223,19 @@ func (l *loop) dialMore(ctx context.Context) {
 	}
 	orphan := l.orphanStripes()
 	needParent := slices.Contains(orphan, true)
-	for _, c := range l.dials.candidates {
-		if !canDial(c.addr) {
+	for i := range l.dials.candidates {
+		c := &l.dials.candidates[i]
+		if !canDial(c.addr) || !punchable(c) {
 			continue
 		}
 		if len(l.nbs)+len(l.dials.dialing) < l.cfg.MaxNeighbours {
-			dial(c.addr, false)
+			dialCandidate(c, false)
 			continue
 		}
 		if needParent && feedsOrphan(c.depths, c.freeSlots, orphan) &&
 			l.extraDials() < parentDialsInFlight && len(l.nbs)+len(l.dials.dialing) < l.neighbourCap() {
 			l.n.stats.parentDials.Add(1)
-			dial(c.addr, true)
+			dialCandidate(c, true)
 		}
 	}
 }

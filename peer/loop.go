@@ -293,6 +293,12 @@ func (l *loop) publishTopology() {
 		Children:   l.totalChildren(),
 		Joining:    l.joining,
 	}
+	for _, nb := range l.nbs {
+		t.Links.add(nb.link)
+		if nb.dialled {
+			t.Dialled.add(nb.link)
+		}
+	}
 	for _, st := range l.stripes {
 		id := ""
 		if st.parent != nil {
@@ -304,6 +310,9 @@ func (l *loop) publishTopology() {
 	l.n.topology.Store(t)
 	l.n.metrics.children.Set(float64(t.Children))
 	l.n.metrics.parents.Set(float64(t.Parents))
+	l.n.metrics.linkKinds.WithLabelValues(linkDirect.String()).Set(float64(t.Links.Direct))
+	l.n.metrics.linkKinds.WithLabelValues(linkPunched.String()).Set(float64(t.Links.Punched))
+	l.n.metrics.linkKinds.WithLabelValues(linkOutgoing.String()).Set(float64(t.Links.OutgoingOnly))
 }
 
 // shutdown says GOODBYE to every neighbour, gives the messages a moment to leave, then closes.

@@ -56,6 +56,7 @@ type Node struct {
 	originHTTP   atomic.Pointer[string]      // base URL of the CDN path, once known
 	reflexive    atomic.Pointer[Reflexive]   // what the observers last saw; reachability.go
 	diag         diagnosis                   // why nothing plays yet, or why Run stopped (diagnose.go)
+	nat          *natState                   // observers, punch orders; nat.go
 
 	wg      sync.WaitGroup
 	running atomic.Bool
@@ -73,6 +74,7 @@ func New(cfg Config) (*Node, error) {
 		events:    make(chan event, 256),
 		publishCh: make(chan *proto.Chunk, 1024),
 		done:      make(chan struct{}),
+		nat:       newNATState(cfg.Observers),
 	}
 	// The id derives from a per-run secret that only announces to the tracker carry, so nobody
 	// else can announce under it (proto.PeerIDFromSecret).
@@ -237,7 +239,9 @@ func (n *Node) Run(ctx context.Context) (err error) {
 	}
 
 	n.wg.Go(func() { n.acceptLoop(ctx) })
-	if len(n.cfg.Observers) > 0 && n.tr != nil {
+	if n.tr != nil {
+		// The observers come from Config or from the tracker's first answer.
+		n.wg.Go(func() { n.bindingReader(ctx) })
 		n.wg.Go(func() { n.reachabilityLoop(ctx) })
 	}
 	if a := n.announcer(); a != nil {

@@ -62,8 +62,24 @@ type Reflexive struct {
 // with no answer at all the result has Kind NATUnknown and the error is ErrNoBindingResponse.
 //
 // quic-go keeps one queue of non-QUIC packets per Transport, so nothing else may read them
-// while this runs; other binding datagrams (punches) that arrive meanwhile are dropped.
+// while this runs; other binding datagrams (punches) that arrive meanwhile are dropped. A Node
+// does not call it: its one reader of non-QUIC packets demultiplexes (bindingReader).
 func DiscoverReflexive(ctx context.Context, tr *quic.Transport, cfg ReflexiveConfig) (Reflexive, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	responses := make(chan *proto.BindingResponse)
+	readDone := make(chan struct{})
+	go func() {
+		defer close(readDone)
+		readBindingResponses(ctx, tr, responses)
+	}()
+	defer func() { cancel(); <-readDone }()
+	return discover(ctx, tr, cfg, responses)
+}
+
+// discover is DiscoverReflexive with the answers read by the caller: a node's one reader of
+// non-QUIC packets (bindingReader) passes them on, and punch orders on the same socket go
+// elsewhere.
+func discover(ctx context.Context, tr *quic.Transport, cfg ReflexiveConfig, responses <-chan *proto.BindingResponse) (Reflexive, error) {
 	cfg = cfg.withDefaults()
 	res := Reflexive{Observed: make([]netip.AddrPort, len(cfg.Observers))}
 	if len(cfg.Observers) == 0 {
@@ -76,13 +92,6 @@ func DiscoverReflexive(ctx context.Context, tr *quic.Transport, cfg ReflexiveCon
 	for i := range txids {
 		_, _ = rand.Read(txids[i][:]) // crypto/rand.Read never fails
 	}
-	responses := make(chan *proto.BindingResponse)
-	readDone := make(chan struct{})
-	go func() {
-		defer close(readDone)
-		readBindingResponses(ctx, tr, responses)
-	}()
-	defer func() { cancel(); <-readDone }()
 
 	send := func() {
 		for i, obs := range cfg.Observers {

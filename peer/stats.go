@@ -73,6 +73,18 @@ type Stats struct {
 	// until they answered, or without Config.Observers); NATKind is what they tell of the NAT.
 	ReflexiveAddr string        `json:"reflexive_addr,omitempty"`
 	NATKind       proto.NATKind `json:"nat_kind"`
+	// PunchesAttempted counts punches this node dialled (the tracker scheduled them with a
+	// cone-NATed candidate), PunchesSucceeded those that connected; PunchOrders counts the
+	// tracker's orders to punch towards a peer that dials us; PunchesReceived the other
+	// sides' PUNCH datagrams that got through our NAT.
+	PunchesAttempted int64 `json:"punches_attempted"`
+	PunchesSucceeded int64 `json:"punches_succeeded"`
+	PunchOrders      int64 `json:"punch_orders"`
+	PunchesReceived  int64 `json:"punches_received"`
+	// Links counts the neighbours by how their connection came about; DialledLinks counts
+	// only those we dialled (so a swarm's links summed over its peers count each once).
+	Links        LinkCounts `json:"links"`
+	DialledLinks LinkCounts `json:"dialled_links"`
 }
 
 // counters are the node's running totals, updated from any goroutine.
@@ -83,6 +95,7 @@ type counters struct {
 	parentDials, evicted, parentsSilent, loopLags                                   atomic.Int64
 	dials, dialsFailed, connsUp, connsDown                                          atomic.Int64
 	parentsWithheld, falseHaves, cdnRequests                                        atomic.Int64
+	punchesAttempted, punchesSucceeded, punchOrders, punchesReceived                atomic.Int64
 }
 
 func (c *counters) received(src Source, n int) {
@@ -108,6 +121,8 @@ type topology struct {
 	Parents    int
 	Children   int
 	Joining    bool
+	Links      LinkCounts
+	Dialled    LinkCounts
 }
 
 func depthsInt(d []uint8) []int {
@@ -161,6 +176,12 @@ func (n *Node) Stats() Stats {
 		DialsFailed:          n.stats.dialsFailed.Load(),
 		ConnsUp:              n.stats.connsUp.Load(),
 		ConnsDown:            n.stats.connsDown.Load(),
+		PunchesAttempted:     n.stats.punchesAttempted.Load(),
+		PunchesSucceeded:     n.stats.punchesSucceeded.Load(),
+		PunchOrders:          n.stats.punchOrders.Load(),
+		PunchesReceived:      n.stats.punchesReceived.Load(),
+		Links:                t.Links,
+		DialledLinks:         t.Dialled,
 	}
 	if r := n.reflexive.Load(); r != nil {
 		s.NATKind = r.Kind
@@ -185,6 +206,9 @@ type metrics struct {
 	parents          prometheus.Gauge
 	children         prometheus.Gauge
 	natKind          *prometheus.GaugeVec // 1 for the kind the observers last reported
+	punches          *prometheus.CounterVec
+	punchOrders      prometheus.Counter
+	linkKinds        *prometheus.GaugeVec
 }
 
 func newMetrics(reg *prometheus.Registry, _ *counters) (*metrics, error) {
@@ -210,9 +234,17 @@ func newMetrics(reg *prometheus.Registry, _ *counters) (*metrics, error) {
 		natKind: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
 			Name: "nat_kind", Help: "1 for the NAT kind the tracker's observers last reported (unknown, public, cone, symmetric)."},
 			[]string{"kind"}),
+		punches: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "punches_total", Help: "Hole punches this node dialled, by result (attempted, succeeded, failed)."},
+			[]string{"result"}),
+		punchOrders: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "punch_orders_total", Help: "The tracker's orders to punch towards a peer that dials us."}),
+		linkKinds: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "neighbours_by_link", Help: "Connected neighbours by how the link came about (direct, punched, outgoing_only)."},
+			[]string{"kind"}),
 	}
 	for _, c := range []prometheus.Collector{m.bytesReceived, m.bytesSent, m.chunksRejected, m.segmentsComplete,
-		m.segmentsFallback, m.neighbours, m.parents, m.children, m.natKind} {
+		m.segmentsFallback, m.neighbours, m.parents, m.children, m.natKind, m.punches, m.punchOrders, m.linkKinds} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("peer metrics: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -53,7 +54,7 @@ func (n *Node) announceLoop(ctx context.Context, a Announcer) {
 	wait := time.Duration(0)
 	otherKey := 0 // consecutive answers: the tracker has our stream only under another key
 	for {
-		if backoff.Wait(ctx, wait) != nil {
+		if n.waitToAnnounce(ctx, wait) != nil {
 			return
 		}
 		resp, err := a.Announce(ctx, n.announceRequest())
@@ -80,6 +81,13 @@ func (n *Node) announceLoop(ctx context.Context, a Announcer) {
 		retry.Reset()
 		otherKey = 0
 		n.diag.trackerAnswered(resp.Origin.PublicKey)
+		n.learnObservers(resp.Observers)
+		for _, o := range resp.Punches {
+			id, _ := proto.ParsePunchID(o.ID) // ParseAnnounceResponse checked it
+			if target, err := netip.ParseAddrPort(o.Target); err == nil {
+				n.onPunchOrder(ctx, id, target, time.Duration(o.DelayMs)*time.Millisecond)
+			}
+		}
 		n.emit(ctx, evAnnounce{resp: resp})
 		wait = defaultAnnounceInterval
 		if resp.AnnounceIntervalMs > 0 {
@@ -174,18 +182,40 @@ func (n *Node) announceRequest() proto.AnnounceRequest {
 	if total := s.BytesFromPeers + s.BytesFromOrigin; total > 0 {
 		fallbackShare = float64(s.BytesFromHTTP) / float64(total)
 	}
+	free := min(s.FreeSlots, proto.TrackerMaxFreeSlots)
+	if s.NATKind == proto.NATSymmetric {
+		// Nobody can dial us, so the tracker must not make us anyone's parent: we are a leaf
+		// unless a neighbour we dialled subscribes over our own connection.
+		free = 0
+	}
 	return proto.AnnounceRequest{
 		PeerState: proto.PeerState{
-			PeerID:    s.PeerID,
-			Stream:    n.cfg.Stream,
-			StreamKey: proto.FormatPublicKey(n.cfg.OriginKey),
-			Addr:      n.Addr().String(),
-			UploadBps: min(upload, proto.TrackerMaxBps),
-			Depths:    s.Depths,
-			Parents:   s.ParentIDs,
-			FreeSlots: min(s.FreeSlots, proto.TrackerMaxFreeSlots),
-			Quality:   proto.PeerQuality{FallbackShare: fallbackShare},
+			ReflexiveAddr: s.ReflexiveAddr,
+			NATKind:       s.NATKind,
+			PeerID:        s.PeerID,
+			Stream:        n.cfg.Stream,
+			StreamKey:     proto.FormatPublicKey(n.cfg.OriginKey),
+			Addr:          n.Addr().String(),
+			UploadBps:     min(upload, proto.TrackerMaxBps),
+			Depths:        s.Depths,
+			Parents:       s.ParentIDs,
+			FreeSlots:     free,
+			Quality:       proto.PeerQuality{FallbackShare: fallbackShare},
 		},
 		PeerSecret: hex.EncodeToString(n.secret[:]),
 	}
+}
+
+// waitToAnnounce waits d, or less when a new reflexive address is worth announcing at once
+// (backoff.Wait with the reachability loop's nudge).
+func (n *Node) waitToAnnounce(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-n.nat.announceNow:
+	}
+	return nil
 }

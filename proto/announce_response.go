@@ -1,6 +1,7 @@
 package proto
 
 import (
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -14,7 +15,33 @@ const (
 	// MinAnnounceInterval and MaxAnnounceInterval bound the interval a tracker may ask for.
 	MinAnnounceInterval = 500 * time.Millisecond
 	MaxAnnounceInterval = 5 * time.Minute
+	// MaxAnswerObservers bounds the observer addresses of one answer (a tracker gives 2).
+	MaxAnswerObservers = 4
+	// MaxAnswerPunches bounds the punch orders of one answer.
+	MaxAnswerPunches = 32
 )
+
+// ParsePunchID reads a punch id as PunchInfo and PunchOrder carry it (24 hex digits).
+func ParsePunchID(s string) (TxID, bool) {
+	var id TxID
+	if len(s) != 2*TxIDLen {
+		return id, false
+	}
+	n, err := hex.Decode(id[:], []byte(s))
+	return id, err == nil && n == TxIDLen
+}
+
+// validPunch says whether a punch's id and delay are usable.
+func validPunch(id string, delayMs int64) bool {
+	_, ok := ParsePunchID(id)
+	return ok && delayMs >= 0 && delayMs <= MaxPunchDelay
+}
+
+// dialableAddr says whether s is an IP-literal host:port a peer may send to.
+func dialableAddr(s string) bool {
+	ap, err := ParseAnnounceAddr(s)
+	return err == nil && ap.Addr().IsValid()
+}
 
 // ParseAnnounceResponse decodes a tracker's answer to an announce and keeps what a peer may act
 // on: at most MaxAnswerNeighbours candidates, each with an IP-literal address (a host name would
@@ -45,6 +72,9 @@ func ParseAnnounceResponse(b []byte) (AnnounceResponse, error) {
 		for _, d := range n.Depths {
 			sane = sane && d >= -1 && d < int(NoDepth)
 		}
+		if n.Punch != nil && !validPunch(n.Punch.ID, n.Punch.DelayMs) {
+			n.Punch = nil
+		}
 		if sane {
 			kept = append(kept, n)
 		}
@@ -58,6 +88,26 @@ func ParseAnnounceResponse(b []byte) (AnnounceResponse, error) {
 		interval = MaxAnnounceInterval
 	}
 	r.AnnounceIntervalMs = min(max(interval, MinAnnounceInterval), MaxAnnounceInterval).Milliseconds()
+	observers := r.Observers[:0]
+	for _, o := range r.Observers {
+		if len(observers) < MaxAnswerObservers && dialableAddr(o) {
+			observers = append(observers, o)
+		}
+	}
+	r.Observers = observers
+	if len(r.Observers) == 0 {
+		r.Observers = nil
+	}
+	punches := r.Punches[:0]
+	for _, p := range r.Punches {
+		if len(punches) < MaxAnswerPunches && validPunch(p.ID, p.DelayMs) && dialableAddr(p.Target) {
+			punches = append(punches, p)
+		}
+	}
+	r.Punches = punches
+	if len(r.Punches) == 0 {
+		r.Punches = nil
+	}
 	if r.Registration != nil && r.Registration.Validate() != nil {
 		r.Registration = nil
 	}

@@ -36,6 +36,20 @@ var announceResponseCases = []struct {
 		json: `{"stripes":4,"announce_interval_ms":604800000}`,
 		want: AnnounceResponse{Neighbours: []PeerInfo{}, Stripes: 4, AnnounceIntervalMs: MaxAnnounceInterval.Milliseconds()},
 	},
+	{
+		name: "observers and punches: bad ones dropped, good ones kept",
+		json: `{"neighbours":[{"peer_id":"` + validPeerA + `","addr":"198.51.100.1:4000","nat_kind":"cone","punch":{"id":"000102030405060708090a0b","delay_ms":300}},{"peer_id":"` + validPeerA + `","addr":"198.51.100.2:4000","punch":{"id":"zz","delay_ms":300}}],"stripes":4,"announce_interval_ms":3000,` +
+			`"observers":["192.0.2.1:3478","evil.example:3479"],"punches":[{"id":"000102030405060708090a0b","target":"198.51.100.3:5000","delay_ms":100},{"id":"000102030405060708090a0b","target":"198.51.100.3:5000","delay_ms":99999},{"id":"000102030405060708090a0b","target":"name:1","delay_ms":1}]}`,
+		want: AnnounceResponse{
+			Neighbours: []PeerInfo{
+				{PeerID: validPeerA, Addr: "198.51.100.1:4000", NATKind: NATCone, Punch: &PunchInfo{ID: "000102030405060708090a0b", DelayMs: 300}},
+				{PeerID: validPeerA, Addr: "198.51.100.2:4000"},
+			},
+			Stripes: 4, AnnounceIntervalMs: 3000,
+			Observers: []string{"192.0.2.1:3478"},
+			Punches:   []PunchOrder{{ID: "000102030405060708090a0b", Target: "198.51.100.3:5000", DelayMs: 100}},
+		},
+	},
 	{name: "too many stripes", json: `{"stripes":99}`, err: true},
 	{name: "not JSON", json: `<html>`, err: true},
 }

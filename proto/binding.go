@@ -17,9 +17,14 @@ import (
 //	BINDING_REQUEST   31 63736e | txid (12) | zero padding (20)
 //	BINDING_RESPONSE  32 63736e | txid (12) | family (1: 4 or 6) | port (2) | address (4 or 16)
 //	PUNCH             33 63736e | attempt id (12)
+//	PUNCH_REQUEST     34 63736e | attempt id (12) | delay ms (2) | family (1: 4 or 6) | port (2) | address (4 or 16)
 //
 // A request is padded to the size of the largest response, so an observer never sends more
-// bytes than it received: it is useless as a reflection amplifier.
+// bytes than it received: it is useless as a reflection amplifier. A PUNCH_REQUEST is the
+// tracker's "punch now": it goes from the observer, unasked, to the reflexive address a peer
+// announced (and the tracker checked against the announce's source), through the mapping the
+// peer's binding keepalives hold open; it names the other side's reflexive address and how many
+// milliseconds after its arrival to start punching.
 
 // BindingType is the first byte of a binding-protocol datagram.
 type BindingType uint8
@@ -32,6 +37,8 @@ const (
 	TypeBindingResponse BindingType = 0x32
 	// TypePunch is a Punch.
 	TypePunch BindingType = 0x33
+	// TypePunchRequest is a PunchRequest.
+	TypePunchRequest BindingType = 0x34
 )
 
 // String names the type as the protocol description does.
@@ -43,6 +50,8 @@ func (t BindingType) String() string {
 		return "BINDING_RESPONSE"
 	case TypePunch:
 		return "PUNCH"
+	case TypePunchRequest:
+		return "PUNCH_REQUEST"
 	}
 	return fmt.Sprintf("binding(%#x)", uint8(t))
 }
@@ -55,11 +64,17 @@ const (
 	bindingResponse6  = bindingHeaderLen + TxIDLen + 1 + 2 + 16 // 35, the largest response
 	bindingPadding    = 20                                      // makes a request 36 bytes, at least bindingResponse6
 	bindingRequestLen = bindingHeaderLen + TxIDLen + bindingPadding
+	punchRequest6     = bindingHeaderLen + TxIDLen + 2 + 1 + 2 + 16 // 37
 )
 
-// MaxBindingSize is the largest binding datagram: a request, padded to the size of an IPv6
-// response. A receive buffer this big holds any of them.
-const MaxBindingSize = bindingRequestLen
+// MaxBindingSize is the largest binding datagram: a PUNCH_REQUEST with an IPv6 address (a
+// binding request is padded to the size of an IPv6 response, one byte less). A receive buffer
+// this big holds any of them.
+const MaxBindingSize = max(bindingRequestLen, punchRequest6)
+
+// MaxPunchDelay bounds a PUNCH_REQUEST's delay: a punch is worth starting within a few
+// hundred milliseconds or not at all.
+const MaxPunchDelay = 2000
 
 // TxIDLen is the length of a transaction or punch attempt id.
 const TxIDLen = 12
@@ -95,6 +110,25 @@ type Punch struct {
 	ID TxID
 }
 
+// PunchRequest asks a peer to punch towards Target, DelayMs milliseconds after it arrived:
+// the tracker has told the peer at Target to dial it at that moment.
+type PunchRequest struct {
+	ID      TxID
+	DelayMs uint16 // at most MaxPunchDelay
+	Target  netip.AddrPort
+}
+
+// Type implements BindingMessage.
+func (*PunchRequest) Type() BindingType { return TypePunchRequest }
+
+// Append implements BindingMessage.
+func (m *PunchRequest) Append(b []byte) []byte {
+	b = appendBindingHeader(b, TypePunchRequest)
+	b = append(b, m.ID[:]...)
+	b = binary.BigEndian.AppendUint16(b, m.DelayMs)
+	return appendFamilyAddr(b, m.Target)
+}
+
 // Type implements BindingMessage.
 func (*BindingRequest) Type() BindingType { return TypeBindingRequest }
 
@@ -119,17 +153,48 @@ func (m *BindingRequest) Append(b []byte) []byte {
 func (m *BindingResponse) Append(b []byte) []byte {
 	b = appendBindingHeader(b, TypeBindingResponse)
 	b = append(b, m.TxID[:]...)
-	addr := m.Observed.Addr()
+	return appendFamilyAddr(b, m.Observed)
+}
+
+// appendFamilyAddr appends family (1) | port (2) | address (4 or 16).
+func appendFamilyAddr(b []byte, ap netip.AddrPort) []byte {
+	addr := ap.Addr()
 	if addr.Is4() {
 		b = append(b, 4)
-		b = binary.BigEndian.AppendUint16(b, m.Observed.Port())
+		b = binary.BigEndian.AppendUint16(b, ap.Port())
 		a := addr.As4()
 		return append(b, a[:]...)
 	}
 	b = append(b, 6)
-	b = binary.BigEndian.AppendUint16(b, m.Observed.Port())
+	b = binary.BigEndian.AppendUint16(b, ap.Port())
 	a := addr.As16()
 	return append(b, a[:]...)
+}
+
+// readFamilyAddr reads what appendFamilyAddr wrote.
+func readFamilyAddr(r *reader, what string) (netip.AddrPort, error) {
+	family := r.u8()
+	port := r.u16()
+	if r.err != nil {
+		return netip.AddrPort{}, r.err
+	}
+	var addr netip.Addr
+	switch family {
+	case 4:
+		if a := r.bytes(4); a != nil {
+			addr = netip.AddrFrom4([4]byte(a))
+		}
+	case 6:
+		if a := r.bytes(16); a != nil {
+			addr = netip.AddrFrom16([16]byte(a))
+		}
+	default:
+		return netip.AddrPort{}, fmt.Errorf("%w: %s address family %d", ErrMalformed, what, family)
+	}
+	if r.err != nil {
+		return netip.AddrPort{}, r.err
+	}
+	return netip.AddrPortFrom(addr, port), nil
 }
 
 // Append implements BindingMessage.
@@ -179,29 +244,25 @@ func ParseBinding(b []byte) (BindingMessage, int, error) {
 	case TypeBindingResponse:
 		resp := &BindingResponse{}
 		copy(resp.TxID[:], r.bytes(TxIDLen))
-		family := r.u8()
-		port := r.u16()
-		if r.err != nil {
-			return nil, 0, r.err
+		ap, err := readFamilyAddr(&r, "BINDING_RESPONSE")
+		if err != nil {
+			return nil, 0, err
 		}
-		var addr netip.Addr
-		switch family {
-		case 4:
-			if a := r.bytes(4); a != nil {
-				addr = netip.AddrFrom4([4]byte(a))
-			}
-		case 6:
-			if a := r.bytes(16); a != nil {
-				addr = netip.AddrFrom16([16]byte(a))
-			}
-		default:
-			return nil, 0, fmt.Errorf("%w: BINDING_RESPONSE address family %d", ErrMalformed, family)
-		}
-		if r.err != nil {
-			return nil, 0, r.err
-		}
-		resp.Observed = netip.AddrPortFrom(addr, port)
+		resp.Observed = ap
 		m = resp
+	case TypePunchRequest:
+		req := &PunchRequest{}
+		copy(req.ID[:], r.bytes(TxIDLen))
+		req.DelayMs = r.u16()
+		if r.err == nil && req.DelayMs > MaxPunchDelay {
+			return nil, 0, fmt.Errorf("%w: PUNCH_REQUEST delay %d ms over %d", ErrMalformed, req.DelayMs, MaxPunchDelay)
+		}
+		ap, err := readFamilyAddr(&r, "PUNCH_REQUEST")
+		if err != nil {
+			return nil, 0, err
+		}
+		req.Target = ap
+		m = req
 	case TypePunch:
 		p := &Punch{}
 		copy(p.ID[:], r.bytes(TxIDLen))

@@ -45,6 +45,16 @@ var bindingCases = []struct {
 		enc:  unhex(`33 63736e | 0b0a09080706050403020100`),
 		msg:  &proto.Punch{ID: proto.TxID{11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0}},
 	},
+	{
+		name: "PUNCH_REQUEST IPv4",
+		enc:  unhex(`34 63736e | 000102030405060708090a0b | 012c | 04 | c350 | cb007107`),
+		msg:  &proto.PunchRequest{ID: txid, DelayMs: 300, Target: netip.MustParseAddrPort("203.0.113.7:50000")},
+	},
+	{
+		name: "PUNCH_REQUEST IPv6, the largest datagram",
+		enc:  unhex(`34 63736e | 000102030405060708090a0b | 07d0 | 06 | 1151 | 20010db8000000000000000000000001`),
+		msg:  &proto.PunchRequest{ID: txid, DelayMs: proto.MaxPunchDelay, Target: netip.MustParseAddrPort("[2001:db8::1]:4433")},
+	},
 }
 
 var badBindingCases = []struct {
@@ -54,7 +64,9 @@ var badBindingCases = []struct {
 }{
 	{"a QUIC long header", unhex(`c0 00000001 | 08 0001020304050607`), "not a binding datagram"},
 	{"a STUN binding request", unhex(`0001 0000 2112a442 000102030405060708090a0b`), "not a binding datagram"},
-	{"unknown type", unhex(`34 63736e | 000102030405060708090a0b`), "binding type 0x34"},
+	{"unknown type", unhex(`35 63736e | 000102030405060708090a0b`), "binding type 0x35"},
+	{"PUNCH_REQUEST delay over the bound", unhex(`34 63736e | 000102030405060708090a0b | 07d1 | 04 | c350 | cb007107`), "delay 2001"},
+	{"PUNCH_REQUEST unknown family", unhex(`34 63736e | 000102030405060708090a0b | 0001 | 05 | c350 | cb007107`), "family 5"},
 	{"padding not zero", unhex(`31 63736e | 000102030405060708090a0b | ` + rep("00", 19) + `01`), "padding"},
 	{"unknown address family", unhex(`32 63736e | 000102030405060708090a0b | 05 | 0001 | 00000000`), "family 5"},
 }
@@ -126,7 +138,7 @@ func TestBindingResponseIsNoLargerThanRequest(t *testing.T) {
 	req := (&proto.BindingRequest{}).Append(nil)
 	resp := (&proto.BindingResponse{Observed: netip.MustParseAddrPort("[2001:db8::1]:1")}).Append(nil)
 	require.LessOrEqual(t, len(resp), len(req))
-	require.Equal(t, proto.MaxBindingSize, len(req))
+	require.LessOrEqual(t, len(req), proto.MaxBindingSize)
 }
 
 func TestNATKindText(t *testing.T) {

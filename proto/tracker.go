@@ -96,6 +96,13 @@ type PeerState struct {
 	// FreeSlots is how many more stripe children the peer accepts within its budget.
 	FreeSlots int         `json:"free_slots"`
 	Quality   PeerQuality `json:"quality"`
+	// ReflexiveAddr is the mesh socket's address as the tracker's observers saw it (IP:port);
+	// empty when the peer has not asked them. The tracker checks its host like Addr's.
+	ReflexiveAddr string `json:"reflexive_addr,omitempty"`
+	// NATKind is what the observers told of the peer's NAT. With a ReflexiveAddr it decides
+	// who may dial whom (tracker.ConnectPath); without one the peer counts as reachable at Addr,
+	// as before NAT traversal.
+	NATKind NATKind `json:"nat_kind,omitempty"`
 }
 
 // AnnounceRequest is what a peer tells the tracker every few seconds.
@@ -124,10 +131,36 @@ type PeerQuality struct {
 
 // PeerInfo is a neighbour candidate as the tracker hands it out.
 type PeerInfo struct {
-	PeerID    string `json:"peer_id"`
+	PeerID string `json:"peer_id"`
+	// Addr is where to dial the peer: its reflexive address when it is behind a NAT.
 	Addr      string `json:"addr"`
 	Depths    []int  `json:"depths"`
 	FreeSlots int    `json:"free_slots"`
+	// NATKind is the candidate's NAT as its observers reported it (omitted: unknown, or a
+	// peer that reported none and is dialled at Addr as before).
+	NATKind NATKind `json:"nat_kind,omitempty"`
+	// Punch, when set, says both sides punch DelayMs after this answer and the asker then
+	// dials Addr from its mesh socket: the candidate sits behind a cone NAT and has been asked
+	// to punch towards the asker at the same moment. A NATed candidate without it is not dialled.
+	Punch *PunchInfo `json:"punch,omitempty"`
+}
+
+// PunchInfo schedules one punch between the asker and a candidate.
+type PunchInfo struct {
+	// ID is the attempt's id (hex of a TxID), carried in every PUNCH datagram.
+	ID string `json:"id"`
+	// DelayMs is how long after receiving the answer to start (0 to MaxPunchDelay).
+	DelayMs int64 `json:"delay_ms"`
+}
+
+// PunchOrder is a punch another peer asked the tracker for: punch towards Target (that peer's
+// reflexive address) DelayMs after receiving it; the other peer dials. The tracker pushes it
+// over UDP at once (a PUNCH_REQUEST from its observer) and repeats it in the next announce
+// answer in case the datagram was lost.
+type PunchOrder struct {
+	ID      string `json:"id"`
+	Target  string `json:"target"`
+	DelayMs int64  `json:"delay_ms"`
 }
 
 // OriginInfo says where a stream's origin is: the root of every stripe (QUIC) and the CDN path (HTTP).
@@ -156,6 +189,13 @@ type AnnounceResponse struct {
 	// host runs as many peers in the swarm as the tracker allows, or the swarm is full. The
 	// asker still receives from its neighbours and the CDN.
 	Listed bool `json:"listed"`
+	// Observers are the tracker's reflexive-address observers (UDP IP:port, two on different
+	// ports): a peer asks them for its reflexive address and NAT kind and keeps its mapping
+	// towards them open, the path the tracker's PUNCH_REQUESTs take. Empty: the tracker runs none.
+	Observers []string `json:"observers,omitempty"`
+	// Punches are punches other peers' answers scheduled with the asker, not older than a
+	// couple of seconds.
+	Punches []PunchOrder `json:"punches,omitempty"`
 }
 
 // StreamStatus is a registered stream and the tracker's view of its swarm.
@@ -260,6 +300,11 @@ func (r *AnnounceRequest) Validate() error {
 	}
 	if r.FreeSlots < 0 || r.FreeSlots > TrackerMaxFreeSlots {
 		return bad("free_slots %d must be 0 to %d", r.FreeSlots, TrackerMaxFreeSlots)
+	}
+	if r.ReflexiveAddr != "" {
+		if ap, err := ParseAnnounceAddr(r.ReflexiveAddr); err != nil || !ap.Addr().IsValid() {
+			return bad("reflexive_addr %q must be IP:port", trackerClip(r.ReflexiveAddr))
+		}
 	}
 	q := r.Quality
 	if q.BufferMs < 0 || q.Stalls < 0 {

@@ -90,6 +90,15 @@ type Config struct {
 	// DashboardAddrs lets GET /v1/swarm/NAME (the dashboard) show peers' and the origin's
 	// addresses; off, it shows neither.
 	DashboardAddrs bool
+
+	// ObserverConns are UDP sockets the reflexive-address observer answers on and pushes punch
+	// orders from (see Observer); the caller owns them. ObserverAddrs are UDP addresses the
+	// tracker listens on for the same, closing them when Run returns (the command's default:
+	// the HTTP port and the next one). Give two, on different ports, so peers can tell cone
+	// from symmetric NATs. Both empty: no observer, and no NAT traversal (every peer is
+	// handed out at its announced address).
+	ObserverConns []net.PacketConn
+	ObserverAddrs []string
 }
 
 // ErrBadConfig means a Config field is out of range; the message says which.

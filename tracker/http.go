@@ -139,6 +139,10 @@ func (t *Tracker) announce(c *echo.Context) error {
 		return apiError(c, http.StatusForbidden, "%v", err)
 	}
 	req.Addr = addr
+	if err := checkReflexive(&req.PeerState, src, t.cfg.AllowForeignAddr); err != nil {
+		result("forbidden")
+		return apiError(c, http.StatusForbidden, "%v", err)
+	}
 	id, err := swarmOf(req.Stream, req.StreamKey)
 	if err != nil { // Validate accepted the key, so this cannot happen
 		result("bad_request")
@@ -163,7 +167,11 @@ func (t *Tracker) announce(c *echo.Context) error {
 		found, reg = true, e.reg
 		middle = e.answerMiddle(t.baseAnswer(id, &e.reg))
 		admitErr = t.view.admitErr(id, rec)
-		neighbours = chooseNeighbours(t.view.rng, t.view.swarms[id], req.PeerID, t.cfg.NeighbourCount)
+		count := t.cfg.NeighbourCount
+		if t.nat != nil {
+			count *= candidateFactor // some are filtered out below
+		}
+		neighbours = chooseNeighbours(t.view.rng, t.view.swarms[id], req.PeerID, count)
 		unchanged = admitErr == nil && t.view.touch(id, req.PeerID, fp, start)
 	})
 	switch {
@@ -179,6 +187,15 @@ func (t *Tracker) announce(c *echo.Context) error {
 	}
 	answer := t.baseAnswer(id, &reg)
 	answer.Neighbours = neighbours
+	if t.nat != nil {
+		now := time.Now()
+		answer.Neighbours = t.nat.plan(req.PeerState, answer.Neighbours, t.cfg.NeighbourCount, now)
+		answer.Observers = t.nat.advertised(localIP(c.Request()))
+		answer.Punches = t.nat.ordersFor(req.PeerID, now)
+		if len(answer.Observers) > 0 || len(answer.Punches) > 0 {
+			middle = nil // the spliced encoding (answer.go) knows only the stream's constant part
+		}
+	}
 	if answer.Neighbours == nil {
 		answer.Neighbours = []proto.PeerInfo{}
 	}
@@ -376,4 +393,17 @@ func (t *Tracker) getStream(c *echo.Context) error {
 		return c.JSON(http.StatusOK, found[0])
 	}
 	return apiError(c, http.StatusConflict, "stream %q is registered under %d keys; ask with ?key=KEY from the watch link", name, len(found))
+}
+
+// localIP is the tracker's address the request arrived at.
+func localIP(r *http.Request) netip.Addr {
+	a, _ := r.Context().Value(http.LocalAddrContextKey).(net.Addr)
+	if a == nil {
+		return netip.Addr{}
+	}
+	ap, ok := observedAddr(a)
+	if !ok {
+		return netip.Addr{}
+	}
+	return ap.Addr()
 }

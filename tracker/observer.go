@@ -175,3 +175,10 @@ func observedAddr(a net.Addr) (netip.AddrPort, bool) {
 	ap := u.AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ap.IsValid()
 }
+
+// push sends a datagram the tracker originates (a PUNCH_REQUEST) from the first socket: the one
+// peers' binding keepalives reach first, so their NATs let its packets in.
+func (o *Observer) push(m proto.BindingMessage, to netip.AddrPort) error {
+	_, err := o.cfg.Conns[0].WriteTo(m.Append(nil), net.UDPAddrFromAddrPort(to))
+	return err
+}

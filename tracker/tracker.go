@@ -28,6 +28,9 @@ type Tracker struct {
 	metrics            *metrics
 	limiter            *ipLimiter
 	httpServer         *http.Server
+	observer           *Observer // nil without observer sockets
+	nat                *natCoord // nil without observer sockets
+	ownedObsConns      []net.PacketConn
 
 	runOnce sync.Once
 }
@@ -88,6 +91,9 @@ func New(cfg Config) (_ *Tracker, err error) {
 	t.limiter = newIPLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxTrackedIPs)
 	t.view = newView(t.peersKV, t.streamsKV, cfg, t.metrics)
 	t.view.reconnected = reconnected
+	if err := t.startObserver(); err != nil {
+		return nil, err
+	}
 	t.httpServer = &http.Server{
 		Handler:           t.routes(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -134,7 +140,7 @@ func (t *Tracker) run(ctx context.Context) error {
 	defer cancel()
 
 	var wg sync.WaitGroup
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	wg.Go(func() {
 		if err := t.view.run(ctx); err != nil {
 			errs <- err
@@ -147,6 +153,14 @@ func (t *Tracker) run(ctx context.Context) error {
 		}
 		cancel()
 	})
+	if t.observer != nil {
+		wg.Go(func() {
+			if err := t.observer.Run(ctx); err != nil {
+				errs <- err
+			}
+			cancel()
+		})
+	}
 	t.cfg.Logger.Info("tracker listening", "url", t.URL(), "nats", t.natsURL)
 
 	<-ctx.Done()
@@ -162,6 +176,9 @@ func (t *Tracker) run(ctx context.Context) error {
 
 // close releases what New acquired, in reverse order; safe on a half-built Tracker.
 func (t *Tracker) close() {
+	for _, c := range t.ownedObsConns {
+		_ = c.Close()
+	}
 	if t.nc != nil {
 		t.nc.Close()
 	}
@@ -171,4 +188,41 @@ func (t *Tracker) close() {
 	if t.ln != nil {
 		_ = t.ln.Close()
 	}
+}
+
+// startObserver opens the observer's sockets and sets up punch coordination, when configured.
+func (t *Tracker) startObserver() error {
+	conns := append([]net.PacketConn(nil), t.cfg.ObserverConns...)
+	for _, addr := range t.cfg.ObserverAddrs {
+		c, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return fmt.Errorf("tracker: observer on %s: %w", addr, err)
+		}
+		t.ownedObsConns = append(t.ownedObsConns, c)
+		conns = append(conns, c)
+	}
+	if len(conns) == 0 {
+		return nil
+	}
+	obs, err := NewObserver(ObserverConfig{Conns: conns, Logger: t.cfg.Logger, Registry: t.cfg.Registry})
+	if err != nil {
+		return err
+	}
+	if t.nat, err = newNATCoord(obs, conns, t.cfg.Registry); err != nil {
+		return err
+	}
+	t.observer = obs
+	return nil
+}
+
+// ObserverAddrs are the addresses the observer answers on; nil without one.
+func (t *Tracker) ObserverAddrs() []net.Addr {
+	if t.nat == nil {
+		return nil
+	}
+	out := make([]net.Addr, len(t.nat.addrs))
+	for i, ap := range t.nat.addrs {
+		out[i] = net.UDPAddrFromAddrPort(ap)
+	}
+	return out
 }

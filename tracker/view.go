@@ -409,7 +409,7 @@ func (v *view) putPeer(id swarmID, rec proto.PeerRecord, fp, rev uint64, created
 	if i, ok := s.index[rec.PeerID]; ok && s.meta[i].rev >= rev {
 		return
 	}
-	info := proto.PeerInfo{PeerID: rec.PeerID, Addr: rec.Addr, Depths: rec.Depths, FreeSlots: rec.FreeSlots}
+	info := candidateInfo(rec) // nat.go
 	meta := peerMeta{uploadBps: rec.UploadBps, rev: rev, fp: fp, created: created, host: addrHost(rec.Addr), parents: distinctParents(rec.PeerID, rec.Parents)}
 	if s.put(info, meta) {
 		v.metrics.peers.Inc()

@@ -10,6 +10,7 @@ package netns
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -17,6 +18,7 @@ import (
 	"os/exec"
 	"runtime"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -185,6 +187,34 @@ func (l *Lab) ListenUDP(ns, addr string) (net.PacketConn, error) {
 		return nil, fmt.Errorf("netns: listen on %s in %s: %w", addr, ns, err)
 	}
 	return pc, nil
+}
+
+// ListenTCP opens a TCP listener inside namespace ns.
+func (l *Lab) ListenTCP(ns, addr string) (net.Listener, error) {
+	var ln net.Listener
+	err := inNS(ns, func() error {
+		var err error
+		ln, err = net.Listen("tcp4", addr)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netns: listen on tcp %s in %s: %w", addr, ns, err)
+	}
+	return ln, nil
+}
+
+// Dialer returns a DialContext (for an http.Transport) that opens its TCP connections inside
+// namespace ns, so an in-process component's HTTP traffic takes that namespace's routes and NAT.
+func (l *Lab) Dialer(ns string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var conn net.Conn
+		err := inNS(ns, func() error {
+			var err error
+			conn, err = (&net.Dialer{Timeout: 5 * time.Second}).DialContext(ctx, network, addr)
+			return err
+		})
+		return conn, err
+	}
 }
 
 // inNS runs f on a thread switched into namespace ns. If the thread cannot be switched back
