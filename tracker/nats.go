@@ -100,6 +100,16 @@ func openBuckets(ctx context.Context, js jetstream.JetStream, cfg Config, storag
 // storage type cannot be changed) it uses the bucket as it is, so a fleet never fights over it.
 func openBucket(ctx context.Context, js jetstream.JetStream, cfg Config, kvc jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, kvc)
+	// A cluster that is still forming (its nodes started together with the trackers) has no
+	// peers to place a replicated bucket on yet: wait for it rather than fail the tracker.
+	for delay := 100 * time.Millisecond; err != nil && clusterForming(err) && ctx.Err() == nil; delay = min(2*delay, 2*time.Second) {
+		cfg.Logger.Info("NATS cluster not ready for the bucket yet; retrying", "bucket", kvc.Bucket, "in", delay, "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(delay):
+		}
+		kv, err = js.CreateOrUpdateKeyValue(ctx, kvc)
+	}
 	if err == nil {
 		return kv, nil
 	}
@@ -110,6 +120,19 @@ func openBucket(ctx context.Context, js jetstream.JetStream, cfg Config, kvc jet
 	cfg.Logger.Warn("using existing bucket with another configuration", "bucket", kvc.Bucket, "error", err)
 	return kv, nil
 }
+
+// clusterForming says whether a JetStream error means the cluster has no (or too few) peers
+// online for a placement yet: no meta leader, or no suitable peers (err_code 10005).
+func clusterForming(err error) bool {
+	var api *jetstream.APIError
+	if errors.As(err, &api) {
+		return api.ErrorCode == jsNoSuitablePeers || api.Code == 503
+	}
+	return errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+}
+
+// jsNoSuitablePeers is JetStream's "no suitable peers for placement" error code.
+const jsNoSuitablePeers jetstream.ErrorCode = 10005
 
 // connectNATS connects to url with reconnects forever: a tracker outlives NATS restarts. After
 // every reconnect it signals reconnected (without blocking), so the view watches the buckets
