@@ -533,6 +533,9 @@ func (n *Node) reject(ctx context.Context, nb *neighbour, err error) {
 	n.stats.chunksRejected.Add(1)
 	n.metrics.chunksRejected.Inc()
 	n.log.Warn("bad chunk from peer; disconnecting and banning it", "peer", nb.String(), "error", err)
+	// The IP ban first, here and not only when the loop gets to it: once the connection is
+	// closed the sender may dial again at once, and its new handshake must find the ban.
+	n.guard.ban(nb.ip)
 	_ = nb.conn.CloseWithError(codeViolation, clip(err.Error()))
 	n.emit(ctx, evBan{nb: nb, reason: err})
 }

@@ -124,7 +124,7 @@ func (l *loop) ban(nb *neighbour, reason error) {
 	l.dials.bans.banAddr(nb.addr)
 	l.dials.bans.banAddr(nb.dialAddr)
 	ip := nb.ip
-	ipBanned := l.n.guard.ban(ip)
+	ipBanned := l.n.guard.isBanned(ip) || l.n.guard.ban(ip) // reject() may have banned it already
 	l.n.log.Info("banned neighbour", "peer", nb.String(), "reason", reason, "ip_banned", ipBanned)
 	l.dropNeighbour(nb, "protocol violation")
 	if !ipBanned {
