@@ -238,6 +238,16 @@ func (l *loop) strikeFalseHave(nb *neighbour) {
 }
 
 func (l *loop) onHave(nb *neighbour, m *proto.Have) {
+	if nb.origin && len(m.Ranges) > 0 {
+		// The origin proved its identity with the stream key (meshTLS): what it says it holds
+		// exists, as surely as its playlist says so. A joiner connected to it learns the live
+		// edge from this first HAVE instead of waiting for the playlist.
+		newest := m.Ranges[0].Seq
+		for _, r := range m.Ranges {
+			newest = max(newest, r.Seq)
+		}
+		l.learnSeq(newest)
+	}
 	budget := maxHaveIndexes // per message: a HAVE cannot make us walk millions of indexes
 	lied := false
 	for _, r := range m.Ranges {
