@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/labstack/echo/v5"
+	"github.com/quic-go/quic-go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/crowdsurf/crowdsurf/internal/testrun"
@@ -167,6 +168,20 @@ func expectedSegment(seq uint64) []byte {
 		b = append(b, segmentData(seq, i)...)
 	}
 	return b
+}
+
+// rawListener is a mesh listener on loopback that no Node runs: tests write hostile nodes
+// against our own proto on it. It returns the listener and its address.
+func rawListener(t testing.TB) (*quic.Listener, string) {
+	t.Helper()
+	pc := loopbackUDP(t)
+	tr := &quic.Transport{Conn: pc}
+	t.Cleanup(func() { tr.Close() })
+	srvTLS, _, err := meshTLS(testStream, nil)
+	require.NoError(t, err)
+	ln, err := tr.Listen(srvTLS, meshQUICConfig())
+	require.NoError(t, err)
+	return ln, pc.LocalAddr().String()
 }
 
 func loopbackUDP(t testing.TB) net.PacketConn {

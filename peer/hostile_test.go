@@ -24,14 +24,8 @@ type hostilePeer struct {
 
 func startHostilePeer(t *testing.T, payload []byte) *hostilePeer {
 	t.Helper()
-	pc := loopbackUDP(t)
-	tr := &quic.Transport{Conn: pc}
-	t.Cleanup(func() { tr.Close() })
-	srvTLS, _, err := meshTLS(testStream, nil)
-	require.NoError(t, err)
-	ln, err := tr.Listen(srvTLS, meshQUICConfig())
-	require.NoError(t, err)
-	h := &hostilePeer{addr: pc.LocalAddr().String()}
+	ln, addr := rawListener(t)
+	h := &hostilePeer{addr: addr}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	var id [16]byte

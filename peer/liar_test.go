@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -36,14 +37,8 @@ type liar struct {
 
 func startLiar(t *testing.T, depths []uint8, haves func() []proto.Message) *liar {
 	t.Helper()
-	pc := loopbackUDP(t)
-	tr := &quic.Transport{Conn: pc}
-	t.Cleanup(func() { tr.Close() })
-	srvTLS, _, err := meshTLS(testStream, nil)
-	require.NoError(t, err)
-	ln, err := tr.Listen(srvTLS, meshQUICConfig())
-	require.NoError(t, err)
-	l := &liar{addr: pc.LocalAddr().String()}
+	ln, addr := rawListener(t)
+	l := &liar{addr: addr}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -346,13 +341,7 @@ func TestHandshakeRefusalsAreClassified(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			// A raw server answering with the case's HELLO.
-			pc := loopbackUDP(t)
-			tr := &quic.Transport{Conn: pc}
-			t.Cleanup(func() { tr.Close() })
-			srvTLS, _, err := meshTLS(testStream, nil)
-			require.NoError(t, err)
-			ln, err := tr.Listen(srvTLS, meshQUICConfig())
-			require.NoError(t, err)
+			ln, addr := rawListener(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			go func() {
@@ -376,7 +365,9 @@ func TestHandshakeRefusalsAreClassified(t *testing.T) {
 			n, err := New(testConfig(t, testIdentity(t).Public().(ed25519.PublicKey)))
 			require.NoError(t, err)
 			t.Cleanup(func() { n.tr.Close() })
-			conn, err := n.tr.Dial(ctx, pc.LocalAddr(), n.tlsClient, n.quicConf)
+			udp, err := net.ResolveUDPAddr("udp", addr)
+			require.NoError(t, err)
+			conn, err := n.tr.Dial(ctx, udp, n.tlsClient, n.quicConf)
 			require.NoError(t, err)
 			ctrl, err := conn.OpenStreamSync(ctx)
 			require.NoError(t, err)
