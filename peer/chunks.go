@@ -51,7 +51,7 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 	if fromParent {
 		st.undeliveredSince = time.Time{}
 		st.delivered++
-	} else if st.parent != nil && st.undeliveredSince.IsZero() && key.seq >= st.subFrom {
+	} else if st.awaitsEvidence(key.seq) {
 		st.undeliveredSince = l.now
 	}
 	l.noteImplied(key)
@@ -101,7 +101,7 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 func (l *loop) noteImplied(key chunkKey) {
 	n := uint32(len(l.stripes))
 	for s, st := range l.stripes {
-		if st.parent == nil || !st.undeliveredSince.IsZero() || key.seq < st.subFrom || uint32(s) > key.index {
+		if !st.awaitsEvidence(key.seq) || uint32(s) > key.index {
 			continue
 		}
 		k := key.index - (key.index-uint32(s))%n
@@ -204,7 +204,7 @@ func (l *loop) noteClaim(nb *neighbour, key chunkKey) {
 	// The root advertises every chunk the moment it publishes it, long before any tree can have
 	// carried it down: its HAVE is no sign that our parent is late.
 	st := l.stripes[l.stripeOf(key.index)]
-	if st.parent != nil && st.parent != nb && !nb.origin && st.undeliveredSince.IsZero() && key.seq >= st.subFrom {
+	if st.parent != nb && !nb.origin && st.awaitsEvidence(key.seq) {
 		st.undeliveredSince = l.now
 	}
 }
@@ -290,7 +290,7 @@ func (l *loop) onPlaylist(seqs []uint64) {
 	// origin has finished is late, whatever it says (the withholder that also silences the rest
 	// of the mesh is found this way).
 	for _, st := range l.stripes {
-		if st.parent != nil && st.undeliveredSince.IsZero() && last >= st.subFrom && (!st.hasNewest || st.newest.seq < last) {
+		if st.awaitsEvidence(last) && (!st.hasNewest || st.newest.seq < last) {
 			st.undeliveredSince = l.now
 		}
 	}

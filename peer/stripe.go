@@ -12,6 +12,13 @@ import (
 
 func (l *loop) stripeOf(index uint32) int { return int(index) % len(l.stripes) }
 
+// awaitsEvidence says whether a sign that a chunk of seq exists would count against the stripe's
+// parent now: it has one, nothing already counts against it, and seq is one the subscription asked
+// for (FromSeq on). The first such sign starts the clock maintainStripes judges the parent by.
+func (st *stripeState) awaitsEvidence(seq uint64) bool {
+	return st.parent != nil && st.undeliveredSince.IsZero() && seq >= st.subFrom
+}
+
 // detach leaves a stripe's parent (without telling it: callers that should, do).
 func (l *loop) detach(s int) {
 	st := l.stripes[s]
