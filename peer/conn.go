@@ -530,8 +530,7 @@ func (n *Node) readChunk(ctx context.Context, nb *neighbour, s *quic.ReceiveStre
 
 // reject counts a bad chunk, disconnects the neighbour that sent it and has the loop ban it.
 func (n *Node) reject(ctx context.Context, nb *neighbour, err error) {
-	n.stats.chunksRejected.Add(1)
-	n.metrics.chunksRejected.Inc()
+	n.countRejected()
 	n.log.Warn("bad chunk from peer; disconnecting and banning it", "peer", nb.String(), "error", err)
 	// The IP ban first, here and not only when the loop gets to it: once the connection is
 	// closed the sender may dial again at once, and its new handshake must find the ban.

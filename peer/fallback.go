@@ -198,8 +198,7 @@ func (n *Node) fetchChunk(ctx context.Context, job fetchJob, idx uint32) (*proto
 	}
 	if err != nil {
 		// Not a neighbour to ban: count it and let the playlist move on if it never verifies.
-		n.stats.chunksRejected.Add(1)
-		n.metrics.chunksRejected.Inc()
+		n.countRejected()
 		return nil, fmt.Errorf("fallback %s: %w", url, err)
 	}
 	n.emit(ctx, evChunk{c: c, size: len(b), at: time.Now()})
@@ -218,16 +217,14 @@ func (n *Node) fetchWhole(ctx context.Context, job fetchJob) error {
 	}
 	chunks, err := segwindow.ParseBundle(b, job.stream, job.seq)
 	if err != nil {
-		n.stats.chunksRejected.Add(1)
-		n.metrics.chunksRejected.Inc()
+		n.countRejected()
 		return fmt.Errorf("fallback %s: %w", url, err)
 	}
 	for _, c := range chunks {
 		err := n.verify(c)
 		n.cdnChunkChecked(job.seq, err)
 		if err != nil {
-			n.stats.chunksRejected.Add(1)
-			n.metrics.chunksRejected.Inc()
+			n.countRejected()
 			return fmt.Errorf("fallback %s: %w", url, err)
 		}
 		n.emit(ctx, evChunk{c: c, size: c.Len(), at: time.Now()})

@@ -252,6 +252,12 @@ func newMetrics(reg *prometheus.Registry, _ *counters) (*metrics, error) {
 	return m, nil
 }
 
+// countRejected counts a chunk that failed parsing or verification, wherever it came from.
+func (n *Node) countRejected() {
+	n.stats.chunksRejected.Add(1)
+	n.metrics.chunksRejected.Inc()
+}
+
 func (m *metrics) received(src Source, n int) {
 	m.bytesReceived.WithLabelValues(src.String()).Add(float64(n))
 }
