@@ -32,7 +32,8 @@ var (
 	errTrackerFull = errors.New("tracker full")
 )
 
-// kvTimeout bounds one write to NATS from a request; a slow NATS turns into 503, not a hang.
+// kvTimeout bounds one write to NATS: from a request (a slow NATS turns into 503, not a hang),
+// or a batch of the peer writer's.
 const kvTimeout = 3 * time.Second
 
 func (t *Tracker) routes() *echo.Echo {
@@ -165,6 +166,9 @@ func (t *Tracker) announce(c *echo.Context) error {
 			return
 		}
 		found, reg = true, e.reg
+		if len(req.Depths) > reg.Stripes || len(req.Parents) > reg.Stripes {
+			return // refused below
+		}
 		middle = e.answerMiddle(t.baseAnswer(id, &e.reg))
 		admitErr = t.view.admitErr(id, rec)
 		count := t.cfg.NeighbourCount
@@ -172,7 +176,13 @@ func (t *Tracker) announce(c *echo.Context) error {
 			count *= candidateFactor // some are filtered out below
 		}
 		neighbours = chooseNeighbours(t.view.rng, t.view.swarms[id], req.PeerID, count)
-		unchanged = admitErr == nil && t.view.touch(id, req.PeerID, fp, start)
+		if admitErr == nil {
+			unchanged = t.view.touch(id, req.PeerID, fp, start)
+			if !unchanged {
+				// Listed here at once; the write follows (writer.go).
+				t.view.putLocal(id, rec, fp, start)
+			}
+		}
 	})
 	switch {
 	case err != nil:
@@ -211,38 +221,31 @@ func (t *Tracker) announce(c *echo.Context) error {
 		return writeAnswer(c, answer, middle)
 	}
 
-	if unchanged {
-		answer.Listed = true
-		result("ok")
-		t.metrics.announceTime.Observe(time.Since(start).Seconds())
-		return writeAnswer(c, answer, middle)
-	}
-	val, err := json.Marshal(rec)
-	if err != nil {
-		return fmt.Errorf("encoding peer record: %w", err)
-	}
-	putCtx, cancel := context.WithTimeout(ctx, kvTimeout)
-	rev, err := t.peersKV.Put(putCtx, peerKey(id, req.PeerID), val)
-	cancel()
-	if err != nil {
-		result("unavailable")
-		return apiError(c, http.StatusServiceUnavailable, "storing announce: %v", err)
-	}
-	t.metrics.kvWrites.Inc()
-	// Apply our own write at once so the next announce here sees this peer; the watcher brings
-	// the same revision again later and it is ignored then.
-	_ = t.view.do(ctx, func() {
-		now := time.Now()
-		t.view.wrote(rev, now)
-		if t.view.admits(id, rec) {
-			t.view.putPeer(id, rec, fp, rev, now)
+	if !unchanged {
+		if err := t.queueWrite(id, rec, fp); err != nil {
+			result("unavailable")
+			return apiError(c, http.StatusServiceUnavailable, "storing announce: %v", err)
 		}
-	})
-
+	}
 	answer.Listed = true
 	result("ok")
 	t.metrics.announceTime.Observe(time.Since(start).Seconds())
 	return writeAnswer(c, answer, middle)
+}
+
+// queueWrite queues rec, already in the view, for the peers bucket. When the queue is full the
+// view forgets the record's fingerprint, so the peer's next announce tries again.
+func (t *Tracker) queueWrite(id swarmID, rec proto.PeerRecord, fp uint64) error {
+	val, err := json.Marshal(rec)
+	if err == nil {
+		err = t.writer.enqueue(peerKey(id, rec.PeerID), pendingWrite{id: id, peerID: rec.PeerID, fp: fp, val: val})
+	}
+	if err != nil {
+		_ = t.view.do(context.Background(), func() { t.view.forget(id, rec.PeerID, fp) })
+		return err
+	}
+	t.metrics.kvWrites.Inc()
+	return nil
 }
 
 // baseAnswer is the part of an announce answer every peer of the stream gets.

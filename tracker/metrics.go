@@ -9,6 +9,7 @@ type metrics struct {
 	registrations *prometheus.CounterVec // by result
 	kvUpdates     *prometheus.CounterVec // by bucket
 	kvWrites      prometheus.Counter
+	kvWriteErrors prometheus.Counter
 	rateLimited   prometheus.Counter
 	peers         prometheus.Gauge
 	streams       prometheus.Gauge
@@ -32,7 +33,11 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}, []string{"bucket"}),
 		kvWrites: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "peer_writes_total",
-			Help: "Peer records this replica wrote to the peers bucket (an announce writes only when its state changed or its entry needs refreshing).",
+			Help: "Peer records this replica queued for the peers bucket (an announce writes only when its state changed or its entry needs refreshing; queued records of the same peer are published as one).",
+		}),
+		kvWriteErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: ns, Subsystem: sub, Name: "peer_write_errors_total",
+			Help: "Queued peer records NATS did not store (the peer writes again with its next announce).",
 		}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "rate_limited_total",
@@ -52,6 +57,6 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
 		}),
 	}
-	reg.MustRegister(m.announces, m.registrations, m.kvUpdates, m.kvWrites, m.rateLimited, m.peers, m.streams, m.announceTime)
+	reg.MustRegister(m.announces, m.registrations, m.kvUpdates, m.kvWrites, m.kvWriteErrors, m.rateLimited, m.peers, m.streams, m.announceTime)
 	return m
 }

@@ -25,6 +25,7 @@ type Tracker struct {
 
 	peersKV, streamsKV jetstream.KeyValue
 	view               *view
+	writer             *peerWriter
 	metrics            *metrics
 	limiter            *ipLimiter
 	httpServer         *http.Server
@@ -77,7 +78,8 @@ func New(cfg Config) (_ *Tracker, err error) {
 	if t.nc, err = connectNATS(t.natsURL, cfg, reconnected); err != nil {
 		return nil, err
 	}
-	js, err := jetstream.New(t.nc)
+	// The peer writer publishes a batch of up to maxPendingWrites records without waiting.
+	js, err := jetstream.New(t.nc, jetstream.WithPublishAsyncMaxPending(maxPendingWrites))
 	if err != nil {
 		return nil, fmt.Errorf("tracker: jetstream: %w", err)
 	}
@@ -91,6 +93,9 @@ func New(cfg Config) (_ *Tracker, err error) {
 	t.limiter = newIPLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxTrackedIPs)
 	t.view = newView(t.peersKV, t.streamsKV, cfg, t.metrics)
 	t.view.reconnected = reconnected
+	t.writer = newPeerWriter(js, peersBucket, func(results []writeResult) {
+		_ = t.view.do(context.Background(), func() { t.view.stored(results, time.Now()) })
+	})
 	if err := t.startObserver(); err != nil {
 		return nil, err
 	}
@@ -141,6 +146,7 @@ func (t *Tracker) run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
+	wg.Go(func() { t.writer.run(ctx) })
 	wg.Go(func() {
 		if err := t.view.run(ctx); err != nil {
 			errs <- err

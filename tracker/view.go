@@ -401,18 +401,70 @@ func (v *view) touch(id swarmID, peerID string, fp uint64, now time.Time) bool {
 // putPeer inserts or replaces a peer. rev orders writes: a handler applies its own write at
 // once, and the watcher delivers the same revision again later.
 func (v *view) putPeer(id swarmID, rec proto.PeerRecord, fp, rev uint64, created time.Time) {
+	v.putPeerAt(id, rec, fp, rev, created, false)
+}
+
+func (v *view) putPeerAt(id swarmID, rec proto.PeerRecord, fp, rev uint64, created time.Time, local bool) {
 	s := v.swarms[id]
 	if s == nil {
 		s = newSwarm()
 		v.swarms[id] = s
 	}
-	if i, ok := s.index[rec.PeerID]; ok && s.meta[i].rev >= rev {
+	if i, ok := s.index[rec.PeerID]; ok && s.meta[i].rev >= rev && !local {
 		return
 	}
 	info := candidateInfo(rec) // nat.go
 	meta := peerMeta{uploadBps: rec.UploadBps, rev: rev, fp: fp, created: created, host: addrHost(rec.Addr), parents: distinctParents(rec.PeerID, rec.Parents)}
 	if s.put(info, meta) {
 		v.metrics.peers.Inc()
+	}
+}
+
+// putLocal puts a record this replica is about to write (writer.go): it replaces the view's
+// record whatever its revision, but keeps that revision until the write's own is known, so the
+// watcher's late echo of an older write does not bring the old record back.
+func (v *view) putLocal(id swarmID, rec proto.PeerRecord, fp uint64, now time.Time) {
+	var rev uint64
+	if s := v.swarms[id]; s != nil {
+		if i, ok := s.index[rec.PeerID]; ok {
+			rev = s.meta[i].rev
+		}
+	}
+	v.putPeerAt(id, rec, fp, rev, now, true)
+}
+
+// forget makes the next announce of peerID write its record again, if the view still holds the
+// record with fingerprint fp (one whose write failed).
+func (v *view) forget(id swarmID, peerID string, fp uint64) {
+	if s := v.swarms[id]; s != nil {
+		if i, ok := s.index[peerID]; ok && s.meta[i].fp == fp {
+			s.meta[i].fp = 0 // no record has it (see fingerprint)
+		}
+	}
+}
+
+// stored takes the results of a batch of writes: a stored record takes its revision (so the
+// watcher's echo is skipped), a failed one is forgotten (so its peer writes again).
+func (v *view) stored(results []writeResult, now time.Time) {
+	failed := 0
+	for _, r := range results {
+		if r.err != nil {
+			if failed == 0 {
+				v.log.Warn("peer write failed; the peer writes again with its next announce", "error", r.err)
+			}
+			failed++
+			v.forget(r.id, r.peerID, r.fp)
+			continue
+		}
+		v.wrote(r.rev, now)
+		if s := v.swarms[r.id]; s != nil {
+			if i, ok := s.index[r.peerID]; ok && s.meta[i].fp == r.fp && s.meta[i].rev < r.rev {
+				s.meta[i].rev = r.rev
+			}
+		}
+	}
+	if failed > 0 {
+		v.metrics.kvWriteErrors.Add(float64(failed))
 	}
 }
 
