@@ -30,7 +30,6 @@ package proto
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -242,8 +241,8 @@ func ValidPeerID(id string) error {
 // ParseAnnounceRequest decodes and validates an AnnounceRequest. The stream's stripe count is
 // checked by the tracker, which knows it.
 func ParseAnnounceRequest(b []byte) (AnnounceRequest, error) {
-	var r AnnounceRequest
-	if err := json.Unmarshal(b, &r); err != nil {
+	r, err := decodeAnnounceJSON(b)
+	if err != nil {
 		return AnnounceRequest{}, fmt.Errorf("%w: %w", ErrBadAnnounce, err)
 	}
 	if err := r.Validate(); err != nil {
