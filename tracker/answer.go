@@ -42,32 +42,42 @@ func (e *streamEntry) answerMiddle(answer proto.AnnounceResponse) []byte {
 }
 
 // appendAnswer appends the JSON of answer, whose constant part is middle (answerMiddle of the
-// same stream), as encoding/json would write it.
-func appendAnswer(b []byte, answer proto.AnnounceResponse, middle []byte) ([]byte, error) {
-	neighbours := answer.Neighbours
-	if neighbours == nil {
-		neighbours = []proto.PeerInfo{}
-	}
-	nb, err := json.Marshal(neighbours)
-	if err != nil {
-		return nil, err
+// same stream), as encoding/json would write it. encoded, when not nil, is answer.Neighbours
+// as a JSON array.
+func appendAnswer(b []byte, answer proto.AnnounceResponse, middle, encoded []byte) ([]byte, error) {
+	if encoded == nil {
+		neighbours := answer.Neighbours
+		if neighbours == nil {
+			neighbours = []proto.PeerInfo{}
+		}
+		var err error
+		if encoded, err = json.Marshal(neighbours); err != nil {
+			return nil, err
+		}
 	}
 	b = append(b, `{"neighbours":`...)
-	b = append(b, nb...)
+	b = append(b, encoded...)
 	b = append(b, middle...)
 	b = append(b, `,"listed":`...)
 	b = strconv.AppendBool(b, answer.Listed)
 	return append(b, '}'), nil
 }
 
-// writeAnswer sends answer, encoding only its neighbours when middle is known.
-func writeAnswer(c *echo.Context, answer proto.AnnounceResponse, middle []byte) error {
+// writeAnswer sends answer, encoding only its neighbours when middle is known, and not even
+// those when encoded (their JSON array) is known.
+func writeAnswer(c *echo.Context, answer proto.AnnounceResponse, middle, encoded []byte) error {
 	if middle == nil {
 		return c.JSON(http.StatusOK, answer)
 	}
-	b, err := appendAnswer(make([]byte, 0, 64+len(middle)+160*len(answer.Neighbours)), answer, middle)
+	b, err := appendAnswer(make([]byte, 0, 64+len(middle)+max(len(encoded), 160*len(answer.Neighbours))), answer, middle, encoded)
 	if err != nil {
 		return c.JSON(http.StatusOK, answer)
 	}
-	return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, append(b, '\n'))
+	b = append(b, '\n')
+	h := c.Response().Header()
+	h.Set(echo.HeaderContentType, echo.MIMEApplicationJSON)
+	h.Set(echo.HeaderContentLength, strconv.Itoa(len(b)))
+	c.Response().WriteHeader(http.StatusOK)
+	_, err = c.Response().Write(b)
+	return err
 }

@@ -9,8 +9,8 @@ import (
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
-// The answer spliced around the stream's encoded constant part is byte for byte what
-// encoding/json writes for the whole answer.
+// The answer spliced around the stream's encoded constant part (and around neighbours encoded
+// beforehand) is byte for byte what encoding/json writes for the whole answer.
 func TestSplicedAnnounceAnswerIsTheJSONEncoding(t *testing.T) {
 	reg := signNow(unsignedRegistration("cam <1> & \"more\""), testPriv)
 	base := proto.AnnounceResponse{
@@ -35,12 +35,19 @@ func TestSplicedAnnounceAnswerIsTheJSONEncoding(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			answer := base
 			answer.Neighbours, answer.Listed = tc.neighbours, tc.listed
-			got, err := appendAnswer(nil, answer, middle)
+			got, err := appendAnswer(nil, answer, middle, nil)
 			require.NoError(t, err)
 			if answer.Neighbours == nil {
 				answer.Neighbours = []proto.PeerInfo{} // the handler answers [] for none
 			}
 			want, err := json.Marshal(answer)
+			require.NoError(t, err)
+			require.Equal(t, string(want), string(got))
+
+			// The same with the neighbours encoded beforehand, as a reused choice has them.
+			encoded, err := json.Marshal(answer.Neighbours)
+			require.NoError(t, err)
+			got, err = appendAnswer(nil, answer, middle, encoded)
 			require.NoError(t, err)
 			require.Equal(t, string(want), string(got))
 		})

@@ -159,6 +159,7 @@ func (t *Tracker) announce(c *echo.Context) error {
 		admitErr   error
 		unchanged  bool   // nothing to write: see view.touch
 		middle     []byte // the answer's constant part, encoded (answer.go)
+		encoded    []byte // neighbours as JSON, when the choice had it (choicecache.go)
 	)
 	err = t.view.do(ctx, func() {
 		e := t.view.streams[id]
@@ -175,7 +176,7 @@ func (t *Tracker) announce(c *echo.Context) error {
 		if t.nat != nil {
 			count *= candidateFactor // some are filtered out below
 		}
-		neighbours = chooseNeighbours(t.view.rng, t.view.swarms[id], req.PeerID, count)
+		neighbours, encoded = t.view.swarms[id].neighboursFor(t.view.rng, req.PeerID, count, start)
 		if admitErr == nil {
 			unchanged = t.view.touch(id, req.PeerID, fp, start)
 			if !unchanged {
@@ -199,7 +200,8 @@ func (t *Tracker) announce(c *echo.Context) error {
 	answer.Neighbours = neighbours
 	if t.nat != nil {
 		now := time.Now()
-		answer.Neighbours = t.nat.plan(req.PeerState, answer.Neighbours, t.cfg.NeighbourCount, now)
+		encoded = nil
+		answer.Neighbours = t.nat.plan(req.PeerState, slices.Clone(answer.Neighbours), t.cfg.NeighbourCount, now)
 		answer.Observers = t.nat.advertised(localIP(c.Request()))
 		answer.Punches = t.nat.ordersFor(req.PeerID, now)
 		if len(answer.Observers) > 0 || len(answer.Punches) > 0 {
@@ -218,7 +220,7 @@ func (t *Tracker) announce(c *echo.Context) error {
 		} else {
 			result("swarm_full")
 		}
-		return writeAnswer(c, answer, middle)
+		return writeAnswer(c, answer, middle, encoded)
 	}
 
 	if !unchanged {
@@ -230,7 +232,7 @@ func (t *Tracker) announce(c *echo.Context) error {
 	answer.Listed = true
 	result("ok")
 	t.metrics.announceTime.Observe(time.Since(start).Seconds())
-	return writeAnswer(c, answer, middle)
+	return writeAnswer(c, answer, middle, encoded)
 }
 
 // queueWrite queues rec, already in the view, for the peers bucket. When the queue is full the

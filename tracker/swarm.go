@@ -28,6 +28,9 @@ type swarm struct {
 	// reads one dense slice instead of every sampled peer's record.
 	weights []float64
 
+	// choice is the neighbour choice handed to the last askers (choicecache.go).
+	choice cachedChoice
+
 	// Scratch space of chooseNeighbours, reused so a choice allocates little.
 	mark          []uint32 // mark[i] == markGen: peer i is in this choice's sample
 	markGen       uint32
@@ -91,6 +94,7 @@ func (s *swarm) remove(peerID string) bool {
 		return false
 	}
 	s.unaccount(i)
+	s.choice = cachedChoice{} // it may hold the peer
 	last := len(s.infos) - 1
 	s.infos[i], s.meta[i], s.weights[i] = s.infos[last], s.meta[last], s.weights[last]
 	s.index[s.infos[i].PeerID] = i

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/stretchr/testify/require"
 
 	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
@@ -143,8 +144,12 @@ func TestSecretsAreNeverStoredNorShown(t *testing.T) {
 	a := testAnnounce("live", 1)
 	_, err := client(tr).Announce(ctxT(t), a)
 	require.NoError(t, err)
-	e, err := tr.peersKV.Get(ctxT(t), peerKey(swarmID{"live", testKey}, a.PeerID))
-	require.NoError(t, err)
+	var e jetstream.KeyValueEntry
+	require.Eventually(t, func() bool { // the write follows the answer (writer.go)
+		e, err = tr.peersKV.Get(ctxT(t), peerKey(swarmID{"live", testKey}, a.PeerID))
+		return err == nil
+	}, 10*time.Second, 10*time.Millisecond, "the announce was never stored")
+	require.Contains(t, string(e.Value()), a.PeerID)
 	require.NotContains(t, string(e.Value()), a.PeerSecret)
 	resp, err := client(tr).Announce(ctxT(t), testAnnounce("live", 2))
 	require.NoError(t, err)

@@ -3,15 +3,14 @@ package tracker
 import (
 	"context"
 	"crypto/ed25519"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,12 +31,13 @@ var (
 	errHostFull = errors.New("too many peers from one host")
 )
 
-// view is this replica's picture of the buckets. One goroutine (run) owns every field below
-// calls; handlers reach it only through do, so the maps need no lock and a neighbour choice
-// sees one consistent swarm. A snapshot behind a lock would let handlers run in parallel, but
-// every announce also changes the swarm, so a copy-on-write snapshot would be rebuilt on nearly
-// every request; a single owner is simpler and fast enough (a choice looks at no more than
-// candidateSample peers).
+// view is this replica's picture of the buckets. Its state (below mu) is guarded by mu: the
+// loop (run) applies the watchers' updates under it, and handlers run their calls (do) under
+// it, so a neighbour choice sees one consistent swarm. A snapshot behind a lock would let
+// handlers run in parallel, but every announce may also change the swarm, so a copy-on-write
+// snapshot would be rebuilt on nearly every request. Calls used to be handed to the loop's
+// goroutine; at tens of thousands of announces a second the two goroutine switches per call
+// cost more than the call (a choice looks at no more than candidateSample peers).
 type view struct {
 	peersKV, streamsKV jetstream.KeyValue
 	cfg                Config
@@ -45,14 +45,16 @@ type view struct {
 	log                *slog.Logger
 	metrics            *metrics
 
-	calls   chan func()
 	ready   chan struct{} // closed once the buckets' current contents are loaded
+	loaded  atomic.Bool   // ready is closed
 	stopped chan struct{} // closed when run returns
 	// reconnected tells run that the NATS connection came back (nil: never).
 	reconnected <-chan struct{}
 
-	// Owned by run.
-	rng     *rand.Rand
+	mu     sync.Mutex
+	closed bool // run has returned: calls are refused
+	rng    *rand.Rand
+	// streams and swarms are the buckets' contents.
 	streams map[swarmID]*streamEntry
 	swarms  map[swarmID]*swarm
 	// The newest revision this replica wrote to the peers bucket, when the oldest write the
@@ -79,7 +81,6 @@ func newView(peersKV, streamsKV jetstream.KeyValue, cfg Config, m *metrics) *vie
 		peersKV: peersKV, streamsKV: streamsKV, cfg: cfg,
 		peerTTL: cfg.PeerTTL, streamTTL: cfg.StreamTTL,
 		log: cfg.Logger, metrics: m,
-		calls:   make(chan func()),
 		ready:   make(chan struct{}),
 		stopped: make(chan struct{}),
 		rng:     rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64())),
@@ -88,34 +89,43 @@ func newView(peersKV, streamsKV jetstream.KeyValue, cfg Config, m *metrics) *vie
 	}
 }
 
-// do runs f on the view's goroutine and waits for it. f must not block.
+// do runs f with the view's state, once the buckets are loaded. f must not block.
 func (v *view) do(ctx context.Context, f func()) error {
-	done := make(chan struct{})
-	select {
-	case v.calls <- func() { f(); close(done) }:
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-v.stopped:
+	if !v.loaded.Load() {
+		select {
+		case <-v.ready:
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-v.stopped:
+			return errViewStopped
+		}
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
 		return errViewStopped
 	}
-	select {
-	case <-done:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-v.stopped:
-		return errViewStopped
-	}
+	f()
+	return nil
 }
 
-// run watches both buckets and serves calls until ctx ends. Calls wait until the buckets'
-// current contents are loaded, so a restarted tracker never answers from an empty view. After
+// maxUpdateBatch bounds the watcher updates the loop applies in one turn of the lock, so calls
+// wait at most that long behind a burst.
+const maxUpdateBatch = 64
+
+// run watches both buckets and applies their updates until ctx ends. Calls wait until the
+// buckets' current contents are loaded, so a restarted tracker never answers from an empty view. After
 // a NATS reconnect both buckets are watched afresh: the new watchers bring every current entry
 // again (ignored where the view holds its revision already) and whatever the old ones missed.
 // Peer entries are decoded by a feeder goroutine (decodePeers), so the loop's work per entry is
 // a map update.
 func (v *view) run(ctx context.Context) error {
 	defer close(v.stopped)
+	defer func() {
+		v.mu.Lock()
+		v.closed = true
+		v.mu.Unlock()
+	}()
 	var (
 		peersW, streamsW jetstream.KeyWatcher
 		stopFeeder       context.CancelFunc
@@ -145,7 +155,9 @@ func (v *view) run(ctx context.Context) error {
 			return fmt.Errorf("tracker: watch %s: %w", registrar.StreamsBucket, err)
 		}
 		generation++
+		v.mu.Lock()
 		v.watchedAt = time.Now()
+		v.mu.Unlock()
 		var feedCtx context.Context
 		feedCtx, stopFeeder = context.WithCancel(ctx)
 		w, gen := peersW, generation
@@ -159,51 +171,76 @@ func (v *view) run(ctx context.Context) error {
 	sweep := time.NewTicker(v.sweepInterval())
 	defer sweep.Stop()
 	peersLoaded, streamsLoaded := false, false
-	var pending chan func() // nil, so calls wait, until both buckets are loaded
+	// applyPeer applies u and reports whether the watcher closed.
+	applyPeer := func(u peerUpdate) bool {
+		switch {
+		case u.generation != generation: // from a watcher replaced since
+		case u.closed:
+			return true
+		case u.entry == nil:
+			peersLoaded = true
+		default:
+			v.applyPeerUpdate(u)
+		}
+		return false
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case u := <-peerUpdates:
-			switch {
-			case u.generation != generation: // from a watcher replaced since
-			case u.closed:
+			v.mu.Lock()
+			closed := applyPeer(u)
+			for n := 1; n < maxUpdateBatch && !closed; n++ {
+				select {
+				case u := <-peerUpdates:
+					closed = applyPeer(u)
+					continue
+				default:
+				}
+				break
+			}
+			v.mu.Unlock()
+			if closed {
 				return watcherClosed(ctx, peersBucket)
-			case u.entry == nil:
-				peersLoaded = true
-			default:
-				v.applyPeerUpdate(u)
 			}
 		case e, ok := <-streamsW.Updates():
 			if !ok {
 				return watcherClosed(ctx, registrar.StreamsBucket)
 			}
+			v.mu.Lock()
 			if e == nil {
 				streamsLoaded = true
 			} else {
 				v.applyStreamEntry(e)
 			}
+			v.mu.Unlock()
 		case <-v.reconnected:
 			v.log.Info("watching the buckets afresh after a NATS reconnect")
 			if err := watch(); err != nil {
 				return err
 			}
-		case f := <-pending:
-			f()
 		case now := <-sweep.C:
+			v.mu.Lock()
 			v.expire(now)
-			if v.wroteRev > v.watchedRev && now.Sub(v.wroteAt) > watcherStall && now.Sub(v.watchedAt) > watcherStall {
+			stalled := v.wroteRev > v.watchedRev && now.Sub(v.wroteAt) > watcherStall && now.Sub(v.watchedAt) > watcherStall
+			if stalled {
 				v.log.Warn("watching the buckets afresh: the peers watcher fell silent", "wrote_rev", v.wroteRev, "watched_rev", v.watchedRev)
 				v.watchedRev = v.wroteRev // one rewatch per stall
+			}
+			v.mu.Unlock()
+			if stalled {
 				if err := watch(); err != nil {
 					return err
 				}
 			}
 		}
-		if pending == nil && peersLoaded && streamsLoaded {
-			pending = v.calls
+		if !v.loaded.Load() && peersLoaded && streamsLoaded {
+			v.loaded.Store(true)
 			close(v.ready)
+			v.mu.Lock()
 			v.log.Info("swarm state loaded", "streams", len(v.streams), "peers", v.peerCount())
+			v.mu.Unlock()
 		}
 	}
 }
@@ -229,7 +266,7 @@ func decodePeers(ctx context.Context, w jetstream.KeyWatcher, generation uint64,
 		case e, ok := <-w.Updates():
 			u = peerUpdate{generation: generation, entry: e, closed: !ok}
 			if ok && e != nil && e.Operation() == jetstream.KeyValuePut {
-				if u.err = json.Unmarshal(e.Value(), &u.rec); u.err == nil {
+				if u.rec, u.err = proto.ParsePeerRecord(e.Value()); u.err == nil {
 					u.fp = fingerprint(u.rec)
 				}
 			}
@@ -244,21 +281,6 @@ func decodePeers(ctx context.Context, w jetstream.KeyWatcher, generation uint64,
 		}
 	}
 }
-
-// fingerprint identifies what of a peer's record the tracker hands out or weighs (address,
-// depths, parents, free slots, and whatever fields PeerState grows), leaving out the playback
-// report (Quality), which changes with every announce and no choice reads. An announce with
-// the record's fingerprint unchanged needs no write while the entry is fresh (view.touch).
-func fingerprint(rec proto.PeerRecord) uint64 {
-	rec.Quality = proto.PeerQuality{}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return 0 // never equal to a real one: the record is written
-	}
-	return maphash.Bytes(fingerprintSeed, b)
-}
-
-var fingerprintSeed = maphash.MakeSeed()
 
 // watcherClosed tells a shutdown (the watcher closes its channel when ctx ends, which the
 // select may notice before ctx.Done) from a real failure.
