@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -98,7 +100,7 @@ func TestAnnounceLoad(t *testing.T) {
 	for _, tr := range trackers {
 		clientCfg.URLs = append(clientCfg.URLs, tr.URL()+proto.TrackerAnnouncePath)
 	}
-	res, cpu := runLoadClientProcess(t, clientCfg)
+	res, cpu, machine := runLoadClientProcess(t, clientCfg)
 	if res.FirstErr != "" {
 		t.Logf("first error: %s", res.FirstErr)
 	}
@@ -113,8 +115,14 @@ func TestAnnounceLoad(t *testing.T) {
 	t.Logf("trackers %d, concurrency %d, peers %d, change %.2f: %d announces in %v = %.0f/s, errors %d, latency p50 %v p99 %v max %v, KV writes %.0f (%.2f per announce, warm-up included)",
 		n, *loadConcurrency, *loadPeers, *loadChange, res.Announces, res.Elapsed.Round(time.Millisecond), seen/secs, res.Errors,
 		round(res.P50), round(res.P99), round(res.Max), writes, writes/(seen+float64(*loadPeers)))
-	t.Logf("CPU: trackers and NATS servers %.2f cores, %.1f µs per announce; load client %.2f cores, %.1f µs per announce; %s",
-		cpu.Seconds()/secs, float64(cpu.Microseconds())/seen, res.CPU.Seconds()/secs, float64(res.CPU.Microseconds())/seen, strings.TrimSpace(string(load)))
+	t.Logf("CPU: trackers and NATS servers %.2f cores, %.1f µs per announce; load client %.2f cores, %.1f µs per announce",
+		cpu.Seconds()/secs, float64(cpu.Microseconds())/seen, res.CPU.Seconds()/secs, float64(res.CPU.Microseconds())/seen)
+	if machine >= 0 {
+		t.Logf("machine: %d cores, %.2f busy over the interval, %.2f of them other processes'; %s",
+			runtime.NumCPU(), machine.Seconds()/secs, (machine-cpu-res.CPU).Seconds()/secs, strings.TrimSpace(string(load)))
+	} else {
+		t.Logf("machine: %d cores; %s", runtime.NumCPU(), strings.TrimSpace(string(load)))
+	}
 	require.Zero(t, res.Errors, "announces failed")
 
 	// One swarm: every tracker lists every peer, if every peer announced within the peer TTL
@@ -132,8 +140,9 @@ func TestAnnounceLoad(t *testing.T) {
 }
 
 // runLoadClientProcess runs the load client (TestAnnounceLoadClient in this test binary) and
-// returns its result and the CPU this process used over the client's measured interval.
-func runLoadClientProcess(t *testing.T, cfg loadClientConfig) (loadResult, time.Duration) {
+// returns its result, the CPU this process used over the client's measured interval and the
+// CPU the whole machine used meanwhile (-1 where /proc/stat cannot tell).
+func runLoadClientProcess(t *testing.T, cfg loadClientConfig) (loadResult, time.Duration, time.Duration) {
 	rawCfg, err := json.Marshal(cfg)
 	require.NoError(t, err)
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestAnnounceLoadClient$", "-test.count", "1", "-test.timeout", "0")
@@ -145,6 +154,8 @@ func runLoadClientProcess(t *testing.T, cfg loadClientConfig) (loadResult, time.
 	var (
 		res       loadResult
 		cpu0, cpu time.Duration
+		mach0     time.Duration
+		machine   time.Duration = -1
 		measuring bool
 		gotRes    bool
 		other     []string
@@ -154,9 +165,12 @@ func runLoadClientProcess(t *testing.T, cfg loadClientConfig) (loadResult, time.
 	for sc.Scan() {
 		switch line := sc.Text(); {
 		case line == loadLineMeasuring:
-			cpu0, measuring = processCPU(), true
+			cpu0, mach0, measuring = processCPU(), machineCPU(), true
 		case strings.HasPrefix(line, loadLineResult) && measuring:
 			cpu = processCPU() - cpu0
+			if mach := machineCPU(); mach >= 0 && mach0 >= 0 {
+				machine = mach - mach0
+			}
 			require.NoError(t, json.Unmarshal([]byte(strings.TrimPrefix(line, loadLineResult)), &res))
 			gotRes = true
 		default:
@@ -165,7 +179,7 @@ func runLoadClientProcess(t *testing.T, cfg loadClientConfig) (loadResult, time.
 	}
 	require.NoError(t, cmd.Wait(), "the load client failed:\n%s", strings.Join(other, "\n"))
 	require.True(t, gotRes, "the load client reported no result:\n%s", strings.Join(other, "\n"))
-	return res, cpu
+	return res, cpu, machine
 }
 
 // processCPU is the CPU time this process has used, user and system.
@@ -175,4 +189,30 @@ func processCPU() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// machineCPU is the CPU time all processes of the machine have used (the first line of
+// /proc/stat: every state but idle and iowait); -1 where there is no /proc/stat.
+func machineCPU() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 5 || fields[0] != "cpu" {
+		return -1
+	}
+	var busy int64
+	for i, f := range fields[1:] {
+		v, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return -1
+		}
+		if i != 3 && i != 4 && i < 8 { // idle, iowait; guest time is counted in user already
+			busy += v
+		}
+	}
+	const userHZ = 100 // the kernel's USER_HZ on every Linux architecture Go runs on
+	return time.Duration(busy) * time.Second / userHZ
 }
