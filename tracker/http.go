@@ -240,7 +240,7 @@ func (t *Tracker) announce(c *echo.Context) error {
 func (t *Tracker) queueWrite(id swarmID, rec proto.PeerRecord, fp uint64) error {
 	val, err := json.Marshal(rec)
 	if err == nil {
-		err = t.writer.enqueue(peerKey(id, rec.PeerID), pendingWrite{id: id, peerID: rec.PeerID, fp: fp, val: val})
+		err = t.writer.enqueue(pendingWrite{key: peerKey(id, rec.PeerID), id: id, peerID: rec.PeerID, fp: fp, val: val})
 	}
 	if err != nil {
 		_ = t.view.do(context.Background(), func() { t.view.forget(id, rec.PeerID, fp) })

@@ -37,7 +37,7 @@ func newMetrics(reg *prometheus.Registry) *metrics {
 		}),
 		kvWriteErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "peer_write_errors_total",
-			Help: "Queued peer records NATS did not store (the peer writes again with its next announce).",
+			Help: "Peer records NATS did not store at a try (the writer tries again while the record is current).",
 		}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: ns, Subsystem: sub, Name: "rate_limited_total",

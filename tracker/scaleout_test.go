@@ -114,7 +114,12 @@ func TestUnchangedAnnouncesAreWrittenOnlyToRefreshTheEntry(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 2.0, writes())
 
-	// Two peer TTLs of unchanged announces at A: B lists the peer throughout.
+	// B lists the peer once A's write has gone round (it follows A's answer), and then throughout
+	// two peer TTLs of unchanged announces at A.
+	require.Eventually(t, func() bool {
+		st, err := client(b).Stream(ctx, "live", testKey)
+		return err == nil && st.SwarmSize == 1
+	}, 5*time.Second, 10*time.Millisecond, "B never listed the peer announced at A")
 	announces := 0
 	for end := time.Now().Add(2 * cfgA.PeerTTL); time.Now().Before(end); announces++ {
 		_, err := client(a).Announce(ctx, req)

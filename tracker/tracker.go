@@ -93,8 +93,9 @@ func New(cfg Config) (_ *Tracker, err error) {
 	t.limiter = newIPLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxTrackedIPs)
 	t.view = newView(t.peersKV, t.streamsKV, cfg, t.metrics)
 	t.view.reconnected = reconnected
-	t.writer = newPeerWriter(js, peersBucket, func(results []writeResult) {
-		_ = t.view.do(context.Background(), func() { t.view.stored(results, time.Now()) })
+	t.writer = newPeerWriter(js, peersBucket, func(results []writeResult) (retry []pendingWrite) {
+		_ = t.view.do(context.Background(), func() { retry = t.view.stored(results, time.Now()) })
+		return retry
 	})
 	if err := t.startObserver(); err != nil {
 		return nil, err

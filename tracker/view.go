@@ -466,28 +466,36 @@ func (v *view) forget(id swarmID, peerID string, fp uint64) {
 }
 
 // stored takes the results of a batch of writes: a stored record takes its revision (so the
-// watcher's echo is skipped), a failed one is forgotten (so its peer writes again).
-func (v *view) stored(results []writeResult, now time.Time) {
+// watcher's echo is skipped); a failed one is returned for another try while the view still
+// holds it (a newer record of the peer, or its expiry, makes the retry moot).
+func (v *view) stored(results []writeResult, now time.Time) (retry []pendingWrite) {
 	failed := 0
 	for _, r := range results {
+		var m *peerMeta
+		if s := v.swarms[r.id]; s != nil {
+			if i, ok := s.index[r.peerID]; ok && s.meta[i].fp == r.fp {
+				m = &s.meta[i]
+			}
+		}
 		if r.err != nil {
 			if failed == 0 {
-				v.log.Warn("peer write failed; the peer writes again with its next announce", "error", r.err)
+				v.log.Warn("peer write failed; retrying", "error", r.err)
 			}
 			failed++
-			v.forget(r.id, r.peerID, r.fp)
+			if m != nil {
+				retry = append(retry, r.pendingWrite)
+			}
 			continue
 		}
 		v.wrote(r.rev, now)
-		if s := v.swarms[r.id]; s != nil {
-			if i, ok := s.index[r.peerID]; ok && s.meta[i].fp == r.fp && s.meta[i].rev < r.rev {
-				s.meta[i].rev = r.rev
-			}
+		if m != nil && m.rev < r.rev {
+			m.rev = r.rev
 		}
 	}
 	if failed > 0 {
 		v.metrics.kvWriteErrors.Add(float64(failed))
 	}
+	return retry
 }
 
 func (v *view) removePeer(id swarmID, peerID string) {

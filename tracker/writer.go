@@ -16,8 +16,9 @@ import (
 // NATS round trip, several milliseconds on a loaded cluster, is paid once per batch instead of
 // once per announce, and a peer that changes twice within a batch is written once. When the
 // batch is stored, the view learns the revisions (so the watcher's echo of its own writes is
-// skipped); when a write fails, the view forgets the peer's fingerprint, so its next announce
-// is written again.
+// skipped). A write that fails (NATS electing a new leader after a node went down) is queued
+// again, after a pause, for as long as the view holds that record: other replicas must learn of
+// the peer even if it never changes again.
 
 // errWriteBacklog means the write queue is full: NATS has not kept up for a while.
 var errWriteBacklog = errors.New("peer write backlog full")
@@ -25,8 +26,13 @@ var errWriteBacklog = errors.New("peer write backlog full")
 // maxPendingWrites bounds the queue: distinct peers whose record waits for the next batch.
 const maxPendingWrites = 1 << 16
 
+// retryPause is how long the writer waits after a batch with failed writes before the next: NATS
+// is failing over or gone, and a tight loop would not bring it back sooner.
+const retryPause = 250 * time.Millisecond
+
 // pendingWrite is a peer record queued for the peers bucket.
 type pendingWrite struct {
+	key    string // peerKey(id, peerID)
 	id     swarmID
 	peerID string
 	fp     uint64 // the record's fingerprint, to match the result with the view's record
@@ -44,15 +50,16 @@ type writeResult struct {
 type peerWriter struct {
 	js     jetstream.JetStream
 	prefix string // the bucket's subject prefix, "$KV.<bucket>."
-	// stored is told every batch's results; it runs on the writer's goroutine.
-	stored func([]writeResult)
+	// stored is told every batch's results and returns the failed writes still worth retrying;
+	// it runs on the writer's goroutine.
+	stored func([]writeResult) []pendingWrite
 
 	mu      sync.Mutex
 	pending map[string]pendingWrite // by key; a newer record of the same peer replaces the older
 	wake    chan struct{}           // one token: the queue is not empty
 }
 
-func newPeerWriter(js jetstream.JetStream, bucket string, stored func([]writeResult)) *peerWriter {
+func newPeerWriter(js jetstream.JetStream, bucket string, stored func([]writeResult) []pendingWrite) *peerWriter {
 	return &peerWriter{
 		js: js, prefix: "$KV." + bucket + ".", stored: stored,
 		pending: make(map[string]pendingWrite),
@@ -60,15 +67,24 @@ func newPeerWriter(js jetstream.JetStream, bucket string, stored func([]writeRes
 	}
 }
 
-// enqueue queues w under key; errWriteBacklog when the queue is full.
-func (p *peerWriter) enqueue(key string, w pendingWrite) error {
+// enqueue queues w; errWriteBacklog when the queue is full.
+func (p *peerWriter) enqueue(w pendingWrite) error {
+	return p.put(w, true)
+}
+
+// put queues w, replacing a queued record of the same peer only if replace.
+func (p *peerWriter) put(w pendingWrite, replace bool) error {
 	p.mu.Lock()
-	_, replaces := p.pending[key]
-	if !replaces && len(p.pending) >= maxPendingWrites {
+	_, queued := p.pending[w.key]
+	switch {
+	case queued && !replace:
+		p.mu.Unlock()
+		return nil
+	case !queued && len(p.pending) >= maxPendingWrites:
 		p.mu.Unlock()
 		return fmt.Errorf("%w: %d peers wait for NATS", errWriteBacklog, maxPendingWrites)
 	}
-	p.pending[key] = w
+	p.pending[w.key] = w
 	p.mu.Unlock()
 	select {
 	case p.wake <- struct{}{}:
@@ -91,9 +107,24 @@ func (p *peerWriter) run(ctx context.Context) {
 		batch := p.pending
 		p.pending = next
 		p.mu.Unlock()
-		p.stored(p.publish(ctx, batch))
+		results := p.publish(ctx, batch)
+		if ctx.Err() != nil {
+			return
+		}
+		retry := p.stored(results)
 		clear(batch)
 		next = batch
+		if len(retry) == 0 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(retryPause):
+		}
+		for _, w := range retry {
+			_ = p.put(w, false) // a newer record of the peer may be queued meanwhile; a full queue drops it
+		}
 	}
 }
 
@@ -105,9 +136,9 @@ func (p *peerWriter) publish(ctx context.Context, batch map[string]pendingWrite)
 		err error
 	}
 	flights := make([]inFlight, 0, len(batch))
-	for key, w := range batch {
+	for _, w := range batch {
 		f := inFlight{pendingWrite: w}
-		f.ack, f.err = p.js.PublishAsync(p.prefix+key, w.val)
+		f.ack, f.err = p.js.PublishAsync(p.prefix+w.key, w.val)
 		flights = append(flights, f)
 	}
 	results := make([]writeResult, 0, len(flights))
