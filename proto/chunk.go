@@ -51,8 +51,14 @@ const (
 	// of a stream travels wherever chunks do (pushes, repairs, the CDN) and no neighbour can
 	// end a stream, or hide its end, without the origin's key.
 	FlagEnd Flags = 1 << 2
+	// FlagPartEnd marks a chunk whose data ends an LL-HLS part (a partial segment). The origin
+	// ends parts at access-unit boundaries, so a part is a whole number of chunks and every node
+	// derives the same fMP4 part from the same signed TS bytes. The last chunk of a segment ends
+	// its last part whether or not it carries this flag. Signed like every flag, so no neighbour
+	// can move a part boundary.
+	FlagPartEnd Flags = 1 << 3
 
-	knownFlags = FlagLast | FlagDiscontinuity | FlagEnd
+	knownFlags = FlagLast | FlagDiscontinuity | FlagEnd | FlagPartEnd
 )
 
 // ChunkID names a chunk: the stream, the segment's HLS media sequence number and the chunk's index
@@ -90,6 +96,10 @@ func (c *Chunk) Last() bool { return c.Flags&FlagLast != 0 }
 
 // End reports whether c ends the stream: it is the last chunk of a session's last segment.
 func (c *Chunk) End() bool { return c.Flags&FlagEnd != 0 }
+
+// PartEnd reports whether c ends an LL-HLS part: it carries FlagPartEnd or is its segment's last
+// chunk.
+func (c *Chunk) PartEnd() bool { return c.Flags&(FlagPartEnd|FlagLast) != 0 }
 
 // Len is the encoded size of the frame.
 func (c *Chunk) Len() int {

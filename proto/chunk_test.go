@@ -85,6 +85,39 @@ var chunkCases = []struct {
 		},
 	},
 	{
+		name: "chunk that ends a part",
+		enc: unhex(`
+			01 | 08 | 03 | 63616d | 0000000000000007 | 00000003
+			` + rep("11", 32) + rep("22", 64) + `
+			00000002 | 6465`),
+		chunk: proto.Chunk{
+			ID:    proto.ChunkID{Stream: "cam", Seq: 7, Index: 3},
+			Flags: proto.FlagPartEnd,
+			Hash:  filled(0x11), Sig: filledSig(0x22),
+			Data: []byte("de"),
+		},
+	},
+	{
+		name: "last chunk that also ends its last part, in a discontinuity segment",
+		enc: unhex(`
+			01 | 0b | 03 | 63616d | 0000000000000008 | 00000001
+			00000002 | 0000000000000003 | 00000000000f4240 | 0006474846222240
+			` + rep("11", 32) + rep("22", 64) + `
+			00000001 | 66`),
+		chunk: proto.Chunk{
+			ID:    proto.ChunkID{Stream: "cam", Seq: 8, Index: 1},
+			Flags: proto.FlagLast | proto.FlagDiscontinuity | proto.FlagPartEnd,
+			Info: proto.SegmentInfo{
+				ChunkCount:      2,
+				ByteLength:      3,
+				Duration:        time.Second,
+				ProgramDateTime: time.UnixMicro(1767225600123456).UTC(),
+			},
+			Hash: filled(0x11), Sig: filledSig(0x22),
+			Data: []byte("f"),
+		},
+	},
+	{
 		name: "highest chunk index",
 		enc: unhex(`
 			01 | 02 | 01 | 78 | ffffffffffffffff | 0000ffff
@@ -131,7 +164,8 @@ var badChunkCases = []struct {
 }{
 	{"version 0", unhex(chunkHeader(0, 0, "cam") + "00000000"), proto.ErrUnsupportedVersion, "chunk frame version 0"},
 	{"version 2", unhex(chunkHeader(2, 0, "cam") + "00000000"), proto.ErrUnsupportedVersion, "chunk frame version 2"},
-	{"unknown flag", unhex(chunkHeader(1, 0x08, "cam") + "00000000"), proto.ErrMalformed, "unknown chunk flags 0x8"},
+	{"unknown flag", unhex(chunkHeader(1, 0x10, "cam") + "00000000"), proto.ErrMalformed, "unknown chunk flags 0x10"},
+	{"every unknown flag", unhex(chunkHeader(1, 0xf0, "cam") + "00000000"), proto.ErrMalformed, "unknown chunk flags 0xf0"},
 	{"end of stream on a chunk that is not the last", unhex(chunkHeader(1, 0x04, "cam") + "00000000"), proto.ErrMalformed, "end of stream on chunk 0"},
 	{"data length over the maximum, before any data", unhex(chunkHeader(1, 0, "cam") + "00010001"), proto.ErrTooLarge, "chunk data of 65537 bytes"},
 	{"data length of 4 GiB", unhex(chunkHeader(1, 0, "cam") + "ffffffff"), proto.ErrTooLarge, "chunk data of 4294967295 bytes"},
@@ -223,6 +257,23 @@ func TestParseChunkOversizedLengthAllocatesNothingForData(t *testing.T) {
 	})
 	// The Chunk, its stream name and the error; nothing sized by the length field.
 	require.LessOrEqual(t, allocs, 6.0)
+}
+
+func TestChunkPartEnd(t *testing.T) {
+	for _, tc := range []struct {
+		flags proto.Flags
+		want  bool
+	}{
+		{0, false},
+		{proto.FlagDiscontinuity, false},
+		{proto.FlagPartEnd, true},
+		{proto.FlagLast, true}, // the last chunk always ends the segment's last part
+		{proto.FlagLast | proto.FlagPartEnd, true},
+		{proto.FlagLast | proto.FlagEnd, true},
+	} {
+		c := proto.Chunk{Flags: tc.flags}
+		require.Equal(t, tc.want, c.PartEnd(), "flags %#x", uint8(tc.flags))
+	}
 }
 
 func TestChunkIDString(t *testing.T) {

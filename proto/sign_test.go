@@ -41,10 +41,11 @@ func signedChunks() map[string]*proto.Chunk {
 		},
 		Data: []byte("tail"),
 	}
-	for _, c := range []*proto.Chunk{middle, last} {
+	partEnd := &proto.Chunk{ID: proto.ChunkID{Stream: "cam", Seq: 41, Index: 2}, Flags: proto.FlagPartEnd, Data: []byte("part")}
+	for _, c := range []*proto.Chunk{middle, last, partEnd} {
 		c.Sign(testKey())
 	}
-	return map[string]*proto.Chunk{"middle chunk": middle, "last chunk": last}
+	return map[string]*proto.Chunk{"middle chunk": middle, "last chunk": last, "chunk that ends a part": partEnd}
 }
 
 func TestSignedChunkVerifiesAfterTheWire(t *testing.T) {
@@ -103,6 +104,13 @@ func TestChunkFromAnotherKeyFails(t *testing.T) {
 	}
 }
 
+// A neighbour cannot move a part boundary: dropping the flag breaks the signature like adding it.
+func TestPartEndDroppedFails(t *testing.T) {
+	c := signedChunks()["chunk that ends a part"]
+	c.Flags &^= proto.FlagPartEnd
+	require.ErrorIs(t, c.Verify(pubOf(testKey())), proto.ErrBadSignature)
+}
+
 func TestVerifyRejectsAKeyOfTheWrongSize(t *testing.T) {
 	c := signedChunks()["middle chunk"]
 	require.ErrorIs(t, c.Verify(nil), proto.ErrBadSignature)
@@ -128,6 +136,7 @@ func TestEditedChunkFails(t *testing.T) {
 		{"other data with its hash", func(c *proto.Chunk) { c.Data = []byte("DATA"); c.Hash = sha(c.Data) }, proto.ErrBadSignature},
 		{"no longer last", func(c *proto.Chunk) { c.Flags &^= proto.FlagLast }, proto.ErrBadSignature},
 		{"end of stream forged", func(c *proto.Chunk) { c.Flags |= proto.FlagEnd }, proto.ErrBadSignature},
+		{"part end forged", func(c *proto.Chunk) { c.Flags |= proto.FlagPartEnd }, proto.ErrBadSignature},
 	}
 	for _, e := range edits {
 		t.Run(e.name, func(t *testing.T) {
