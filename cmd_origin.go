@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/crowdsurf/crowdsurf/internal/testcard"
 	"github.com/crowdsurf/crowdsurf/origin"
@@ -71,6 +72,7 @@ func runOrigin(ctx context.Context, args []string) error {
 	window := fs.Int("window", origin.DefaultWindow, "segments listed in the live playlist")
 	chunkSize := fs.Int("chunk-size", origin.DefaultChunkSize, "a chunk closes at this many bytes ...")
 	chunkInterval := fs.Duration("chunk-interval", origin.DefaultChunkInterval, "... or when it is this old, whichever comes first")
+	partTarget := fs.Duration("part", origin.DefaultPartTarget, "LL-HLS part target: parts end at the frame that would make them longer (signed in the chunks); every node serves /live/NAME/ll.m3u8 with parts of this length; 0 turns parts off")
 	tracker := fs.String("tracker", "", "tracker base URL (http://HOST:PORT): streams are registered there so peers find this origin, and it names the watch links")
 	natsURL := fs.String("nats", "", "register streams straight into the tracker's NATS at this URL instead of over HTTP")
 	registerToken := fs.String("register-token", "", "bearer token the tracker wants with registrations over HTTP (its --register-token); registrations are signed with --key either way")
@@ -84,7 +86,8 @@ func runOrigin(ctx context.Context, args []string) error {
 		fmt.Fprintf(w, "Usage: crowdsurf origin [flags]\n\n")
 		fmt.Fprintf(w, "Accepts RTSP publishers (ffmpeg -f rtsp, GStreamer, OBS, encoders) at rtsp://HOST:PORT/NAME, or pulls\n")
 		fmt.Fprintf(w, "cameras with --pull; takes H.264 and/or AAC; cuts MPEG-TS segments at keyframes, signs them in chunks\n")
-		fmt.Fprintf(w, "and serves HLS at http://HOST:PORT/live/NAME/index.m3u8. CROWDSURF_PULL takes a comma-separated list.\n\n")
+		fmt.Fprintf(w, "and serves HLS at http://HOST:PORT/live/NAME/index.m3u8 (MPEG-TS) and LL-HLS at .../ll.m3u8 (fMP4 parts,\n")
+		fmt.Fprintf(w, "derived from the same signed chunks on every node). CROWDSURF_PULL takes a comma-separated list.\n\n")
 		printFlags(fs)
 	}
 	if err := parseFlags(fs, args, nil); err != nil {
@@ -139,6 +142,7 @@ func runOrigin(ctx context.Context, args []string) error {
 		Window:          *window,
 		ChunkSize:       *chunkSize,
 		ChunkInterval:   *chunkInterval,
+		PartTarget:      originPartTarget(*partTarget),
 		TrackerURL:      *tracker,
 		NATSURL:         *natsURL,
 		RegisterToken:   *registerToken,
@@ -196,6 +200,14 @@ func runOrigin(ctx context.Context, args []string) error {
 		return ctx.Err()
 	}
 	return err
+}
+
+// originPartTarget maps --part 0 (no parts) to the origin's negative PartTarget.
+func originPartTarget(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 func originPort(addr string) string {

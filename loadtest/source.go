@@ -33,12 +33,15 @@ type source interface {
 
 // syntheticConfig configures a synthetic live stream.
 type syntheticConfig struct {
-	Stream         string
-	BitrateBps     int64
-	Segment        time.Duration
-	FrameRate      int // video frames per second (default 25)
-	ChunkSize      int // default origin.DefaultChunkSize
-	ChunkInterval  time.Duration
+	Stream        string
+	BitrateBps    int64
+	Segment       time.Duration
+	FrameRate     int // video frames per second (default 25)
+	ChunkSize     int // default origin.DefaultChunkSize
+	ChunkInterval time.Duration
+	// PartTarget is the LL-HLS part target (default origin.DefaultPartTarget): parts end
+	// between frames like the origin's, so a load test carries FlagPartEnd chunks too.
+	PartTarget     time.Duration
 	PlaylistLength int
 	Key            ed25519.PrivateKey
 	// HTTPListener serves the CDN endpoint (required).
@@ -57,6 +60,9 @@ func (c syntheticConfig) withDefaults() syntheticConfig {
 	}
 	if c.ChunkInterval <= 0 {
 		c.ChunkInterval = origin.DefaultChunkInterval
+	}
+	if c.PartTarget <= 0 {
+		c.PartTarget = origin.DefaultPartTarget
 	}
 	if c.PlaylistLength <= 0 {
 		c.PlaylistLength = segwindow.DefaultPlaylistLength
@@ -176,6 +182,8 @@ func (s *syntheticSource) produce(ctx context.Context) error {
 	frameDur := time.Second / time.Duration(cfg.FrameRate)
 	framesPerSeg := max(1, int((cfg.Segment+frameDur/2)/frameDur)) // whole frames, rounded
 	segDur := time.Duration(framesPerSeg) * frameDur
+	// As many whole frames as fit the part target, with the origin's 10 ms of slack.
+	framesPerPart := max(1, int((cfg.PartTarget+10*time.Millisecond)/frameDur))
 	bytesPerFrame := float64(cfg.BitrateBps) / 8 / float64(cfg.FrameRate)
 	filler := fillerBytes(int(bytesPerFrame*2) + 4096)
 
@@ -185,6 +193,7 @@ func (s *syntheticSource) produce(ctx context.Context) error {
 		w        *mpegts.Writer
 		track    *mpegts.Track
 		segStart time.Time
+		partFrom int64   // the frame that began the current part
 		produced float64 // TS bytes written so far, against the target
 	)
 	emit := func(c *proto.Chunk) {
@@ -217,7 +226,12 @@ func (s *syntheticSource) produce(ctx context.Context) error {
 		}
 
 		idr := k%int64(framesPerSeg) == 0
+		if !idr && k-partFrom >= int64(framesPerPart) {
+			cur.EndPart()
+			partFrom = k
+		}
 		if idr {
+			partFrom = k
 			if cur != nil {
 				cur.Finish(segDur, segStart)
 				seq++

@@ -68,6 +68,22 @@ func TestSyntheticSourceIsPlayableSignedTSAtTheBitrate(t *testing.T) {
 		}
 	}
 	require.Positive(t, lasts)
+	// Parts end between frames like the origin's: 400 ms at 25 fps is 10 frames, two parts of 5,
+	// so every whole segment has exactly one part end before its last chunk.
+	partEnds := map[uint64]int{}
+	complete := map[uint64]bool{}
+	for _, c := range chunks {
+		if c.Flags&proto.FlagPartEnd != 0 && !c.Last() {
+			partEnds[c.ID.Seq]++
+		}
+		if c.Last() {
+			complete[c.ID.Seq] = true
+		}
+	}
+	require.NotEmpty(t, complete)
+	for seq := range complete {
+		require.Equal(t, 1, partEnds[seq], "segment %d", seq)
+	}
 	// The produced bytes match the bit rate within 15 % (the last frame may be mid-way).
 	rate := float64(src.StreamBytes()) * 8 / elapsed.Seconds()
 	require.InDelta(t, 1_000_000, rate, 150_000, "produced %.0f bit/s", rate)

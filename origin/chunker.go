@@ -12,6 +12,10 @@ import (
 // whichever comes first, so the mesh carries a segment long before the segment ends. The origin's
 // segmenter and the loadtest's synthetic source both use it, so load tests carry exactly the
 // chunks a real origin emits.
+//
+// EndPart closes the pending chunk with proto.FlagPartEnd: an LL-HLS part ends there. A full
+// chunk is emitted only when the next byte (or a tick) comes, not the moment it fills, so that a
+// part that ends exactly where a chunk filled up still has a pending chunk to carry its flag.
 type Chunker struct {
 	id       proto.ChunkID // Index is the next chunk's index
 	flags    proto.Flags   // FlagDiscontinuity or 0, on every chunk of the segment
@@ -23,6 +27,7 @@ type Chunker struct {
 	pending      []byte
 	pendingSince time.Time // when the first pending byte arrived
 	total        uint64
+	partBytes    int // bytes written since the last part end, pending or emitted
 	now          func() time.Time
 }
 
@@ -41,24 +46,36 @@ func (c *Chunker) Write(p []byte) (int, error) {
 		c.flush(0, proto.SegmentInfo{})
 	}
 	for len(p) > 0 {
+		if len(c.pending) >= c.size {
+			c.flush(0, proto.SegmentInfo{})
+		}
 		if len(c.pending) == 0 {
 			c.pendingSince = c.now()
 		}
 		take := min(c.size-len(c.pending), len(p))
 		c.pending = append(c.pending, p[:take]...)
+		c.partBytes += take
 		p = p[take:]
-		if len(c.pending) >= c.size {
-			c.flush(0, proto.SegmentInfo{})
-		}
 	}
 	return n, nil
 }
 
-// Tick closes the pending chunk when it has waited for interval.
+// Tick closes the pending chunk when it is full or has waited for interval.
 func (c *Chunker) Tick(now time.Time) {
-	if len(c.pending) > 0 && now.Sub(c.pendingSince) >= c.interval {
+	if len(c.pending) > 0 && (len(c.pending) >= c.size || now.Sub(c.pendingSince) >= c.interval) {
 		c.flush(0, proto.SegmentInfo{})
 	}
+}
+
+// EndPart ends the current LL-HLS part after the bytes written so far: the pending chunk closes
+// with proto.FlagPartEnd. When a tick has just emitted the pending bytes, an empty chunk carries
+// the flag (rare: parts and chunks are both about 200 ms, and most part ends find bytes pending).
+// A part with no bytes is no part: EndPart then does nothing.
+func (c *Chunker) EndPart() {
+	if c.partBytes == 0 {
+		return
+	}
+	c.flush(proto.FlagPartEnd, proto.SegmentInfo{})
 }
 
 // Finish emits the last chunk, which carries the segment's info and whatever bytes are pending
@@ -89,6 +106,9 @@ func (c *Chunker) flush(flags proto.Flags, info proto.SegmentInfo) {
 	ch.Sign(c.key)
 	c.total += uint64(len(c.pending))
 	c.id.Index++
+	if flags&(proto.FlagPartEnd|proto.FlagLast) != 0 {
+		c.partBytes = 0
+	}
 	// The emitted chunk owns its data from now on (the window and subscribers keep it).
 	c.pending = make([]byte, 0, c.size)
 	c.emit(ch)

@@ -36,6 +36,13 @@ const (
 	// same CPU; the cost is twice the chunks to sign and verify (~16/s at 1 Mbit/s).
 	DefaultChunkSize     = 8 << 10
 	DefaultChunkInterval = 200 * time.Millisecond
+	// DefaultPartTarget is the LL-HLS part target: parts of about 200 ms let a low-latency player
+	// (hls.js, Safari) play about a second behind the live edge (3 parts of hold-back plus
+	// delivery), while a part still holds several chunks' worth of frames at typical bit rates.
+	DefaultPartTarget = 200 * time.Millisecond
+	// minPartTarget refuses part targets shorter than a frame at any common rate: every access
+	// unit would then be a part, and a chunk signed for each.
+	minPartTarget = 20 * time.Millisecond
 	// DefaultStreamGrace is how long an ended stream stays before it is removed: long enough for
 	// a broadcaster's reconnect (OBS retries within seconds) to continue it seamlessly.
 	DefaultStreamGrace = time.Minute
@@ -117,6 +124,11 @@ type Config struct {
 	Window          int           // segments listed in the playlist
 	ChunkSize       int           // a chunk closes at this many bytes ...
 	ChunkInterval   time.Duration // ... or when its first byte is this old
+	// PartTarget is the LL-HLS part target duration: the segmenter ends a part at the access
+	// unit (audio-only: the AAC frame) that would make it longer, and the chunk that ends a part
+	// carries proto.FlagPartEnd. Zero means DefaultPartTarget, negative no parts (the LL-HLS
+	// playlist then has nothing to list).
+	PartTarget time.Duration
 
 	// FirstSeq is the sequence number of a stream's first segment. Zero derives it from the
 	// clock (tenths of a second since the Unix epoch) when the stream first appears, so an origin
@@ -176,6 +188,9 @@ func (c Config) withDefaults() Config {
 	if c.ChunkInterval <= 0 {
 		c.ChunkInterval = DefaultChunkInterval
 	}
+	if c.PartTarget == 0 {
+		c.PartTarget = DefaultPartTarget
+	}
 	if c.MaxStreams == 0 {
 		c.MaxStreams = DefaultMaxStreams
 	}
@@ -212,6 +227,9 @@ func (c Config) validate() error {
 	}
 	if c.ChunkSize > proto.MaxChunkData {
 		return fmt.Errorf("origin: chunk size %d exceeds the frame limit %d", c.ChunkSize, proto.MaxChunkData)
+	}
+	if c.PartTarget > 0 && c.PartTarget < minPartTarget {
+		return fmt.Errorf("origin: part target %v is below %v (--part 0 turns parts off)", c.PartTarget, minPartTarget)
 	}
 	for name, url := range c.Pulls {
 		if err := proto.ValidStreamName(name); err != nil {

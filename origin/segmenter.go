@@ -54,9 +54,12 @@ type segmenterConfig struct {
 	Target        time.Duration
 	ChunkSize     int
 	ChunkInterval time.Duration
-	Key           ed25519.PrivateKey
-	FirstSeq      uint64
-	Now           func() time.Time
+	// PartTarget is the LL-HLS part target duration; parts end at access-unit boundaries so that
+	// none is longer than it (give or take cutTolerance). Zero: no parts.
+	PartTarget time.Duration
+	Key        ed25519.PrivateKey
+	FirstSeq   uint64
+	Now        func() time.Time
 	// Emit receives every chunk in order; it runs under the caller's lock and must not block.
 	Emit func(*proto.Chunk)
 	// OnSegment is called after a segment's last chunk was emitted.
@@ -76,9 +79,10 @@ func (c segmenterConfig) onError(err error) {
 // hands their bytes to a chunker while they are written. It is not safe for concurrent use: the
 // stream serialises calls.
 type segmenter struct {
-	cfg    segmenterConfig
-	target int64 // in clockRate units
-	seq    uint64
+	cfg        segmenterConfig
+	target     int64 // in clockRate units
+	partTarget int64 // in clockRate units; 0: no parts
+	seq        uint64
 
 	// session state: reset by startSession
 	tracks       trackSet
@@ -123,15 +127,17 @@ func (s *segmentSink) Write(p []byte) (int, error) {
 }
 
 type openSegment struct {
-	seq      uint64
-	w        *mpegts.Writer
-	video    *mpegts.Track
-	audio    *mpegts.Track
-	ch       *Chunker
-	start    int64 // first DTS (video) or PTS (audio-only) in clockRate units
-	videoEnd int64
-	audioEnd int64
-	pdt      time.Time
+	seq   uint64
+	w     *mpegts.Writer
+	video *mpegts.Track
+	audio *mpegts.Track
+	ch    *Chunker
+	start int64 // first DTS (video) or PTS (audio-only) in clockRate units
+	// partStart is where the current LL-HLS part began, on the same clock as start.
+	partStart int64
+	videoEnd  int64
+	audioEnd  int64
+	pdt       time.Time
 
 	// audio-only: frames waiting to be written as one PES
 	pendingAudio    [][]byte
@@ -142,7 +148,7 @@ func newSegmenter(cfg segmenterConfig) *segmenter {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &segmenter{cfg: cfg, seq: cfg.FirstSeq, target: durationToTS(cfg.Target)}
+	return &segmenter{cfg: cfg, seq: cfg.FirstSeq, target: durationToTS(cfg.Target), partTarget: durationToTS(max(cfg.PartTarget, 0))}
 }
 
 func durationToTS(d time.Duration) int64 { return int64(d) * clockRate / int64(time.Second) }
@@ -288,6 +294,8 @@ func (s *segmenter) writeH264(pts int64, au [][]byte) error {
 		if err := s.openSegment(dts); err != nil {
 			return err
 		}
+	} else if s.partFull(dts, s.videoFrame) {
+		s.endPart(dts)
 	}
 
 	if s.haveVideoDTS && dts > s.lastVideoDTS {
@@ -340,6 +348,22 @@ func (s *segmenter) writeAAC(pts int64, aus [][]byte) error {
 	return nil
 }
 
+// partFull reports whether a sample at ts lasting about frame would make the open segment's
+// current part longer than the part target: the part then ends before that sample. Parts end
+// after, not at, the target (minus a sample), so that at 29.97 fps a 200 ms target gives parts of
+// 6 frames (200.2 ms, within cutTolerance) and not of 5 (167 ms, below the 85 % of the target
+// that RFC 8216bis asks of every part but a segment's last).
+func (s *segmenter) partFull(ts, frame int64) bool {
+	return s.partTarget > 0 && s.cur != nil && ts > s.cur.partStart && ts+frame-s.cur.partStart > s.partTarget+cutTolerance
+}
+
+// endPart ends the open segment's current LL-HLS part before the sample at ts: the chunker
+// closes its pending chunk with proto.FlagPartEnd.
+func (s *segmenter) endPart(ts int64) {
+	s.cur.ch.EndPart()
+	s.cur.partStart = ts
+}
+
 // aacFramesPerPES groups about 100 ms of audio-only AAC into one PES.
 const aacFramesPerPES = 5
 
@@ -352,19 +376,27 @@ func (s *segmenter) aacFrame() int64 {
 }
 
 // groupAudio queues audio-only frames (after writeAAC chose their segment) and writes them as
-// one PES once enough are queued. A segment's last frames are written by finishSegment.
+// one PES once enough are queued. A segment's last frames are written by finishSegment. Parts of
+// an audio-only stream end on time, between two frames: the queued frames are written first, so
+// a part ends at a PES boundary.
 func (s *segmenter) groupAudio(pts int64, aus [][]byte) {
 	if s.cur == nil {
 		return
 	}
-	if len(s.cur.pendingAudio) == 0 {
-		s.cur.pendingAudioPTS = pts
-	}
-	for _, au := range aus {
+	frame := s.aacFrame()
+	for i, au := range aus {
+		framePTS := pts + int64(i)*frame
+		if s.partFull(framePTS, frame) {
+			s.flushAudio()
+			s.endPart(framePTS)
+		}
+		if len(s.cur.pendingAudio) == 0 {
+			s.cur.pendingAudioPTS = framePTS
+		}
 		s.cur.pendingAudio = append(s.cur.pendingAudio, append([]byte(nil), au...))
-	}
-	if len(s.cur.pendingAudio) >= aacFramesPerPES {
-		s.flushAudio()
+		if len(s.cur.pendingAudio) >= aacFramesPerPES {
+			s.flushAudio()
+		}
 	}
 }
 
@@ -398,7 +430,7 @@ func (s *segmenter) restartTimeline(end int64, ts int64) {
 }
 
 func (s *segmenter) openSegment(start int64) error {
-	seg := &openSegment{seq: s.seq, start: start, videoEnd: start, audioEnd: start}
+	seg := &openSegment{seq: s.seq, start: start, partStart: start, videoEnd: start, audioEnd: start}
 	s.seq++
 	seg.pdt = s.anchorWall.Add(tsToDuration(start - s.anchorTS)).UTC()
 	var flags proto.Flags
