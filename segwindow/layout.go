@@ -10,16 +10,81 @@ import (
 // file is its one definition: the routes (Server.Register), the playlist's segment URIs and
 // every client that builds a URL (the peer's CDN path, the load test, the demo) use it.
 //
-//	/live/STREAM/index.m3u8          the live playlist
+//	/live/STREAM/index.m3u8          the live playlist (MPEG-TS segments)
 //	/live/STREAM/SEQ.ts              a whole complete segment
 //	/live/STREAM/SEQ/INDEX.chunk     one signed chunk frame
 //	/live/STREAM/SEQ/all.chunks      every chunk frame of a complete segment (AllChunks)
+//	/live/STREAM/ll.m3u8             the LL-HLS playlist (fMP4 segments and parts)
+//	/live/STREAM/init.mp4            the fMP4 init segment
+//	/live/STREAM/SEQ.mp4             a whole complete segment as fMP4 (its parts back to back)
+//	/live/STREAM/SEQ.PART.mp4        one LL-HLS part (PART counts from 0 within the segment)
+//	/live/STREAM/master.m3u8         a multivariant playlist naming index.m3u8 and ll.m3u8
 const (
 	// PlaylistFile is the live playlist's file name.
 	PlaylistFile = "index.m3u8"
-	segmentExt   = ".ts"
-	chunkExt     = ".chunk"
+	// LLPlaylistFile is the LL-HLS playlist's file name.
+	LLPlaylistFile = "ll.m3u8"
+	// MasterPlaylistFile is the multivariant playlist's file name.
+	MasterPlaylistFile = "master.m3u8"
+	// InitFile is the fMP4 init segment's file name.
+	InitFile   = "init.mp4"
+	segmentExt = ".ts"
+	chunkExt   = ".chunk"
+	fmp4Ext    = ".mp4"
 )
+
+// LLPlaylistPath is the LL-HLS playlist's path.
+func LLPlaylistPath(stream string) string { return StreamPath(stream) + "/" + LLPlaylistFile }
+
+// MasterPlaylistPath is the multivariant playlist's path.
+func MasterPlaylistPath(stream string) string { return StreamPath(stream) + "/" + MasterPlaylistFile }
+
+// FMP4SegmentURI is an fMP4 segment's URI as the LL playlist lists it, relative to it.
+func FMP4SegmentURI(seq uint64) string { return strconv.FormatUint(seq, 10) + fmp4Ext }
+
+// PartURI is a part's URI as the LL playlist lists it, relative to it.
+func PartURI(seq uint64, part int) string {
+	return strconv.FormatUint(seq, 10) + "." + strconv.Itoa(part) + fmp4Ext
+}
+
+// maxPartIndex bounds a part number in a URI: a segment has at most a chunk per part.
+const maxPartIndex = 1 << 16
+
+// ParseFMP4URI reads an fMP4 file name of the LL playlist: "SEQ.mp4" (part < 0) or
+// "SEQ.PART.mp4". The init segment and anything else is not one (ok false).
+func ParseFMP4URI(name string) (seq uint64, part int, ok bool) {
+	base, found := strings.CutSuffix(name, fmp4Ext)
+	if !found {
+		return 0, 0, false
+	}
+	seqText, partText, isPart := strings.Cut(base, ".")
+	seq, ok = parseDecimal(seqText)
+	if !ok {
+		return 0, 0, false
+	}
+	if !isPart {
+		return seq, -1, true
+	}
+	p, ok := parseDecimal(partText)
+	if !ok || p >= maxPartIndex {
+		return 0, 0, false
+	}
+	return seq, int(p), true
+}
+
+// parseDecimal reads an unsigned decimal number: digits only (no sign, no spaces), at most 20.
+func parseDecimal(s string) (uint64, bool) {
+	if s == "" || len(s) > 20 {
+		return 0, false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	return n, err == nil
+}
 
 // StreamPath is the path under which a stream's HLS lives: /live/STREAM.
 func StreamPath(stream string) string { return "/live/" + stream }

@@ -27,6 +27,9 @@ type segment struct {
 	// playlist and carries EXT-X-DISCONTINUITY there.
 	gapBefore bool
 	data      []byte // the whole segment, once complete
+	// derived caches the LL-HLS parts derived so far, by part number (see parts.go); it goes
+	// with the segment when the segment leaves the window.
+	derived []*derivedPart
 }
 
 func newSegment(seq uint64, now time.Time) *segment {

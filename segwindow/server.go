@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/labstack/echo/v5"
@@ -56,6 +57,13 @@ type ServerOptions struct {
 	// cannot answer gets 503 with that reason and Retry-After at once, instead of waiting
 	// WaitForFirst for a segment that cannot come and then a bare 404.
 	NotReady func(stream string) (reason string, retryAfter time.Duration)
+	// MaxBlocked caps the LL-HLS requests waiting at once (blocking playlist reloads and
+	// requests for the preload-hinted part), over all streams; one more is answered 503 at
+	// once. Zero means DefaultMaxBlocked.
+	MaxBlocked int
+	// BlockTimeout is the longest an LL-HLS request waits before it is answered 503. Zero
+	// means three target durations (RFC 8216bis).
+	BlockTimeout time.Duration
 }
 
 // Server serves the playlists, segments and chunks of many streams' windows over HTTP.
@@ -65,6 +73,8 @@ type Server struct {
 
 	mu      sync.Mutex
 	started map[*Window]bool // windows that served their first playlist
+
+	blocked atomic.Int64 // LL-HLS requests waiting now
 }
 
 // NewServer returns a server that finds windows with lookup.
@@ -78,6 +88,11 @@ func NewServer(lookup Lookup, opts ServerOptions) *Server {
 //	/live/:stream/:seq.ts             a whole complete segment
 //	/live/:stream/:seq/:index.chunk   one signed chunk frame (proto.Chunk.Append)
 //	/live/:stream/:seq/all.chunks     every chunk frame of a complete segment, in order
+//	/live/:stream/ll.m3u8             the LL-HLS playlist, with blocking reload (llserver.go)
+//	/live/:stream/init.mp4            the fMP4 init segment
+//	/live/:stream/:seq.mp4            a whole complete segment as fMP4
+//	/live/:stream/:seq.:part.mp4      one LL-HLS part, blocking when it is the next to come
+//	/live/:stream/master.m3u8         the multivariant playlist
 //
 // Echo's router would take ":seq.ts" for a parameter named "seq.ts", so the last path element is
 // routed as one parameter and parsed here.
@@ -122,12 +137,21 @@ func cors(next echo.HandlerFunc) echo.HandlerFunc {
 
 func (s *Server) serveFile(c *echo.Context) error {
 	file := c.Param("file")
-	if file == PlaylistFile {
+	switch {
+	case file == PlaylistFile:
 		return s.servePlaylist(c)
+	case file == LLPlaylistFile:
+		return s.serveLLPlaylist(c)
+	case file == MasterPlaylistFile:
+		return s.serveMaster(c)
+	case file == InitFile:
+		return s.serveInit(c)
+	case strings.HasSuffix(file, fmp4Ext):
+		return s.serveFMP4(c, file)
 	}
 	seqText, ok := strings.CutSuffix(file, segmentExt)
 	if !ok {
-		return jsonError(c, http.StatusNotFound, "no such file: want index.m3u8 or SEQ.ts")
+		return jsonError(c, http.StatusNotFound, "no such file: want index.m3u8, SEQ.ts, ll.m3u8, master.m3u8, init.mp4, SEQ.mp4 or SEQ.PART.mp4")
 	}
 	seq, err := strconv.ParseUint(seqText, 10, 64)
 	if err != nil {
@@ -154,13 +178,8 @@ func (s *Server) servePlaylist(c *echo.Context) error {
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "unknown stream")
 	}
-	if s.opts.WaitForFirst > 0 && !s.hasStarted(w) {
-		if w.ListedCount() == 0 {
-			if unavailable, err := s.notReady(c); unavailable {
-				return err
-			}
-		}
-		waitForStart(c.Request().Context(), w, s.opts)
+	if answered, err := s.awaitFirstPlaylist(c, w); answered {
+		return err
 	}
 	body, ok := w.Playlist()
 	if !ok {
@@ -172,6 +191,21 @@ func (s *Server) servePlaylist(c *echo.Context) error {
 	s.markStarted(w)
 	c.Response().Header().Set(echo.HeaderCacheControl, playlistCacheControl(w.TargetDurationSeconds()))
 	return s.send(c, KindPlaylist, ContentTypePlaylist, body)
+}
+
+// awaitFirstPlaylist holds the first playlist request of a window as ServerOptions.WaitForFirst
+// says; answered is true when it answered the request itself (503 with NotReady's reason).
+func (s *Server) awaitFirstPlaylist(c *echo.Context, w *Window) (answered bool, err error) {
+	if s.opts.WaitForFirst <= 0 || s.hasStarted(w) {
+		return false, nil
+	}
+	if w.ListedCount() == 0 {
+		if unavailable, err := s.notReady(c); unavailable {
+			return true, err
+		}
+	}
+	waitForStart(c.Request().Context(), w, s.opts)
+	return false, nil
 }
 
 // notReady answers 503 with the reason ServerOptions.NotReady gives, if it gives one.

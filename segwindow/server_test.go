@@ -128,7 +128,9 @@ func TestServerSegment(t *testing.T) {
 	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/x5.ts"), http.StatusBadRequest)
 	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/-1.ts"), http.StatusBadRequest)
 	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/99999999999999999999999.ts"), http.StatusBadRequest)
-	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/5.mp4"), http.StatusNotFound)
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/5.mkv"), http.StatusNotFound)
+	// These bytes are no MPEG-TS: the fMP4 variant of the segment cannot be derived.
+	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/5.mp4"), http.StatusInternalServerError)
 	require.Equal(t, []served{{testStream, KindSegment, 327}, {testStream, KindSegment, 0}}, f.served)
 }
 

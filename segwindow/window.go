@@ -127,6 +127,9 @@ type Window struct {
 	dirty      bool
 
 	changed chan struct{}
+	// version counts changes (notify); the LL playlist is cached per version.
+	version uint64
+	ll      llCache
 }
 
 // New returns an empty window for cfg.Stream.
@@ -244,6 +247,7 @@ func (w *Window) evict() {
 
 // notify wakes everyone waiting on Changed; called with mu held.
 func (w *Window) notify() {
+	w.version++
 	close(w.changed)
 	w.changed = make(chan struct{})
 }
