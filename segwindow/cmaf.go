@@ -59,6 +59,11 @@ type cmafInit struct {
 // first IDR and the AAC configuration of its first ADTS header.
 func deriveInit(seg []byte) (out cmafInit, err error) {
 	defer recoverBadTS(&err)
+	return remuxInit(seg)
+}
+
+// remuxInit is deriveInit without the safety net, so fuzzing sees any panic.
+func remuxInit(seg []byte) (cmafInit, error) {
 	prog, pes, err := demuxTS(seg, 0)
 	if err != nil {
 		return cmafInit{}, err
@@ -139,6 +144,11 @@ func findAACConfig(prog tsProgram, pes []tsPES) (*mpeg4audio.AudioSpecificConfig
 // segment's bytes up to the part's end.
 func derivePart(seg []byte, start int, seq uint64, n int) (part cmafPart, err error) {
 	defer recoverBadTS(&err)
+	return remuxPart(seg, start, seq, n)
+}
+
+// remuxPart is derivePart without the safety net, so fuzzing sees any panic.
+func remuxPart(seg []byte, start int, seq uint64, n int) (part cmafPart, err error) {
 	prog, pes, err := demuxTS(seg, start)
 	if err != nil {
 		return cmafPart{}, err

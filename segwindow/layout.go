@@ -51,8 +51,24 @@ func PartURI(seq uint64, part int) string {
 const maxPartIndex = 1 << 16
 
 // ParseFMP4URI reads an fMP4 file name of the LL playlist: "SEQ.mp4" (part < 0) or
-// "SEQ.PART.mp4". The init segment and anything else is not one (ok false).
+// "SEQ.PART.mp4", written as FMP4SegmentURI and PartURI write them (no leading zeros, so every
+// part has one URL and caches hold one copy). Anything else is not one (ok false).
 func ParseFMP4URI(name string) (seq uint64, part int, ok bool) {
+	seq, part, ok = parseFMP4URI(name)
+	if !ok {
+		return 0, 0, false
+	}
+	canonical := FMP4SegmentURI(seq)
+	if part >= 0 {
+		canonical = PartURI(seq, part)
+	}
+	if canonical != name {
+		return 0, 0, false
+	}
+	return seq, part, true
+}
+
+func parseFMP4URI(name string) (seq uint64, part int, ok bool) {
 	base, found := strings.CutSuffix(name, fmp4Ext)
 	if !found {
 		return 0, 0, false

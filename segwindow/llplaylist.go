@@ -10,14 +10,17 @@ import (
 // The LL-HLS media playlist (RFC 8216bis) of the fMP4 variant. It lists the same segments as
 // the MPEG-TS playlist (same media sequence numbers, durations, date-times and discontinuities),
 // as SEQ.mp4, then the parts of the segment in progress and a preload hint for the next part.
-// hls-m3u8 v0.6.5 decodes the LL-HLS tags but encodes neither parts nor preload hints, so the
-// window writes this playlist itself; the tests decode it with hls-m3u8.
+// hls-m3u8 v0.6.5 decodes the LL-HLS tags, and can write them too, but its writer keeps parts
+// of the last three segments (RFC 8216bis: three target durations), tells a part's segment by
+// its URI's prefix and forgets the parts it has written, so one playlist cannot be encoded
+// twice. These are a few lines: the window writes them itself, and the tests decode them with
+// hls-m3u8, the parser players in Go use.
 
 const (
 	// llVersion: EXT-X-MAP in a playlist that is not I-frames-only needs protocol version 6; we
 	// use nothing newer (no EXT-X-SKIP).
 	llVersion = 6
-	// partsWithin: parts are listed for the segments that end within this many target
+	// partsWithin: parts are listed for the segments that start within this many target
 	// durations of the end of the playlist; RFC 8216bis removes older ones.
 	partsWithin = 3
 	// partHoldBackParts is PART-HOLD-BACK in part targets (RFC 8216bis: at least 2; 3 is what
@@ -40,11 +43,11 @@ type llCache struct {
 
 // llSegment is what rendering needs of one listed segment.
 type llSegment struct {
-	seg       *segment
-	meta      SegmentMeta
-	disc      bool
-	withParts bool
-	parts     []cmafPart
+	seg   *segment
+	meta  SegmentMeta
+	disc  bool
+	after time.Duration // how much of the listed segments follows this one
+	parts []cmafPart    // derived for the segments that may list parts
 }
 
 // LLPlaylist renders the LL-HLS playlist, deriving the parts it lists on first use; ok is false
@@ -82,7 +85,7 @@ func (w *Window) llPlaylist() ([]byte, llEdge, bool) {
 	var after time.Duration // duration of the listed segments after segs[i]
 	for i := len(list) - 1; i >= 0; i-- {
 		s := list[i]
-		segs[i] = llSegment{seg: s, meta: s.meta(), disc: s.discontinuity(), withParts: after < partsWithin*target}
+		segs[i] = llSegment{seg: s, meta: s.meta(), disc: s.discontinuity(), after: after}
 		after += s.info.Duration
 	}
 	w.mu.Unlock()
@@ -91,14 +94,21 @@ func (w *Window) llPlaylist() ([]byte, llEdge, bool) {
 	if _, err := w.cmafInit(); err != nil {
 		return nil, llEdge{}, false
 	}
-	for i := range segs {
-		if segs[i].withParts {
-			segs[i].parts = w.partsOf(segs[i].seg.seq, -1)
-		}
-	}
 	var current []cmafPart
+	var currentDur time.Duration
 	if inProgress != nil {
 		current = w.partsOf(inProgress.seq, edge.part)
+		for _, p := range current {
+			currentDur += p.duration
+		}
+	}
+	for i := range segs {
+		// Parts are listed for the segments that start within the last three target
+		// durations of the playlist (RFC 8216bis removes older ones), never for the first
+		// one: hls-m3u8 (v0.6.5) refuses a part before the playlist's first EXTINF.
+		if i > 0 && segs[i].after+segs[i].meta.Duration+currentDur <= partsWithin*target {
+			segs[i].parts = w.partsOf(segs[i].seg.seq, -1)
+		}
 	}
 
 	w.mu.Lock()
@@ -230,10 +240,12 @@ func renderLL(segs []llSegment, inProgress *llInProgress, current []cmafPart, ed
 		if s.disc {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
+		writeParts(&b, s.meta.Seq, s.parts)
+		// Right before EXTINF, after the parts: it dates the segment either way (RFC 8216bis),
+		// and hls-m3u8 gives it to the segment only there (before the parts, to the first part).
 		if !s.meta.ProgramDateTime.IsZero() {
 			b.WriteString(programDateTime(s.meta.ProgramDateTime).String() + "\n")
 		}
-		writeParts(&b, s.meta.Seq, s.parts)
 		fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", seconds(extinfDuration(s.meta.Duration)), FMP4SegmentURI(s.meta.Seq))
 		ended = s.meta.End
 	}
