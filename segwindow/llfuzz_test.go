@@ -3,6 +3,7 @@ package segwindow
 import (
 	"errors"
 	"net/url"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -62,8 +63,10 @@ func FuzzParseBlockQuery(f *testing.F) {
 			return
 		}
 		require.Equal(t, r.block, q.Has(queryMSN))
-		if r.block {
-			require.Equal(t, formatSeq(r.msn), q.Get(queryMSN))
+		if r.block { // leading zeros are fine in a query: nothing caches by it
+			n, err := strconv.ParseUint(q.Get(queryMSN), 10, 64)
+			require.NoError(t, err)
+			require.Equal(t, n, r.msn)
 		}
 		require.GreaterOrEqual(t, r.part, -1)
 		require.Less(t, r.part, maxPartIndex)
