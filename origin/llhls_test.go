@@ -189,6 +189,9 @@ func TestLLHLSFromAnFFmpegPublisher(t *testing.T) {
 	require.NoError(t, err)
 	require.InDelta(t, 1.0, float64(audioFrames)*1024/44100, 0.1, "about a second of audio")
 
+	// Players without LL-HLS (ffmpeg here, VLC and ffplay alike) play ll.m3u8 as plain HLS.
+	require.Empty(t, decodeHLS(t, o.base+"/live/ll/ll.m3u8", "error"))
+
 	// The TS variant is untouched, and the multivariant playlist names both.
 	code, _ = httpGet(t, o.base+"/live/ll/"+strconv.FormatUint(segSeq, 10)+".ts")
 	require.Equal(t, http.StatusOK, code)
