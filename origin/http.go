@@ -14,7 +14,7 @@ import (
 // newEcho builds the HTTP API: HLS and chunks (segwindow.Server), /v1/streams, /stats,
 // /healthz, /metrics, and the web player at / (stream list) and /watch/NAME. Every error is
 // JSON {"error": "..."}.
-func (o *Origin) newEcho() *echo.Echo {
+func (o *Origin) newEcho() (*echo.Echo, *segwindow.Server) {
 	e := echo.New()
 	e.HTTPErrorHandler = httperr.Handler(httperr.Options{}) // public: internal errors show their status only
 
@@ -53,5 +53,5 @@ func (o *Origin) newEcho() *echo.Echo {
 	e.RouteNotFound("/*", func(c *echo.Context) error {
 		return c.JSON(http.StatusNotFound, map[string]string{"error": "not found: " + c.Request().URL.Path})
 	})
-	return e
+	return e, hls
 }

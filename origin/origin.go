@@ -122,7 +122,9 @@ func New(cfg Config) (*Origin, error) {
 		}
 	}
 	o.httpLn = httpLn
-	o.http = &http.Server{Handler: o.newEcho(), ReadHeaderTimeout: 10 * time.Second}
+	handler, hls := o.newEcho()
+	o.http = &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	o.http.RegisterOnShutdown(hls.Shutdown) // blocked LL-HLS requests must not hold the shutdown
 
 	o.meshConn = cfg.MeshConn
 	if o.meshConn == nil && cfg.MeshAddr != "-" {

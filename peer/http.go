@@ -30,7 +30,7 @@ func (n *Node) httpServer() *http.Server {
 	// echo's default logger writes to stdout; a peer logs where its owner said.
 	e.Logger = n.log
 	e.HTTPErrorHandler = httperr.Handler(httperr.Options{ShowInternal: true}) // the viewer's own, on localhost
-	segwindow.NewServer(func(stream string) (*segwindow.Window, bool) {
+	hls := segwindow.NewServer(func(stream string) (*segwindow.Window, bool) {
 		return n.window, stream == n.cfg.Stream
 	}, segwindow.ServerOptions{
 		WaitForFirst: firstPlaylistWait, StartSegments: joinSegments, StartWait: startWait,
@@ -38,12 +38,15 @@ func (n *Node) httpServer() *http.Server {
 			n.playback.served(seq, meta.Duration, time.Now())
 		},
 		NotReady: func(string) (string, time.Duration) { return n.notReady(time.Now()) },
-	}).Register(e)
+	})
+	hls.Register(e)
 	webui.RegisterPlayer(e, webui.PlayerConfig{Role: webui.RolePeer, Stream: n.cfg.Stream, TrackerURL: n.cfg.TrackerURL})
 	e.GET("/stats", func(c *echo.Context) error { return c.JSON(http.StatusOK, n.Stats()) })
 	e.GET("/healthz", func(c *echo.Context) error {
 		return c.JSON(http.StatusOK, map[string]any{"ok": true, "neighbours": n.Stats().Neighbours})
 	})
 	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(n.cfg.Registry, promhttp.HandlerOpts{})))
-	return &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: e, ReadHeaderTimeout: 5 * time.Second}
+	srv.RegisterOnShutdown(hls.Shutdown) // blocked LL-HLS requests must not hold the shutdown
+	return srv
 }

@@ -41,6 +41,7 @@ var (
 	errBadQuery       = errors.New("bad LL-HLS query")
 	errBlockTimeout   = errors.New("timed out waiting")
 	errTooManyBlocked = errors.New("too many requests waiting")
+	errShuttingDown   = errors.New("the server is shutting down")
 )
 
 // blockRequest is what a blocking playlist reload waits for: part `part` of segment msn to be
@@ -234,6 +235,8 @@ func (s *Server) await(ctx context.Context, w *Window, ready func() (bool, error
 		case <-changed:
 		case <-timer.C:
 			return errBlockTimeout
+		case <-s.shutdown:
+			return errShuttingDown
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -263,3 +263,20 @@ func TestParseBlockQuery(t *testing.T) {
 		require.Equal(t, tc.want, got, tc.query)
 	}
 }
+
+// A graceful HTTP shutdown waits for requests in flight: blocked ones must end at once.
+func TestShutdownEndsBlockedRequests(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := newLLFixture(t, 50, ServerOptions{})
+		reload := f.start(llPath("?_HLS_msn=13&_HLS_part=2"))
+		part := f.start("/live/" + testStream + "/13.2.mp4")
+		synctest.Wait()
+		require.Empty(t, reload)
+		require.Empty(t, part)
+		f.srv.Shutdown()
+		synctest.Wait()
+		requireJSONError(t, <-reload, http.StatusServiceUnavailable)
+		requireJSONError(t, <-part, http.StatusServiceUnavailable)
+		f.srv.Shutdown() // twice is fine
+	})
+}

@@ -74,13 +74,20 @@ type Server struct {
 	mu      sync.Mutex
 	started map[*Window]bool // windows that served their first playlist
 
-	blocked atomic.Int64 // LL-HLS requests waiting now
+	blocked  atomic.Int64 // LL-HLS requests waiting now
+	shutdown chan struct{} // closed by Shutdown: waiting requests give up
+	stopOnce sync.Once
 }
 
 // NewServer returns a server that finds windows with lookup.
 func NewServer(lookup Lookup, opts ServerOptions) *Server {
-	return &Server{lookup: lookup, opts: opts}
+	return &Server{lookup: lookup, opts: opts, shutdown: make(chan struct{})}
 }
+
+// Shutdown answers every waiting LL-HLS request (503) and every later one at once, so an
+// http.Server's graceful shutdown is not held up for a blocking reload's timeout. Register it
+// with http.Server.RegisterOnShutdown.
+func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.shutdown) }) }
 
 // Register mounts the routes (GET, HEAD, and OPTIONS for CORS preflight) on e:
 //
