@@ -74,7 +74,7 @@ type Server struct {
 	mu      sync.Mutex
 	started map[*Window]bool // windows that served their first playlist
 
-	blocked  atomic.Int64 // LL-HLS requests waiting now
+	blocked  atomic.Int64  // LL-HLS requests waiting now
 	shutdown chan struct{} // closed by Shutdown: waiting requests give up
 	stopOnce sync.Once
 }
