@@ -38,6 +38,7 @@ type tsSpec struct {
 	partFrames int
 	audio      bool
 	firstPTS   int64 // in 90 kHz
+	frameBytes int   // default 200
 }
 
 // muxTS writes the segment with mediacommon's MPEG-TS writer, as the origin does.
@@ -60,7 +61,7 @@ func muxTS(t testing.TB, s tsSpec) tsSegment {
 		if i > 0 && i%s.partFrames == 0 {
 			out.partEnds = append(out.partEnds, buf.Len())
 		}
-		body := make([]byte, 200+i%7)
+		body := make([]byte, max(s.frameBytes, 200)+i%7)
 		_, _ = rand.Read(body)
 		au := [][]byte{body}
 		if i == 0 {
