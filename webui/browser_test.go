@@ -32,6 +32,9 @@ type report struct {
 		StartMs       int64    `json:"startMs"`
 		Advanced      float64  `json:"advanced"`
 		AdvanceMs     int64    `json:"advanceMs"`
+		LiveLatency   *float64 `json:"liveLatency"`
+		HLSLatency    *float64 `json:"hlsLatency"`
+		LowLatency    bool     `json:"lowLatency"`
 		Fatal         []any    `json:"fatal"`
 		Errors        []any    `json:"errors"`
 		PageErrors    []string `json:"pageErrors"`
@@ -128,10 +131,10 @@ func TestBrowser(t *testing.T) {
 	var r report
 	require.NoError(t, json.Unmarshal(stdout, &r), "report: %s", stdout)
 	require.Empty(t, r.Error, "the browser run failed")
-	require.Len(t, r.Pages, 2)
+	require.Len(t, r.Pages, 3)
 	for _, p := range r.Pages {
-		t.Logf("%s page: playing after %d ms, then %.2f s of media in %d ms; hero %s; %s",
-			p.Name, p.StartMs, p.Advanced, p.AdvanceMs, p.Hero, strings.Join(p.Figures, ", "))
+		t.Logf("%s page: playing after %d ms, then %.2f s of media in %d ms; live latency %s (hls.js: %s); hero %s; %s",
+			p.Name, p.StartMs, p.Advanced, p.AdvanceMs, seconds(p.LiveLatency), seconds(p.HLSLatency), p.Hero, strings.Join(p.Figures, ", "))
 		require.Empty(t, p.StartError, "%s page %s; hls.js errors %v; console errors %q; status %q",
 			p.Name, p.URL, p.Errors, p.ConsoleErrors, p.Status)
 		require.GreaterOrEqual(t, p.Advanced, 10.0, "%s page: the video must advance by 10 s within 12 s", p.Name)
@@ -139,6 +142,12 @@ func TestBrowser(t *testing.T) {
 		require.Empty(t, p.PageErrors, "%s page: script errors", p.Name)
 		requireNoCSPViolation(t, p.Name, p.ConsoleErrors)
 		require.NotEqual(t, "–", p.Hero, "%s page shows no headline figure", p.Name)
+		if p.Name == "peer-ll" {
+			// hls.js in lowLatencyMode on the peer's ll.m3u8 (LL-HLS: fMP4 parts, blocking reloads).
+			require.True(t, p.LowLatency, "the ?ll=1 page must play in low-latency mode")
+			require.NotNil(t, p.LiveLatency, "hls.js reported no playing date: the LL playlist lacks EXT-X-PROGRAM-DATE-TIME")
+			require.Less(t, *p.LiveLatency, 3.0, "LL-HLS in the browser: live latency")
+		}
 	}
 	d := r.Dashboard
 	t.Logf("dashboard: %d origin, %d peers, %d parent lines; hero %s; %s", d.Origins, d.Peers, d.Edges, d.Hero, strings.Join(d.Figures, ", "))
@@ -263,4 +272,12 @@ func startDemo(ctx context.Context, t *testing.T, bin string, peers int) demoURL
 		t.Fatal("context ended before the demo started")
 	}
 	return demoURLs{}
+}
+
+// seconds formats an optional figure from the browser.
+func seconds(v *float64) string {
+	if v == nil {
+		return "–"
+	}
+	return strconv.FormatFloat(*v, 'f', 2, 64) + " s"
 }

@@ -29,17 +29,27 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
   // would otherwise get a 404, which hls.js treats as fatal), then hands it to hls.js.
   async function play(name) {
     const video = document.getElementById('video');
-    const src = '/live/' + encodeURIComponent(name) + '/index.m3u8';
+    // ?ll=1 plays the LL-HLS playlist (fMP4 parts, blocking reloads) with hls.js's low-latency
+    // mode: about 2 s behind live instead of about 6 s. Standard HLS (MPEG-TS) is the default, as
+    // every browser and player plays it.
+    const ll = new URLSearchParams(location.search).get('ll') === '1';
+    window.crowdsurf.lowLatency = ll;
+    const src = '/live/' + encodeURIComponent(name) + (ll ? '/ll.m3u8' : '/index.m3u8');
     const note = document.getElementById('player-note');
-    note.textContent = 'Plays ' + src + (role === 'peer'
-      ? ' from this peer (localhost): the mesh and the CDN fallback fill it.'
-      : ' from the origin: the CDN path, what peers fall back to.');
+    const other = new URL(location.href);
+    if (ll) other.searchParams.delete('ll'); else other.searchParams.set('ll', '1');
+    note.replaceChildren('Plays ' + src + (role === 'peer'
+      ? ' from this peer (localhost): the mesh and the CDN fallback fill it. '
+      : ' from the origin: the CDN path, what peers fall back to. '),
+      cs.el('a', {href: other.pathname + other.search}, ll ? 'Standard HLS' : 'Low latency (LL-HLS)'));
     for (let delay = 500; !(await playlistReady(src)); delay = Math.min(delay * 1.5, 3000)) {
       cs.status('waiting for the stream to start…', 'warn');
       await new Promise(r => setTimeout(r, delay));
     }
     if (window.Hls && Hls.isSupported()) {
-      const hls = new Hls({liveSyncDurationCount: 3, enableWorker: true, backBufferLength: 30});
+      const hls = new Hls(ll
+        ? {lowLatencyMode: true, enableWorker: true, backBufferLength: 30}
+        : {liveSyncDurationCount: 3, enableWorker: true, backBufferLength: 30});
       window.crowdsurf.hls = hls;
       hls.on(Hls.Events.ERROR, (_, d) => {
         const e = {type: d.type, details: d.details, fatal: d.fatal, at: Date.now()};

@@ -28,7 +28,9 @@ try {
       '--disable-background-networking', '--disable-component-update', '--disable-sync',
       '--autoplay-policy=no-user-gesture-required'],
   });
-  const jobs = [watch('peer', args.peer), watch('origin', args.origin), dashboard(args.dashboard),
+  const ll = new URL(args.peer);
+  ll.searchParams.set('ll', '1');
+  const jobs = [watch('peer', args.peer), watch('peer-ll', ll.href), watch('origin', args.origin), dashboard(args.dashboard),
     originList(new URL('/', args.origin).href)];
   await Promise.all(jobs);
 } catch (e) {
@@ -71,6 +73,12 @@ async function watch(name, url) {
   r.advanced = t - t0;
   r.advanceMs = Date.now() - w0;
   Object.assign(r, await page.evaluate(() => ({
+    // live latency as DESIGN.md defines it: wall clock minus the date-time of the media playing
+    // (hls.js maps the playhead to EXT-X-PROGRAM-DATE-TIME); hls.js's own estimate beside it.
+    liveLatency: window.crowdsurf.hls && window.crowdsurf.hls.playingDate
+      ? (Date.now() - window.crowdsurf.hls.playingDate.getTime()) / 1000 : null,
+    hlsLatency: window.crowdsurf.hls ? window.crowdsurf.hls.latency : null,
+    lowLatency: window.crowdsurf.lowLatency,
     fatal: window.crowdsurf.fatal, errors: window.crowdsurf.errors,
     status: document.getElementById('status').textContent,
     figures: [...document.querySelectorAll('#figure-list dt')].map(dt => dt.textContent + ': ' + dt.nextElementSibling.textContent),
