@@ -48,7 +48,9 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
     }
     if (window.Hls && Hls.isSupported()) {
       const hls = new Hls(ll
-        ? {lowLatencyMode: true, enableWorker: true, backBufferLength: 30}
+        // maxLiveSyncPlaybackRate lets hls.js play up to 1.5x for a moment to get back to the
+        // target latency after a stall, instead of staying behind for the rest of the show.
+        ? {lowLatencyMode: true, maxLiveSyncPlaybackRate: 1.5, enableWorker: true, backBufferLength: 30}
         : {liveSyncDurationCount: 3, enableWorker: true, backBufferLength: 30});
       window.crowdsurf.hls = hls;
       hls.on(Hls.Events.ERROR, (_, d) => {
