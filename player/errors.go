@@ -27,3 +27,11 @@ var ErrHTTPStatus = errors.New("unexpected HTTP status")
 // ErrRunTwice means Run was called on a Player that already ran; make a new Player instead. It
 // is the one "Run called twice" error of every crowdsurf component.
 var ErrRunTwice = runonce.ErrRunTwice
+
+// ErrFMP4Parse means an init segment, part or segment is not fragmented MP4 that a player could
+// demux (or names a track its init segment does not declare).
+var ErrFMP4Parse = errors.New("media is not valid fragmented MP4")
+
+// ErrNotIndependent means a part the playlist marks INDEPENDENT=YES does not start its video
+// with a sync sample: a player that starts there shows garbage until the next keyframe.
+var ErrNotIndependent = errors.New("INDEPENDENT=YES part does not start with a video sync sample")

@@ -4,6 +4,11 @@
 // stalls, live latency, and the errors a real player would trip on (media sequence jumps,
 // timestamps going back without EXT-X-DISCONTINUITY, segments that are not MPEG-TS).
 //
+// On a low-latency playlist (EXT-X-PART-INF) it plays like hls.js in lowLatencyMode or
+// AVPlayer: it fetches the init segment once, joins PART-HOLD-BACK from the end at an
+// independent part, fetches parts in order, waits for the next one with blocking playlist
+// reloads (_HLS_msn, _HLS_part) and requests the preload-hinted part ahead; see lowlatency.go.
+//
 // A Player is one goroutine that blocks in one HTTP request at a time, so hundreds of them fit
 // in a load test.
 package player
@@ -39,6 +44,9 @@ type Config struct {
 	// request (default 10 s). A request that times out is a fetch error and is retried.
 	SegmentTimeout  time.Duration
 	PlaylistTimeout time.Duration
+	// NoLowLatency plays a low-latency playlist as plain HLS: whole segments, reloads every
+	// target duration, three target durations behind the edge.
+	NoLowLatency bool
 }
 
 // defaultClient is shared by players that get no client: one idle connection per player to the
@@ -81,6 +89,18 @@ const (
 // it arrives and then dropped, so no player holds one between downloads.
 var segmentBuffers = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
+func getBuffer() *bytes.Buffer {
+	buf := segmentBuffers.Get().(*bytes.Buffer)
+	buf.Reset()
+	return buf
+}
+
+func putBuffer(buf *bytes.Buffer) {
+	if buf.Cap() <= 8<<20 {
+		segmentBuffers.Put(buf)
+	}
+}
+
 // Player plays one HLS URL. Create it with New, then call Run once.
 type Player struct {
 	cfg Config
@@ -92,7 +112,10 @@ type Player struct {
 	po              *playout
 	firstRequest    time.Time
 	startup         time.Duration
+	mode            string // ModeHLS or ModeLowLatency once the first playlist decided it
 	segments        int
+	parts           int
+	preloadedParts  int
 	bytes           int64
 	discontinuities int
 	playlistLoads   int
@@ -165,7 +188,13 @@ type playState struct {
 	retryAt    time.Time
 	playedAny  bool
 	ts         *tsChecker
-	nextStatus time.Time
+	fm         *fmp4Checker
+	// initURL is the init segment (EXT-X-MAP) the player holds; initFailures counts failed
+	// attempts at a new one.
+	initURL      *url.URL
+	initFailures int
+	nextStatus   time.Time
+	decided      bool // the mode is chosen
 }
 
 // Run plays until Duration elapses or ctx ends (or a closed playlist has played out) and
@@ -179,7 +208,7 @@ func (p *Player) Run(ctx context.Context) error {
 		ctx, cancel = context.WithTimeout(ctx, p.cfg.Duration)
 		defer cancel()
 	}
-	st := &playState{mediaURL: p.url, ts: newTSChecker()}
+	st := &playState{mediaURL: p.url, ts: newTSChecker(), fm: newFMP4Checker()}
 	p.log.Debug("playing", "url", p.url.String())
 
 	for ctx.Err() == nil {
@@ -187,6 +216,20 @@ func (p *Player) Run(ctx context.Context) error {
 		if st.playlist == nil || (!st.playlist.ended && !now.Before(st.nextReload)) {
 			p.reload(ctx, st)
 			continue
+		}
+		if !st.decided {
+			st.decided = true
+			lowLatency := st.playlist.ll != nil && !p.cfg.NoLowLatency
+			p.mu.Lock()
+			p.mode = ModeHLS
+			if lowLatency {
+				p.mode = ModeLowLatency
+			}
+			p.mu.Unlock()
+			if lowLatency {
+				p.playLowLatency(ctx, st)
+				break
+			}
 		}
 		if st.haveNext && !now.Before(st.retryAt) {
 			if i, ok := st.playlist.find(st.next); ok {
@@ -291,13 +334,12 @@ func (p *Player) followSequence(st *playState, old, pl *mediaPlaylist) {
 
 // playSegment downloads one segment, feeds it to the buffer model and checks its timestamps.
 func (p *Player) playSegment(ctx context.Context, st *playState, seg segmentInfo) {
-	buf := segmentBuffers.Get().(*bytes.Buffer)
-	buf.Reset()
-	defer func() {
-		if buf.Cap() <= 8<<20 {
-			segmentBuffers.Put(buf)
-		}
-	}()
+	if seg.mapURL != nil && !p.ensureInit(ctx, st, seg.mapURL) {
+		st.retryAt = time.Now().Add(st.playlist.targetDuration / 4)
+		return
+	}
+	buf := getBuffer()
+	defer putBuffer(buf)
 
 	sctx, cancel := context.WithTimeout(ctx, p.cfg.SegmentTimeout)
 	_, err := getInto(sctx, p.cfg.HTTPClient, seg.url, maxSegmentBytes, buf)
@@ -337,7 +379,14 @@ func (p *Player) playSegment(ctx context.Context, st *playState, seg segmentInfo
 	if seg.discontinuity {
 		st.ts.reset()
 	}
-	if p.cfg.SkipMediaCheck || seg.fmp4 {
+	if p.cfg.SkipMediaCheck {
+		return
+	}
+	if seg.fmp4 {
+		if seg.discontinuity {
+			st.fm.reset()
+		}
+		p.checkFMP4(st, fmt.Sprintf("segment %d", seg.seq), buf.Bytes(), false)
 		return
 	}
 	if err := st.ts.check(buf.Bytes()); err != nil {
@@ -413,6 +462,7 @@ func (p *Player) Status() Status {
 	s := Status{
 		Time:     now,
 		State:    "starting",
+		Parts:    p.parts,
 		Segments: p.segments,
 		Bytes:    p.bytes,
 		Errors:   p.errors,
@@ -445,8 +495,11 @@ func (p *Player) Summary() Summary {
 	}
 	s := Summary{
 		URL:             p.url.String(),
+		Mode:            p.mode,
 		Started:         p.po.started,
 		Segments:        p.segments,
+		Parts:           p.parts,
+		PreloadedParts:  p.preloadedParts,
 		Bytes:           p.bytes,
 		Discontinuities: p.discontinuities,
 		PlaylistLoads:   p.playlistLoads,

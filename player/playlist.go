@@ -21,6 +21,9 @@ type mediaPlaylist struct {
 	targetDuration time.Duration
 	segments       []segmentInfo
 	ended          bool // EXT-X-ENDLIST: nothing more will come
+	// ll is set when the playlist is a low-latency one (EXT-X-PART-INF): its parts are in the
+	// segments' parts and in ll.tail.
+	ll *llPlaylist
 }
 
 // segmentInfo is one segment of a media playlist.
@@ -31,7 +34,9 @@ type segmentInfo struct {
 	pdt           time.Time
 	hasPDT        bool
 	discontinuity bool
-	fmp4          bool // has an EXT-X-MAP: not MPEG-TS, so not checked by the TS checker
+	fmp4          bool     // has an EXT-X-MAP: not MPEG-TS, so not checked by the TS checker
+	mapURL        *url.URL // the EXT-X-MAP in force (the init segment); nil for MPEG-TS
+	parts         []partInfo
 }
 
 func (p *mediaPlaylist) lastSeq() uint64 {
@@ -84,7 +89,7 @@ func loadPlaylist(ctx context.Context, client *http.Client, u *url.URL, prev *me
 		}
 		switch listType {
 		case m3u8.MEDIA:
-			return toMediaPlaylist(pl.(*m3u8.MediaPlaylist), final, prev)
+			return toMediaPlaylist(pl.(*m3u8.MediaPlaylist), parseLLTags(body), final, prev)
 		case m3u8.MASTER:
 			master := pl.(*m3u8.MasterPlaylist)
 			if len(master.Variants) == 0 || master.Variants[0] == nil {
@@ -105,23 +110,54 @@ func loadPlaylist(ctx context.Context, client *http.Client, u *url.URL, prev *me
 // decodePlaylist decodes a playlist from any server. hls-m3u8 (v0.6.5) panics on some
 // malformed lines (found by FuzzMediaPlaylist: "#EXT-X-MEDIA:0" indexes past an attribute), so
 // a panic there is turned into an error: a broken or hostile server must not crash the player.
+// hls-m3u8 never sees the EXT-X-PART and EXT-X-PRELOAD-HINT lines: it refuses a part before the
+// first EXTINF and misplaces others (see llTags), which parseLLTags reads instead.
 func decodePlaylist(body []byte) (pl m3u8.Playlist, listType m3u8.ListType, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			pl, err = nil, fmt.Errorf("playlist decoder failed: %v", r)
 		}
 	}()
-	return m3u8.DecodeFrom(bytes.NewReader(body), false)
+	return m3u8.DecodeFrom(bytes.NewReader(withoutPartLines(body)), false)
+}
+
+// withoutPartLines returns body without its EXT-X-PART and EXT-X-PRELOAD-HINT lines (body
+// itself when it has none, as every playlist but a low-latency one).
+func withoutPartLines(body []byte) []byte {
+	if !bytes.Contains(body, []byte("#EXT-X-PART:")) && !bytes.Contains(body, []byte("#EXT-X-PRELOAD-HINT:")) {
+		return body
+	}
+	out := make([]byte, 0, len(body))
+	for rest := body; len(rest) > 0; {
+		line, after, found := bytes.Cut(rest, []byte("\n"))
+		rest = after
+		if bytes.HasPrefix(line, []byte("#EXT-X-PART:")) || bytes.HasPrefix(line, []byte("#EXT-X-PRELOAD-HINT:")) {
+			continue
+		}
+		out = append(out, line...)
+		if found {
+			out = append(out, '\n')
+		}
+	}
+	return out
 }
 
 // toMediaPlaylist keeps what the player needs. A segment without its own date-time takes the
 // previous one's plus its duration (RFC 8216 4.3.2.6), also across reloads via prev; never
-// across a discontinuity.
-func toMediaPlaylist(pl *m3u8.MediaPlaylist, base *url.URL, prev *mediaPlaylist) (*mediaPlaylist, error) {
+// across a discontinuity. ll (nil: none) adds the parts of a low-latency playlist.
+func toMediaPlaylist(pl *m3u8.MediaPlaylist, ll *llTags, base *url.URL, prev *mediaPlaylist) (*mediaPlaylist, error) {
 	out := &mediaPlaylist{
 		url:            base,
 		targetDuration: time.Duration(pl.TargetDuration) * time.Second,
 		ended:          pl.Closed,
+	}
+	var mapURL *url.URL
+	if pl.Map != nil {
+		u, err := base.Parse(pl.Map.URI)
+		if err != nil {
+			return nil, fmt.Errorf("playlist %s: EXT-X-MAP URI %q: %w", base, pl.Map.URI, err)
+		}
+		mapURL = u
 	}
 	var prevSeg *segmentInfo
 	for _, s := range pl.GetAllSegments() {
@@ -132,12 +168,18 @@ func toMediaPlaylist(pl *m3u8.MediaPlaylist, base *url.URL, prev *mediaPlaylist)
 		if err != nil {
 			return nil, fmt.Errorf("playlist %s: segment URI %q: %w", base, s.URI, err)
 		}
+		if s.Map != nil {
+			if mapURL, err = base.Parse(s.Map.URI); err != nil {
+				return nil, fmt.Errorf("playlist %s: EXT-X-MAP URI %q: %w", base, s.Map.URI, err)
+			}
+		}
 		seg := segmentInfo{
 			seq:           s.SeqId,
 			url:           u,
 			duration:      s.Duration,
 			discontinuity: s.Discontinuity,
-			fmp4:          s.Map != nil || pl.Map != nil,
+			fmp4:          mapURL != nil,
+			mapURL:        mapURL,
 		}
 		if prevSeg == nil && prev != nil {
 			if i, ok := prev.find(seg.seq - 1); ok && seg.seq > 0 {
@@ -155,6 +197,11 @@ func toMediaPlaylist(pl *m3u8.MediaPlaylist, base *url.URL, prev *mediaPlaylist)
 	}
 	if out.targetDuration <= 0 {
 		out.targetDuration = time.Second
+	}
+	if ll.isLowLatency() {
+		if err := out.addParts(ll, prev); err != nil {
+			return nil, fmt.Errorf("playlist %s: %w", base, err)
+		}
 	}
 	return out, nil
 }

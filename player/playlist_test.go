@@ -25,7 +25,7 @@ func FuzzMediaPlaylist(f *testing.F) {
 		if err != nil || listType != m3u8.MEDIA {
 			return
 		}
-		mp, err := toMediaPlaylist(pl.(*m3u8.MediaPlaylist), base, nil)
+		mp, err := toMediaPlaylist(pl.(*m3u8.MediaPlaylist), parseLLTags(b), base, nil)
 		if err != nil {
 			return
 		}

@@ -6,6 +6,9 @@ import "time"
 // The loadtest aggregates many of them, so the JSON names are part of the API.
 type Summary struct {
 	URL string `json:"url"`
+	// Mode is how the stream was played: ModeHLS (whole segments) or ModeLowLatency (parts,
+	// blocking reloads); empty when no playlist was ever loaded.
+	Mode string `json:"mode"`
 	// Started is false when no segment was ever received; StartupMs is then 0.
 	Started bool `json:"started"`
 	// StartupMs runs from the first playlist request to the first segment fully received.
@@ -22,8 +25,13 @@ type Summary struct {
 	// LiveLatencyMs is wall clock minus EXT-X-PROGRAM-DATE-TIME of the media being played,
 	// sampled every 250 ms of playback.
 	LiveLatencyMs LatencySummary `json:"live_latency_ms"`
-	Segments      int            `json:"segments"`
-	Bytes         int64          `json:"bytes"`
+	// Segments counts the segments played (in low-latency mode, whole or in parts); Parts the
+	// parts received, PreloadedParts those of them requested ahead from EXT-X-PRELOAD-HINT;
+	// Bytes every byte of media received, init segments included.
+	Segments       int   `json:"segments"`
+	Parts          int   `json:"parts"`
+	PreloadedParts int   `json:"preloaded_parts"`
+	Bytes          int64 `json:"bytes"`
 	// Discontinuities counts EXT-X-DISCONTINUITY tags crossed during playback (not errors).
 	Discontinuities int `json:"discontinuities"`
 	PlaylistLoads   int `json:"playlist_loads"`
@@ -36,6 +44,12 @@ type Summary struct {
 	FetchErrors     int      `json:"fetch_errors"`
 	ErrorMessages   []string `json:"error_messages"`
 }
+
+// The modes of Summary.Mode.
+const (
+	ModeHLS        = "hls"
+	ModeLowLatency = "ll-hls"
+)
 
 // LatencySummary holds live latency quantiles in milliseconds.
 type LatencySummary struct {
@@ -55,6 +69,7 @@ type Status struct {
 	Stalls     int
 	StallMs    float64
 	Segments   int
+	Parts      int
 	Bytes      int64
 	Errors     int
 }
