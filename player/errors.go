@@ -33,5 +33,6 @@ var ErrRunTwice = runonce.ErrRunTwice
 var ErrFMP4Parse = errors.New("media is not valid fragmented MP4")
 
 // ErrNotIndependent means a part the playlist marks INDEPENDENT=YES does not start its video
-// with a sync sample: a player that starts there shows garbage until the next keyframe.
-var ErrNotIndependent = errors.New("INDEPENDENT=YES part does not start with a video sync sample")
+// with a random access point (an IDR): a player that starts there shows garbage until the
+// next keyframe.
+var ErrNotIndependent = errors.New("INDEPENDENT=YES part does not start with a video random access point")

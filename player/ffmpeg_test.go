@@ -32,6 +32,57 @@ func ffmpegHLS(t *testing.T, seconds string) string {
 	return dir
 }
 
+// ffmpegFMP4HLS is ffmpegHLS with fMP4 segments (CMAF: an init segment, then moof+mdat).
+func ffmpegFMP4HLS(t *testing.T, seconds string) string {
+	t.Helper()
+	bin, err := exec.LookPath("ffmpeg")
+	require.NoError(t, err, "ffmpeg is needed for this test: install it (apt-get install ffmpeg) or run make test")
+	dir := t.TempDir()
+	cmd := exec.CommandContext(t.Context(), bin, "-hide_banner", "-loglevel", "error",
+		"-f", "lavfi", "-i", "testsrc2=size=160x90:rate=25",
+		"-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+		"-t", seconds,
+		"-c:v", "libx264", "-preset", "ultrafast", "-bf", "2", "-g", "25",
+		"-c:a", "aac",
+		"-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
+		"-hls_segment_type", "fmp4", "-hls_fmp4_init_filename", "init.mp4",
+		"-hls_segment_filename", filepath.Join(dir, "seg%03d.m4s"),
+		filepath.Join(dir, "index.m3u8"))
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "ffmpeg: %s", out)
+	return dir
+}
+
+// A real encoder's fMP4 (B-frames, so composition offsets; an audio track beside the video)
+// passes the fMP4 checks: they are no stricter than a real player.
+func TestRealEncoderFMP4PlaysWithoutErrors(t *testing.T) {
+	t.Parallel()
+	dir := ffmpegFMP4HLS(t, "3")
+	srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	t.Cleanup(srv.Close)
+	segs, err := filepath.Glob(filepath.Join(dir, "seg*.m4s"))
+	require.NoError(t, err)
+	require.NotEmpty(t, segs)
+
+	p, err := New(Config{URL: srv.URL + "/index.m3u8"})
+	require.NoError(t, err)
+	require.NoError(t, p.Run(t.Context()))
+	sum := p.Summary()
+	require.Equal(t, ModeHLS, sum.Mode)
+	require.Zero(t, sum.Errors, sum.ErrorMessages)
+	require.Equal(t, len(segs), sum.Segments)
+
+	// The same checks catch a broken segment in it.
+	c := newFMP4Checker()
+	init, err := os.ReadFile(filepath.Join(dir, "init.mp4"))
+	require.NoError(t, err)
+	require.NoError(t, c.setInit(init))
+	seg, err := os.ReadFile(segs[0])
+	require.NoError(t, err)
+	require.NoError(t, c.check(seg, true))
+	require.ErrorIs(t, c.check(seg[:len(seg)/2], false), ErrFMP4Parse)
+}
+
 func TestRealEncoderOutputPlaysWithoutErrors(t *testing.T) {
 	t.Parallel()
 	dir := ffmpegHLS(t, "3")

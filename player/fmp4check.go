@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 )
 
@@ -11,7 +13,7 @@ import (
 // must parse and name its tracks; every part (or whole segment, its parts back to back) must
 // parse as moof+mdat pairs of tracks the init segment declared; inside one discontinuity
 // sequence each track's decode time must run on; and a part the playlist marks INDEPENDENT=YES
-// must start its video with a sync sample, since a player joining or switching there decodes
+// must start its video with a random access point (an IDR), since a player joining or switching there decodes
 // nothing before it.
 type fmp4Checker struct {
 	tracks map[int]fmp4Track // from the init segment; nil until one parsed
@@ -21,6 +23,24 @@ type fmp4Checker struct {
 type fmp4Track struct {
 	timeScale uint32
 	video     bool
+	codec     fmp4.Codec
+}
+
+// randomAccess reports whether sample starts a coded video sequence. For H.264 and H.265 the
+// bitstream says (an IDR or IRAP picture), because the sample flags cannot be trusted: a writer
+// like ffmpeg marks the first sample sync with the trun's first-sample-flags, which
+// mediacommon's reader ignores (it reports such a sample as non-sync).
+func (t fmp4Track) randomAccess(sample *fmp4.Sample) bool {
+	switch t.codec.(type) {
+	case *fmp4.CodecH264:
+		var au h264.AVCC
+		return au.Unmarshal(sample.Payload) == nil && h264.IsRandomAccess(au)
+	case *fmp4.CodecH265:
+		var au h264.AVCC // the same length-prefixed layout
+		return au.Unmarshal(sample.Payload) == nil && h265.IsRandomAccess(au)
+	default:
+		return !sample.IsNonSyncSample
+	}
 }
 
 func newFMP4Checker() *fmp4Checker {
@@ -43,7 +63,7 @@ func (c *fmp4Checker) setInit(b []byte) error {
 	}
 	tracks := make(map[int]fmp4Track, len(init.Tracks))
 	for _, t := range init.Tracks {
-		tracks[t.ID] = fmp4Track{timeScale: t.TimeScale, video: t.Codec != nil && t.Codec.IsVideo()}
+		tracks[t.ID] = fmp4Track{timeScale: t.TimeScale, video: t.Codec != nil && t.Codec.IsVideo(), codec: t.Codec}
 	}
 	c.tracks = tracks
 	return nil
@@ -69,7 +89,7 @@ func (c *fmp4Checker) check(media []byte, independent bool) error {
 			if len(track.Samples) == 0 {
 				continue
 			}
-			if independent && i == 0 && info.video && track.Samples[0].IsNonSyncSample {
+			if independent && i == 0 && info.video && !info.randomAccess(track.Samples[0]) {
 				return fmt.Errorf("%w: track %d", ErrNotIndependent, track.ID)
 			}
 			if err := c.observe(track, info.timeScale); err != nil && backErr == nil {
