@@ -25,16 +25,19 @@ func init() {
 func runPlay(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("play", flag.ContinueOnError)
 	duration := fs.Duration("duration", 0, "how long to play, e.g. 30s or 5m; 0 plays until interrupted (Ctrl-C)")
-	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout instead of text")
+	asJSON := fs.Bool("json", false, "print the summary as JSON on stdout instead of text (its \"mode\" says hls or ll-hls)")
+	noLL := fs.Bool("no-ll", false, "play a low-latency playlist (ll.m3u8) as plain HLS, in whole segments")
 	logs := addLogFlags(fs, "error", "verbose", "warn") // warn logs every playback error as it happens
 	fs.Usage = func() {
 		out := fs.Output()
-		fmt.Fprintf(out, "Usage: crowdsurf play URL [--duration D] [--json] [--log-level warn]\n\n")
+		fmt.Fprintf(out, "Usage: crowdsurf play URL [--duration D] [--json] [--no-ll] [--log-level warn]\n\n")
 		fmt.Fprintf(out, "Plays an HLS playlist URL (an origin, a peer's localhost URL, or any HLS server) like a real\n")
 		fmt.Fprintf(out, "player: joins 3 target durations behind the live edge, reloads the playlist, downloads segments\n")
-		fmt.Fprintf(out, "in order and plays them out in real time. A status line on stderr shows buffer, live latency,\n")
-		fmt.Fprintf(out, "stalls and segments; at the end a summary goes to stdout. --log-level warn logs every playback\n")
-		fmt.Fprintf(out, "error as it happens.\n\n")
+		fmt.Fprintf(out, "in order and plays them out in real time. A low-latency playlist (ll.m3u8) plays like hls.js in\n")
+		fmt.Fprintf(out, "low-latency mode: it joins PART-HOLD-BACK behind the edge and fetches parts as they appear, with\n")
+		fmt.Fprintf(out, "blocking playlist reloads and preload hints (--no-ll plays it as plain HLS instead). A status\n")
+		fmt.Fprintf(out, "line on stderr shows buffer, live latency, stalls and segments; at the end a summary goes to\n")
+		fmt.Fprintf(out, "stdout. --log-level warn logs every playback error as it happens.\n\n")
 		printFlags(fs)
 	}
 
@@ -47,7 +50,7 @@ func runPlay(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	p, err := player.New(player.Config{URL: playlistURL, Duration: *duration, Logger: logger})
+	p, err := player.New(player.Config{URL: playlistURL, Duration: *duration, Logger: logger, NoLowLatency: *noLL})
 	if err != nil {
 		return err
 	}
@@ -140,12 +143,22 @@ func playStatusLine(s player.Status) string {
 	if s.HasLatency {
 		latency = fmt.Sprintf("%.1fs", s.LatencyMs/1000)
 	}
-	return fmt.Sprintf("%-8s buffer %5.1fs  latency %6s  stalls %d (%.1fs)  segments %d  %s  errors %d",
-		s.State, s.BufferMs/1000, latency, s.Stalls, s.StallMs/1000, s.Segments, humanize.Bytes(s.Bytes), s.Errors)
+	parts := ""
+	if s.Parts > 0 {
+		parts = fmt.Sprintf(" parts %d", s.Parts)
+	}
+	return fmt.Sprintf("%-8s buffer %5.1fs  latency %6s  stalls %d (%.1fs)  segments %d%s  %s  errors %d",
+		s.State, s.BufferMs/1000, latency, s.Stalls, s.StallMs/1000, s.Segments, parts, humanize.Bytes(s.Bytes), s.Errors)
 }
 
 func playPrintSummary(w io.Writer, s player.Summary) {
 	fmt.Fprintf(w, "played      %s\n", s.URL)
+	switch s.Mode {
+	case player.ModeLowLatency:
+		fmt.Fprintf(w, "mode        low-latency HLS (parts, blocking reloads)\n")
+	case player.ModeHLS:
+		fmt.Fprintf(w, "mode        HLS (whole segments)\n")
+	}
 	if s.Started {
 		fmt.Fprintf(w, "startup     %.0f ms\n", s.StartupMs)
 	} else {
@@ -161,6 +174,9 @@ func playPrintSummary(w io.Writer, s player.Summary) {
 	}
 	fmt.Fprintf(w, "segments    %d (%s), %d playlist loads, %d discontinuities\n",
 		s.Segments, humanize.Bytes(s.Bytes), s.PlaylistLoads, s.Discontinuities)
+	if s.Parts > 0 {
+		fmt.Fprintf(w, "parts       %d, %d of them requested ahead from a preload hint\n", s.Parts, s.PreloadedParts)
+	}
 	fmt.Fprintf(w, "errors      %d (sequence %d, timestamps %d, parse %d, fetch %d)\n",
 		s.Errors, s.SequenceErrors, s.TimestampErrors, s.ParseErrors, s.FetchErrors)
 	for _, m := range s.ErrorMessages {
