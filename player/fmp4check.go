@@ -7,6 +7,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	mp4codecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 )
 
 // fmp4Checker checks fragmented MP4 media the way tsChecker checks MPEG-TS: the init segment
@@ -23,7 +24,7 @@ type fmp4Checker struct {
 type fmp4Track struct {
 	timeScale uint32
 	video     bool
-	codec     fmp4.Codec
+	codec     mp4codecs.Codec
 }
 
 // randomAccess reports whether sample starts a coded video sequence. For H.264 and H.265 the
@@ -32,10 +33,10 @@ type fmp4Track struct {
 // mediacommon's reader ignores (it reports such a sample as non-sync).
 func (t fmp4Track) randomAccess(sample *fmp4.Sample) bool {
 	switch t.codec.(type) {
-	case *fmp4.CodecH264:
+	case *mp4codecs.H264:
 		var au h264.AVCC
 		return au.Unmarshal(sample.Payload) == nil && h264.IsRandomAccess(au)
-	case *fmp4.CodecH265:
+	case *mp4codecs.H265:
 		var au h264.AVCC // the same length-prefixed layout
 		return au.Unmarshal(sample.Payload) == nil && h265.IsRandomAccess(au)
 	default:

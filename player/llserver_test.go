@@ -15,6 +15,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
+	mp4codecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 	"github.com/stretchr/testify/require"
 )
 
@@ -59,19 +60,14 @@ type llStream struct {
 	base time.Time // capture start of part 0
 
 	// Knobs, set before the player starts.
-	pdtOffset        time.Duration // added to every date-time
 	independentEvery int           // a part starts with an IDR every this many parts (default: every part)
 	holdFrom         time.Time     // parts due from holdFrom ...
 	holdUntil        time.Time     // ... are published at holdUntil
 	corrupt          map[int]bool  // part numbers served as garbage
 	noBlocking       bool          // no CAN-BLOCK-RELOAD, no waiting for parts: the player must poll
 	delay            time.Duration // network delay of every response
-	partHook         func(k int)   // called before a part is written
-	reloadHook       func(k int)   // called when a blocking reload for part k arrives
-	wrapHandler      func(http.Handler) http.Handler
 
 	mu               sync.Mutex
-	firstPlaylistAt  time.Time
 	playlistRequests int
 	blockingReloads  int
 	reloadsNotWaited int // blocking reloads for a part already published, after the first part played
@@ -95,11 +91,7 @@ func newLLStream(t testing.TB) *llStream {
 // client is an HTTP client that reaches the server in memory, so a synctest bubble's fake
 // clock runs the whole exchange.
 func (s *llStream) client() *http.Client {
-	var h http.Handler = s
-	if s.wrapHandler != nil {
-		h = s.wrapHandler(h)
-	}
-	return &http.Client{Transport: handlerTransport{h}}
+	return &http.Client{Transport: handlerTransport{s}}
 }
 
 func (s *llStream) url() string { return "http://ll.test/live/test/ll.m3u8" }
@@ -138,7 +130,7 @@ func (s *llStream) published(now time.Time) int {
 
 // pdt is the EXT-X-PROGRAM-DATE-TIME of part k (of segment n: pdt(n*llPartsPerSeg)).
 func (s *llStream) pdt(k int) time.Time {
-	return s.base.Add(time.Duration(k)*llPartDur + s.pdtOffset)
+	return s.base.Add(time.Duration(k) * llPartDur)
 }
 
 func (s *llStream) independent(k int) bool { return k%s.independentEvery == 0 }
@@ -208,9 +200,6 @@ func (s *llStream) waitFor(r *http.Request, k int) bool {
 func (s *llStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 	now := time.Now()
 	s.mu.Lock()
-	if s.firstPlaylistAt.IsZero() {
-		s.firstPlaylistAt = now
-	}
 	s.playlistRequests++
 	s.mu.Unlock()
 	q := r.URL.Query()
@@ -237,9 +226,6 @@ func (s *llStream) servePlaylist(w http.ResponseWriter, r *http.Request) {
 			s.reloadsNotWaited++
 		}
 		s.mu.Unlock()
-		if s.reloadHook != nil {
-			s.reloadHook(k)
-		}
 		if !s.waitFor(r, k) {
 			if r.Context().Err() == nil {
 				http.Error(w, "part not published in time", http.StatusServiceUnavailable)
@@ -334,9 +320,6 @@ func (s *llStream) serveMedia(w http.ResponseWriter, r *http.Request, name strin
 		}
 		return
 	}
-	if s.partHook != nil {
-		s.partHook(k)
-	}
 	if !s.write(w, r, "video/mp4", s.part(k)) {
 		return
 	}
@@ -358,7 +341,7 @@ func (s *llStream) part(k int) []byte {
 func llTestInit(t testing.TB) []byte {
 	init := fmp4.Init{Tracks: []*fmp4.InitTrack{{
 		ID: 1, TimeScale: 90000,
-		Codec: &fmp4.CodecH264{SPS: llTestSPS, PPS: llTestPPS},
+		Codec: &mp4codecs.H264{SPS: llTestSPS, PPS: llTestPPS},
 	}}}
 	var buf seekablebuffer.Buffer
 	require.NoError(t, init.Marshal(&buf))
@@ -384,12 +367,6 @@ func llTestPart(t testing.TB, seq int, independent bool, baseTime uint64) []byte
 }
 
 // Figures the tests compare with the player's.
-
-func (s *llStream) firstPlaylist() time.Time {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.firstPlaylistAt
-}
 
 func (s *llStream) served() []int {
 	s.mu.Lock()
