@@ -66,6 +66,8 @@ type llStream struct {
 	corrupt          map[int]bool  // part numbers served as garbage
 	noBlocking       bool          // no CAN-BLOCK-RELOAD, no waiting for parts: the player must poll
 	delay            time.Duration // network delay of every response
+	restartSeg       int           // segment whose decode times restart from 0 (0: never)
+	tagRestart       bool          // put EXT-X-DISCONTINUITY on restartSeg
 
 	mu               sync.Mutex
 	playlistRequests int
@@ -260,7 +262,13 @@ func (s *llStream) playlist(now time.Time) string {
 			b.WriteString("\n")
 		}
 	}
+	disc := func(n int) {
+		if s.tagRestart && s.restartSeg > 0 && n == s.restartSeg {
+			b.WriteString("#EXT-X-DISCONTINUITY\n")
+		}
+	}
 	for n := first; n < complete; n++ {
+		disc(n)
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", s.pdt(n*llPartsPerSeg).UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 		if n >= complete-llPartWindowSegs {
 			parts(n, llPartsPerSeg)
@@ -268,6 +276,7 @@ func (s *llStream) playlist(now time.Time) string {
 		fmt.Fprintf(&b, "#EXTINF:%.3f,\n%d.mp4\n", (llPartsPerSeg * llPartDur).Seconds(), n)
 	}
 	if tail := pub % llPartsPerSeg; tail > 0 {
+		disc(complete)
 		fmt.Fprintf(&b, "#EXT-X-PROGRAM-DATE-TIME:%s\n", s.pdt(complete*llPartsPerSeg).UTC().Format("2006-01-02T15:04:05.000Z07:00"))
 		parts(complete, tail)
 	}
@@ -335,7 +344,17 @@ func (s *llStream) part(k int) []byte {
 	if s.corrupt[k] {
 		return bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 500)
 	}
-	return llTestPart(s.t, k, s.independent(k), uint64(k)*llFramesPerPart*llFrameTicks)
+	return llTestPart(s.t, k, s.independent(k), s.baseTime(k))
+}
+
+// baseTime is the decode time of part k's first sample: from far ahead until restartSeg, from 0
+// after it, so a restart is a real jump back.
+func (s *llStream) baseTime(k int) uint64 {
+	const perPart = llFramesPerPart * llFrameTicks
+	if first := s.restartSeg * llPartsPerSeg; s.restartSeg > 0 && k >= first {
+		return uint64(k-first) * perPart
+	}
+	return 1000*90000 + uint64(k)*perPart
 }
 
 func llTestInit(t testing.TB) []byte {

@@ -37,7 +37,8 @@ func TestLowLatencyJoinsAtPartHoldBackFromAnIndependentPart(t *testing.T) {
 				s.independentEvery = tc.independentEvery
 				s.delay = llNet
 				end := time.Now().Add(10 * time.Second)
-				sum := playLL(t, s, 10*time.Second, Config{})
+				var statuses []Status // OnStatus runs on the player's goroutine
+				sum := playLL(t, s, 10*time.Second, Config{OnStatus: func(st Status) { statuses = append(statuses, st) }})
 				t.Logf("summary: %+v", sum)
 
 				require.Equal(t, ModeLowLatency, sum.Mode)
@@ -66,6 +67,15 @@ func TestLowLatencyJoinsAtPartHoldBackFromAnIndependentPart(t *testing.T) {
 				require.Positive(t, sum.LiveLatencyMs.Samples)
 				require.InDelta(t, want, sum.LiveLatencyMs.P50, 0.001)
 				require.InDelta(t, want, sum.LiveLatencyMs.P95, 0.001)
+				require.GreaterOrEqual(t, len(statuses), 9, "about once a second")
+				for i, st := range statuses {
+					require.Equal(t, "playing", st.State)
+					require.True(t, st.HasLatency)
+					require.InDelta(t, want, st.LatencyMs, 0.001)
+					if i > 0 {
+						require.Greater(t, st.Parts, statuses[i-1].Parts)
+					}
+				}
 
 				// Parts: everything from the start part on that had arrived when the run ended;
 				// all but the ones already listed when the player joined came through preload
@@ -232,4 +242,32 @@ func TestLowLatencyOverRealHTTP(t *testing.T) {
 	hold := ms(llHoldBackParts * llPartDur)
 	require.GreaterOrEqual(t, sum.LiveLatencyMs.P50, hold-1)
 	require.Less(t, sum.LiveLatencyMs.P95, hold+1000+sum.StallMs)
+}
+
+func TestLowLatencyTimestampRestart(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		tagged     bool
+		wantErrors int
+		wantDisc   int
+	}{
+		{name: "after EXT-X-DISCONTINUITY is fine", tagged: true, wantErrors: 0, wantDisc: 1},
+		{name: "without the tag is an error", tagged: false, wantErrors: 1, wantDisc: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				s := newLLStream(t)
+				s.restartSeg = llPrefillParts/llPartsPerSeg + 2 // published 2 s after the player joins
+				s.tagRestart = tc.tagged
+				sum := playLL(t, s, 5*time.Second, Config{})
+				require.Greater(t, s.served()[len(s.served())-1], s.restartSeg*llPartsPerSeg, "played past the restart")
+				require.Equal(t, tc.wantErrors, sum.Errors, sum.ErrorMessages)
+				require.Equal(t, tc.wantErrors, sum.TimestampErrors, sum.ErrorMessages)
+				require.Equal(t, tc.wantDisc, sum.Discontinuities)
+				if tc.wantErrors > 0 {
+					require.Contains(t, sum.ErrorMessages[0], ErrTimestampBack.Error())
+				}
+			})
+		})
+	}
 }
