@@ -42,6 +42,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	join := fs.Duration("join", 0, "spread the joins uniformly over this time (0: everyone joins at once)")
 	churn := fs.String("churn", "0", "percent of the peers leaving per minute (each replaced by a new joiner at once)")
 	mode := fs.String("mode", "p2p", "p2p (viewers form the mesh) or cdn (every player reads the origin's HTTP: the baseline)")
+	ll := fs.Bool("ll", false, "players play ll.m3u8 in low-latency mode (fMP4 parts, blocking reloads) instead of index.m3u8")
 	jsonPath := fs.String("json", "", "write the report as JSON to this file")
 	htmlPath := fs.String("html", "", "write a self-contained HTML report with charts to this file")
 	source := fs.String("source", "synthetic", "synthetic (a made-up MPEG-TS stream at --bitrate) or testcard (the test card published over RTSP into a real origin)")
@@ -92,7 +93,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	cfg := loadtest.Config{
 		Peers: *peers, Duration: *duration, Segment: *segment, SeedCopies: *seedCopies, Net: *netKind,
 		Latency: *latency, Join: *join, Mode: *mode, Source: *source, OnProgress: loadtestProgress(os.Stderr),
-		Floor: *floor,
+		Floor: *floor, LL: *ll,
 	}
 	var err error
 	if cfg.BitrateBps, err = loadtest.ParseRate(*bitrate); err != nil {

@@ -14,7 +14,9 @@ import (
 
 	"github.com/crowdsurf/crowdsurf/internal/simnet"
 	"github.com/crowdsurf/crowdsurf/peer"
+	"github.com/crowdsurf/crowdsurf/player"
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // Modes and networks.
@@ -51,6 +53,9 @@ type Config struct {
 	ChurnPct float64       // percent of peers leaving per minute, each replaced (default 0)
 	Mode     string        // ModeP2P (default) or ModeCDN
 	Source   string        // SourceSynthetic (default) or SourceTestcard
+	// LL makes the players play ll.m3u8 (LL-HLS: fMP4 parts, blocking reloads, preload hints)
+	// instead of index.m3u8, from their peer or, in cdn mode, from the origin.
+	LL bool
 	// MediaCheck makes players parse every segment as MPEG-TS and check its timestamps (default
 	// on up to 50 peers; it costs CPU that big runs need for the mesh). Set MediaCheckSet to
 	// force the given value.
@@ -150,6 +155,22 @@ func (c Config) parameters() Parameters {
 		Peers: c.Peers, Duration: c.Duration.String(), Bitrate: FormatRate(c.BitrateBps), Segment: c.Segment.String(),
 		SeedCopies: c.SeedCopies, Net: c.Net, Latency: c.Latency.String(), LossPct: c.LossPct, Uplink: c.Uplink.String(),
 		Join: c.Join.String(), ChurnPct: c.ChurnPct, Mode: c.Mode, Source: c.Source, Stripes: c.Stripes, MediaCheck: c.MediaCheck,
-		NAT: c.NAT.String(),
+		NAT: c.NAT.String(), Playlist: c.playlistMode(),
 	}
+}
+
+// playlistMode is how the players play: player.ModeLowLatency (ll.m3u8) or player.ModeHLS.
+func (c Config) playlistMode() string {
+	if c.LL {
+		return player.ModeLowLatency
+	}
+	return player.ModeHLS
+}
+
+// playlistPath is the playlist the players play.
+func (c Config) playlistPath(stream string) string {
+	if c.LL {
+		return segwindow.LLPlaylistPath(stream)
+	}
+	return segwindow.PlaylistPath(stream)
 }

@@ -51,7 +51,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 		{"net", r.Parameters.Net}, {"latency", r.Parameters.Latency},
 		{"loss", fmt.Sprintf("%g %%", r.Parameters.LossPct)}, {"uplink", r.Parameters.Uplink},
 		{"join", r.Parameters.Join}, {"churn", fmt.Sprintf("%g %% per minute", r.Parameters.ChurnPct)},
-		{"mode", r.Parameters.Mode}, {"source", r.Parameters.Source},
+		{"mode", r.Parameters.Mode}, {"source", r.Parameters.Source}, {"players", r.Parameters.Playlist},
 		{"media check", strconv.FormatBool(r.Parameters.MediaCheck)},
 	}
 	machine := [][2]string{

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/crowdsurf/crowdsurf/player"
 )
 
 // runLoadTest runs a small load test and returns its report, also written as JSON and HTML.
@@ -178,4 +180,19 @@ func TestTestcardThroughARealOriginPlaysCleanly(t *testing.T) {
 	// weighs heavily in a short run.
 	require.GreaterOrEqual(t, r.OriginCopies, 0.7*float64(cfg.Peers))
 	require.LessOrEqual(t, r.OriginCopies, 2*float64(cfg.Peers))
+}
+
+func TestLowLatencyPlayersPlayTheirPeersLLPlaylist(t *testing.T) {
+	cfg := Config{
+		Peers: 4, Duration: 6 * time.Second, BitrateBps: 300_000, Segment: time.Second,
+		Net: NetUDP, Mode: ModeP2P, LL: true,
+	}
+	r, b, html := runLoadTest(t, cfg)
+	requireSaneReport(t, r, cfg, b, html)
+	require.Equal(t, player.ModeLowLatency, r.Parameters.Playlist)
+	require.Contains(t, r.summaryRows()[0][1], "players ll-hls")
+	require.Equal(t, cfg.Peers, r.StartupMs.Samples, "every player started on its peer's ll.m3u8")
+	// The players played the peers' fMP4 parts, and they passed the players' checks.
+	require.Positive(t, r.SegmentsPlayed)
+	require.Zero(t, r.Detail.PlayerParseErrors+r.Detail.PlayerTSErrors)
 }

@@ -120,6 +120,8 @@ type Parameters struct {
 	Stripes    int     `json:"stripes"`
 	MediaCheck bool    `json:"media_check"`
 	NAT        string  `json:"nat"`
+	// Playlist is how the players played: "hls" (index.m3u8) or "ll-hls" (ll.m3u8, --ll).
+	Playlist string `json:"playlist"`
 }
 
 // Detail holds the raw counters behind the headline measures.
@@ -240,7 +242,7 @@ type SecondHalf struct {
 // summaryRows is the table shared by the text summary and the HTML report.
 func (r *Report) summaryRows() [][2]string {
 	rows := [][2]string{
-		{"mode", fmt.Sprintf("%s, %d peers, %s net, source %s", r.Mode, r.Peers, r.Parameters.Net, r.Parameters.Source)},
+		{"mode", fmt.Sprintf("%s, %d peers, %s net, source %s, players %s", r.Mode, r.Peers, r.Parameters.Net, r.Parameters.Source, r.Parameters.Playlist)},
 		{"duration", fmt.Sprintf("%.1f s", r.DurationS)},
 		{"bitrate", fmt.Sprintf("%.2f Mbit/s", float64(r.BitrateBps)/1e6)},
 		{"stream bytes", humanize.Bytes(r.StreamBytes)},

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // segmentLog records which media sequence numbers a player received in full, so the report can
@@ -40,7 +42,8 @@ func (l *segmentLog) missing() int {
 	return int(l.max-l.min+1) - len(l.have)
 }
 
-// loggingTransport notes every segment ("SEQ.ts") whose body was read to the end.
+// loggingTransport notes every segment ("SEQ.ts"; for LL-HLS "SEQ.mp4" or any of its parts,
+// "SEQ.PART.mp4") whose body was read to the end.
 type loggingTransport struct {
 	base http.RoundTripper
 	log  *segmentLog
@@ -52,11 +55,21 @@ func (t *loggingTransport) RoundTrip(req *http.Request) (*http.Response, error) 
 		return resp, err
 	}
 	name := path.Base(req.URL.Path)
-	if !strings.HasSuffix(name, ".ts") {
-		return resp, nil
-	}
-	seq, perr := strconv.ParseUint(strings.TrimSuffix(name, ".ts"), 10, 64)
-	if perr != nil {
+	var seq uint64
+	switch {
+	case strings.HasSuffix(name, ".ts"):
+		n, perr := strconv.ParseUint(strings.TrimSuffix(name, ".ts"), 10, 64)
+		if perr != nil {
+			return resp, nil
+		}
+		seq = n
+	case strings.HasSuffix(name, ".mp4"):
+		n, _, ok := segwindow.ParseFMP4URI(name)
+		if !ok {
+			return resp, nil
+		}
+		seq = n
+	default:
 		return resp, nil
 	}
 	resp.Body = &eofBody{ReadCloser: resp.Body, onEOF: func() { t.log.add(seq) }}

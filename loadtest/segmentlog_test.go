@@ -43,3 +43,22 @@ func TestSegmentLogCountsSkippedSequenceNumbers(t *testing.T) {
 	get("/live/s/6.ts", true) // a retry counts once
 	require.Equal(t, 3, log.missing(), "7, 8 and 9 never arrived between 5 and 10")
 }
+
+func TestSegmentLogReadsLowLatencyNames(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "x")
+	}))
+	defer srv.Close()
+	log := newSegmentLog()
+	client := &http.Client{Transport: &loggingTransport{base: http.DefaultTransport, log: log}}
+	for _, path := range []string{"/live/s/init.mp4", "/live/s/4.mp4", "/live/s/5.3.mp4", "/live/s/8.0.mp4", "/live/s/ll.m3u8"} {
+		resp, err := client.Get(srv.URL + path)
+		require.NoError(t, err)
+		_, err = io.Copy(io.Discard, resp.Body)
+		require.NoError(t, err)
+		require.NoError(t, resp.Body.Close())
+	}
+	// A whole segment (4) or any part of one (5, 8) counts it received; the init segment and
+	// the playlist are not segments.
+	require.Equal(t, 2, log.missing(), "6 and 7 never arrived between 4 and 8")
+}

@@ -15,7 +15,6 @@ import (
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/player"
 	"github.com/crowdsurf/crowdsurf/proto"
-	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // viewer is one member of the audience: a peer node (p2p mode) and a headless player on its
@@ -51,7 +50,7 @@ func newSharedTransport() *http.Transport {
 func (lt *LoadTest) startViewer(ctx context.Context, id int) (*viewer, error) {
 	cfg := lt.cfg
 	v := &viewer{id: id, uplink: cfg.Uplink.Assign(id), nat: cfg.natKindOf(id), segments: newSegmentLog(), joined: time.Now()}
-	playlistURL := lt.src.HTTPURL() + segwindow.PlaylistPath(streamName)
+	playlistURL := lt.src.HTTPURL() + cfg.playlistPath(streamName)
 
 	if cfg.Mode == ModeP2P {
 		pc, err := lt.mesh.peerConn(v.uplink, v.nat)
@@ -87,7 +86,7 @@ func (lt *LoadTest) startViewer(ctx context.Context, id int) (*viewer, error) {
 			return nil, fmt.Errorf("loadtest: viewer %d: %w", id, err)
 		}
 		v.node, v.pc = node, pc
-		playlistURL = node.HLSURL()
+		playlistURL = "http://" + ln.Addr().String() + cfg.playlistPath(streamName)
 	}
 
 	p, err := player.New(player.Config{
