@@ -56,9 +56,9 @@ type Config struct {
 	// LL makes the players play ll.m3u8 (LL-HLS: fMP4 parts, blocking reloads, preload hints)
 	// instead of index.m3u8, from their peer or, in cdn mode, from the origin.
 	LL bool
-	// MediaCheck makes players parse every segment as MPEG-TS and check its timestamps (default
-	// on up to 50 peers; it costs CPU that big runs need for the mesh). Set MediaCheckSet to
-	// force the given value.
+	// MediaCheck makes players parse every segment as MPEG-TS (with LL, every part as fMP4) and
+	// check its timestamps (default on up to 50 peers; it costs CPU that big runs need for the
+	// mesh). Set MediaCheckSet to force the given value.
 	MediaCheck    bool
 	MediaCheckSet bool
 	// Warmup is how long the source runs before the first viewer joins, so that players join a
