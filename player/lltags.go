@@ -9,12 +9,12 @@ import (
 // llTags is what a media playlist says about low-latency delivery (RFC 8216bis 4.4.3.7-8,
 // 4.4.4.9, 4.4.5.3), read in a pass of our own. hls-m3u8 v0.6.5 cannot be trusted with it: it
 // gives a part to a segment by comparing the numbers in their URIs (a part whose URI does not
-// carry its segment's number lands on the next segment), silently drops an EXT-X-PART before the
-// playlist's first EXTINF (ErrPlaylistEmpty, ignored when not strict), and drops parts of all
-// but the last three segments while reading. Here a part belongs to the segment whose EXTINF and URI
-// follow it, as the RFC says, and segments are numbered from EXT-X-MEDIA-SEQUENCE the way
-// hls-m3u8 numbers them (each EXTINF and URI pair is the next number), so the two passes agree
-// on every segment's number; toMediaPlaylist checks that they do.
+// carry its segment's number lands on the next segment), silently drops an EXT-X-PART before
+// the playlist's first EXTINF (ErrPlaylistEmpty, ignored when not strict), and drops the parts
+// of all but the last three segments while reading. Here a part belongs to the segment whose
+// EXTINF and URI follow it, as the RFC says, and segments are numbered from
+// EXT-X-MEDIA-SEQUENCE the way hls-m3u8 numbers them (each EXTINF and URI pair is the next
+// number), so the two passes agree on every segment's number; addParts checks that they do.
 type llTags struct {
 	partTarget   float64 // EXT-X-PART-INF PART-TARGET in seconds; 0 when absent
 	canBlock     bool    // EXT-X-SERVER-CONTROL CAN-BLOCK-RELOAD=YES
