@@ -20,7 +20,9 @@ type audioCodec interface {
 }
 
 // aacAudio is AAC, written as ADTS.
-type aacAudio struct{ config *mpeg4audio.AudioSpecificConfig }
+type aacAudio struct {
+	config *mpeg4audio.AudioSpecificConfig
+}
 
 func (aacAudio) name() string { return "aac" }
 

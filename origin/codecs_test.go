@@ -120,3 +120,31 @@ func checkLLCodecs(t *testing.T, o *testOrigin, name, video, audio, codecs strin
 	// ffmpeg (as VLC and ffplay) plays ll.m3u8 as plain HLS without an error.
 	require.Empty(t, decodeHLS(t, o.base+"/live/"+name+"/ll.m3u8", "error"))
 }
+
+// A publisher of a codec the origin cannot mux hears 415 and the operator's log names the codec
+// and what to send instead.
+func TestUnsupportedCodecNamesWhatIsSupported(t *testing.T) {
+	t.Parallel()
+	requireFFmpeg(t)
+	for _, tc := range []struct {
+		stream, vcodec, named string
+		extra                 []string
+	}{
+		{"vp8", "libvpx", "VP8", nil},
+		{"mjpeg", "mjpeg", "M-JPEG", []string{"-pix_fmt", "yuvj420p"}},
+	} {
+		t.Run(tc.stream, func(t *testing.T) {
+			t.Parallel()
+			cfg, logs := testConfig(t)
+			o := startOrigin(t, cfg)
+			stderr, err := publish(context.Background(), o.rtsp+"/"+tc.stream,
+				publishOpts{video: true, vcodec: tc.vcodec, seconds: 1, extra: tc.extra})
+			require.Error(t, err)
+			// ffmpeg shows the status line, which carries the reason.
+			require.Contains(t, stderr, "415 Unsupported Media Type: unsupported codec "+tc.named+": "+supportedCodecs, stderr)
+			require.Contains(t, logs.String(), "unsupported codec "+tc.named+": "+supportedCodecs)
+			_, listed := o.streamInfo(t, tc.stream)
+			require.False(t, listed)
+		})
+	}
+}

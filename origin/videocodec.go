@@ -77,8 +77,8 @@ func (v *h264Video) extractDTS(au [][]byte, pts int64) (int64, error) {
 	return v.dts.Extract(au, pts)
 }
 
-func (v *h264Video) resync()                   { v.dts = nil }
-func (*h264Video) tsCodec() tscodecs.Codec     { return &tscodecs.H264{} }
+func (v *h264Video) resync()               { v.dts = nil }
+func (*h264Video) tsCodec() tscodecs.Codec { return &tscodecs.H264{} }
 func (*h264Video) write(w *mpegts.Writer, track *mpegts.Track, pts, dts int64, au [][]byte) error {
 	return w.WriteH264(track, pts, dts, au)
 }
