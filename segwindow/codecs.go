@@ -65,7 +65,7 @@ func opusChannels(desc []byte) (int, error) {
 	case 1, 2:
 		return int(code), nil
 	default:
-		return 0, fmt.Errorf("Opus channel configuration %#x (mono or stereo only)", code)
+		return 0, fmt.Errorf("opus channel configuration %#x (mono or stereo only)", code)
 	}
 }
 

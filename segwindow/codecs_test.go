@@ -40,7 +40,7 @@ func TestHEVCCodecNameFollowsAnnexE(t *testing.T) {
 // frame count code 3 for more than one frame).
 func opusPacket(frames int) []byte {
 	if frames == 1 {
-		return []byte{31<<3 | 0, 0xaa, 0xbb}
+		return []byte{31 << 3, 0xaa, 0xbb} // frame count code 0: one frame
 	}
 	return []byte{31<<3 | 3, byte(frames), 0xaa, 0xbb}
 }

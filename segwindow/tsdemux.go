@@ -225,7 +225,7 @@ func opusDescriptors(b []byte) (channels int, ok bool, err error) {
 		return 0, false, nil
 	}
 	if opusDesc == nil {
-		return 0, false, errors.New("Opus stream without its audio descriptor")
+		return 0, false, errors.New("opus stream without its audio descriptor")
 	}
 	channels, err = opusChannels(opusDesc)
 	return channels, err == nil, err
