@@ -85,7 +85,7 @@ func runOrigin(ctx context.Context, args []string) error {
 		w := fs.Output()
 		fmt.Fprintf(w, "Usage: crowdsurf origin [flags]\n\n")
 		fmt.Fprintf(w, "Accepts RTSP publishers (ffmpeg -f rtsp, GStreamer, OBS, encoders) at rtsp://HOST:PORT/NAME, or pulls\n")
-		fmt.Fprintf(w, "cameras with --pull; takes H.264 and/or AAC; cuts MPEG-TS segments at keyframes, signs them in chunks\n")
+		fmt.Fprintf(w, "cameras with --pull; takes H.264 or H.265 and/or AAC or Opus; cuts MPEG-TS segments at keyframes, signs them in chunks\n")
 		fmt.Fprintf(w, "and serves HLS at http://HOST:PORT/live/NAME/index.m3u8 (MPEG-TS) and LL-HLS at .../ll.m3u8 (fMP4 parts,\n")
 		fmt.Fprintf(w, "derived from the same signed chunks on every node). CROWDSURF_PULL takes a comma-separated list.\n\n")
 		printFlags(fs)

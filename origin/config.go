@@ -56,7 +56,8 @@ var (
 	ErrNoKey = errors.New("origin: no signing key (run `crowdsurf keygen --out FILE` and pass --key FILE)")
 	// ErrStreamBusy is the answer to a second publisher of a stream that is being published.
 	ErrStreamBusy = errors.New("stream is already being published")
-	// ErrUnsupportedCodec is the answer to a publisher whose media are not H.264 and/or AAC.
+	// ErrUnsupportedCodec is the answer to a publisher whose media are not H.264 or H.265 and/or
+	// AAC or Opus.
 	ErrUnsupportedCodec = errors.New("unsupported codec")
 	// ErrTooManyStreams is the answer to a publisher of a new stream when an origin without a
 	// publish key already holds MaxStreams streams (live ones and ended ones not yet removed).

@@ -123,7 +123,8 @@ func requireFFmpeg(t *testing.T) {
 // publishOpts describe a test publisher: ffmpeg's lavfi test sources, encoded live.
 type publishOpts struct {
 	video, audio bool
-	vcodec       string // default libx264
+	vcodec       string // default libx264; libx265 (open GOP: CRA keyframes after the first IDR)
+	acodec       string // default aac; libopus
 	transport    string // tcp (default) or udp
 	seconds      float64
 	extra        []string // output options before the URL
@@ -146,12 +147,22 @@ func publish(ctx context.Context, url string, opts publishOpts) (stderr string, 
 		case "libx264-bframes":
 			// Main profile with B-frames: PTS and DTS differ and frames arrive reordered.
 			args = append(args, "-c:v", "libx264", "-g", "25", "-bf", "2", "-preset", "veryfast", "-profile:v", "main", "-pix_fmt", "yuv420p")
+		case "libx265":
+			args = append(args, "-c:v", "libx265", "-g", "25", "-tune", "zerolatency", "-preset", "ultrafast",
+				"-pix_fmt", "yuv420p", "-x265-params", "log-level=error")
 		default:
 			args = append(args, "-c:v", opts.vcodec)
 		}
 	}
 	if opts.audio {
-		args = append(args, "-c:a", "aac")
+		switch opts.acodec {
+		case "", "aac":
+			args = append(args, "-c:a", "aac")
+		case "libopus":
+			args = append(args, "-c:a", "libopus", "-ac", "2", "-b:a", "64k")
+		default:
+			args = append(args, "-c:a", opts.acodec)
+		}
 	}
 	transport := opts.transport
 	if transport == "" {

@@ -11,6 +11,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpfragmented"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpmpeg4audio"
 	"github.com/pion/rtp"
 )
@@ -27,9 +28,11 @@ type ingestPlan struct {
 	tracks     trackSet
 	videoMedia *description.Media
 	video      *format.H264
+	h265       *format.H265
 	audioMedia *description.Media
 	audio      *format.MPEG4Audio
 	latm       *latmAudio
+	opus       *format.Opus
 	ignored    []string // codecs of media left out
 }
 
@@ -38,6 +41,12 @@ func (p *ingestPlan) rtpMaps() []string {
 	var m []string
 	if p.video != nil {
 		m = append(m, p.video.RTPMap())
+	}
+	if p.h265 != nil {
+		m = append(m, p.h265.RTPMap())
+	}
+	if p.opus != nil {
+		m = append(m, p.opus.RTPMap())
 	}
 	if p.audio != nil {
 		m = append(m, p.audio.RTPMap())
@@ -112,7 +121,11 @@ func (p *ingestPlan) medias() []*description.Media {
 	return m
 }
 
-// planIngest picks the first H.264 and the first AAC format. strict (publishing) rejects any
+// supportedCodecs tells a publisher (in the 415's reason) and an operator (in the log) what
+// the origin takes.
+const supportedCodecs = "send H.264 or H.265 video and/or AAC or Opus (mono or stereo) audio"
+
+// planIngest picks the first H.264 or H.265 format and the first AAC or Opus one. strict (publishing) rejects any
 // media with nothing we can mux, so the encoder's operator learns at once; a pulled camera cannot
 // be reconfigured, so there unsupported media are left out as long as something remains.
 func planIngest(medias []*description.Media, strict bool) (*ingestPlan, error) {
@@ -123,8 +136,20 @@ func planIngest(medias []*description.Media, strict bool) (*ingestPlan, error) {
 		for _, forma := range medi.Formats {
 			switch f := forma.(type) {
 			case *format.H264:
-				if p.video == nil {
+				if p.videoMedia == nil {
 					p.video, p.videoMedia, used = f, medi, true
+				}
+			case *format.H265:
+				if p.videoMedia == nil {
+					p.h265, p.videoMedia, used = f, medi, true
+				}
+			case *format.Opus:
+				if p.audioMedia == nil {
+					if f.ChannelCount <= 2 {
+						p.opus, p.audioMedia, used = f, medi, true
+					} else {
+						names = append(names, fmt.Sprintf("Opus with %d channels", f.ChannelCount))
+					}
 				}
 			case *format.MPEG4Audio:
 				if p.audioMedia == nil && f.Config != nil {
@@ -152,17 +177,23 @@ func planIngest(medias []*description.Media, strict bool) (*ingestPlan, error) {
 			p.ignored = append(p.ignored, names...)
 		}
 	}
-	if (strict && len(p.ignored) > 0) || (p.video == nil && p.audioMedia == nil) {
+	if (strict && len(p.ignored) > 0) || (p.videoMedia == nil && p.audioMedia == nil) {
 		what := strings.Join(p.ignored, ", ")
 		if what == "" {
 			what = "no media"
 		}
-		return nil, fmt.Errorf("%w %s: send H.264 video and/or AAC audio", ErrUnsupportedCodec, what)
+		return nil, fmt.Errorf("%w %s: %s", ErrUnsupportedCodec, what, supportedCodecs)
 	}
 	if p.video != nil {
 		// The description is ours alone (parsed from this session's SDP): nothing sets its
 		// parameters concurrently, so they are read directly.
 		p.tracks.H264, p.tracks.SPS, p.tracks.PPS = true, p.video.SPS, p.video.PPS
+	}
+	if p.h265 != nil {
+		p.tracks.H265, p.tracks.VPS, p.tracks.SPS, p.tracks.PPS = true, p.h265.VPS, p.h265.SPS, p.h265.PPS
+	}
+	if p.opus != nil {
+		p.tracks.Opus = max(p.opus.ChannelCount, 1)
 	}
 	if p.audio != nil {
 		p.tracks.AAC = p.audio.Config
@@ -198,6 +229,51 @@ func (p *ingestPlan) attach(src rtpSource, st *stream, owner any, fail func(erro
 			}
 			ntp, _ := src.PacketNTP(medi, pkt)
 			st.writeH264(owner, pts, ntp, au)
+		})
+	}
+	if p.h265 != nil {
+		dec, err := p.h265.CreateDecoder()
+		if err != nil {
+			return fmt.Errorf("h265 decoder: %w", err)
+		}
+		medi := p.videoMedia
+		src.OnPacketRTP(medi, p.h265, func(pkt *rtp.Packet) {
+			defer st.recoverPanic(fail)
+			pts, ok := src.PacketPTS(medi, pkt)
+			if !ok {
+				return
+			}
+			au, err := dec.Decode(pkt)
+			if err != nil {
+				if !errors.Is(err, rtph265.ErrMorePacketsNeeded) && !errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) {
+					st.rtpError("h265", err)
+				}
+				return
+			}
+			ntp, _ := src.PacketNTP(medi, pkt)
+			st.writeH265(owner, pts, ntp, au)
+		})
+	}
+	if p.opus != nil {
+		dec, err := p.opus.CreateDecoder()
+		if err != nil {
+			return fmt.Errorf("opus decoder: %w", err)
+		}
+		medi := p.audioMedia
+		rate := int64(p.opus.ClockRate())
+		src.OnPacketRTP(medi, p.opus, func(pkt *rtp.Packet) {
+			defer st.recoverPanic(fail)
+			pts, ok := src.PacketPTS(medi, pkt)
+			if !ok {
+				return
+			}
+			packet, err := dec.Decode(pkt)
+			if err != nil {
+				st.rtpError("opus", err)
+				return
+			}
+			ntp, _ := src.PacketNTP(medi, pkt)
+			st.writeOpus(owner, rescale(pts, clockRate, rate), ntp, [][]byte{packet})
 		})
 	}
 	if p.audio != nil {

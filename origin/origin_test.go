@@ -18,6 +18,21 @@ import (
 // checkStream is what every publishing test asserts about the HLS the origin made.
 func checkStream(t *testing.T, o *testOrigin, name string, wantVideo, wantAudio bool, minSegments int) playlist {
 	t.Helper()
+	video, audio := "", ""
+	if wantVideo {
+		video = "h264"
+	}
+	if wantAudio {
+		audio = "aac"
+	}
+	return checkStreamCodecs(t, o, name, video, audio, minSegments)
+}
+
+// checkStreamCodecs is checkStream for the codecs ffprobe names (video "h264" or "hevc", audio
+// "aac" or "opus"; "" for none).
+func checkStreamCodecs(t *testing.T, o *testOrigin, name string, video, audio string, minSegments int) playlist {
+	t.Helper()
+	wantVideo, wantAudio := video != "", audio != ""
 	p := o.playlist(t, name)
 	require.GreaterOrEqual(t, len(p.segments), minSegments)
 
@@ -57,20 +72,23 @@ func checkStream(t *testing.T, o *testOrigin, name string, wantVideo, wantAudio 
 			switch s.CodecType {
 			case "video":
 				hasVideo = true
-				require.Equal(t, "h264", s.CodecName)
+				require.Equal(t, video, s.CodecName)
 				frames, err := strconv.Atoi(s.Frames)
 				require.NoError(t, err)
 				require.InDelta(t, seg.duration, float64(frames)/25, 1.0/25+0.001, "segment %d: %d frames", seg.seq, frames)
 			case "audio":
 				hasAudio = true
-				require.Equal(t, "aac", s.CodecName)
+				require.Equal(t, audio, s.CodecName)
 				if !wantVideo {
 					packets, err := strconv.Atoi(s.Packets)
 					require.NoError(t, err)
 					rate, err := strconv.Atoi(s.SampleRate)
 					require.NoError(t, err)
 					frame := 1024 / float64(rate)
-					require.InDelta(t, seg.duration, float64(packets)*frame, frame+0.001, "segment %d: %d AAC frames", seg.seq, packets)
+					if audio == "opus" {
+						frame = 0.020 // libopus's default frame
+					}
+					require.InDelta(t, seg.duration, float64(packets)*frame, frame+0.001, "segment %d: %d %s frames", seg.seq, packets, audio)
 				}
 			}
 		}

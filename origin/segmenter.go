@@ -7,10 +7,8 @@ import (
 	"io"
 	"time"
 
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
-	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 
 	"github.com/crowdsurf/crowdsurf/proto"
 )
@@ -27,26 +25,60 @@ const cutTolerance = clockRate / 100
 const tsOffset = 10 * clockRate
 
 // errNoTracks is returned when a session offers nothing the segmenter can mux.
-var errNoTracks = errors.New("no H.264 video or AAC audio track")
+var errNoTracks = errors.New("no H.264/H.265 video or AAC/Opus audio track")
 
-// trackSet is what one publishing session carries.
+// trackSet is what one publishing session carries: at most one video track (H.264 or H.265)
+// and one audio track (AAC or Opus).
 type trackSet struct {
-	H264     bool
-	SPS, PPS []byte // from the SDP; ffmpeg sends them only there
+	H264          bool
+	H265          bool
+	VPS, SPS, PPS []byte // from the SDP; ffmpeg sends them only there (VPS: H.265 only)
 
 	// AAC is the audio config of an MPEG-4 audio (AAC) track, or nil.
 	AAC *mpeg4audio.AudioSpecificConfig
+	// Opus is the channel count (1 or 2) of an Opus track, 0 when there is none.
+	Opus int
 }
+
+func (t trackSet) hasVideo() bool { return t.H264 || t.H265 }
+func (t trackSet) hasAudio() bool { return t.AAC != nil || t.Opus > 0 }
 
 func (t trackSet) codecs() []string {
 	var c []string
-	if t.H264 {
+	switch {
+	case t.H264:
 		c = append(c, "H264")
+	case t.H265:
+		c = append(c, "H265")
 	}
-	if t.AAC != nil {
+	switch {
+	case t.AAC != nil:
 		c = append(c, "AAC")
+	case t.Opus > 0:
+		c = append(c, "Opus")
 	}
 	return c
+}
+
+// videoCodec and audioCodec return the session's codecs, nil for a track it does not have.
+func (t trackSet) videoCodec() videoCodec {
+	switch {
+	case t.H264:
+		return &h264Video{sps: t.SPS, pps: t.PPS}
+	case t.H265:
+		return &h265Video{vps: t.VPS, sps: t.SPS, pps: t.PPS}
+	}
+	return nil
+}
+
+func (t trackSet) audioCodec() audioCodec {
+	switch {
+	case t.AAC != nil:
+		return aacAudio{config: t.AAC}
+	case t.Opus > 0:
+		return opusAudio{channels: t.Opus}
+	}
+	return nil
 }
 
 type segmenterConfig struct {
@@ -86,10 +118,11 @@ type segmenter struct {
 
 	// session state: reset by startSession
 	tracks       trackSet
+	video        videoCodec // nil: no video
+	audio        audioCodec // nil: no audio
 	inSession    bool
 	discNext     bool // the next segment opens a new timeline
-	sps, pps     []byte
-	dtsExtractor *h264.DTSExtractor
+	dtsStarted   bool // the DTS extractor has seen a keyframe
 	anchored     bool
 	anchorTS     int64
 	anchorWall   time.Time
@@ -162,15 +195,15 @@ func (s *segmenter) nextSeq() uint64 { return s.seq }
 // startSession begins a new timeline: publisher timestamps restart, so the first segment of every
 // session after the first one carries a discontinuity.
 func (s *segmenter) startSession(t trackSet) error {
-	if !t.H264 && t.AAC == nil {
+	if !t.hasVideo() && !t.hasAudio() {
 		return errNoTracks
 	}
 	s.endSession()
 	s.tracks = t
+	s.video, s.audio = t.videoCodec(), t.audioCodec()
 	s.inSession = true
 	s.discNext = s.seq != s.cfg.FirstSeq
-	s.sps, s.pps = t.SPS, t.PPS
-	s.dtsExtractor = nil
+	s.dtsStarted = false
 	s.anchored = false
 	s.haveVideoDTS = false
 	s.videoFrame = 0
@@ -226,61 +259,52 @@ func (s *segmenter) anchor(ts int64) {
 	}
 }
 
-// writeH264 takes one access unit with its PTS in clockRate units.
+// writeH264 takes one H.264 access unit with its PTS in clockRate units.
 func (s *segmenter) writeH264(pts int64, au [][]byte) error {
 	if !s.inSession || !s.tracks.H264 {
-		return fmt.Errorf("h264 access unit outside a session with video")
+		return fmt.Errorf("h264 access unit outside a session with H.264 video")
 	}
-	s.anchor(pts)
+	return s.writeVideo(pts, au)
+}
 
-	filtered := make([][]byte, 0, len(au)+2)
-	idr, picture := false, false
-	for _, nalu := range au {
-		if len(nalu) == 0 {
-			continue
-		}
-		switch h264.NALUType(nalu[0] & 0x1F) {
-		case h264.NALUTypeSPS:
-			s.sps = nalu
-			continue
-		case h264.NALUTypePPS:
-			s.pps = nalu
-			continue
-		case h264.NALUTypeAccessUnitDelimiter:
-			continue // the MPEG-TS writer adds its own
-		case h264.NALUTypeIDR:
-			idr, picture = true, true
-		case h264.NALUTypeNonIDR:
-			picture = true
-		}
-		filtered = append(filtered, nalu)
+// writeH265 takes one H.265 access unit with its PTS in clockRate units.
+func (s *segmenter) writeH265(pts int64, au [][]byte) error {
+	if !s.inSession || !s.tracks.H265 {
+		return fmt.Errorf("h265 access unit outside a session with H.265 video")
 	}
+	return s.writeVideo(pts, au)
+}
+
+func (s *segmenter) writeVideo(pts int64, au [][]byte) error {
+	s.anchor(pts)
+	v := s.video
+	filtered, idr, picture := v.filter(au)
 	if !picture {
 		return nil
 	}
 	if idr {
-		if s.sps == nil || s.pps == nil {
-			return fmt.Errorf("IDR frame without SPS/PPS (neither in the SDP nor in the stream)")
+		var err error
+		if filtered, err = v.withParams(filtered); err != nil {
+			return err
 		}
-		filtered = append([][]byte{s.sps, s.pps}, filtered...)
 	}
 
-	if s.dtsExtractor == nil {
+	if !s.dtsStarted {
 		if !idr {
 			return nil // a segment must start with a keyframe
 		}
-		s.dtsExtractor = &h264.DTSExtractor{}
-		s.dtsExtractor.Initialize()
+		s.dtsStarted = true
 	}
-	dts, err := s.dtsExtractor.Extract(filtered, pts)
+	dts, err := v.extractDTS(filtered, pts)
 	if err != nil {
-		s.dtsExtractor = nil // resynchronise at the next keyframe
-		return fmt.Errorf("h264 timestamps: %w", err)
+		v.resync() // resynchronise at the next keyframe
+		s.dtsStarted = false
+		return fmt.Errorf("%s timestamps: %w", v.name(), err)
 	}
 
 	if s.cur != nil && s.jumped(dts) {
 		if !idr {
-			return fmt.Errorf("h264 timestamp jumped by %v; waiting for a keyframe", tsToDuration(dts-s.cur.start))
+			return fmt.Errorf("%s timestamp jumped by %v; waiting for a keyframe", v.name(), tsToDuration(dts-s.cur.start))
 		}
 		s.restartTimeline(s.cur.videoEnd, pts)
 	}
@@ -303,8 +327,8 @@ func (s *segmenter) writeH264(pts int64, au [][]byte) error {
 	}
 	s.lastVideoDTS, s.haveVideoDTS = dts, true
 	s.cur.videoEnd = max(s.cur.videoEnd, dts+s.videoFrame)
-	if err := s.cur.w.WriteH264(s.cur.video, pts+tsOffset, dts+tsOffset, filtered); err != nil {
-		return fmt.Errorf("mux h264: %w", err)
+	if err := v.write(s.cur.w, s.cur.video, pts+tsOffset, dts+tsOffset, filtered); err != nil {
+		return fmt.Errorf("mux %s: %w", v.name(), err)
 	}
 	return nil
 }
@@ -312,20 +336,44 @@ func (s *segmenter) writeH264(pts int64, au [][]byte) error {
 // writeAAC takes the AAC access units of one RTP packet; pts is the first one's, in clockRate units.
 func (s *segmenter) writeAAC(pts int64, aus [][]byte) error {
 	if !s.inSession || s.tracks.AAC == nil {
-		return fmt.Errorf("aac access unit outside a session with audio")
+		return fmt.Errorf("aac access unit outside a session with AAC audio")
 	}
-	if len(aus) == 0 {
+	return s.writeAudio(pts, aus)
+}
+
+// writeOpus takes the Opus packets of one RTP packet; pts is the first one's, in clockRate units.
+func (s *segmenter) writeOpus(pts int64, packets [][]byte) error {
+	if !s.inSession || s.tracks.Opus == 0 {
+		return fmt.Errorf("opus packet outside a session with Opus audio")
+	}
+	return s.writeAudio(pts, packets)
+}
+
+func (s *segmenter) writeAudio(pts int64, aus [][]byte) error {
+	a := s.audio
+	frames := make([]audioFrame, 0, len(aus))
+	var total int64
+	for _, au := range aus {
+		if d := a.frameDuration(au); d > 0 {
+			frames = append(frames, audioFrame{au: au, duration: d})
+			total += d
+		}
+	}
+	if len(frames) < len(aus) {
+		s.cfg.onError(fmt.Errorf("%s: %d of %d frames are empty or unreadable", a.name(), len(aus)-len(frames), len(aus)))
+	}
+	if len(frames) == 0 {
 		return nil
 	}
 	s.anchor(pts)
-	if s.tracks.H264 {
+	if s.tracks.hasVideo() {
 		if s.cur == nil {
 			return nil // video leads: audio waits for the first keyframe
 		}
 	} else {
 		// Audio is the PCR track here, and the MPEG-TS writer repeats PAT/PMT before every PES
-		// of the PCR track: group a few AAC frames per PES so tables do not double the bitrate.
-		defer s.groupAudio(pts, aus)
+		// of the PCR track: group a few frames per PES so tables do not double the bitrate.
+		defer s.groupAudio(pts, frames)
 		if s.cur != nil && s.jumped(pts) {
 			s.restartTimeline(s.cur.audioEnd, pts)
 		}
@@ -338,14 +386,24 @@ func (s *segmenter) writeAAC(pts int64, aus [][]byte) error {
 			}
 		}
 	}
-	s.cur.audioEnd = max(s.cur.audioEnd, pts+int64(len(aus))*s.aacFrame())
-	if !s.tracks.H264 {
+	s.cur.audioEnd = max(s.cur.audioEnd, pts+total)
+	if !s.tracks.hasVideo() {
 		return nil // groupAudio writes
 	}
-	if err := s.cur.w.WriteMPEG4Audio(s.cur.audio, pts+tsOffset, aus); err != nil {
-		return fmt.Errorf("mux aac: %w", err)
+	out := make([][]byte, len(frames))
+	for i, f := range frames {
+		out[i] = f.au
+	}
+	if err := a.write(s.cur.w, s.cur.audio, pts+tsOffset, out); err != nil {
+		return fmt.Errorf("mux %s: %w", a.name(), err)
 	}
 	return nil
+}
+
+// audioFrame is one audio access unit and how long it lasts, in clockRate units.
+type audioFrame struct {
+	au       []byte
+	duration int64
 }
 
 // partFull reports whether a sample at ts lasting about frame would make the open segment's
@@ -364,37 +422,30 @@ func (s *segmenter) endPart(ts int64) {
 	s.cur.partStart = ts
 }
 
-// aacFramesPerPES groups about 100 ms of audio-only AAC into one PES.
-const aacFramesPerPES = 5
+// audioFramesPerPES groups about 100 ms of audio-only frames into one PES (5 AAC frames at
+// 48 kHz, 5 Opus packets of the usual 20 ms).
+const audioFramesPerPES = 5
 
-func (s *segmenter) aacFrame() int64 {
-	rate := int64(s.tracks.AAC.SampleRate)
-	if rate <= 0 {
-		rate = 48000
-	}
-	return mpeg4audio.SamplesPerAccessUnit * clockRate / rate
-}
-
-// groupAudio queues audio-only frames (after writeAAC chose their segment) and writes them as
+// groupAudio queues audio-only frames (after writeAudio chose their segment) and writes them as
 // one PES once enough are queued. A segment's last frames are written by finishSegment. Parts of
 // an audio-only stream end on time, between two frames: the queued frames are written first, so
 // a part ends at a PES boundary.
-func (s *segmenter) groupAudio(pts int64, aus [][]byte) {
+func (s *segmenter) groupAudio(pts int64, frames []audioFrame) {
 	if s.cur == nil {
 		return
 	}
-	frame := s.aacFrame()
-	for i, au := range aus {
-		framePTS := pts + int64(i)*frame
-		if s.partFull(framePTS, frame) {
+	framePTS := pts
+	for _, f := range frames {
+		if s.partFull(framePTS, f.duration) {
 			s.flushAudio()
 			s.endPart(framePTS)
 		}
 		if len(s.cur.pendingAudio) == 0 {
 			s.cur.pendingAudioPTS = framePTS
 		}
-		s.cur.pendingAudio = append(s.cur.pendingAudio, append([]byte(nil), au...))
-		if len(s.cur.pendingAudio) >= aacFramesPerPES {
+		s.cur.pendingAudio = append(s.cur.pendingAudio, append([]byte(nil), f.au...))
+		framePTS += f.duration
+		if len(s.cur.pendingAudio) >= audioFramesPerPES {
 			s.flushAudio()
 		}
 	}
@@ -407,8 +458,8 @@ func (s *segmenter) flushAudio() {
 	}
 	aus := seg.pendingAudio
 	seg.pendingAudio = nil
-	if err := seg.w.WriteMPEG4Audio(seg.audio, seg.pendingAudioPTS+tsOffset, aus); err != nil {
-		s.cfg.onError(fmt.Errorf("mux aac: %w", err))
+	if err := s.audio.write(seg.w, seg.audio, seg.pendingAudioPTS+tsOffset, aus); err != nil {
+		s.cfg.onError(fmt.Errorf("mux %s: %w", s.audio.name(), err))
 	}
 }
 
@@ -462,12 +513,12 @@ func (s *segmenter) openSegment(start int64) error {
 func (s *segmenter) newTimeline() (*timeline, error) {
 	tl := &timeline{}
 	var tracks []*mpegts.Track
-	if s.tracks.H264 {
-		tl.video = &mpegts.Track{Codec: &tscodecs.H264{}}
+	if s.video != nil {
+		tl.video = &mpegts.Track{Codec: s.video.tsCodec()}
 		tracks = append(tracks, tl.video)
 	}
-	if s.tracks.AAC != nil {
-		tl.audio = &mpegts.Track{Codec: &tscodecs.MPEG4Audio{Config: *s.tracks.AAC}}
+	if s.audio != nil {
+		tl.audio = &mpegts.Track{Codec: s.audio.tsCodec()}
 		tracks = append(tracks, tl.audio)
 	}
 	tl.w = &mpegts.Writer{W: &tl.out, Tracks: tracks}

@@ -278,7 +278,7 @@ func TestSegmenterAudioOnlyCutsOnTime(t *testing.T) {
 		require.Equal(t, frames, d.audioAUs, "segment %d", seq)
 		// Frames travel in groups, so PAT/PMT (repeated before every PES of the PCR track)
 		// do not double the bitrate.
-		require.Equal(t, (frames+aacFramesPerPES-1)/aacFramesPerPES, len(d.audioPTS), "segment %d", seq)
+		require.Equal(t, (frames+audioFramesPerPES-1)/audioFramesPerPES, len(d.audioPTS), "segment %d", seq)
 		require.Equal(t, int64(tsOffset)+int64(seq)*47*frame, d.audioPTS[0])
 	}
 }

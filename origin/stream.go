@@ -76,7 +76,7 @@ func newStream(env streamEnv, name string) *stream {
 		Now:           env.cfg.now,
 		Emit:          st.emit,
 		OnSegment:     st.onSegment,
-		OnError:       func(err error) { st.rtpError("aac", err) },
+		OnError:       func(err error) { st.rtpError("audio", err) },
 	})
 	return st
 }
@@ -193,6 +193,30 @@ func (st *stream) writeH264(owner any, pts int64, ntp time.Time, au [][]byte) {
 	st.seg.setSampleNTP(ntp)
 	if err := st.seg.writeH264(pts, au); err != nil {
 		st.rtpError("h264", err)
+	}
+}
+
+func (st *stream) writeH265(owner any, pts int64, ntp time.Time, au [][]byte) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.publisher != owner || !st.seg.inSession {
+		return
+	}
+	st.seg.setSampleNTP(ntp)
+	if err := st.seg.writeH265(pts, au); err != nil {
+		st.rtpError("h265", err)
+	}
+}
+
+func (st *stream) writeOpus(owner any, pts int64, ntp time.Time, packets [][]byte) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.publisher != owner || !st.seg.inSession {
+		return
+	}
+	st.seg.setSampleNTP(ntp)
+	if err := st.seg.writeOpus(pts, packets); err != nil {
+		st.rtpError("opus", err)
 	}
 }
 

@@ -53,10 +53,15 @@ func trackIDs(prog tsProgram) (video, audio int) {
 type cmafInit struct {
 	body   []byte
 	codecs string
+	// fmp4Only: the multivariant playlist lists the fMP4 variant alone, because players that
+	// choose a variant by its CODECS (hls.js, Safari) would pick the MPEG-TS one and fail on
+	// H.265 or Opus in MPEG-TS, which they do not demux. index.m3u8 still serves it.
+	fmp4Only bool
 }
 
-// deriveInit builds the fMP4 init segment from a segment's bytes: the SPS and PPS in front of its
-// first IDR and the AAC configuration of its first ADTS header.
+// deriveInit builds the fMP4 init segment from a segment's bytes: the parameter sets in front of
+// its first keyframe (H.264: SPS, PPS; H.265: VPS, SPS, PPS) and the AAC configuration of its
+// first ADTS header, or the Opus channel count of its PMT.
 func deriveInit(seg []byte) (out cmafInit, err error) {
 	defer recoverBadTS(&err)
 	return remuxInit(seg)
@@ -74,14 +79,18 @@ func remuxInit(seg []byte) (cmafInit, error) {
 		codecs []string
 	)
 	if videoID != 0 {
-		codec, err := findH264Config(prog, pes)
+		codec, name, err := findVideoConfig(prog, pes)
 		if err != nil {
 			return cmafInit{}, err
 		}
 		init.Tracks = append(init.Tracks, &fmp4.InitTrack{ID: videoID, TimeScale: tsClockRate, Codec: codec})
-		codecs = append(codecs, fmt.Sprintf("avc1.%02x%02x%02x", codec.SPS[1], codec.SPS[2], codec.SPS[3]))
+		codecs = append(codecs, name)
 	}
-	if audioID != 0 {
+	if audioID != 0 && prog.audio == audioOpus {
+		init.Tracks = append(init.Tracks, &fmp4.InitTrack{ID: audioID, TimeScale: opusSampleRate,
+			Codec: &mp4codecs.Opus{ChannelCount: prog.opusChannels}})
+		codecs = append(codecs, "opus")
+	} else if audioID != 0 {
 		config, err := findAACConfig(prog, pes)
 		if err != nil {
 			return cmafInit{}, err
@@ -94,36 +103,8 @@ func remuxInit(seg []byte) (cmafInit, error) {
 	if err := init.Marshal(&buf); err != nil {
 		return cmafInit{}, fmt.Errorf("%w: init segment: %w", errBadTS, err)
 	}
-	return cmafInit{body: buf.Bytes(), codecs: strings.Join(codecs, ",")}, nil
-}
-
-func findH264Config(prog tsProgram, pes []tsPES) (*mp4codecs.H264, error) {
-	for _, p := range pes {
-		if p.pid != prog.videoPID {
-			continue
-		}
-		au, err := annexB(p)
-		if err != nil {
-			return nil, err
-		}
-		var sps, pps []byte
-		for _, nalu := range au {
-			switch h264.NALUType(nalu[0] & 0x1f) {
-			case h264.NALUTypeSPS:
-				sps = nalu
-			case h264.NALUTypePPS:
-				pps = nalu
-			}
-		}
-		if len(sps) >= 4 && pps != nil {
-			var parsed h264.SPS
-			if err := parsed.Unmarshal(sps); err != nil {
-				return nil, fmt.Errorf("%w: SPS: %w", errBadTS, err)
-			}
-			return &mp4codecs.H264{SPS: sps, PPS: pps}, nil
-		}
-	}
-	return nil, fmt.Errorf("%w: no SPS and PPS in the segment", errBadTS)
+	return cmafInit{body: buf.Bytes(), codecs: strings.Join(codecs, ","),
+		fmp4Only: prog.video == videoH265 || prog.audio == audioOpus}, nil
 }
 
 func findAACConfig(prog tsProgram, pes []tsPES) (*mpeg4audio.AudioSpecificConfig, error) {
@@ -221,12 +202,9 @@ func videoSamples(prog tsProgram, pes []tsPES) (*fmp4.PartTrack, bool, error) {
 		if err != nil {
 			return nil, false, err
 		}
-		f := frame{pts: p.pts, dts: p.dts, idr: h264.IsRandomAccess(au)}
+		f := frame{pts: p.pts, dts: p.dts, idr: prog.video.isKeyframe(au)}
 		for _, nalu := range au {
-			switch h264.NALUType(nalu[0] & 0x1f) {
-			case h264.NALUTypeSPS, h264.NALUTypePPS, h264.NALUTypeAccessUnitDelimiter:
-				// the init segment carries the parameter sets; a delimiter has no place in fMP4
-			default:
+			if !prog.video.isParamOrDelimiter(nalu) {
 				f.au = append(f.au, nalu)
 			}
 		}
@@ -261,7 +239,7 @@ func videoSamples(prog tsProgram, pes []tsPES) (*fmp4.PartTrack, bool, error) {
 		if offset > maxSampleGap || offset < -maxSampleGap {
 			return nil, false, fmt.Errorf("%w: PTS %d ticks from DTS", errBadTS, offset)
 		}
-		payload, err := h264.AVCC(f.au).Marshal()
+		payload, err := h264.AVCC(f.au).Marshal() // length-prefixed NAL units: H.265 alike
 		if err != nil {
 			return nil, false, fmt.Errorf("%w: %w", errBadTS, err)
 		}
@@ -272,14 +250,14 @@ func videoSamples(prog tsProgram, pes []tsPES) (*fmp4.PartTrack, bool, error) {
 	return track, frames[0].idr, nil
 }
 
-// audioSamples turns the audio PES packets of the part into fMP4 samples of 1024 PCM samples
-// each, in the timescale of the stream's sample rate. When a PES starts later than the frames
-// before it end (the publisher dropped audio), the last frame before it stretches to it, so
-// audio stays where its timestamps say.
+// audioSamples turns the audio PES packets of the part into fMP4 samples (AAC: 1024 PCM samples
+// each; Opus: as long as its packet says), in the timescale of the stream's sample rate. When a
+// PES starts later than the frames before it end (the publisher dropped audio), the last frame
+// before it stretches to it, so audio stays where its timestamps say.
 func audioSamples(prog tsProgram, pes []tsPES) (*fmp4.PartTrack, int, error) {
 	type group struct {
-		start uint64 // in the sample rate's timescale
-		aus   [][]byte
+		start  uint64 // in the sample rate's timescale
+		frames []audioFrame
 	}
 	var (
 		groups []group
@@ -289,36 +267,32 @@ func audioSamples(prog tsProgram, pes []tsPES) (*fmp4.PartTrack, int, error) {
 		if p.pid != prog.audioPID || p.data == nil {
 			continue
 		}
-		pkts, err := adts(p)
+		frames, r, err := prog.audio.frames(p)
 		if err != nil {
 			return nil, 0, err
 		}
 		if rate == 0 {
-			rate = pkts[0].SampleRate
+			rate = r
+		} else if r != rate {
+			return nil, 0, fmt.Errorf("%w: audio sample rate changes from %d to %d", errBadTS, rate, r)
 		}
-		g := group{start: uint64(p.pts) * uint64(rate) / tsClockRate}
-		for _, pkt := range pkts {
-			if pkt.SampleRate != rate {
-				return nil, 0, fmt.Errorf("%w: AAC sample rate changes from %d to %d", errBadTS, rate, pkt.SampleRate)
-			}
-			g.aus = append(g.aus, pkt.AU)
-		}
-		groups = append(groups, g)
+		groups = append(groups, group{start: uint64(p.pts) * uint64(rate) / tsClockRate, frames: frames})
 	}
 	if len(groups) == 0 {
 		return nil, 0, nil
 	}
 	track := &fmp4.PartTrack{BaseTime: groups[0].start}
 	for i, g := range groups {
-		for j, au := range g.aus {
-			dur := uint64(mpeg4audio.SamplesPerAccessUnit)
-			if j == len(g.aus)-1 && i+1 < len(groups) {
-				end := g.start + uint64(j)*mpeg4audio.SamplesPerAccessUnit
-				if next := groups[i+1].start; next > end && next-end <= 4*mpeg4audio.SamplesPerAccessUnit {
+		end := g.start // where the frame being added starts
+		for j, f := range g.frames {
+			dur := f.duration
+			if j == len(g.frames)-1 && i+1 < len(groups) {
+				if next := groups[i+1].start; next > end && next-end <= 4*f.duration {
 					dur = next - end
 				}
 			}
-			track.Samples = append(track.Samples, &fmp4.Sample{Duration: uint32(dur), Payload: au})
+			end += f.duration
+			track.Samples = append(track.Samples, &fmp4.Sample{Duration: uint32(dur), Payload: f.au})
 		}
 	}
 	return track, rate, nil
@@ -336,7 +310,7 @@ func sumDurations(t *fmp4.PartTrack) uint64 {
 func annexB(p tsPES) ([][]byte, error) {
 	var au h264.AnnexB
 	if err := au.Unmarshal(p.data); err != nil {
-		return nil, fmt.Errorf("%w: H.264 at %d: %w", errBadTS, p.offset, err)
+		return nil, fmt.Errorf("%w: video at %d: %w", errBadTS, p.offset, err)
 	}
 	for _, nalu := range au {
 		if len(nalu) == 0 {

@@ -26,6 +26,9 @@ func FuzzRemux(f *testing.F) {
 		flipped[200] ^= 0xff // a PES header byte
 		f.Add(flipped, uint16(1))
 	}
+	opusSeg, _ := muxOpusTS(f, 2, []int{1, 3, 1, 1})
+	f.Add(opusSeg, uint16(0))
+	f.Add(opusSeg, uint16(2))
 	f.Add([]byte{}, uint16(0))
 	f.Add(make([]byte, tsPacketSize), uint16(0))
 	f.Fuzz(func(t *testing.T, b []byte, startPacket uint16) {

@@ -171,7 +171,8 @@ func (w *Window) cmafInit() (*cmafInit, error) {
 
 // MasterPlaylist renders the multivariant playlist: the MPEG-TS variant (index.m3u8) and the
 // LL-HLS one (ll.m3u8), the same rendition in two containers, with the bandwidth of the most
-// demanding listed segment and the codecs of the init segment.
+// demanding listed segment and the codecs of the init segment. A stream with H.265 or Opus lists
+// ll.m3u8 alone: see cmafInit.fmp4Only.
 func (w *Window) MasterPlaylist() ([]byte, error) {
 	init, err := w.cmafInit()
 	if err != nil {
@@ -189,7 +190,11 @@ func (w *Window) MasterPlaylist() ([]byte, error) {
 	b.WriteString("#EXTM3U\n")
 	fmt.Fprintf(&b, "#EXT-X-VERSION:%d\n", llVersion)
 	b.WriteString("#EXT-X-INDEPENDENT-SEGMENTS\n")
-	for _, uri := range []string{PlaylistFile, LLPlaylistFile} {
+	variants := []string{PlaylistFile, LLPlaylistFile}
+	if init.fmp4Only {
+		variants = variants[1:]
+	}
+	for _, uri := range variants {
 		fmt.Fprintf(&b, "#EXT-X-STREAM-INF:BANDWIDTH=%d,CODECS=%q\n%s\n", bandwidth, init.codecs, uri)
 	}
 	return b.Bytes(), nil

@@ -1,12 +1,13 @@
 package segwindow
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 )
 
 // The LL-HLS derivation reads back the MPEG-TS that the origin's segmenter writes: one program,
-// an H.264 and/or an ADTS AAC stream, single-packet PAT and PMT at the start of every segment,
+// an H.264 or H.265 stream and/or an ADTS AAC or Opus stream, single-packet PAT and PMT at the start of every segment,
 // whole PES packets. This small demuxer knows exactly that, records where each PES starts (a part
 // is a byte range of its segment) and refuses everything else with an error: the bytes are
 // signed by the origin, but its publisher can still feed it garbage.
@@ -17,9 +18,6 @@ var errBadTS = errors.New("segwindow: cannot derive fMP4 from this MPEG-TS")
 const (
 	tsPacketSize = 188
 	tsSyncByte   = 0x47
-	// MPEG-TS stream types (ISO 13818-1 Table 2-34) that the origin writes.
-	streamTypeH264    = 0x1b
-	streamTypeAACADTS = 0x0f
 )
 
 // tsProgram is what the PAT and PMT of a segment declare.
@@ -27,7 +25,11 @@ type tsProgram struct {
 	pmtPID   int // -1 until the PAT was read
 	videoPID int // -1: none
 	audioPID int // -1: none
-	havePMT  bool
+	video    videoCodec
+	audio    audioCodec
+	// opusChannels is the channel count an Opus stream's descriptor declares.
+	opusChannels int
+	havePMT      bool
 }
 
 // tsPES is one PES packet of the video or audio stream.
@@ -167,21 +169,66 @@ func (p *tsProgram) parsePMT(payload []byte) error {
 	for i+5 <= len(sec) {
 		typ := sec[i]
 		pid := int(sec[i+1]&0x1f)<<8 | int(sec[i+2])
-		i += 5 + (int(sec[i+3]&0x0f)<<8 | int(sec[i+4]))
+		end := i + 5 + (int(sec[i+3]&0x0f)<<8 | int(sec[i+4]))
+		if end > len(sec) {
+			return errors.New("stream descriptors beyond the section")
+		}
+		descriptors := sec[i+5 : end]
+		i = end
 		switch {
 		case pid == 0 || pid == p.pmtPID:
 			return fmt.Errorf("stream on PID %d", pid)
-		case typ == streamTypeH264 && p.videoPID < 0:
-			p.videoPID = pid
-		case typ == streamTypeAACADTS && p.audioPID < 0 && pid != p.videoPID:
-			p.audioPID = pid
+		case (typ == streamTypeH264 || typ == streamTypeH265) && p.videoPID < 0:
+			p.videoPID, p.video = pid, videoH264
+			if typ == streamTypeH265 {
+				p.video = videoH265
+			}
+		case pid == p.videoPID || p.audioPID >= 0:
+		case typ == streamTypeAACADTS:
+			p.audioPID, p.audio = pid, audioAAC
+		case typ == streamTypePrivate:
+			channels, ok, err := opusDescriptors(descriptors)
+			if err != nil {
+				return err
+			}
+			if ok {
+				p.audioPID, p.audio, p.opusChannels = pid, audioOpus, channels
+			}
 		}
 	}
 	if p.videoPID < 0 && p.audioPID < 0 {
-		return errors.New("neither H.264 nor AAC")
+		return errors.New("neither H.264, H.265, AAC nor Opus")
 	}
 	p.havePMT = true
 	return nil
+}
+
+// opusDescriptors reads the descriptors of a private-data stream: ok when they name it Opus,
+// with its channel count.
+func opusDescriptors(b []byte) (channels int, ok bool, err error) {
+	var opusDesc []byte
+	for len(b) >= 2 {
+		tag, n := b[0], int(b[1])
+		if 2+n > len(b) {
+			return 0, false, errors.New("descriptor beyond its stream")
+		}
+		body := b[2 : 2+n]
+		b = b[2+n:]
+		switch {
+		case tag == descriptorRegistration && bytes.HasPrefix(body, opusRegistration):
+			ok = true
+		case tag == descriptorExtension && n >= 1 && body[0] == extensionOpus:
+			opusDesc = body[1:]
+		}
+	}
+	if !ok {
+		return 0, false, nil
+	}
+	if opusDesc == nil {
+		return 0, false, errors.New("opus stream without its audio descriptor")
+	}
+	channels, err = opusChannels(opusDesc)
+	return channels, err == nil, err
 }
 
 // parsePESHeader reads the header of a PES that starts in payload; keep says whether to collect
