@@ -32,9 +32,17 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
     // ?ll=1 plays the LL-HLS playlist (fMP4 parts, blocking reloads) with hls.js's low-latency
     // mode: about 2 s behind live instead of about 6 s. Standard HLS (MPEG-TS) is the default, as
     // every browser and player plays it.
-    const ll = new URLSearchParams(location.search).get('ll') === '1';
+    // A stream whose codecs browsers play only from fMP4 (H.265, Opus) is LL-HLS alone: the
+    // multivariant playlist then lists ll.m3u8 without index.m3u8.
+    // Both playlists exist once the stream's first segment does: wait for it, then choose.
+    const base = '/live/' + encodeURIComponent(name);
+    for (let delay = 500; !(await playlistReady(base + '/index.m3u8')); delay = Math.min(delay * 1.5, 3000)) {
+      cs.status('waiting for the stream to start…', 'warn');
+      await new Promise(r => setTimeout(r, delay));
+    }
+    const ll = new URLSearchParams(location.search).get('ll') === '1' || await fmp4Only(base);
     window.crowdsurf.lowLatency = ll;
-    const src = '/live/' + encodeURIComponent(name) + (ll ? '/ll.m3u8' : '/index.m3u8');
+    const src = base + (ll ? '/ll.m3u8' : '/index.m3u8');
     const note = document.getElementById('player-note');
     const other = new URL(location.href);
     if (ll) other.searchParams.delete('ll'); else other.searchParams.set('ll', '1');
@@ -42,10 +50,6 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
       ? ' from this peer (localhost): the mesh and the CDN fallback fill it. '
       : ' from the origin: the CDN path, what peers fall back to. '),
       cs.el('a', {href: other.pathname + other.search}, ll ? 'Standard HLS' : 'Low latency (LL-HLS)'));
-    for (let delay = 500; !(await playlistReady(src)); delay = Math.min(delay * 1.5, 3000)) {
-      cs.status('waiting for the stream to start…', 'warn');
-      await new Promise(r => setTimeout(r, delay));
-    }
     if (window.Hls && Hls.isSupported()) {
       const hls = new Hls(ll
         // maxLiveSyncPlaybackRate lets hls.js play up to 1.5x for a moment to get back to the
@@ -75,6 +79,15 @@ window.crowdsurf = {errors: [], fatal: [], hls: null};
     video.addEventListener('playing', () => cs.status('playing', 'good'));
     video.addEventListener('waiting', () => cs.status('buffering…', 'warn'));
     video.play().catch(() => { /* autoplay refused: the controls are there */ });
+  }
+
+  async function fmp4Only(base) {
+    try {
+      const r = await fetch(base + '/master.m3u8', {cache: 'no-store'});
+      return r.ok && !(await r.text()).includes('index.m3u8');
+    } catch (_) {
+      return false;
+    }
   }
 
   async function playlistReady(src) {
