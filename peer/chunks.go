@@ -125,7 +125,7 @@ func (l *loop) onSegmentComplete(seq uint64) {
 	if st, ok := l.n.window.State(seq); ok {
 		l.timeline.noteCount(st.ChunkCount)
 	}
-	if _, meta, ok := l.n.window.Segment(seq); ok && meta.Duration > 0 {
+	if meta, ok := l.n.window.Meta(seq); ok && meta.Duration > 0 {
 		if meta.Duration > l.targetDur || l.targetDur == l.cfg.TargetDuration {
 			l.targetDur = meta.Duration
 		}

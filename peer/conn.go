@@ -1,7 +1,6 @@
 package peer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -453,7 +452,9 @@ func (n *Node) pushChunk(ctx context.Context, nb *neighbour, c *proto.Chunk) err
 		return err
 	}
 	_ = s.SetWriteDeadline(time.Now().Add(pushDeadline))
-	frame := c.Append(make([]byte, 0, c.Len()))
+	// The chunk's own buffer, the same for every child: never encoded or copied per push. quic-go
+	// holds it only until Write returns.
+	frame := c.Frame()
 	if _, err := s.Write(frame); err != nil {
 		s.CancelWrite(codeLate)
 		return err
@@ -492,25 +493,21 @@ func (n *Node) uniAcceptor(ctx context.Context, nb *neighbour) {
 
 func (n *Node) readChunk(ctx context.Context, nb *neighbour, s *quic.ReceiveStream) {
 	_ = s.SetReadDeadline(time.Now().Add(chunkReadTimeout))
-	// No buffer until the stream carries a byte: a stream opened and left empty costs QUIC's
-	// stream state and nothing of ours.
-	var first [1]byte
-	if _, err := io.ReadFull(s, first[:]); err != nil {
-		s.CancelRead(0)
-		return // empty, abandoned by the sender (late) or the connection went away
-	}
 	// proto.ReadChunk sizes the one buffer it reads into by the frame's header, after checking
-	// it: no guess, no growing, nothing allocated for a data length over the maximum.
-	c, err := proto.ReadChunk(io.MultiReader(bytes.NewReader(first[:]), s))
+	// it: no guess, no growing, nothing allocated for a data length over the maximum, and for a
+	// stream opened and left empty nothing but the header's few bytes. That buffer is the chunk
+	// from now on: the window stores it and every push and HTTP response sends it.
+	c, err := proto.ReadChunk(s)
 	if err != nil && !isMalformed(err) {
 		s.CancelRead(0)
-		return // abandoned by the sender (late) or the connection went away: not the peer's fault
+		return // empty, abandoned by the sender (late) or the connection went away: not the peer's fault
 	}
 	at := time.Now()
 	nb.lastHeard.Store(at.UnixNano())
 	if err == nil {
 		// One frame per stream: anything after it is a violation.
-		if k, _ := s.Read(first[:]); k > 0 {
+		var next [1]byte
+		if k, _ := s.Read(next[:]); k > 0 {
 			err = fmt.Errorf("%w: bytes after the chunk frame", proto.ErrMalformed)
 		}
 	}

@@ -249,6 +249,18 @@ func (n *Node) httpGet(ctx context.Context, url string, limit int) ([]byte, erro
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s: HTTP %s", url, resp.Status)
 	}
+	if resp.ContentLength > int64(limit) {
+		return nil, fmt.Errorf("%s: %w: body of %d bytes, over %d", url, proto.ErrTooLarge, resp.ContentLength, limit)
+	}
+	if resp.ContentLength >= 0 {
+		// One buffer of the announced size, read once: the chunks parsed from it alias it from
+		// now on (window, pushes, HTTP), so it is the only copy of their bytes.
+		b := make([]byte, resp.ContentLength)
+		if _, err := io.ReadFull(resp.Body, b); err != nil {
+			return nil, fmt.Errorf("%s: %w", url, err)
+		}
+		return b, nil
+	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", url, err)

@@ -16,11 +16,14 @@ const signContext = "crowdsurf chunk v1\x00"
 // signedMaxLen is the most bytes a signature ever covers, so Verify allocates once.
 const signedMaxLen = len(signContext) + chunkFixedLen + MaxStreamNameLen + segmentInfoLen
 
-// Sign fills in c.Hash from c.Data and signs the chunk with the origin's private key.
+// Sign fills in c.Hash from c.Data and signs the chunk with the origin's private key. It then
+// encodes the frame once, into a new buffer that Data points into from now on: every push and
+// HTTP response sends that buffer (Frame), and the chunk's bytes exist once.
 func (c *Chunk) Sign(key ed25519.PrivateKey) {
 	c.Hash = sha256.Sum256(c.Data)
 	msg := c.appendSigned(append(make([]byte, 0, signedMaxLen), signContext...))
 	copy(c.Sig[:], ed25519.Sign(key, msg))
+	c.encodeFrame()
 }
 
 // Verify checks that c.Data matches its hash and that the origin signed the header and hash.

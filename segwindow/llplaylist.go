@@ -158,8 +158,12 @@ func (w *Window) cmafInit() (*cmafInit, error) {
 	var err error
 	for _, s := range list {
 		var init cmafInit
-		// A listed segment is complete: its data never changes, so it is read unlocked.
-		if init, err = deriveInit(s.data); err == nil {
+		// A listed segment is complete: its bytes, assembled once under the lock (whole),
+		// never change, so they are read unlocked.
+		w.mu.Lock()
+		data := s.whole()
+		w.mu.Unlock()
+		if init, err = deriveInit(data); err == nil {
 			w.mu.Lock()
 			defer w.mu.Unlock()
 			w.ll.init, w.ll.initSeq = &init, s.seq

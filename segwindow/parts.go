@@ -65,7 +65,7 @@ func (s *segment) partRanges() []partRange {
 // prefix returns the segment's bytes up to end (the held chunks from index 0 must cover it).
 func (s *segment) prefix(end int, lastChunk uint32) []byte {
 	if s.complete {
-		return s.data[:end]
+		return s.whole()[:end]
 	}
 	b := make([]byte, 0, end)
 	for i := uint32(0); i <= lastChunk; i++ {

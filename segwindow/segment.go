@@ -26,7 +26,9 @@ type segment struct {
 	// gapBefore: the previous seq was abandoned, so this segment starts a new run in the
 	// playlist and carries EXT-X-DISCONTINUITY there.
 	gapBefore bool
-	data      []byte // the whole segment, once complete
+	// data is the whole segment in one piece, assembled on first use by LL-HLS derivation
+	// (whole); nothing else needs it, so a viewer that serves plain HLS never holds it.
+	data []byte
 	// derived caches the LL-HLS parts derived so far, by part number (see parts.go); it goes
 	// with the segment when the segment leaves the window.
 	derived []*derivedPart
@@ -87,7 +89,8 @@ func (s *segment) add(c *proto.Chunk, maxBytes int) bool {
 }
 
 // tryComplete marks the segment complete when every chunk is present and the lengths add up,
-// and reports whether this call did so.
+// and reports whether this call did so. Nothing is copied: a complete segment is its chunks'
+// data back to back (parts), each in the one buffer its chunk arrived in.
 func (s *segment) tryComplete() bool {
 	if s.complete || !s.hasInfo || uint64(len(s.chunks)) != uint64(s.info.ChunkCount) {
 		return false
@@ -96,23 +99,29 @@ func (s *segment) tryComplete() bool {
 		s.broken = true
 		return false
 	}
-	// Concatenate once and let each held chunk's data alias the segment, so a complete segment
-	// costs its bytes once, however many times it is served whole or by chunk.
-	data := make([]byte, 0, s.bytes)
-	for i := range s.info.ChunkCount {
-		data = append(data, s.chunks[i].Data...)
-	}
-	off := 0
-	for i := range s.info.ChunkCount {
-		c := *s.chunks[i] // copy: the caller's chunk stays untouched
-		n := len(c.Data)
-		c.Data = data[off : off+n : off+n]
-		s.chunks[i] = &c
-		off += n
-	}
-	s.data = data
 	s.complete = true
 	return true
+}
+
+// whole returns a complete segment's bytes in one piece, assembling them on the first call;
+// called with the window's lock held. Only LL-HLS derivation needs the segment contiguous.
+func (s *segment) whole() []byte {
+	if s.data == nil && s.complete {
+		s.data = make([]byte, 0, s.bytes)
+		for i := range s.info.ChunkCount {
+			s.data = append(s.data, s.chunks[i].Data...)
+		}
+	}
+	return s.data
+}
+
+// ordered returns a complete segment's chunks in index order.
+func (s *segment) ordered() []*proto.Chunk {
+	out := make([]*proto.Chunk, s.info.ChunkCount)
+	for i := range out {
+		out[i] = s.chunks[uint32(i)]
+	}
+	return out
 }
 
 func (s *segment) meta() SegmentMeta {

@@ -168,12 +168,12 @@ func (s *Server) serveFile(c *echo.Context) error {
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "unknown stream")
 	}
-	data, meta, ok := w.Segment(seq)
+	parts, meta, ok := w.SegmentBuffers(seq)
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "segment "+seqText+" not available")
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, CacheImmutable)
-	err = s.send(c, KindSegment, ContentTypeSegment, data)
+	err = s.send(c, KindSegment, ContentTypeSegment, parts...)
 	if err == nil && s.opts.OnSegment != nil && c.Request().Method == http.MethodGet {
 		s.opts.OnSegment(c.Param("stream"), seq, meta)
 	}
@@ -254,7 +254,7 @@ func (s *Server) serveChunk(c *echo.Context) error {
 		return jsonError(c, http.StatusNotFound, "chunk "+seqText+"/"+indexText+" not available")
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, CacheImmutable)
-	return s.send(c, KindChunk, ContentTypeChunk, chunk.Append(make([]byte, 0, chunk.Len())))
+	return s.send(c, KindChunk, ContentTypeChunk, chunk.Frame())
 }
 
 // AllChunks is the file name under a segment's directory of the bundle of all its chunk frames.
@@ -267,12 +267,12 @@ func (s *Server) serveChunkFrames(c *echo.Context, seq uint64, seqText string) e
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "unknown stream")
 	}
-	body, ok := w.ChunkFrames(seq)
+	parts, ok := w.BundleBuffers(seq)
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "segment "+seqText+" not complete")
 	}
 	c.Response().Header().Set(echo.HeaderCacheControl, CacheImmutable)
-	return s.send(c, KindChunk, ContentTypeChunk, body)
+	return s.send(c, KindChunk, ContentTypeChunk, parts...)
 }
 
 func (s *Server) window(c *echo.Context) (*Window, bool) {
@@ -282,18 +282,29 @@ func (s *Server) window(c *echo.Context) (*Window, bool) {
 	return s.lookup(c.Param("stream"))
 }
 
-// send writes body (only its length for HEAD) and reports it.
-func (s *Server) send(c *echo.Context, kind, contentType string, body []byte) error {
+// send writes the body, given as parts written back to back (only its length for HEAD), and
+// reports it. The parts are the window's own chunk buffers: a segment or bundle is never copied
+// into one piece to be sent.
+func (s *Server) send(c *echo.Context, kind, contentType string, body ...[]byte) error {
+	size := 0
+	for _, p := range body {
+		size += len(p)
+	}
 	h := c.Response().Header()
-	h.Set(echo.HeaderContentLength, strconv.Itoa(len(body)))
-	sent := len(body)
+	h.Set(echo.HeaderContentLength, strconv.Itoa(size))
+	h.Set(echo.HeaderContentType, contentType)
+	sent := size
 	var err error
 	if c.Request().Method == http.MethodHead {
-		h.Set(echo.HeaderContentType, contentType)
 		sent = 0
 		err = c.NoContent(http.StatusOK)
 	} else {
-		err = c.Blob(http.StatusOK, contentType, body)
+		c.Response().WriteHeader(http.StatusOK)
+		for _, p := range body {
+			if _, err = c.Response().Write(p); err != nil {
+				break
+			}
+		}
 	}
 	if err == nil && s.opts.OnServe != nil {
 		s.opts.OnServe(c.Param("stream"), kind, sent)

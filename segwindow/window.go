@@ -126,7 +126,8 @@ type Window struct {
 	renderedOK bool
 	dirty      bool
 
-	changed chan struct{}
+	changed      chan struct{}
+	changedTaken bool // Changed handed out changed since it was made
 	// version counts changes (notify); the LL playlist is cached per version.
 	version uint64
 	ll      llCache
@@ -245,11 +246,17 @@ func (w *Window) evict() {
 	}
 }
 
-// notify wakes everyone waiting on Changed; called with mu held.
+// notify wakes everyone waiting on Changed; called with mu held. A channel nobody took is kept
+// for the next change: most chunks arrive with nobody waiting, and a channel per chunk was a
+// measurable share of a peer's allocations.
 func (w *Window) notify() {
 	w.version++
+	if !w.changedTaken {
+		return
+	}
 	close(w.changed)
 	w.changed = make(chan struct{})
+	w.changedTaken = false
 }
 
 // Changed returns a channel that is closed at the next change: a chunk added, a segment
@@ -257,6 +264,7 @@ func (w *Window) notify() {
 func (w *Window) Changed() <-chan struct{} {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	w.changedTaken = true
 	return w.changed
 }
 
@@ -278,44 +286,91 @@ func (w *Window) Has(seq uint64, index uint32) bool {
 	return ok
 }
 
-// Segment returns a complete segment's bytes (its chunks' data concatenated; shared, do not
-// modify) and its description.
+// Segment returns a complete segment's bytes in one new slice (its chunks' data concatenated)
+// and its description. The window never holds a segment in one piece: each call copies. Code
+// that only writes the segment somewhere uses SegmentBuffers, which copies nothing; code that
+// needs only the description uses Meta.
 func (w *Window) Segment(seq uint64) ([]byte, SegmentMeta, bool) {
+	parts, meta, ok := w.SegmentBuffers(seq)
+	if !ok {
+		return nil, SegmentMeta{}, false
+	}
+	data := make([]byte, 0, meta.ByteLength)
+	for _, p := range parts {
+		data = append(data, p...)
+	}
+	return data, meta, true
+}
+
+// SegmentBuffers returns a complete segment as its chunks' data in index order, to be written back
+// to back (net.Buffers does it in one writev on a socket), and its description. The parts are
+// the chunks' own buffers, shared with everyone else who reads them: do not modify them.
+func (w *Window) SegmentBuffers(seq uint64) ([][]byte, SegmentMeta, bool) {
+	chunks, meta, ok := w.completeChunks(seq)
+	if !ok {
+		return nil, SegmentMeta{}, false
+	}
+	parts := make([][]byte, len(chunks))
+	for i, c := range chunks {
+		parts[i] = c.Data
+	}
+	return parts, meta, true
+}
+
+// Meta describes a complete segment.
+func (w *Window) Meta(seq uint64) (SegmentMeta, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.segs[seq]
+	if s == nil || !s.complete {
+		return SegmentMeta{}, false
+	}
+	return s.meta(), true
+}
+
+// completeChunks returns a complete segment's chunks in index order. Chunks are immutable, so
+// callers read them after the lock is released.
+func (w *Window) completeChunks(seq uint64) ([]*proto.Chunk, SegmentMeta, bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	s := w.segs[seq]
 	if s == nil || !s.complete {
 		return nil, SegmentMeta{}, false
 	}
-	return s.data, s.meta(), true
+	return s.ordered(), s.meta(), true
 }
 
-// ChunkFrames returns every chunk frame of a complete segment, in index order, concatenated: the
-// body a peer fetches from the CDN to get a whole segment in one request instead of one per chunk.
+// ChunkFrames returns every chunk frame of a complete segment, in index order, concatenated into
+// one new slice: the body a peer fetches from the CDN to get a whole segment in one request
+// instead of one per chunk (see ParseBundle). BundleBuffers gives the same bytes without copying.
 func (w *Window) ChunkFrames(seq uint64) ([]byte, bool) {
-	// The chunks are immutable: take them under the lock, encode outside it (a segment is a
-	// quarter of a megabyte; encoding it under the lock held up every chunk request of a
-	// 200-peer load test behind it).
-	w.mu.Lock()
-	s := w.segs[seq]
-	if s == nil || !s.complete {
-		w.mu.Unlock()
+	parts, ok := w.BundleBuffers(seq)
+	if !ok {
 		return nil, false
 	}
-	chunks := make([]*proto.Chunk, len(s.chunks))
-	for i := range chunks {
-		chunks[i] = s.chunks[uint32(i)]
-	}
-	w.mu.Unlock()
 	size := 0
-	for _, c := range chunks {
-		size += c.Len()
+	for _, p := range parts {
+		size += len(p)
 	}
 	b := make([]byte, 0, size)
-	for _, c := range chunks {
-		b = c.Append(b)
+	for _, p := range parts {
+		b = append(b, p...)
 	}
 	return b, true
+}
+
+// BundleBuffers returns a complete segment's chunk frames in index order (proto.Chunk.Frame: each
+// chunk's own buffer, shared; do not modify), to be written back to back as the segment's bundle.
+func (w *Window) BundleBuffers(seq uint64) ([][]byte, bool) {
+	chunks, _, ok := w.completeChunks(seq)
+	if !ok {
+		return nil, false
+	}
+	parts := make([][]byte, len(chunks))
+	for i, c := range chunks {
+		parts[i] = c.Frame()
+	}
+	return parts, true
 }
 
 // State describes one held (or abandoned) segment.
