@@ -15,7 +15,7 @@ BROWSER_TEST := webui/testdata/browser
 HLSJS_PIN    := webui/hls.js.pin
 HLSJS_OUT    := webui/static/vendor
 
-.PHONY: all build test deps vet demo loadtest fuzz bench bench-floor bench-tracker clean webui-update webui-screenshots
+.PHONY: all build test deps vet demo loadtest fuzz bench bench-floor bench-peer bench-tracker clean webui-update webui-screenshots
 
 all: build
 
@@ -82,6 +82,14 @@ bench:
 # UDP), in one run: the report's "floor" line gives the ratio of their CPU and the RSS per peer.
 bench-floor: build
 	./$(BIN) loadtest --peers 100 --net udp --duration 40s --floor --json bench-floor.json
+
+# One real viewer process (bin/crowdsurf peer) in a formed swarm of real processes on loopback UDP
+# (tracker, origin fed a 2 Mbit/s clip over RTSP, 8 more viewers), every chunk's signature checked:
+# its CPU and RSS from /proc over a 30 s window (README "Measured"). Needs ffmpeg. E.g.
+#   make bench-peer PEER_FLAGS='-peer.window 60s -peer.video 3800k'
+PEER_FLAGS ?=
+bench-peer: build
+	$(GO) test -run '^TestPeerProcessCost$$' -count 1 -v . -args -peer.bench $(PEER_FLAGS)
 
 # Announce throughput over loopback HTTP: one tracker on embedded NATS, then two trackers sharing a
 # three-node NATS cluster (README "Measured"). Each run prints announces/s, p50/p99, KV writes, and

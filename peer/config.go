@@ -123,6 +123,11 @@ type Config struct {
 	ReflexiveInterval time.Duration
 	// PlaylistLength is the number of segments in the local playlist (default 6).
 	PlaylistLength int
+	// Keep is the number of newest segments held in memory (default PlaylistLength + 1: the
+	// playlist and the segment that just left it, which a player may still fetch). A viewer
+	// pushes and repairs only the newest segments and late joiners fetch older ones from the
+	// origin, so more would only cost memory: the window is most of a viewer's heap.
+	Keep int
 	// TargetDuration is the nominal segment duration until measured (default 2 s).
 	TargetDuration time.Duration
 	// FallbackDelay is how long a segment may stay incomplete after the swarm moved to the next one
@@ -218,6 +223,10 @@ func (c Config) withDefaults() (Config, error) {
 	if c.PlaylistLength <= 0 {
 		c.PlaylistLength = segwindow.DefaultPlaylistLength
 	}
+	if c.Keep <= 0 {
+		c.Keep = c.PlaylistLength + 1
+	}
+	c.Keep = max(c.Keep, c.PlaylistLength)
 	if c.TargetDuration <= 0 {
 		c.TargetDuration = 2 * time.Second
 	}

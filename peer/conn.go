@@ -27,8 +27,12 @@ const (
 const (
 	handshakeTimeout = 4 * time.Second
 	pushDeadline     = time.Second // a chunk push that takes longer is abandoned
-	pushWorkers      = 4
-	pushQueueLen     = 512
+	// pushWorkers bounds the chunk streams a connection writes at once. Pushers start when chunks
+	// are queued and end when the queue is empty, so an idle neighbour holds no goroutine for them.
+	pushWorkers = 4
+	// pushQueueLen bounds the chunks queued for one neighbour. A push waits at most pushDeadline
+	// in the queue, and 256 chunks of 8 KiB are over 2 s of an 8 Mbit/s stream.
+	pushQueueLen     = 256
 	controlQueueLen  = 1024
 	chunkReadTimeout = 5 * time.Second
 	// maxUniStreams is how many chunk streams a neighbour may have open towards us at once
@@ -119,6 +123,10 @@ type neighbour struct {
 	ctrlQueue  chan proto.Message
 	writerDone chan struct{}
 	pushQueue  chan queuedPush
+	// startPusher runs one more pusher for the connection (set before the loop first sees it).
+	startPusher func()
+	pushMu      sync.Mutex // guards pushers: the loop starts them, each ends itself
+	pushers     int        // pushers running, at most pushWorkers
 
 	mu        sync.Mutex // guards cancelled: the loop adds, pushers check
 	cancelled map[chunkKey]struct{}
@@ -151,10 +159,38 @@ func (nb *neighbour) push(c *proto.Chunk) bool {
 		// A chunk tells the receiver we are alive as well as a STATUS does (it stamps
 		// lastHeard on arrival), so it spares the heartbeat.
 		nb.lastSent = time.Now()
+		nb.pushMu.Lock()
+		start := nb.pushers < pushWorkers && nb.startPusher != nil
+		if start {
+			nb.pushers++
+		}
+		nb.pushMu.Unlock()
+		if start {
+			nb.startPusher()
+		}
 		return true
 	default:
 		return false
 	}
+}
+
+// pusherIdle ends a pusher that found the queue empty, unless a chunk was queued since: push
+// counts pushers under the same lock after it queued, so a chunk is never left without one.
+func (nb *neighbour) pusherIdle() bool {
+	nb.pushMu.Lock()
+	defer nb.pushMu.Unlock()
+	if len(nb.pushQueue) > 0 {
+		return false
+	}
+	nb.pushers--
+	return true
+}
+
+// pusherGone ends a pusher whose connection or node stopped.
+func (nb *neighbour) pusherGone() {
+	nb.pushMu.Lock()
+	nb.pushers--
+	nb.pushMu.Unlock()
 }
 
 func (nb *neighbour) cancel(k chunkKey) {
@@ -349,14 +385,13 @@ func (n *Node) acceptLoop(ctx context.Context) {
 // sees evConnUp before any event of the connection, because the goroutines start after the loop
 // took it.
 func (n *Node) startConn(ctx context.Context, nb *neighbour) {
+	// Pushers are started by the loop (neighbour.push), whose run the node's WaitGroup outlives.
+	nb.startPusher = func() { n.wg.Go(func() { n.pusher(ctx, nb) }) }
 	if !n.emit(ctx, evConnUp{nb: nb}) {
 		_ = nb.conn.CloseWithError(codeGoodbye, "shutting down")
 		return
 	}
 	n.wg.Go(func() { n.controlWriter(nb) })
-	for range pushWorkers {
-		n.wg.Go(func() { n.pusher(ctx, nb) })
-	}
 	n.wg.Go(func() { n.uniAcceptor(ctx, nb) })
 	n.wg.Go(func() {
 		err := n.controlReader(ctx, nb)
@@ -410,29 +445,36 @@ func (n *Node) controlWriter(nb *neighbour) {
 	}
 }
 
-// pusher writes queued chunks, each on its own unidirectional stream. Several run per connection
-// so one slow chunk does not hold back the next.
+// pusher writes queued chunks, each on its own unidirectional stream, until the queue is empty.
+// Up to pushWorkers run per connection (push starts them), so one slow chunk does not hold back
+// the next.
 func (n *Node) pusher(ctx context.Context, nb *neighbour) {
 	for {
+		if ctx.Err() != nil || nb.conn.Context().Err() != nil {
+			nb.pusherGone()
+			return
+		}
+		var q queuedPush
 		select {
-		case <-ctx.Done():
-			return
-		case <-nb.conn.Context().Done():
-			return
-		case q := <-nb.pushQueue:
-			c := q.c
-			if nb.takeCancelled(chunkKey{c.ID.Seq, c.ID.Index}) || n.tooOld(c.ID.Seq) {
-				continue
+		case q = <-nb.pushQueue:
+		default:
+			if nb.pusherIdle() {
+				return
 			}
-			// A chunk that waited past its deadline in our queue (our uplink is saturated) is
-			// dropped: the receiver repairs or falls back, and the chunks behind it catch up.
-			if time.Since(q.at) > pushDeadline {
-				n.stats.pushDropped.Add(1)
-				continue
-			}
-			if err := n.pushChunk(ctx, nb, c); err != nil {
-				n.log.Debug("push failed", "peer", nb.String(), "chunk", c.ID.String(), "error", err)
-			}
+			continue
+		}
+		c := q.c
+		if nb.takeCancelled(chunkKey{c.ID.Seq, c.ID.Index}) || n.tooOld(c.ID.Seq) {
+			continue
+		}
+		// A chunk that waited past its deadline in our queue (our uplink is saturated) is
+		// dropped: the receiver repairs or falls back, and the chunks behind it catch up.
+		if time.Since(q.at) > pushDeadline {
+			n.stats.pushDropped.Add(1)
+			continue
+		}
+		if err := n.pushChunk(ctx, nb, c); err != nil {
+			n.log.Debug("push failed", "peer", nb.String(), "chunk", c.ID.String(), "error", err)
 		}
 	}
 }

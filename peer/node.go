@@ -87,6 +87,7 @@ func New(cfg Config) (*Node, error) {
 		n.window = segwindow.New(segwindow.Config{
 			Stream:         cfg.Stream,
 			PlaylistLength: cfg.PlaylistLength,
+			Keep:           cfg.Keep,
 			TargetDuration: cfg.TargetDuration,
 		})
 	}

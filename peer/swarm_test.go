@@ -16,6 +16,7 @@ func TestSwarmDeliversEverySegmentMostlyPeerToPeer(t *testing.T) {
 	addrs := []string{o.root.Addr().String()}
 	for range 6 {
 		cfg := o.peerConfig(t, addrs...)
+		cfg.Keep = 10 // every segment from the joins to the end stays to be checked
 		n := startNode(t, cfg)
 		peers = append(peers, n)
 		addrs = append(addrs, n.Addr().String())
@@ -30,7 +31,7 @@ func TestSwarmDeliversEverySegmentMostlyPeerToPeer(t *testing.T) {
 		t.Fatal("origin did not finish playing")
 	}
 	// The newest segments may still be travelling; then every peer holds all of them.
-	const from = 5 // joining takes a moment; the window keeps 10 segments
+	const from = 5 // joining takes a moment; the window keeps 10 segments (Keep)
 	for _, n := range peers {
 		require.Eventually(t, func() bool { return allComplete(n, from, segments) }, 5*time.Second, 20*time.Millisecond,
 			"peer %s: %+v", n.PeerID()[:8], n.Stats())
@@ -89,7 +90,9 @@ func TestChildrenReparentWhenParentDiesMidStream(t *testing.T) {
 	var members []member
 	addrs := []string{o.root.Addr().String()}
 	for range 5 {
-		n, stop := startStoppableNode(t, o.peerConfig(t, addrs...))
+		cfg := o.peerConfig(t, addrs...)
+		cfg.Keep = 10 // every segment from the death to the end stays to be checked
+		n, stop := startStoppableNode(t, cfg)
 		members = append(members, member{n, stop})
 		addrs = append(addrs, n.Addr().String())
 	}

@@ -1,6 +1,7 @@
 package proto_test
 
 import (
+	"bytes"
 	"testing"
 	"time"
 
@@ -80,5 +81,37 @@ func BenchmarkParseMessage(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkReadChunk is a chunk read off its stream: one buffer of the frame's size (the chunk's
+// own from then on), the Chunk and its stream name.
+func BenchmarkReadChunk(b *testing.B) {
+	c := benchChunk()
+	c.Sign(testKey())
+	enc := c.Append(nil)
+	var r bytes.Reader
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		r.Reset(enc)
+		if _, err := proto.ReadChunk(&r); err != nil {
+			b.Fatal(err)
+		}
+	}
+	reportChunksPerSecond(b)
+}
+
+// BenchmarkChunkFrame is what each push to a child costs to get the bytes it sends.
+func BenchmarkChunkFrame(b *testing.B) {
+	c := benchChunk()
+	c.Sign(testKey())
+	parsed, _, err := proto.ParseChunk(c.Append(nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = parsed.Frame()
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // ReadMessage reads exactly one control message frame from r (a QUIC control stream) and parses
@@ -33,7 +34,11 @@ func ReadMessage(r io.Reader) (Message, error) {
 // callers that expect one frame per stream should check that the stream then ends.
 // Check the result with Verify before trusting it.
 func ReadChunk(r io.Reader) (*Chunk, error) {
-	buf := make([]byte, 3, chunkFixedLen+MaxStreamNameLen+segmentInfoLen)
+	// The header is read into a pooled buffer: its bytes are copied into the frame's own buffer
+	// below and never leave this function, so it goes back to the pool on every return.
+	head := chunkHeadPool.Get().(*[chunkHeadMax]byte)
+	defer chunkHeadPool.Put(head)
+	buf := head[:3]
 	if _, err := io.ReadFull(r, buf); err != nil {
 		return nil, err
 	}
@@ -67,6 +72,11 @@ func ReadChunk(r io.Reader) (*Chunk, error) {
 	c, _, err := ParseChunk(frame)
 	return c, err
 }
+
+// chunkHeadMax is the longest chunk header, everything before the data.
+const chunkHeadMax = chunkFixedLen + MaxStreamNameLen + segmentInfoLen
+
+var chunkHeadPool = sync.Pool{New: func() any { return new([chunkHeadMax]byte) }}
 
 // noEOF turns a clean end of input inside a frame into io.ErrUnexpectedEOF.
 func noEOF(err error) error {
