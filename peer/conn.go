@@ -32,8 +32,10 @@ const (
 	pushWorkers = 4
 	// pushQueueLen bounds the chunks queued for one neighbour. A push waits at most pushDeadline
 	// in the queue, and 256 chunks of 8 KiB are over 2 s of an 8 Mbit/s stream.
-	pushQueueLen     = 256
-	controlQueueLen  = 1024
+	pushQueueLen    = 256
+	controlQueueLen = 256
+	// maxControlBatch bounds the bytes of queued control messages written at once.
+	maxControlBatch  = 16 << 10
 	chunkReadTimeout = 5 * time.Second
 	// maxUniStreams is how many chunk streams a neighbour may have open towards us at once
 	// (quic-go grants a new one as each ends); a sender has pushWorkers in flight.
@@ -135,7 +137,7 @@ type neighbour struct {
 func (nb *neighbour) String() string { return fmt.Sprintf("%x@%s", nb.peerID[:4], nb.addr) }
 
 // send queues a control message without blocking the loop. A neighbour that cannot take a
-// thousand queued messages is hopelessly slow; it is cut off.
+// few hundred queued messages (seconds of them) is hopelessly slow; it is cut off.
 func (nb *neighbour) send(m proto.Message) {
 	nb.lastSent = time.Now()
 	select {
@@ -423,24 +425,43 @@ func (n *Node) controlReader(ctx context.Context, nb *neighbour) error {
 	}
 }
 
-// controlWriter writes queued control messages. It stops when the connection closes, not when
-// the node's context ends, so the GOODBYE queued at shutdown still goes out.
+// controlWriter writes queued control messages. Whatever is queued when it wakes goes out in
+// one write (HAVEs, STATUS and CANCELs of one loop pass share packets, and each packet costs a
+// syscall and an ACK). It stops when the connection closes, not when the node's context ends,
+// so the GOODBYE queued at shutdown still goes out.
 func (n *Node) controlWriter(nb *neighbour) {
 	defer close(nb.writerDone)
+	buf := make([]byte, 0, 1024)
 	for {
+		var m proto.Message
 		select {
 		case <-nb.conn.Context().Done():
 			return
-		case m := <-nb.ctrlQueue:
-			_ = nb.ctrl.SetWriteDeadline(time.Now().Add(2 * time.Second))
-			if err := writeMessage(nb.ctrl, m); err != nil {
-				_ = nb.conn.CloseWithError(codeGoodbye, "control write failed")
-				return
+		case m = <-nb.ctrlQueue:
+		}
+		buf = m.Append(buf[:0])
+		_, bye := m.(*proto.Goodbye)
+		for !bye && len(buf) < maxControlBatch {
+			select {
+			case m = <-nb.ctrlQueue:
+				buf = m.Append(buf)
+				_, bye = m.(*proto.Goodbye)
+				continue
+			default:
 			}
-			if _, bye := m.(*proto.Goodbye); bye {
-				_ = nb.ctrl.Close()
-				return
-			}
+			break
+		}
+		_ = nb.ctrl.SetWriteDeadline(time.Now().Add(2 * time.Second))
+		if _, err := nb.ctrl.Write(buf); err != nil {
+			_ = nb.conn.CloseWithError(codeGoodbye, "control write failed")
+			return
+		}
+		if bye {
+			_ = nb.ctrl.Close()
+			return
+		}
+		if cap(buf) > 4*maxControlBatch {
+			buf = make([]byte, 0, 1024) // one large HAVE does not pin a large buffer
 		}
 	}
 }
