@@ -77,6 +77,7 @@ loadtest: build
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./proto ./origin ./segwindow ./internal/...
+	$(GO) test -run '^$$' -bench ChunkPath -benchtime 2s ./peer
 
 # The mesh against the floor (a bare quic-go relay tree of as many nodes, same bitrate, loopback
 # UDP), in one run: the report's "floor" line gives the ratio of their CPU and the RSS per peer.
