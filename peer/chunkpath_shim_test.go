@@ -12,7 +12,7 @@ func chunkFrame(c *proto.Chunk) []byte { return c.Frame() }
 
 // writeSegment is what the local HLS server writes for a segment (segwindow.Server).
 func writeSegment(w io.Writer, win *segwindow.Window, seq uint64) {
-	parts, _, _ := win.SegmentParts(seq)
+	parts, _, _ := win.SegmentBuffers(seq)
 	for _, p := range parts {
 		_, _ = w.Write(p)
 	}
