@@ -130,6 +130,14 @@ func (w *Window) llPlaylist() ([]byte, llEdge, bool) {
 	return body, edge, true
 }
 
+// PartTarget is the LL playlist's PART-TARGET so far: the longest part it listed (0 before it
+// listed any).
+func (w *Window) PartTarget() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.ll.partTarget
+}
+
 // Init returns the fMP4 init segment of the LL playlist's segments, derived from the oldest
 // listed segment that yields one (the stream's SPS, PPS and AAC configuration, which a
 // publishing session does not change). The bytes are shared: do not modify them.

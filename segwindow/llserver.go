@@ -81,6 +81,21 @@ func parseBlockQuery(q url.Values) (blockRequest, error) {
 	return r, nil
 }
 
+// PartWait is what an LL-HLS request waits for: part Part of segment Seq (Part < 0: the whole
+// segment), with the LL playlist's PART-TARGET so far (0 before any part was listed).
+type PartWait struct {
+	Seq        uint64
+	Part       int
+	PartTarget time.Duration
+}
+
+// partWait tells ServerOptions.OnPartWait that a request for c's stream waits for part of seq.
+func (s *Server) partWait(c *echo.Context, w *Window, seq uint64, part int) {
+	if s.opts.OnPartWait != nil {
+		s.opts.OnPartWait(c.Param("stream"), PartWait{Seq: seq, Part: part, PartTarget: w.PartTarget()})
+	}
+}
+
 // covered reports whether the playlist at edge answers r.
 func (r blockRequest) covered(e llEdge) bool {
 	if r.part < 0 {
@@ -104,6 +119,9 @@ func (s *Server) serveLLPlaylist(c *echo.Context) error {
 	if req.block {
 		if msn, _, ok := w.LLEdge(); ok && req.msn > msn+msnAheadLimit {
 			return jsonError(c, http.StatusBadRequest, fmt.Sprintf("%s=%d is more than %d segments past the playlist's last (%d)", queryMSN, req.msn, msnAheadLimit, msn))
+		}
+		if msn, part, ok := w.LLEdge(); !ok || !req.covered(llEdge{msn: msn, part: part}) {
+			s.partWait(c, w, req.msn, req.part)
 		}
 		err := s.await(c.Request().Context(), w, func() (bool, error) {
 			msn, part, ok := w.LLEdge()
@@ -170,6 +188,7 @@ func (s *Server) serveFMP4(c *echo.Context, file string) error {
 	}
 	body, err := w.Part(seq, part)
 	if errors.Is(err, ErrPartNotYet) && nextParts(w, seq, part) {
+		s.partWait(c, w, seq, part)
 		werr := s.await(c.Request().Context(), w, func() (bool, error) {
 			body, err = w.Part(seq, part)
 			return !errors.Is(err, ErrPartNotYet), nil

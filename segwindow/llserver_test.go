@@ -280,3 +280,37 @@ func TestShutdownEndsBlockedRequests(t *testing.T) {
 		f.srv.Shutdown() // twice is fine
 	})
 }
+
+// TestWaitingRequestsSayWhatThePlayerWaitsFor: a blocking reload and a request for the
+// preload-hinted part tell OnPartWait which part they wait for (a peer fetches that part from the
+// CDN when the swarm is late); a request the window answers at once tells nothing.
+func TestWaitingRequestsSayWhatThePlayerWaitsFor(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var waits []PartWait
+		f := newLLFixture(t, 50, ServerOptions{OnPartWait: func(stream string, w PartWait) {
+			require.Equal(t, testStream, stream)
+			waits = append(waits, w)
+		}})
+		rec := httptest.NewRecorder()
+		f.e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, llPath("?_HLS_msn=13&_HLS_part=1"), nil))
+		require.Equal(t, http.StatusOK, rec.Code)
+		require.Empty(t, waits, "part 13.1 is listed: nobody waits")
+
+		reload := f.start(llPath("?_HLS_msn=13&_HLS_part=2"))
+		hinted := f.start("/live/" + testStream + "/13.2.mp4")
+		whole := f.start(llPath("?_HLS_msn=13"))
+		synctest.Wait()
+		require.ElementsMatch(t, []PartWait{
+			{Seq: 13, Part: 2, PartTarget: 200 * time.Millisecond},
+			{Seq: 13, Part: 2, PartTarget: 200 * time.Millisecond},
+			{Seq: 13, Part: -1, PartTarget: 200 * time.Millisecond},
+		}, waits)
+		for len(f.rest) > 0 {
+			f.addUntilPartEnd(t, whole)
+		}
+		synctest.Wait()
+		for _, done := range []<-chan *httptest.ResponseRecorder{reload, hinted, whole} {
+			require.Equal(t, http.StatusOK, (<-done).Code)
+		}
+	})
+}

@@ -39,6 +39,11 @@ type ServerOptions struct {
 	// OnSegment is called after a whole segment was sent in answer to a GET, with its number
 	// and description: a player took it (the peer follows its player's buffer with it).
 	OnSegment func(stream string, seq uint64, meta SegmentMeta)
+	// OnPartWait is called when an LL-HLS request is about to wait for what the window does
+	// not hold yet (a blocking playlist reload, a request for the preload-hinted part): what a
+	// player needs next. An LL player fetches parts, not segments, so this is how a peer learns
+	// which part its player is blocked on and can fetch it from the CDN in time.
+	OnPartWait func(stream string, want PartWait)
 	// WaitForFirst holds a playlist request for up to this long while the window has no
 	// complete segment yet, instead of answering 404 at once. Players (ffplay, VLC, hls.js) give
 	// up on a 404 for the first playlist, and a peer that has just started is seconds from its
