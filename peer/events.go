@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"errors"
 	"time"
 
 	"github.com/crowdsurf/crowdsurf/proto"
@@ -99,6 +100,11 @@ func (ev evFetchDone) apply(l *loop) {
 	l.fetches.requests[ev.seq] += ev.requests
 	l.fetches.last[ev.seq] = l.now
 	l.fetches.attempts[ev.seq]++
+	if errors.Is(ev.err, ErrNotFound) {
+		l.fetches.notFound[ev.seq]++
+	} else {
+		delete(l.fetches.notFound, ev.seq)
+	}
 	if ev.err != nil {
 		l.n.log.Debug("fallback fetch failed", "seq", ev.seq, "error", ev.err)
 	}

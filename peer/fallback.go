@@ -30,6 +30,9 @@ type fetchState struct {
 	attempts map[uint64]int
 	requests map[uint64]int
 	fromHTTP map[uint64]bool
+	// notFound counts the fetches in a row that ended at a 404 (ErrNotFound): the part fallback
+	// backs off on them.
+	notFound map[uint64]int
 }
 
 func newFetchState() fetchState {
@@ -39,6 +42,7 @@ func newFetchState() fetchState {
 		attempts: make(map[uint64]int),
 		requests: make(map[uint64]int),
 		fromHTTP: make(map[uint64]bool),
+		notFound: make(map[uint64]int),
 	}
 }
 
@@ -49,6 +53,7 @@ func (f *fetchState) prune(low uint64) {
 	maps.DeleteFunc(f.attempts, func(seq uint64, _ int) bool { return old(seq) })
 	maps.DeleteFunc(f.requests, func(seq uint64, _ int) bool { return old(seq) })
 	maps.DeleteFunc(f.fromHTTP, func(seq uint64, _ bool) bool { return old(seq) })
+	maps.DeleteFunc(f.notFound, func(seq uint64, _ int) bool { return old(seq) })
 }
 
 // ErrNotFound means the origin does not have (yet, or any more) what we asked for.
@@ -74,6 +79,9 @@ type fetchJob struct {
 	whole bool
 	// budget is the most HTTP requests the job may make (cdnBudget).
 	budget int
+	// untilPart: the tail walk stops once the segment holds part untilPart whole (the part an LL
+	// player waits for; llfallback.go); < 0: at the segment's last chunk.
+	untilPart int
 }
 
 // maxBundle bounds the body of a whole-segment fetch: a 6 s segment at 40 Mbit/s.
@@ -161,25 +169,31 @@ func (n *Node) runFetch(ctx context.Context, job fetchJob) {
 	}
 	if job.tailFrom >= 0 {
 		for idx := uint32(job.tailFrom); ; idx++ {
-			if c, ok := n.window.Chunk(job.seq, idx); ok {
-				if c.Last() {
+			c, ok := n.window.Chunk(job.seq, idx)
+			if !ok {
+				if !r.take() {
 					break
 				}
-				continue
+				var err error
+				if c, err = n.fetchChunk(ctx, job, idx); err != nil {
+					r.fail(err)
+					break
+				}
 			}
-			if !r.take() {
-				break
-			}
-			c, err := n.fetchChunk(ctx, job, idx)
-			if err != nil {
-				r.fail(err)
-				break
-			}
-			if c.Last() {
+			if c.Last() || n.partWhole(job, idx) {
 				break
 			}
 		}
 	}
+}
+
+// partWhole says whether the segment of job holds the part the job is for, up to chunk idx.
+func (n *Node) partWhole(job fetchJob, idx uint32) bool {
+	if job.untilPart < 0 {
+		return false
+	}
+	ends, _, ok := n.partsEndedThrough(job.seq, idx)
+	return ok && ends > job.untilPart
 }
 
 func (n *Node) fetchChunk(ctx context.Context, job fetchJob, idx uint32) (*proto.Chunk, error) {

@@ -37,7 +37,9 @@ func (n *Node) httpServer() *http.Server {
 		OnSegment: func(_ string, seq uint64, meta segwindow.SegmentMeta) {
 			n.playback.served(seq, meta.Duration, time.Now())
 		},
-		NotReady: func(string) (string, time.Duration) { return n.notReady(time.Now()) },
+		// An LL player fetches parts, not segments: what it blocks on is what it needs next.
+		OnPartWait: func(_ string, w segwindow.PartWait) { n.partWaits.waiting(w, time.Now()) },
+		NotReady:   func(string) (string, time.Duration) { return n.notReady(time.Now()) },
 	})
 	hls.Register(e)
 	webui.RegisterPlayer(e, webui.PlayerConfig{Role: webui.RolePeer, Stream: n.cfg.Stream, TrackerURL: n.cfg.TrackerURL})

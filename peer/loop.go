@@ -125,6 +125,9 @@ type loop struct {
 	haves    haveState      // HAVEs to send and chunks neighbours claim we miss (have.go)
 	repairs  repairState    // REQUESTs out and their history (repair.go)
 	fetches  fetchState     // the CDN path's jobs and budgets (fallback.go)
+	// llWait is what the local LL-HLS player waits for, read once per fallback scan
+	// (llfallback.go).
+	llWait llWait
 
 	joinedAt        time.Time
 	joining         bool
@@ -227,7 +230,9 @@ func (l *loop) tick() {
 		l.maintainStripes()
 		if l.ticks%repairEvery == 0 {
 			l.repair()
+			l.llWait = l.llPlayerWait()
 			l.fallback(ctx)
+			l.partFallback(ctx)
 		}
 		l.updateJoining()
 	}

@@ -52,6 +52,7 @@ type Node struct {
 	hello        atomic.Pointer[proto.Hello] // what we say in HELLO now; the loop updates it
 	topology     atomic.Pointer[topology]    // the loop's view for Stats and the tracker
 	playback     playback                    // the local player's buffer, as its segment requests tell
+	partWaits    partWaits                   // what the local LL-HLS player waits for (llfallback.go)
 	wantPlaylist atomic.Bool                 // the loop wants the origin playlist polled
 	originHTTP   atomic.Pointer[string]      // base URL of the CDN path, once known
 	reflexive    atomic.Pointer[Reflexive]   // what the observers last saw; reachability.go

@@ -242,6 +242,11 @@ func (l *loop) fallback(ctx context.Context) {
 		if l.joining && seq < l.timeline.newest || l.playerNeedsSoon(seq) {
 			delay = joinFallbackDelay
 		}
+		if pt, blocked := l.llPlayerBlockedBehind(seq); blocked {
+			// The local LL player waits for a part after this segment: one part target after the
+			// swarm moved on (llfallback.go), not three quarters of a segment.
+			delay = min(delay, pt)
+		}
 		if !fallbackDue(prog, l.now, delay, fetchRetry) {
 			continue
 		}
@@ -270,7 +275,7 @@ func (l *loop) fallback(ctx context.Context) {
 		}
 		l.fetches.running[seq] = true
 		job := fetchJob{base: l.originHTTP, stream: l.cfg.Stream, seq: seq, indexes: want, tailFrom: tail,
-			whole: !slices.Contains(st.Have, true), budget: budget}
+			whole: !slices.Contains(st.Have, true), budget: budget, untilPart: -1}
 		l.n.wg.Go(func() { l.n.runFetch(ctx, job) })
 	}
 }

@@ -57,6 +57,8 @@ type Stats struct {
 	ParentsWithheld int64 `json:"parents_withheld"`
 	FalseHaves      int64 `json:"false_haves"`
 	CDNRequests     int64 `json:"cdn_requests"`
+	// PartFetches counts CDN fetches started for a part the local LL-HLS player waited on.
+	PartFetches int64 `json:"part_fetches"`
 	// LoopLags counts ticks that ran far behind schedule: the node itself was starved.
 	LoopLags int64 `json:"loop_lags"`
 	// Dials counts connections we started, DialsFailed those that never completed the
@@ -94,7 +96,7 @@ type counters struct {
 	requests, requestsServed, requestsRefused, pushDropped, publishDropped, bitrate atomic.Int64
 	parentDials, evicted, parentsSilent, loopLags                                   atomic.Int64
 	dials, dialsFailed, connsUp, connsDown                                          atomic.Int64
-	parentsWithheld, falseHaves, cdnRequests                                        atomic.Int64
+	parentsWithheld, falseHaves, cdnRequests, partFetches                           atomic.Int64
 	punchesAttempted, punchesSucceeded, punchOrders, punchesReceived                atomic.Int64
 }
 
@@ -171,6 +173,7 @@ func (n *Node) Stats() Stats {
 		ParentsWithheld:      n.stats.parentsWithheld.Load(),
 		FalseHaves:           n.stats.falseHaves.Load(),
 		CDNRequests:          n.stats.cdnRequests.Load(),
+		PartFetches:          n.stats.partFetches.Load(),
 		LoopLags:             n.stats.loopLags.Load(),
 		Dials:                n.stats.dials.Load(),
 		DialsFailed:          n.stats.dialsFailed.Load(),
