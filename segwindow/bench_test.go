@@ -71,7 +71,7 @@ func BenchmarkDerivePart(b *testing.B) {
 	b.SetBytes(int64(len(seg.data) - start))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := derivePart(seg.data, start, 1, 9); err != nil {
+		if _, err := derivePart(seg.data, start, 1, 9, clockHint{}); err != nil {
 			b.Fatal(err)
 		}
 	}

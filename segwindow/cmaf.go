@@ -33,7 +33,49 @@ const (
 type cmafPart struct {
 	body        []byte // moof + mdat
 	duration    time.Duration
-	independent bool // its first video sample is an IDR (audio-only: always)
+	independent bool    // its first video sample is an IDR (audio-only: always)
+	clock       tsClock // how its segment's timestamps became decode times
+}
+
+// tsClock places a segment's 33-bit MPEG-TS timestamps (they wrap every 2^33 ticks, 26.5 h) on
+// the 64-bit decode timeline of fMP4: the segment's first timestamp, origin, is decode time
+// base, and every other one is read as a signed distance from it, so a wrap inside a segment
+// costs nothing and a segment continues its predecessor's timeline across a wrap.
+type tsClock struct {
+	origin int64
+	base   uint64
+}
+
+// at is the decode time of ts (90 kHz), never below 0.
+func (c tsClock) at(ts int64) uint64 {
+	d := (ts - c.origin) & timestampMask
+	if d > timestampMask/2 {
+		d -= timestampMask + 1 // before origin
+	}
+	if d < 0 && uint64(-d) > c.base {
+		return 0
+	}
+	return uint64(int64(c.base) + d)
+}
+
+// clockHint is what a part's derivation knows of its segment's clock: its own (another part of
+// the segment was derived: every part uses the same) or the previous segment's of the same
+// timeline, to continue from. With neither, the timeline starts at this segment for this node
+// and decode times start at its raw timestamps.
+type clockHint struct {
+	own, prev *tsClock
+}
+
+// resolve returns the segment's clock; first is the segment's first timestamp.
+func (h clockHint) resolve(first int64) tsClock {
+	switch {
+	case h.own != nil:
+		return *h.own
+	case h.prev != nil:
+		return tsClock{origin: first, base: h.prev.at(first)}
+	default:
+		return tsClock{origin: first, base: uint64(first)}
+	}
 }
 
 // trackIDs numbers the tracks of the init segment and of every part: video first.
@@ -123,23 +165,27 @@ func findAACConfig(prog tsProgram, pes []tsPES) (*mpeg4audio.AudioSpecificConfig
 
 // derivePart builds part number n of segment seq, which spans seg[start:]: seg is the
 // segment's bytes up to the part's end.
-func derivePart(seg []byte, start int, seq uint64, n int) (part cmafPart, err error) {
+func derivePart(seg []byte, start int, seq uint64, n int, clock clockHint) (part cmafPart, err error) {
 	defer recoverBadTS(&err)
-	return remuxPart(seg, start, seq, n)
+	return remuxPart(seg, start, seq, n, clock)
 }
 
 // remuxPart is derivePart without the safety net, so fuzzing sees any panic.
-func remuxPart(seg []byte, start int, seq uint64, n int) (part cmafPart, err error) {
+func remuxPart(seg []byte, start int, seq uint64, n int, clock clockHint) (part cmafPart, err error) {
 	prog, pes, err := demuxTS(seg, start)
 	if err != nil {
 		return cmafPart{}, err
 	}
+	if len(pes) == 0 {
+		return cmafPart{}, fmt.Errorf("%w: part %d of segment %d has no PES packet", errBadTS, n, seq)
+	}
+	part.clock = clock.resolve(pes[0].dts)
 	videoID, audioID := trackIDs(prog)
 	out := fmp4.Part{SequenceNumber: uint32(seq)*1000 + uint32(n)}
 	var timescale, total uint64
 
 	if videoID != 0 {
-		track, independent, err := videoSamples(prog, pes)
+		track, independent, err := videoSamples(prog, pes, part.clock)
 		if err != nil {
 			return cmafPart{}, err
 		}
@@ -151,7 +197,7 @@ func remuxPart(seg []byte, start int, seq uint64, n int) (part cmafPart, err err
 		}
 	}
 	if audioID != 0 {
-		track, rate, err := audioSamples(prog, pes)
+		track, rate, err := audioSamples(prog, pes, part.clock)
 		if err != nil {
 			return cmafPart{}, err
 		}
@@ -180,7 +226,7 @@ func remuxPart(seg []byte, start int, seq uint64, n int) (part cmafPart, err err
 // the next one; the last one as long as the one before it (the origin ends a part when the next
 // access unit arrives, so a constant frame rate gets exact durations), which may lie before the
 // part.
-func videoSamples(prog tsProgram, pes []tsPES) (*fmp4.PartTrack, bool, error) {
+func videoSamples(prog tsProgram, pes []tsPES, clock tsClock) (*fmp4.PartTrack, bool, error) {
 	type frame struct {
 		pts, dts int64
 		au       [][]byte
@@ -216,7 +262,7 @@ func videoSamples(prog tsProgram, pes []tsPES) (*fmp4.PartTrack, bool, error) {
 	if len(frames) == 0 {
 		return nil, false, nil
 	}
-	track := &fmp4.PartTrack{BaseTime: uint64(frames[0].dts)}
+	track := &fmp4.PartTrack{BaseTime: clock.at(frames[0].dts)}
 	for i, f := range frames {
 		var dur int64
 		switch {
@@ -254,7 +300,7 @@ func videoSamples(prog tsProgram, pes []tsPES) (*fmp4.PartTrack, bool, error) {
 // each; Opus: as long as its packet says), in the timescale of the stream's sample rate. When a
 // PES starts later than the frames before it end (the publisher dropped audio), the last frame
 // before it stretches to it, so audio stays where its timestamps say.
-func audioSamples(prog tsProgram, pes []tsPES) (*fmp4.PartTrack, int, error) {
+func audioSamples(prog tsProgram, pes []tsPES, clock tsClock) (*fmp4.PartTrack, int, error) {
 	type group struct {
 		start  uint64 // in the sample rate's timescale
 		frames []audioFrame
@@ -276,7 +322,7 @@ func audioSamples(prog tsProgram, pes []tsPES) (*fmp4.PartTrack, int, error) {
 		} else if r != rate {
 			return nil, 0, fmt.Errorf("%w: audio sample rate changes from %d to %d", errBadTS, rate, r)
 		}
-		groups = append(groups, group{start: uint64(p.pts) * uint64(rate) / tsClockRate, frames: frames})
+		groups = append(groups, group{start: clock.at(p.pts) * uint64(rate) / tsClockRate, frames: frames})
 	}
 	if len(groups) == 0 {
 		return nil, 0, nil

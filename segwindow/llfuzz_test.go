@@ -38,7 +38,7 @@ func FuzzRemux(f *testing.F) {
 		} else {
 			require.NotEmpty(t, init.body)
 		}
-		part, err := remuxPart(b, start, 1, 0)
+		part, err := remuxPart(b, start, 1, 0, clockHint{})
 		if err != nil {
 			require.ErrorIs(t, err, errBadTS)
 			return

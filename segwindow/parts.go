@@ -74,6 +74,23 @@ func (s *segment) prefix(end int, lastChunk uint32) []byte {
 	return b
 }
 
+// clockHint is what deriving a part of s knows of its clock (cmaf.go's tsClock): its own, once
+// a part of it was derived, else the previous segment's when that one is held in the same
+// timeline. needPrev asks the caller to derive a part of prev (seq prevSeq) first, when prev is
+// of the same timeline and has no clock yet. Called with mu held.
+func (s *segment) clockHint(prev *segment) (h clockHint, prevSeq uint64, needPrev bool) {
+	if s.clock != nil {
+		return clockHint{own: s.clock}, 0, false
+	}
+	if s.seq == 0 || prev == nil || s.disc || s.gapBefore || prev.abandoned || prev.broken {
+		return clockHint{}, 0, false // a new timeline, or nothing to continue from here
+	}
+	if prev.clock != nil {
+		return clockHint{prev: prev.clock}, 0, false
+	}
+	return clockHint{}, prev.seq, true
+}
+
 // partsFinal reports whether the segment's part list can no longer grow.
 func (s *segment) partsFinal() bool { return s.complete || s.abandoned || s.broken }
 
@@ -119,12 +136,20 @@ func (w *Window) part(seq uint64, n int) (cmafPart, error) {
 	}
 	r := ranges[n]
 	seg := s.prefix(r.end, r.lastChunk)
+	clock, prevSeq, needPrev := s.clockHint(w.segs[seq-1])
 	w.mu.Unlock()
+	if needPrev {
+		// The previous segment of the timeline never had a part derived here: derive its first,
+		// which fixes its clock (recursively back to the oldest held), so this one continues it.
+		if p, err := w.part(prevSeq, 0); err == nil {
+			clock.prev = &p.clock
+		}
+	}
 
 	// Derived outside the lock: a part takes a fraction of a millisecond to a few, and chunks
 	// keep arriving meanwhile. Two requests may derive the same part at once; they get the
 	// same bytes, and the first stored wins.
-	p, err := derivePart(seg, r.start, seq, n)
+	p, err := derivePart(seg, r.start, seq, n, clock)
 	if err != nil {
 		err = fmt.Errorf("segment %d part %d: %w", seq, n, err)
 	}
@@ -138,6 +163,9 @@ func (w *Window) part(seq uint64, n int) (cmafPart, error) {
 	}
 	if s.derived[n] == nil {
 		s.derived[n] = &derivedPart{cmafPart: p, err: err}
+		if err == nil && s.clock == nil {
+			s.clock = &p.clock
+		}
 	}
 	return s.derived[n].cmafPart, s.derived[n].err
 }

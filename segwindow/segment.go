@@ -32,6 +32,9 @@ type segment struct {
 	// derived caches the LL-HLS parts derived so far, by part number (see parts.go); it goes
 	// with the segment when the segment leaves the window.
 	derived []*derivedPart
+	// clock maps the segment's MPEG-TS timestamps to fMP4 decode times (cmaf.go), fixed by the
+	// first part derived, so all its parts and the next segment agree.
+	clock *tsClock
 }
 
 func newSegment(seq uint64, now time.Time) *segment {
