@@ -15,7 +15,9 @@ import (
 //	/live/STREAM/SEQ/INDEX.chunk     one signed chunk frame
 //	/live/STREAM/SEQ/all.chunks      every chunk frame of a complete segment (AllChunks)
 //	/live/STREAM/ll.m3u8             the LL-HLS playlist (fMP4 segments and parts)
-//	/live/STREAM/init.mp4            the fMP4 init segment
+//	/live/STREAM/init.mp4            the fMP4 init segment of the oldest listed segment
+//	/live/STREAM/init-D.mp4          the init segment of timeline D (the discontinuity sequence
+//	                                 number: a publisher reconnect may change SPS/PPS)
 //	/live/STREAM/SEQ.mp4             a whole complete segment as fMP4 (its parts back to back)
 //	/live/STREAM/SEQ.PART.mp4        one LL-HLS part (PART counts from 0 within the segment)
 //	/live/STREAM/master.m3u8         a multivariant playlist naming index.m3u8 and ll.m3u8
@@ -32,6 +34,30 @@ const (
 	chunkExt   = ".chunk"
 	fmp4Ext    = ".mp4"
 )
+
+// initPrefix starts the file name of a timeline's init segment.
+const initPrefix = "init-"
+
+// InitURI is the URI of timeline d's init segment as the LL playlist's EXT-X-MAP names it: d is
+// the discontinuity sequence number of the timeline's segments.
+func InitURI(d uint64) string { return initPrefix + strconv.FormatUint(d, 10) + fmp4Ext }
+
+// ParseInitURI reads a timeline's init segment file name, written as InitURI writes it.
+func ParseInitURI(name string) (uint64, bool) {
+	text, ok := strings.CutPrefix(name, initPrefix)
+	if !ok {
+		return 0, false
+	}
+	text, ok = strings.CutSuffix(text, fmp4Ext)
+	if !ok {
+		return 0, false
+	}
+	d, ok := parseDecimal(text)
+	if !ok || InitURI(d) != name {
+		return 0, false
+	}
+	return d, true
+}
 
 // LLPlaylistPath is the LL-HLS playlist's path.
 func LLPlaylistPath(stream string) string { return StreamPath(stream) + "/" + LLPlaylistFile }

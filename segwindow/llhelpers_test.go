@@ -39,6 +39,7 @@ type tsSpec struct {
 	audio      bool
 	firstPTS   int64 // in 90 kHz
 	frameBytes int   // default 200
+	sps        []byte // default llTestSPS
 }
 
 // muxTS writes the segment with mediacommon's MPEG-TS writer, as the origin does.
@@ -66,7 +67,11 @@ func muxTS(t testing.TB, s tsSpec) tsSegment {
 		au := [][]byte{body}
 		if i == 0 {
 			body[0] = byte(h264.NALUTypeIDR) | 0x60
-			au = [][]byte{llTestSPS, llTestPPS, body}
+			sps := llTestSPS
+			if s.sps != nil {
+				sps = s.sps
+			}
+			au = [][]byte{sps, llTestPPS, body}
 		} else {
 			body[0] = byte(h264.NALUTypeNonIDR) | 0x40
 		}

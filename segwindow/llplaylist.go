@@ -3,6 +3,7 @@ package segwindow
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"strconv"
 	"time"
 )
@@ -39,13 +40,17 @@ type llCache struct {
 
 	initSeq uint64
 	init    *cmafInit
+	// inits holds the init segment of each timeline (TimelineInit), by discontinuity sequence
+	// number; those before the playlist's first are dropped.
+	inits map[uint64]*cmafInit
 }
 
 // llSegment is what rendering needs of one listed segment.
 type llSegment struct {
-	seg   *segment
-	meta  SegmentMeta
-	disc  bool
+	seg      *segment
+	meta     SegmentMeta
+	disc     bool
+	timeline uint64 // its discontinuity sequence number: names its init segment
 	after time.Duration // how much of the listed segments follows this one
 	parts []cmafPart    // derived for the segments that may list parts
 }
@@ -76,10 +81,6 @@ func (w *Window) llPlaylist() ([]byte, llEdge, bool) {
 	}
 	target := time.Duration(w.targetSecs) * time.Second
 	edge, inProgressSeg, _ := w.edge()
-	var inProgress *llInProgress
-	if inProgressSeg != nil {
-		inProgress = &llInProgress{seq: inProgressSeg.seq, disc: inProgressSeg.disc}
-	}
 	discSeq := w.discBefore
 	segs := make([]llSegment, len(list))
 	var after time.Duration // duration of the listed segments after segs[i]
@@ -87,6 +88,20 @@ func (w *Window) llPlaylist() ([]byte, llEdge, bool) {
 		s := list[i]
 		segs[i] = llSegment{seg: s, meta: s.meta(), disc: s.discontinuity(), after: after}
 		after += s.info.Duration
+	}
+	timeline := discSeq
+	for i := range segs {
+		if segs[i].disc {
+			timeline++
+		}
+		segs[i].timeline = timeline
+	}
+	var inProgress *llInProgress
+	if inProgressSeg != nil {
+		inProgress = &llInProgress{seq: inProgressSeg.seq, disc: inProgressSeg.disc, timeline: timeline}
+		if inProgressSeg.disc {
+			inProgress.timeline++
+		}
 	}
 	w.mu.Unlock()
 
@@ -181,6 +196,66 @@ func (w *Window) cmafInit() (*cmafInit, error) {
 	return nil, fmt.Errorf("segment %d: %w", list[0].seq, err)
 }
 
+// TimelineInit returns the init segment of timeline d (the discontinuity sequence number the LL
+// playlist gives its segments; InitURI), derived from its oldest listed segment that yields one,
+// or from the first part of the segment in progress when that one starts the timeline. Errors:
+// ErrPartNotYet while nothing of the timeline is there yet, ErrNoSuchPart once it left the
+// playlist. The bytes are shared: do not modify them.
+func (w *Window) TimelineInit(d uint64) ([]byte, error) {
+	w.mu.Lock()
+	list := w.listed()
+	if len(list) == 0 {
+		w.mu.Unlock()
+		return nil, ErrPartNotYet
+	}
+	w.advanceFloor(list[0].seq)
+	if init, ok := w.ll.inits[d]; ok {
+		w.mu.Unlock()
+		return init.body, nil
+	}
+	var sources [][]byte // the timeline's segments' bytes (complete: never change)
+	timeline := w.discBefore
+	for _, s := range list {
+		if s.discontinuity() {
+			timeline++
+		}
+		if timeline == d {
+			sources = append(sources, s.data)
+		}
+	}
+	if next := w.segs[list[len(list)-1].seq+1]; next != nil && !next.partsFinal() {
+		if next.discontinuity() {
+			timeline++
+		}
+		if r := next.partRanges(); timeline == d && len(r) > 0 {
+			sources = append(sources, next.prefix(r[0].end, r[0].lastChunk))
+		}
+	}
+	low := w.discBefore
+	w.mu.Unlock()
+	if len(sources) == 0 {
+		if d < low {
+			return nil, ErrNoSuchPart
+		}
+		return nil, ErrPartNotYet
+	}
+	var err error
+	for _, b := range sources {
+		var init cmafInit
+		if init, err = deriveInit(b); err == nil {
+			w.mu.Lock()
+			defer w.mu.Unlock()
+			if w.ll.inits == nil {
+				w.ll.inits = make(map[uint64]*cmafInit)
+			}
+			maps.DeleteFunc(w.ll.inits, func(k uint64, _ *cmafInit) bool { return k < w.discBefore })
+			w.ll.inits[d] = &init
+			return init.body, nil
+		}
+	}
+	return nil, fmt.Errorf("timeline %d: %w", d, err)
+}
+
 // MasterPlaylist renders the multivariant playlist: the MPEG-TS variant (index.m3u8) and the
 // LL-HLS one (ll.m3u8), the same rendition in two containers, with the bandwidth of the most
 // demanding listed segment and the codecs of the init segment. A stream with H.265 or Opus lists
@@ -235,8 +310,9 @@ type llHeader struct {
 
 // llInProgress is the segment whose parts are listed after the last whole segment.
 type llInProgress struct {
-	seq  uint64
-	disc bool
+	seq      uint64
+	disc     bool
+	timeline uint64
 }
 
 func renderLL(segs []llSegment, inProgress *llInProgress, current []cmafPart, edge llEdge, h llHeader) []byte {
@@ -251,11 +327,16 @@ func renderLL(segs []llSegment, inProgress *llInProgress, current []cmafPart, ed
 	if h.discSeq > 0 {
 		fmt.Fprintf(&b, "#EXT-X-DISCONTINUITY-SEQUENCE:%d\n", h.discSeq)
 	}
-	fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", InitFile)
+	// Each timeline has its own init segment: a publisher that reconnects may bring other
+	// parameter sets, and a player must not decode them with the old ones.
+	fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", InitURI(segs[0].timeline))
 	ended := false
-	for _, s := range segs {
+	for i, s := range segs {
 		if s.disc {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
+			if i > 0 {
+				fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", InitURI(s.timeline))
+			}
 		}
 		writeParts(&b, s.meta.Seq, s.parts)
 		// Right before EXTINF, after the parts: it dates the segment either way (RFC 8216bis),
@@ -273,6 +354,7 @@ func renderLL(segs []llSegment, inProgress *llInProgress, current []cmafPart, ed
 	if inProgress != nil {
 		if inProgress.disc {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
+			fmt.Fprintf(&b, "#EXT-X-MAP:URI=%q\n", InitURI(inProgress.timeline))
 		} else if last := segs[len(segs)-1].meta; !last.ProgramDateTime.IsZero() {
 			// The segment's own date-time travels on its last chunk; until then it is where
 			// the previous segment ends, which is how the origin dates it.

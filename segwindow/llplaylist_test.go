@@ -2,10 +2,14 @@ package segwindow
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/Eyevinn/hls-m3u8/m3u8"
+	"github.com/labstack/echo/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/crowdsurf/crowdsurf/proto"
@@ -137,7 +141,7 @@ func TestLLPlaylist(t *testing.T) {
 			segments: []string{"10.mp4", "11.mp4"},
 			parts:    append(partsOfSeg("11", 10), "12.0.mp4"),
 			hint:     "12.1.mp4",
-			contains: []string{"11.mp4\n#EXT-X-DISCONTINUITY\n" + `#EXT-X-PART:DURATION=0.200,URI="12.0.mp4",INDEPENDENT=YES`},
+			contains: []string{"11.mp4\n#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-1.mp4\"\n" + `#EXT-X-PART:DURATION=0.200,URI="12.0.mp4",INDEPENDENT=YES`},
 			lacks:    []string{"2026-11-21T12:00:24.000Z"},
 		},
 	} {
@@ -153,7 +157,7 @@ func TestLLPlaylist(t *testing.T) {
 			require.NotNil(t, p.ServerControl)
 			require.True(t, p.ServerControl.CanBlockReload)
 			require.Equal(t, 0.6, p.ServerControl.PartHoldBack)
-			require.Equal(t, "init.mp4", p.Map.URI)
+			require.Equal(t, "init-0.mp4", p.Map.URI)
 			require.Equal(t, tc.ended, p.Closed)
 			if tc.hint == "" {
 				require.Nil(t, p.PreloadHints)
@@ -218,5 +222,75 @@ func TestMasterPlaylistNamesBothVariants(t *testing.T) {
 	for _, v := range master.Variants {
 		require.Equal(t, "avc1.42c00d,mp4a.40.2", v.Codecs)
 		require.Positive(t, v.Bandwidth)
+	}
+}
+
+// TestEachTimelineHasItsOwnInitSegment: a publisher that reconnects starts a new timeline
+// (EXT-X-DISCONTINUITY) and may bring other parameter sets; the LL playlist names a new init
+// segment after the discontinuity (EXT-X-MAP), for the segment in progress as for listed ones,
+// and each init segment carries its own timeline's SPS.
+func TestEachTimelineHasItsOwnInitSegment(t *testing.T) {
+	otherSPS := append([]byte(nil), llTestSPS...)
+	otherSPS[3] = 0x1e // level 3.0 instead of 1.3: another encoder setting
+	w := testWindow(6, 10)
+	add := func(seq uint64, sps []byte, parts int) {
+		seg := muxTS(t, tsSpec{frames: 50, fps: 25, partFrames: 5, firstPTS: int64(seq) * 180000, sps: sps})
+		ends := 0
+		for _, c := range tsChunks(seq, seg, 1000, 2*time.Second) {
+			if seq == 13 {
+				c.Flags |= proto.FlagDiscontinuity // the publisher came back
+			}
+			w.AddChunk(c)
+			if c.PartEnd() {
+				if ends++; ends == parts {
+					return
+				}
+			}
+		}
+	}
+	for seq := uint64(10); seq < 13; seq++ {
+		add(seq, nil, -1)
+	}
+	add(13, otherSPS, 2) // in progress: two parts
+
+	body, ok := w.LLPlaylist()
+	require.True(t, ok)
+	text := string(body)
+	require.Contains(t, text, "#EXT-X-MAP:URI=\"init-0.mp4\"\n")
+	require.Contains(t, text, "#EXT-X-DISCONTINUITY\n#EXT-X-MAP:URI=\"init-1.mp4\"\n#EXT-X-PART:DURATION=0.200,URI=\"13.0.mp4\"")
+	first, err := w.TimelineInit(0)
+	require.NoError(t, err)
+	second, err := w.TimelineInit(1)
+	require.NoError(t, err, "the new timeline's init comes from the part in progress")
+	require.NotEqual(t, first, second)
+	require.True(t, bytes.Contains(first, llTestSPS))
+	require.True(t, bytes.Contains(second, otherSPS))
+	_, err = w.TimelineInit(2)
+	require.ErrorIs(t, err, ErrPartNotYet)
+
+	add(13, otherSPS, -1) // the rest of 13: complete and listed
+	add(14, otherSPS, -1)
+	body, ok = w.LLPlaylist()
+	require.True(t, ok)
+	p := decodeLL(t, body)
+	require.Equal(t, []string{"10.mp4", "11.mp4", "12.mp4", "13.mp4", "14.mp4"}, segmentURIs(p))
+	again, err := w.TimelineInit(1)
+	require.NoError(t, err)
+	require.Equal(t, second, again)
+	require.Equal(t, 1, strings.Count(string(body), "init-1.mp4"), "one EXT-X-MAP per timeline")
+
+	// Served under its own URL.
+	e := echo.New()
+	NewServer(func(s string) (*Window, bool) { return w, s == testStream }, ServerOptions{}).Register(e)
+	for name, want := range map[string][]byte{"init-0.mp4": first, "init-1.mp4": second} {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/"+testStream+"/"+name, nil))
+		require.Equal(t, http.StatusOK, rec.Code, name)
+		require.Equal(t, want, rec.Body.Bytes(), name)
+	}
+	for _, name := range []string{"init-01.mp4", "init-.mp4", "init-9.mp4"} {
+		rec := httptest.NewRecorder()
+		e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/live/"+testStream+"/"+name, nil))
+		require.Equal(t, http.StatusNotFound, rec.Code, name)
 	}
 }

@@ -149,16 +149,26 @@ func (s *Server) serveLLPlaylist(c *echo.Context) error {
 	return s.send(c, KindPlaylist, ContentTypePlaylist, body)
 }
 
-func (s *Server) serveInit(c *echo.Context) error {
+// serveInit serves init.mp4 (timeline < 0) or a timeline's init-D.mp4.
+func (s *Server) serveInit(c *echo.Context, timeline int64) error {
 	w, ok := s.window(c)
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "unknown stream")
 	}
-	body, err := w.Init()
+	var (
+		body []byte
+		err  error
+	)
+	if timeline < 0 {
+		body, err = w.Init()
+	} else {
+		body, err = w.TimelineInit(uint64(timeline))
+	}
 	if err != nil {
 		return fmp4Error(c, "init segment", err)
 	}
-	// Not immutable: a new publishing session may bring new parameter sets under this name.
+	// Not immutable: a node numbers timelines from its own start, and init.mp4 follows the
+	// oldest listed segment.
 	c.Response().Header().Set(echo.HeaderCacheControl, playlistCacheControl(w.TargetDurationSeconds()))
 	return s.send(c, KindFMP4, ContentTypeMP4, body)
 }

@@ -101,7 +101,7 @@ func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.shutdown) }) }
 //	/live/:stream/:seq/:index.chunk   one signed chunk frame (proto.Chunk.Append)
 //	/live/:stream/:seq/all.chunks     every chunk frame of a complete segment, in order
 //	/live/:stream/ll.m3u8             the LL-HLS playlist, with blocking reload (llserver.go)
-//	/live/:stream/init.mp4            the fMP4 init segment
+//	/live/:stream/init.mp4            the fMP4 init segment (init-D.mp4: of timeline D)
 //	/live/:stream/:seq.mp4            a whole complete segment as fMP4
 //	/live/:stream/:seq.:part.mp4      one LL-HLS part, blocking when it is the next to come
 //	/live/:stream/master.m3u8         the multivariant playlist
@@ -157,7 +157,13 @@ func (s *Server) serveFile(c *echo.Context) error {
 	case file == MasterPlaylistFile:
 		return s.serveMaster(c)
 	case file == InitFile:
-		return s.serveInit(c)
+		return s.serveInit(c, -1)
+	case strings.HasPrefix(file, initPrefix):
+		d, ok := ParseInitURI(file)
+		if !ok {
+			return jsonError(c, http.StatusNotFound, "no such file: want init-D.mp4")
+		}
+		return s.serveInit(c, int64(min(d, 1<<62)))
 	case strings.HasSuffix(file, fmp4Ext):
 		return s.serveFMP4(c, file)
 	}
