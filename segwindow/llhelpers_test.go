@@ -37,8 +37,8 @@ type tsSpec struct {
 	fps        int
 	partFrames int
 	audio      bool
-	firstPTS   int64 // in 90 kHz
-	frameBytes int   // default 200
+	firstPTS   int64  // in 90 kHz
+	frameBytes int    // default 200
 	sps        []byte // default llTestSPS
 }
 

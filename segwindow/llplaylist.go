@@ -50,9 +50,9 @@ type llSegment struct {
 	seg      *segment
 	meta     SegmentMeta
 	disc     bool
-	timeline uint64 // its discontinuity sequence number: names its init segment
-	after time.Duration // how much of the listed segments follows this one
-	parts []cmafPart    // derived for the segments that may list parts
+	timeline uint64        // its discontinuity sequence number: names its init segment
+	after    time.Duration // how much of the listed segments follows this one
+	parts    []cmafPart    // derived for the segments that may list parts
 }
 
 // LLPlaylist renders the LL-HLS playlist, deriving the parts it lists on first use; ok is false
