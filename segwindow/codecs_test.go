@@ -96,7 +96,7 @@ func TestOpusPartsFromTS(t *testing.T) {
 			require.Equal(t, uint32(48000), parsed.Tracks[0].TimeScale)
 			require.Equal(t, &codecs.Opus{ChannelCount: tc.channels}, parsed.Tracks[0].Codec)
 
-			part, err := derivePart(buf.Bytes(), 0, 7, 0)
+			part, err := derivePart(buf.Bytes(), 0, 7, 0, clockHint{})
 			require.NoError(t, err)
 			require.True(t, part.independent)
 			parts, _ := parseFMP4Part(t, part.body)

@@ -220,7 +220,7 @@ func (w *Window) TimelineInit(d uint64) ([]byte, error) {
 			timeline++
 		}
 		if timeline == d {
-			sources = append(sources, s.data)
+			sources = append(sources, s.whole())
 		}
 	}
 	if next := w.segs[list[len(list)-1].seq+1]; next != nil && !next.partsFinal() {
