@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -66,7 +67,8 @@ var (
 
 // Config configures an Origin. Zero fields take the defaults above.
 type Config struct {
-	// RTSPAddr is where publishers connect (TCP). RTSPListener, when set, is used instead.
+	// RTSPAddr is where publishers connect (TCP). RTSPListener, when set, is used instead. "-"
+	// runs no RTSP server: streams come only from in-process feeds (Origin.Feed).
 	RTSPAddr     string
 	RTSPListener net.Listener
 	// UDPRTPAddr is the UDP address for RTP from publishers that use UDP transport; RTCP uses
@@ -142,6 +144,9 @@ type Config struct {
 	// RegisterToken is sent as a bearer token with every registration over HTTP, for a tracker
 	// run with --register-token.
 	RegisterToken string
+	// TrackerHTTPClient carries the registrations over HTTP; nil = http.DefaultClient. A
+	// simulated network passes one that dials its own listeners.
+	TrackerHTTPClient *http.Client
 
 	// OnStream, when set, is called whenever a stream starts or stops being published (the
 	// mesh root and the tracker registration follow streams this way). It must not block.

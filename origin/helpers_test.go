@@ -109,7 +109,11 @@ func startOrigin(t *testing.T, cfg Config) *testOrigin {
 	o, err := New(cfg)
 	require.NoError(t, err)
 	testrun.Background(t, "origin", 15*time.Second, o.Run)
-	return &testOrigin{Origin: o, base: "http://" + o.HTTPAddr().String(), rtsp: "rtsp://" + o.RTSPAddr().String()}
+	to := &testOrigin{Origin: o, base: "http://" + o.HTTPAddr().String()}
+	if a := o.RTSPAddr(); a != nil {
+		to.rtsp = "rtsp://" + a.String()
+	}
+	return to
 }
 
 func requireFFmpeg(t *testing.T) {

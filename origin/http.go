@@ -24,9 +24,17 @@ func (o *Origin) newEcho() (*echo.Echo, *segwindow.Server) {
 			return nil, false
 		}
 		return st.window, true
-	}, segwindow.ServerOptions{OnServe: func(_ string, _ string, n int) {
+	}, segwindow.ServerOptions{OnServe: func(_ string, kind string, n int) {
 		o.bytesHTTP.Add(uint64(n))
 		o.metrics.bytesHTTP.Add(float64(n))
+		switch kind {
+		case segwindow.KindPlaylist:
+			o.bytesHTTPPlaylist.Add(uint64(n))
+		case segwindow.KindSegment:
+			o.bytesHTTPSegment.Add(uint64(n))
+		case segwindow.KindChunk:
+			o.bytesHTTPChunk.Add(uint64(n))
+		}
 	}})
 	hls.Register(e)
 

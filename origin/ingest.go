@@ -228,7 +228,7 @@ func (p *ingestPlan) attach(src rtpSource, st *stream, owner any, fail func(erro
 				return
 			}
 			ntp, _ := src.PacketNTP(medi, pkt)
-			st.writeH264(owner, pts, ntp, au)
+			_ = st.writeH264(owner, pts, ntp, au) // counted; the next packet goes on
 		})
 	}
 	if p.h265 != nil {
@@ -297,7 +297,7 @@ func (p *ingestPlan) attach(src rtpSource, st *stream, owner any, fail func(erro
 				return
 			}
 			ntp, _ := src.PacketNTP(medi, pkt)
-			st.writeAAC(owner, rescale(pts, clockRate, rate), ntp, aus)
+			_ = st.writeAAC(owner, rescale(pts, clockRate, rate), ntp, aus) // counted
 		})
 	}
 	if p.latm != nil {
@@ -326,7 +326,7 @@ func (p *ingestPlan) attach(src rtpSource, st *stream, owner any, fail func(erro
 				return
 			}
 			ntp, _ := src.PacketNTP(medi, pkt)
-			st.writeAAC(owner, rescale(pts, clockRate, rate), ntp, aus)
+			_ = st.writeAAC(owner, rescale(pts, clockRate, rate), ntp, aus) // counted
 		})
 	}
 	return nil

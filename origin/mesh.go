@@ -167,6 +167,17 @@ func (m *meshSeeder) meshAddr(stream string) (net.Addr, bool) {
 	return r.node.Addr(), true
 }
 
+// rootStats are the counters of a stream's root, if it runs.
+func (m *meshSeeder) rootStats(stream string) (peer.Stats, bool) {
+	m.mu.Lock()
+	r := m.roots[stream]
+	m.mu.Unlock()
+	if r == nil {
+		return peer.Stats{}, false
+	}
+	return r.node.Stats(), true
+}
+
 // countSeeded moves the roots' upload counters into the origin's bytes_seeded once a second.
 func (m *meshSeeder) countSeeded(ctx context.Context) {
 	t := time.NewTicker(time.Second)

@@ -17,6 +17,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5"
 
 	"github.com/crowdsurf/crowdsurf/internal/runonce"
+	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/proto"
 	"github.com/crowdsurf/crowdsurf/segwindow"
 )
@@ -37,6 +38,7 @@ type Origin struct {
 	// stream shares it (meshConfig.windowOf), asked on the ingest path where mu must not be taken.
 	windows sync.Map
 	streams map[string]*stream
+	feeds   map[*Feed]struct{} // in-process publishers, ended by Run on its way out
 
 	subMu   sync.RWMutex
 	subs    map[uint64]func(*proto.Chunk)
@@ -44,7 +46,9 @@ type Origin struct {
 
 	bytesProduced atomic.Uint64
 	bytesHTTP     atomic.Uint64
-	bytesSeeded   atomic.Uint64
+	// the HTTP bytes by kind of response (segwindow.KindPlaylist, KindSegment, KindChunk)
+	bytesHTTPPlaylist, bytesHTTPSegment, bytesHTTPChunk atomic.Uint64
+	bytesSeeded                                         atomic.Uint64
 
 	runOnce atomic.Bool
 
@@ -74,9 +78,16 @@ func New(cfg Config) (*Origin, error) {
 		metrics: newMetrics(cfg.Registry),
 		pub:     cfg.Key.Public().(ed25519.PublicKey),
 		streams: make(map[string]*stream),
+		feeds:   make(map[*Feed]struct{}),
 		subs:    make(map[uint64]func(*proto.Chunk)),
 	}
 
+	if cfg.RTSPAddr == "-" && cfg.RTSPListener == nil {
+		if err := o.listen(nil); err != nil {
+			return nil, err
+		}
+		return o, nil
+	}
 	o.rtsp = &gortsplib.Server{
 		Handler:     &rtspHandler{o: o},
 		RTSPAddress: cfg.RTSPAddr,
@@ -112,13 +123,22 @@ func New(cfg Config) (*Origin, error) {
 		o.rtsp.UDPRTPAddress = cfg.UDPRTPAddr
 		o.rtsp.UDPRTCPAddress = net.JoinHostPort(host, strconv.Itoa(p+1))
 	}
+	if err := o.listen(o.rtsp); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
 
+// listen opens the HTTP listener and the mesh socket unless the caller gave them, then starts
+// the RTSP server, if any; on an error it closes what it opened.
+func (o *Origin) listen(rtsp *gortsplib.Server) error {
+	cfg := o.cfg
 	httpLn := cfg.HTTPListener
 	if httpLn == nil {
 		var err error
 		httpLn, err = net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
-			return nil, fmt.Errorf("origin: listen HTTP: %w", err)
+			return fmt.Errorf("origin: listen HTTP: %w", err)
 		}
 	}
 	o.httpLn = httpLn
@@ -131,23 +151,30 @@ func New(cfg Config) (*Origin, error) {
 		var err error
 		if o.meshConn, err = net.ListenPacket("udp", cfg.MeshAddr); err != nil {
 			httpLn.Close()
-			return nil, fmt.Errorf("origin: mesh socket %s: %w (pick another with --mesh, or - for none)", cfg.MeshAddr, err)
+			return fmt.Errorf("origin: mesh socket %s: %w (pick another with --mesh, or - for none)", cfg.MeshAddr, err)
 		}
 		o.ownMeshConn = true
 	}
-
-	if err := o.rtsp.Start(); err != nil {
+	if rtsp == nil {
+		return nil
+	}
+	if err := rtsp.Start(); err != nil {
 		httpLn.Close()
 		if o.ownMeshConn {
 			o.meshConn.Close()
 		}
-		return nil, fmt.Errorf("origin: start RTSP server: %w", err)
+		return fmt.Errorf("origin: start RTSP server: %w", err)
 	}
-	return o, nil
+	return nil
 }
 
-// RTSPAddr is the address publishers connect to.
-func (o *Origin) RTSPAddr() net.Addr { return o.rtsp.NetListener().Addr() }
+// RTSPAddr is the address publishers connect to; nil with RTSPAddr "-" (in-process feeds only).
+func (o *Origin) RTSPAddr() net.Addr {
+	if o.rtsp == nil {
+		return nil
+	}
+	return o.rtsp.NetListener().Addr()
+}
 
 // HTTPAddr is the address of the HLS/chunk/API server.
 func (o *Origin) HTTPAddr() net.Addr { return o.httpLn.Addr() }
@@ -165,8 +192,13 @@ func (o *Origin) Run(ctx context.Context) error {
 	if !o.runOnce.CompareAndSwap(false, true) {
 		return fmt.Errorf("origin: %w", runonce.ErrRunTwice)
 	}
-	o.log.Info("origin running", "rtsp", o.RTSPAddr().String(), "http", o.HTTPAddr().String(),
-		"udp_rtp", o.rtsp.UDPRTPAddress, "public_key", proto.FormatPublicKey(o.pub))
+	if o.rtsp != nil {
+		o.log.Info("origin running", "rtsp", o.RTSPAddr().String(), "http", o.HTTPAddr().String(),
+			"udp_rtp", o.rtsp.UDPRTPAddress, "public_key", proto.FormatPublicKey(o.pub))
+	} else {
+		o.log.Info("origin running without RTSP (in-process feeds only)", "http", o.HTTPAddr().String(),
+			"public_key", proto.FormatPublicKey(o.pub))
+	}
 	if o.cfg.PublishKey == "" {
 		limit := "any number of streams"
 		if o.cfg.MaxStreams > 0 {
@@ -195,7 +227,7 @@ func (o *Origin) Run(ctx context.Context) error {
 				return nil
 			},
 		}); err != nil {
-			o.rtsp.Close()
+			o.closeRTSP()
 			_ = o.httpLn.Close()
 			if o.ownMeshConn {
 				o.meshConn.Close()
@@ -238,7 +270,9 @@ func (o *Origin) Run(ctx context.Context) error {
 	}
 
 	rtspErr := make(chan error, 1)
-	go func() { rtspErr <- o.rtsp.Wait() }()
+	if o.rtsp != nil {
+		go func() { rtspErr <- o.rtsp.Wait() }()
+	}
 
 	var err error
 	select {
@@ -248,8 +282,9 @@ func (o *Origin) Run(ctx context.Context) error {
 	case err = <-rtspErr:
 		err = fmt.Errorf("origin: RTSP server: %w", err)
 	}
-	o.rtsp.Close() // closes sessions: each finishes its open segment
+	o.closeRTSP() // closes sessions: each finishes its open segment
 	stopPulls()
+	o.closeFeeds()
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = o.http.Shutdown(shutdownCtx)
@@ -262,6 +297,12 @@ func (o *Origin) Run(ctx context.Context) error {
 		o.meshConn.Close()
 	}
 	return err
+}
+
+func (o *Origin) closeRTSP() {
+	if o.rtsp != nil {
+		o.rtsp.Close()
+	}
 }
 
 // tickChunks closes chunks on time when a stream's media pauses between writes.
@@ -414,17 +455,39 @@ func (o *Origin) AddSeeded(n int) {
 type Stats struct {
 	BytesProduced uint64 `json:"bytes_produced"`
 	BytesHTTP     uint64 `json:"bytes_http"`
-	BytesSeeded   uint64 `json:"bytes_seeded"`
-	Streams       int    `json:"streams"`
-	Live          int    `json:"live"`
+	// BytesHTTP by kind of response: playlists, whole segments, single chunks (the peers'
+	// CDN fallback).
+	BytesHTTPPlaylist uint64 `json:"bytes_http_playlist"`
+	BytesHTTPSegment  uint64 `json:"bytes_http_segment"`
+	BytesHTTPChunk    uint64 `json:"bytes_http_chunk"`
+	BytesSeeded       uint64 `json:"bytes_seeded"`
+	Streams           int    `json:"streams"`
+	Live              int    `json:"live"`
 }
 
-// Stats reports the byte counters behind the origin-copies measure.
+// RootStats are the counters of a stream's mesh root (its seeding, repair answers, loop lags),
+// if the root runs.
+func (o *Origin) RootStats(stream string) (peer.Stats, bool) {
+	mesh := o.mesh.Load()
+	if mesh == nil {
+		return peer.Stats{}, false
+	}
+	return mesh.rootStats(stream)
+}
+
+// Stats reports the byte counters behind the origin-copies measure. BytesSeeded is up to the
+// moment: the roots' counters are collected first.
 func (o *Origin) Stats() Stats {
+	if mesh := o.mesh.Load(); mesh != nil {
+		mesh.collectSeeded()
+	}
 	s := Stats{
-		BytesProduced: o.bytesProduced.Load(),
-		BytesHTTP:     o.bytesHTTP.Load(),
-		BytesSeeded:   o.bytesSeeded.Load(),
+		BytesProduced:     o.bytesProduced.Load(),
+		BytesHTTP:         o.bytesHTTP.Load(),
+		BytesHTTPPlaylist: o.bytesHTTPPlaylist.Load(),
+		BytesHTTPSegment:  o.bytesHTTPSegment.Load(),
+		BytesHTTPChunk:    o.bytesHTTPChunk.Load(),
+		BytesSeeded:       o.bytesSeeded.Load(),
 	}
 	for _, si := range o.Streams() {
 		s.Streams++

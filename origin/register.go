@@ -25,7 +25,7 @@ func (o *Origin) registerStreams(ctx context.Context, mesh *meshSeeder) {
 		nats   *registrar.Registrar
 	)
 	if o.cfg.TrackerURL != "" {
-		client = &trackerclient.Client{BaseURL: o.cfg.TrackerURL, RegisterToken: o.cfg.RegisterToken}
+		client = &trackerclient.Client{BaseURL: o.cfg.TrackerURL, RegisterToken: o.cfg.RegisterToken, HTTPClient: o.cfg.TrackerHTTPClient}
 	} else if o.cfg.NATSURL != "" {
 		var err error
 		if nats, err = registrar.New(registrar.Config{NATSURL: o.cfg.NATSURL, Key: o.cfg.Key}); err != nil {
@@ -82,10 +82,15 @@ func (o *Origin) registerStreams(ctx context.Context, mesh *meshSeeder) {
 	}
 }
 
-// advertisedAddr is the mesh address peers dial: the advertised host with the socket's port.
+// advertisedAddr is the mesh address peers dial: the socket's port on Config.Advertise, else on
+// the socket's own host when it is bound to one (a given address, a simulated network's host),
+// else on the HTTP side's advertised host.
 func (o *Origin) advertisedAddr(a net.Addr) string {
-	_, port, err := net.SplitHostPort(a.String())
+	host, port, err := net.SplitHostPort(a.String())
 	if err != nil {
+		return a.String()
+	}
+	if ip := net.ParseIP(host); o.cfg.Advertise == "" && ip != nil && !ip.IsUnspecified() {
 		return a.String()
 	}
 	return net.JoinHostPort(o.advertiseHost(), port)

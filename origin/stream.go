@@ -184,16 +184,20 @@ func (st *stream) releaseSession(owner any, end bool) {
 	}
 }
 
-func (st *stream) writeH264(owner any, pts int64, ntp time.Time, au [][]byte) {
+// writeH264 muxes one access unit of owner's session; an error is counted as a media error
+// and returned (RTSP ingest goes on with the next packet, an in-process feed may want to know).
+func (st *stream) writeH264(owner any, pts int64, ntp time.Time, au [][]byte) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.publisher != owner || !st.seg.inSession {
-		return
+		return ErrNotPublishing
 	}
 	st.seg.setSampleNTP(ntp)
 	if err := st.seg.writeH264(pts, au); err != nil {
 		st.rtpError("h264", err)
+		return err
 	}
+	return nil
 }
 
 func (st *stream) writeH265(owner any, pts int64, ntp time.Time, au [][]byte) {
@@ -220,16 +224,19 @@ func (st *stream) writeOpus(owner any, pts int64, ntp time.Time, packets [][]byt
 	}
 }
 
-func (st *stream) writeAAC(owner any, pts int64, ntp time.Time, aus [][]byte) {
+// writeAAC is writeH264 for the AAC access units of one packet.
+func (st *stream) writeAAC(owner any, pts int64, ntp time.Time, aus [][]byte) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.publisher != owner || !st.seg.inSession {
-		return
+		return ErrNotPublishing
 	}
 	st.seg.setSampleNTP(ntp)
 	if err := st.seg.writeAAC(pts, aus); err != nil {
 		st.rtpError("aac", err)
+		return err
 	}
+	return nil
 }
 
 func (st *stream) nextSeq() uint64 {
