@@ -45,10 +45,10 @@ func runLoadtest(ctx context.Context, args []string) error {
 	ll := fs.Bool("ll", false, "players play ll.m3u8 in low-latency mode (fMP4 parts, blocking reloads) instead of index.m3u8")
 	jsonPath := fs.String("json", "", "write the report as JSON to this file")
 	htmlPath := fs.String("html", "", "write a self-contained HTML report with charts to this file")
-	source := fs.String("source", "synthetic", "synthetic (a made-up MPEG-TS stream at --bitrate) or testcard (the test card published over RTSP into a real origin)")
+	source := fs.String("source", "synthetic", "synthetic (a made-up MPEG-TS stream at --bitrate) or testcard (the built-in test card, H.264 and AAC); either is fed in-process into the real origin")
 	mediaCheck := fs.String("media-check", "auto", "players parse and check every segment's MPEG-TS: on, off or auto (on up to 50 peers)")
 	floor := fs.Bool("floor", false, "after the run, relay the same bitrate through a bare quic-go tree of as many nodes (loopback UDP, no signatures, no logic) and report the mesh's second-half CPU as a multiple of it")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof; samples carry a component label: peer, player, mesh root, source, tracker; see -tags)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof; samples carry a component label: peer, player, origin, source, tracker; see -tags)")
 	logs := addLogFlags(fs, "error", "verbose", "warn") // warn logs every component's warnings
 	fs.Usage = func() {
 		out := fs.Output()

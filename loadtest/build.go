@@ -93,13 +93,12 @@ func (lt *LoadTest) buildReport(base, mid, last totals, series []SecondSample, d
 	// Corrupt bytes are estimated from counts: rejected chunks at the mean chunk size, segments
 	// that failed the players' MPEG-TS checks at the mean segment size.
 	if chunks := r.Detail.ChunksEmitted; chunks > 0 {
-		meanChunk := float64(lt.src.StreamBytes()) / float64(chunks)
+		meanChunk := float64(lt.bc.Origin.Stats().BytesProduced) / float64(chunks)
 		meanSegment := float64(cfg.BitrateBps) / 8 * cfg.Segment.Seconds()
 		r.CorruptBytes = int64(float64(r.Detail.ChunksRejected)*meanChunk + float64(parseErrors)*meanSegment)
 	}
 
-	if lt.root != nil {
-		rs := lt.root.Stats()
+	if rs, ok := lt.bc.Origin.RootStats(streamName); ok {
 		r.Detail.RootLoopLags = rs.LoopLags
 		r.Detail.RootPublishDropped = rs.PublishDropped
 		r.Detail.RootPushesDropped = rs.PushesDropped

@@ -1,6 +1,6 @@
 // Package loadtest runs a whole crowdsurf broadcast on one machine: a live source (synthetic or
-// the test card through a real origin), the origin's CDN endpoint and mesh root, an in-process
-// tracker, and N viewers, each a peer node with a headless player on its local HLS URL, over real
+// the test card) fed in-process into the real origin, which seeds the mesh from its root,
+// registers the stream at an in-process tracker and serves its CDN endpoint, and N viewers, each a peer node with a headless player on its local HLS URL, over real
 // loopback UDP or a simulated network. It measures what DESIGN.md "Measures" defines (offload,
 // origin copies, delivery latency, startup, stalls, live latency) and writes a report: a table,
 // JSON, and a self-contained HTML page with charts.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
@@ -24,23 +25,25 @@ import (
 // streamName is the one stream a load test broadcasts.
 const streamName = "loadtest"
 
-// infraStopWait bounds the wait for the source, the mesh root and the tracker to stop.
+// infraStopWait bounds the wait for the source, the origin and the tracker to stop.
 const infraStopWait = 10 * time.Second
 
 // LoadTest is one run. Create it with New, call Run once, then read Report.
 type LoadTest struct {
 	cfg Config
 	key ed25519.PrivateKey
+	pub ed25519.PublicKey
 	src source
+	// bc is the real origin (and in p2p mode the tracker); set by Run before anything reads it.
+	bc *Broadcast
+	// originMetrics is the origin's Prometheus registry (crowdsurf_origin_*).
+	originMetrics *prometheus.Registry
 
 	// p2p mode only
-	mesh     meshNet
-	root     *peer.Node
-	rootAddr string
+	mesh meshNet
 	// verifyCache is shared by every viewer: each chunk's signature is checked once per
 	// process (see peer.VerifyCache), a cost each real viewer pays on its own CPU.
 	verifyCache *peer.VerifyCache
-	trackerURL  string
 
 	fallbackClient  *http.Client
 	playerTransport *http.Transport
@@ -59,7 +62,6 @@ type LoadTest struct {
 
 	mu      sync.Mutex
 	viewers []*viewer // every viewer ever started, in join order
-	rootMu  sync.RWMutex
 	report  *Report
 }
 
@@ -76,6 +78,8 @@ func New(cfg Config) (*LoadTest, error) {
 	lt := &LoadTest{
 		cfg:             cfg,
 		key:             key,
+		pub:             key.Public().(ed25519.PublicKey),
+		originMetrics:   prometheus.NewRegistry(),
 		emits:           newEmitBook(),
 		playerTransport: newSharedTransport(),
 	}
@@ -85,39 +89,26 @@ func New(cfg Config) (*LoadTest, error) {
 
 	switch cfg.Source {
 	case SourceSynthetic:
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("loadtest: CDN listener: %w", err)
-		}
 		lt.src, err = newSyntheticSource(syntheticConfig{
-			Stream:       streamName,
-			BitrateBps:   cfg.BitrateBps,
-			Segment:      cfg.Segment,
-			Key:          key,
-			HTTPListener: ln,
-			OnChunk:      lt.onSourceChunk,
+			BitrateBps: cfg.BitrateBps,
+			Segment:    cfg.Segment,
+			// Run sets lt.bc before the source runs.
+			Produced: func() int64 { return int64(lt.bc.Origin.Stats().BytesProduced) },
 		})
-		if err != nil {
-			_ = ln.Close()
-			return nil, err
-		}
 	case SourceTestcard:
-		lt.src, err = newTestcardSource(cfg, key, lt.onSourceChunk)
-		if err != nil {
-			return nil, err
-		}
+		lt.src, err = newTestcardSource()
+	}
+	if err != nil {
+		return nil, err
 	}
 	return lt, nil
 }
 
-// onSourceChunk runs in the source's goroutine for every chunk it emits.
-func (lt *LoadTest) onSourceChunk(c *proto.Chunk, at time.Time) {
-	lt.emits.record(c.ID.Seq, c.ID.Index, at)
-	lt.rootMu.RLock()
-	root := lt.root
-	lt.rootMu.RUnlock()
-	if root != nil {
-		root.Publish(c)
+// onOriginChunk runs on the origin's ingest path for every chunk it emits: the emit time of
+// each chunk is where its delivery latency starts.
+func (lt *LoadTest) onOriginChunk(c *proto.Chunk) {
+	if c.ID.Stream == streamName {
+		lt.emits.record(c.ID.Seq, c.ID.Index, time.Now())
 	}
 }
 
@@ -142,7 +133,7 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 	runInfra := func(name string, run func(context.Context) error) {
 		infra.Go(func() {
 			// Labelled so that a CPU profile (--cpuprofile) splits by component:
-			// go tool pprof -tags, or -tagfocus component=mesh.root.
+			// go tool pprof -tags, or -tagfocus component=origin.
 			var err error
 			pprof.Do(infraCtx, pprof.Labels("component", name), func(ctx context.Context) { err = run(ctx) })
 			if err != nil && !errors.Is(err, context.Canceled) {
@@ -163,12 +154,10 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 		}
 	}()
 
-	if cfg.Mode == ModeP2P {
-		if err := lt.startMesh(infraCtx, runInfra); err != nil {
-			return err
-		}
+	if err := lt.startBroadcast(runInfra); err != nil {
+		return err
 	}
-	runInfra("source", lt.src.Run)
+	runInfra("source", lt.feedOrigin)
 	if err := lt.awaitStream(ctx); err != nil {
 		return err
 	}
@@ -213,7 +202,7 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 	if lt.verifyCache != nil {
 		r.Notes = append(r.Notes, "chunk signatures were checked once per process, not once per peer: the in-process peers share a cache of verified chunks and compare each copy with it byte for byte, so cpu_seconds leave out most of the Ed25519 work each real viewer does on its own CPU (about 0.25 ms per chunk here)")
 	}
-	if ls, ok := lt.src.(interface{ maxLag() time.Duration }); ok {
+	if ls, ok := lt.src.(*syntheticSource); ok {
 		r.Detail.SourceLagMaxMs = float64(ls.maxLag()) / float64(time.Millisecond)
 		if ls.maxLag() > 500*time.Millisecond {
 			r.Notes = append(r.Notes, fmt.Sprintf("the source fell up to %.1f s behind real time: the machine was overloaded, so stalls and latencies are worse than the system's own", ls.maxLag().Seconds()))
@@ -263,63 +252,94 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 // verifyCacheSize holds a minute of chunks at 8 Mbit/s.
 const verifyCacheSize = 4096
 
-// startMesh starts the origin's mesh root and the tracker (p2p mode).
-func (lt *LoadTest) startMesh(ctx context.Context, runInfra func(string, func(context.Context) error)) error {
+// startBroadcast makes the broadcast's network (the mesh and, in p2p mode, the tracker with
+// its NAT observer) and runs the real origin and the tracker on it.
+func (lt *LoadTest) startBroadcast(runInfra func(string, func(context.Context) error)) error {
 	cfg := lt.cfg
-	if cfg.Net == NetSim {
-		lt.mesh = newSimNet(cfg)
-	} else {
-		lt.mesh = udpNet{}
-	}
-	lt.verifyCache = peer.NewVerifyCache(lt.src.PublicKey(), verifyCacheSize)
-	pc, err := lt.mesh.originConn()
-	if err != nil {
-		return fmt.Errorf("loadtest: origin mesh socket: %w", err)
-	}
-	root, err := peer.New(peer.Config{
-		Stream:         streamName,
-		OriginKey:      lt.src.PublicKey(),
-		PacketConn:     pc,
-		Root:           true,
-		Identity:       lt.key,
-		SeedCopies:     cfg.SeedCopies,
-		Stripes:        cfg.Stripes,
-		TargetDuration: cfg.Segment,
-		OriginHTTP:     lt.src.HTTPURL(),
-		Logger:         cfg.Logger.With("viewer", "root"),
-		Registry:       prometheus.NewRegistry(),
-	})
-	if err != nil {
-		_ = pc.Close()
-		return fmt.Errorf("loadtest: origin mesh root: %w", err)
-	}
-	lt.rootMu.Lock()
-	lt.root = root
-	lt.rootMu.Unlock()
-	lt.rootAddr = root.Addr().String()
-	runInfra("mesh root", func(ctx context.Context) error {
-		defer pc.Close()
-		return root.Run(ctx)
-	})
-
-	url, err := lt.startTracker(ctx, runInfra)
+	bn, err := lt.broadcastNet()
 	if err != nil {
 		return err
 	}
-	lt.trackerURL = url
+	bc, err := NewBroadcast(BroadcastConfig{
+		Key:        lt.key,
+		Segment:    cfg.Segment,
+		SeedCopies: cfg.SeedCopies,
+		Stripes:    cfg.Stripes,
+		Logger:     cfg.Logger,
+		Registry:   lt.originMetrics,
+	}, bn)
+	if err != nil {
+		return err
+	}
+	lt.bc = bc
+	bc.Origin.Subscribe(lt.onOriginChunk)
+	if cfg.Mode == ModeP2P {
+		lt.verifyCache = peer.NewVerifyCache(lt.pub, verifyCacheSize)
+	}
+	runInfra("broadcast", bc.Run)
 	return nil
 }
 
-// awaitStream waits for the warm-up: at least one complete segment at the CDN.
+// broadcastNet opens the origin's and the tracker's sockets: the mesh socket and the NAT
+// observers on the load test's network (simulated or loopback UDP), HTTP on loopback. In cdn
+// mode there is neither mesh nor tracker.
+func (lt *LoadTest) broadcastNet() (BroadcastNet, error) {
+	var bn BroadcastNet
+	var err error
+	if bn.OriginHTTP, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		return bn, fmt.Errorf("loadtest: origin HTTP listener: %w", err)
+	}
+	if lt.cfg.Mode != ModeP2P {
+		return bn, nil
+	}
+	if lt.cfg.Net == NetSim {
+		lt.mesh = newSimNet(lt.cfg)
+	} else {
+		lt.mesh = udpNet{}
+	}
+	if bn.OriginMesh, err = lt.mesh.originConn(); err != nil {
+		bn.close()
+		return bn, fmt.Errorf("loadtest: origin mesh socket: %w", err)
+	}
+	if bn.TrackerHTTP, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+		bn.close()
+		return bn, fmt.Errorf("loadtest: tracker listener: %w", err)
+	}
+	if sim, ok := lt.mesh.(*simNet); ok && len(lt.cfg.NAT) > 0 {
+		if bn.Observers, err = sim.observerConns(); err != nil {
+			bn.close()
+			return bn, err
+		}
+	}
+	return bn, nil
+}
+
+// feedOrigin runs the source into the origin's feed of the stream, once the origin runs.
+func (lt *LoadTest) feedOrigin(ctx context.Context) error {
+	select {
+	case <-lt.bc.Started():
+	case <-ctx.Done():
+		return nil
+	}
+	feed, err := lt.bc.Origin.Feed(streamName, lt.src.tracks())
+	if err != nil {
+		return err
+	}
+	defer feed.Close() // the stream ends: the playlist gets its ENDLIST
+	return lt.src.run(ctx, feed)
+}
+
+// awaitStream waits for the warm-up: at least one complete segment at the CDN and, with a
+// mesh, the origin's registration at the tracker (peers learn the origin's addresses from it).
 func (lt *LoadTest) awaitStream(ctx context.Context) error {
 	deadline := time.Now().Add(lt.cfg.Warmup)
 	timeout := time.Now().Add(lt.cfg.Warmup + 4*lt.cfg.Segment + 10*time.Second)
 	for {
-		if time.Now().After(deadline) && lt.src.StreamBytes() > 0 && lt.streamReady() {
+		if time.Now().After(deadline) && lt.streamReady(ctx) {
 			return nil
 		}
 		if time.Now().After(timeout) {
-			return errors.New("loadtest: the source produced no complete segment; see the log (--log-level warn)")
+			return errors.New("loadtest: the origin produced no complete segment or did not register it at the tracker; see the log (--log-level warn)")
 		}
 		select {
 		case <-ctx.Done():
@@ -329,11 +349,19 @@ func (lt *LoadTest) awaitStream(ctx context.Context) error {
 	}
 }
 
-func (lt *LoadTest) streamReady() bool {
-	if r, ok := lt.src.(interface{ ready() bool }); ok {
-		return r.ready()
+func (lt *LoadTest) streamReady(ctx context.Context) bool {
+	complete := false
+	for _, si := range lt.bc.Origin.Streams() {
+		complete = complete || (si.Name == streamName && si.NewestSeq != nil)
 	}
-	return true
+	if !complete || lt.bc.Tracker == nil {
+		return complete
+	}
+	c := trackerclient.Client{BaseURL: lt.bc.Tracker.URL()}
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err := c.Stream(rctx, streamName, proto.FormatPublicKey(lt.pub))
+	return err == nil
 }
 
 // joinAll starts the viewers, spread uniformly over cfg.Join.
@@ -424,14 +452,11 @@ type totals struct {
 // totals also takes one live latency sample from every playing player: the pooled samples are
 // the live latency distribution of the report.
 func (lt *LoadTest) totals(at time.Time) totals {
-	t := totals{at: at, cpu: processUsage().CPU, http: lt.src.HTTPBytes(), stream: lt.src.StreamBytes()}
-	if lt.root != nil {
-		t.quic = lt.root.Stats().BytesToPeers
-	}
-	if s, ok := lt.src.(*syntheticSource); ok {
-		t.httpPlaylist = s.cdn.playlistBytes.Load()
-		t.httpSegment = s.cdn.segmentBytes.Load()
-		t.httpChunk = s.cdn.chunkBytes.Load()
+	o := lt.bc.Origin.Stats() // the origin's own counters
+	t := totals{
+		at: at, cpu: processUsage().CPU,
+		stream: int64(o.BytesProduced), quic: int64(o.BytesSeeded), http: int64(o.BytesHTTP),
+		httpPlaylist: int64(o.BytesHTTPPlaylist), httpSegment: int64(o.BytesHTTPSegment), httpChunk: int64(o.BytesHTTPChunk),
 	}
 	lt.mu.Lock()
 	vs := append([]*viewer(nil), lt.viewers...)

@@ -17,6 +17,13 @@ import (
 // runLoadTest runs a small load test and returns its report, also written as JSON and HTML.
 func runLoadTest(t *testing.T, cfg Config) (*Report, []byte, string) {
 	t.Helper()
+	_, r, b, html := runLoadTestOf(t, cfg)
+	return r, b, html
+}
+
+// runLoadTestOf is runLoadTest that also returns the run, to look at its origin.
+func runLoadTestOf(t *testing.T, cfg Config) (*LoadTest, *Report, []byte, string) {
+	t.Helper()
 	lt, err := New(cfg)
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Duration+60*time.Second)
@@ -36,7 +43,22 @@ func runLoadTest(t *testing.T, cfg Config) (*Report, []byte, string) {
 	var summary bytes.Buffer
 	require.NoError(t, r.WriteSummary(&summary))
 	t.Logf("report:\n%s", summary.String())
-	return r, b, string(h)
+	return lt, r, b, string(h)
+}
+
+// originCounter reads one of the origin's own Prometheus counters (crowdsurf_origin_NAME).
+func originCounter(t *testing.T, lt *LoadTest, name string) float64 {
+	t.Helper()
+	families, err := lt.originMetrics.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() == "crowdsurf_origin_"+name {
+			require.Len(t, f.GetMetric(), 1)
+			return f.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("the origin has no metric crowdsurf_origin_%s", name)
+	return 0
 }
 
 // requireSaneReport checks what holds for every run, whatever the mode.
@@ -81,6 +103,24 @@ func requireSaneReport(t *testing.T, r *Report, cfg Config, jsonBytes []byte, ht
 	require.Equal(t, charts, strings.Count(html, "<svg"), "the HTML report holds its charts as inline SVG")
 }
 
+// requireTheOriginCarriedTheRun checks that the real origin did the broadcast: its own mesh root
+// seeded the swarm (peers found it through its registration at the tracker, as they were given
+// no origin address), its CDN endpoint served the fallback, and the report's origin egress is
+// what the origin's own metrics counted.
+func requireTheOriginCarriedTheRun(t *testing.T, lt *LoadTest, r *Report) {
+	t.Helper()
+	seeded, served := originCounter(t, lt, "bytes_seeded_total"), originCounter(t, lt, "bytes_http_total")
+	require.Positive(t, r.Detail.OriginQUICBytes, "the origin's mesh root seeds over QUIC")
+	require.Positive(t, r.Detail.OriginHTTPBytes, "the origin's CDN endpoint serves playlists and fallback")
+	// The metrics count from the origin's start, the report from the measured interval's.
+	require.GreaterOrEqual(t, seeded, float64(r.Detail.OriginQUICBytes))
+	require.GreaterOrEqual(t, served, float64(r.Detail.OriginHTTPBytes))
+	require.Equal(t, r.Detail.OriginHTTPBytes, r.Detail.OriginHTTPPlaylistBytes+r.Detail.OriginHTTPSegmentBytes+r.Detail.OriginHTTPChunkBytes,
+		"the origin's HTTP egress by kind adds up")
+	require.Positive(t, originCounter(t, lt, "chunks_total"))
+	require.Equal(t, float64(lt.emits.chunks()), originCounter(t, lt, "chunks_total"), "every chunk the origin signed is in the emit book")
+}
+
 func TestP2PLoadTestOffloadsTheOrigin(t *testing.T) {
 	cfg := Config{
 		// 14 s: under `go test -race ./...` on 2 cores a join can take several seconds, and the
@@ -88,10 +128,10 @@ func TestP2PLoadTestOffloadsTheOrigin(t *testing.T) {
 		Peers: 20, Duration: 14 * time.Second, BitrateBps: 500_000, Segment: time.Second,
 		Net: NetUDP, Mode: ModeP2P,
 	}
-	r, b, html := runLoadTest(t, cfg)
+	lt, r, b, html := runLoadTestOf(t, cfg)
 	requireSaneReport(t, r, cfg, b, html)
 	require.Greater(t, r.Offload, 0.2, "peers carry a good part of the stream: %+v", r.Detail)
-	require.Positive(t, r.Detail.OriginQUICBytes, "the root seeds over QUIC")
+	requireTheOriginCarriedTheRun(t, lt, r)
 	// The second half's deliveries are a part of the whole run's.
 	require.Positive(t, r.SecondHalf.DeliveryLatencyMs.Samples)
 	require.Less(t, r.SecondHalf.DeliveryLatencyMs.Samples, r.DeliveryLatencyMs.Samples)
@@ -120,10 +160,10 @@ func TestSimulatedNetworkCarriesTheSwarmWithMixedUplinks(t *testing.T) {
 		Peers: 10, Duration: 8 * time.Second, BitrateBps: 500_000, Segment: time.Second,
 		Net: NetSim, Latency: 10 * time.Millisecond, LossPct: 0.5, Uplink: uplinks, Join: 2 * time.Second, Mode: ModeP2P,
 	}
-	r, b, html := runLoadTest(t, cfg)
+	lt, r, b, html := runLoadTestOf(t, cfg)
 	requireSaneReport(t, r, cfg, b, html)
 	require.Positive(t, r.Offload, "some bytes travel between simulated peers: %+v", r.Detail)
-	require.Positive(t, r.Detail.OriginQUICBytes)
+	requireTheOriginCarriedTheRun(t, lt, r)
 	require.Positive(t, r.DeliveryLatencyMs.Samples)
 	// The latency is real: nothing crosses the simulated mesh in under one link's delay.
 	require.GreaterOrEqual(t, r.DeliveryLatencyMs.Max, float64(cfg.Latency/time.Millisecond))

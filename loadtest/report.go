@@ -128,7 +128,7 @@ type Parameters struct {
 type Detail struct {
 	OriginHTTPBytes int64 `json:"origin_http_bytes"`
 	OriginQUICBytes int64 `json:"origin_quic_bytes"`
-	// The HTTP egress by kind of response (synthetic source only).
+	// The HTTP egress by kind of response, from the origin's counters.
 	OriginHTTPPlaylistBytes int64   `json:"origin_http_playlist_bytes"`
 	OriginHTTPSegmentBytes  int64   `json:"origin_http_segment_bytes"`
 	OriginHTTPChunkBytes    int64   `json:"origin_http_chunk_bytes"`

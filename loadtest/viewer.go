@@ -50,7 +50,7 @@ func newSharedTransport() *http.Transport {
 func (lt *LoadTest) startViewer(ctx context.Context, id int) (*viewer, error) {
 	cfg := lt.cfg
 	v := &viewer{id: id, uplink: cfg.Uplink.Assign(id), nat: cfg.natKindOf(id), segments: newSegmentLog(), joined: time.Now()}
-	playlistURL := lt.src.HTTPURL() + cfg.playlistPath(streamName)
+	playlistURL := lt.bc.HTTPURL() + cfg.playlistPath(streamName)
 
 	if cfg.Mode == ModeP2P {
 		pc, err := lt.mesh.peerConn(v.uplink, v.nat)
@@ -63,14 +63,14 @@ func (lt *LoadTest) startViewer(ctx context.Context, id int) (*viewer, error) {
 			return nil, fmt.Errorf("loadtest: viewer %d: local HLS listener: %w", id, err)
 		}
 		node, err := peer.New(peer.Config{
-			Stream:         streamName,
-			OriginKey:      lt.src.PublicKey(),
-			VerifyCache:    lt.verifyCache,
-			PacketConn:     pc,
-			HTTPListener:   ln,
-			TrackerURL:     lt.trackerURL,
-			OriginHTTP:     lt.src.HTTPURL(),
-			OriginQUIC:     lt.rootAddr,
+			Stream:       streamName,
+			OriginKey:    lt.pub,
+			VerifyCache:  lt.verifyCache,
+			PacketConn:   pc,
+			HTTPListener: ln,
+			// Like a real viewer's watch link: the tracker and the key. The origin's QUIC
+			// and HTTP addresses come from its signed registration at the tracker.
+			TrackerURL:     lt.bc.Tracker.URL(),
 			HTTPClient:     lt.fallbackClient,
 			Stripes:        cfg.Stripes,
 			MaxUploadBps:   uploadBudget(v.uplink),
