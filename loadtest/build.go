@@ -32,6 +32,7 @@ func (lt *LoadTest) buildReport(base, mid, last totals, series []SecondSample, d
 	r.Detail.BytesFromPeers = last.fromPeers - base.fromPeers
 	r.Detail.BytesFromOrigin = last.fromOrigin - base.fromOrigin
 	r.Detail.BytesFromHTTP = last.fromHTTP - base.fromHTTP
+	r.Detail.BytesFromHTTPJoining = last.fromHTTPJoining - base.fromHTTPJoining
 	received := float64(r.Detail.BytesFromPeers + r.Detail.BytesFromOrigin)
 	r.Offload = ratio(float64(r.Detail.BytesFromPeers), received)
 	r.FallbackShare = ratio(float64(r.Detail.BytesFromHTTP), received)

@@ -445,6 +445,7 @@ type totals struct {
 	httpPlaylist, httpSegment       int64
 	httpChunk                       int64
 	fromPeers, fromOrigin, fromHTTP int64
+	fromHTTPJoining                 int64
 	stalls, stalled, playing, peers int
 	unattached                      int // live peers' stripes without a parent
 }
@@ -468,6 +469,7 @@ func (lt *LoadTest) totals(at time.Time) totals {
 			t.fromPeers += s.BytesFromPeers
 			t.fromOrigin += s.BytesFromOrigin
 			t.fromHTTP += s.BytesFromHTTP
+			t.fromHTTPJoining += s.BytesFromHTTPJoining
 			depths = s.Depths
 		}
 		st := v.player.Status()

@@ -129,33 +129,36 @@ type Detail struct {
 	OriginHTTPBytes int64 `json:"origin_http_bytes"`
 	OriginQUICBytes int64 `json:"origin_quic_bytes"`
 	// The HTTP egress by kind of response, from the origin's counters.
-	OriginHTTPPlaylistBytes int64   `json:"origin_http_playlist_bytes"`
-	OriginHTTPSegmentBytes  int64   `json:"origin_http_segment_bytes"`
-	OriginHTTPChunkBytes    int64   `json:"origin_http_chunk_bytes"`
-	BytesFromPeers          int64   `json:"bytes_from_peers"`
-	BytesFromOrigin         int64   `json:"bytes_from_origin"`
-	BytesFromHTTP           int64   `json:"bytes_from_http"`
-	ChunksEmitted           int64   `json:"chunks_emitted"`
-	ChunksRejected          int64   `json:"chunks_rejected"`
-	SegmentsWithFallbk      int64   `json:"segments_with_fallback"`
-	SegmentsAbandoned       int64   `json:"segments_abandoned"`
-	PeersJoined             int     `json:"peers_joined"`
-	PeersLeft               int     `json:"peers_left"`
-	PlayersStarted          int     `json:"players_started"`
-	PlayerErrors            int     `json:"player_errors"`
-	PlayerParseErrors       int     `json:"player_parse_errors"`
-	PlayerTSErrors          int     `json:"player_timestamp_errors"`
-	PlayerFetchErrors       int     `json:"player_fetch_errors"`
-	PlayerSequenceErrs      int     `json:"player_sequence_errors"`
-	StallMs                 float64 `json:"stall_ms"`
-	WatchedMs               float64 `json:"watched_ms"`
-	SimPacketsSent          uint64  `json:"sim_packets_sent"`
-	SimBytesSent            uint64  `json:"sim_bytes_sent"`
-	SimPacketsDropped       uint64  `json:"sim_packets_dropped"`
-	SimDroppedQueue         uint64  `json:"sim_dropped_queue"`
-	SimDroppedLoss          uint64  `json:"sim_dropped_loss"`
-	SimDroppedRcvBuffer     uint64  `json:"sim_dropped_receive_buffer"`
-	SourceLagMaxMs          float64 `json:"source_lag_max_ms"`
+	OriginHTTPPlaylistBytes int64 `json:"origin_http_playlist_bytes"`
+	OriginHTTPSegmentBytes  int64 `json:"origin_http_segment_bytes"`
+	OriginHTTPChunkBytes    int64 `json:"origin_http_chunk_bytes"`
+	BytesFromPeers          int64 `json:"bytes_from_peers"`
+	BytesFromOrigin         int64 `json:"bytes_from_origin"`
+	BytesFromHTTP           int64 `json:"bytes_from_http"`
+	// BytesFromHTTPJoining is the part of BytesFromHTTP peers fetched while joining: their
+	// start segments and their first moments before the trees pushed.
+	BytesFromHTTPJoining int64   `json:"bytes_from_http_joining"`
+	ChunksEmitted        int64   `json:"chunks_emitted"`
+	ChunksRejected       int64   `json:"chunks_rejected"`
+	SegmentsWithFallbk   int64   `json:"segments_with_fallback"`
+	SegmentsAbandoned    int64   `json:"segments_abandoned"`
+	PeersJoined          int     `json:"peers_joined"`
+	PeersLeft            int     `json:"peers_left"`
+	PlayersStarted       int     `json:"players_started"`
+	PlayerErrors         int     `json:"player_errors"`
+	PlayerParseErrors    int     `json:"player_parse_errors"`
+	PlayerTSErrors       int     `json:"player_timestamp_errors"`
+	PlayerFetchErrors    int     `json:"player_fetch_errors"`
+	PlayerSequenceErrs   int     `json:"player_sequence_errors"`
+	StallMs              float64 `json:"stall_ms"`
+	WatchedMs            float64 `json:"watched_ms"`
+	SimPacketsSent       uint64  `json:"sim_packets_sent"`
+	SimBytesSent         uint64  `json:"sim_bytes_sent"`
+	SimPacketsDropped    uint64  `json:"sim_packets_dropped"`
+	SimDroppedQueue      uint64  `json:"sim_dropped_queue"`
+	SimDroppedLoss       uint64  `json:"sim_dropped_loss"`
+	SimDroppedRcvBuffer  uint64  `json:"sim_dropped_receive_buffer"`
+	SourceLagMaxMs       float64 `json:"source_lag_max_ms"`
 	// Mesh connection counters summed over every viewer node (see peer.Stats).
 	MeshDials         int64 `json:"mesh_dials"`
 	MeshDialsFailed   int64 `json:"mesh_dials_failed"`
@@ -250,7 +253,7 @@ func (r *Report) summaryRows() [][2]string {
 			humanize.Bytes(r.Detail.OriginQUICBytes), humanize.Bytes(r.Detail.OriginHTTPBytes))},
 		{"origin copies", fmt.Sprintf("%.2f", r.OriginCopies)},
 		{"offload", fmt.Sprintf("%.1f %%", 100*r.Offload)},
-		{"fallback share", fmt.Sprintf("%.1f %%", 100*r.FallbackShare)},
+		{"fallback share", fmt.Sprintf("%.1f %% (%s while joining)", 100*r.FallbackShare, humanize.Bytes(r.Detail.BytesFromHTTPJoining))},
 		{"second half", fmt.Sprintf("from %.0f s: origin copies %.2f, offload %.1f %%, %d stalls, delivery p50 %.0f / p95 %.0f / p99 %.0f ms (%.1f %% not pushed down the trees), %.2f cores",
 			r.SecondHalf.FromS, r.SecondHalf.OriginCopies, 100*r.SecondHalf.Offload, r.SecondHalf.Stalls,
 			r.SecondHalf.DeliveryLatencyMs.P50, r.SecondHalf.DeliveryLatencyMs.P95, r.SecondHalf.DeliveryLatencyMs.P99,

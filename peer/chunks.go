@@ -42,6 +42,9 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 		return
 	}
 	l.n.stats.received(src, size)
+	if src == SourceHTTP && l.joining {
+		l.n.stats.bytesFromHTTPJoining.Add(int64(size))
+	}
 	l.n.metrics.received(src, size)
 	if l.cfg.OnChunk != nil {
 		l.cfg.OnChunk(c.ID, src, fromParent, l.now)

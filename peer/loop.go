@@ -249,7 +249,9 @@ func (l *loop) tick() {
 	if l.cfg.Root {
 		every = rootHaveEvery
 	}
-	if l.ticks%every == 0 {
+	// A joiner announces what it got at once: in a crowd arriving together its start segments
+	// are what the joiners after it want, and each HAVE heard in time keeps a copy off the CDN.
+	if l.ticks%every == 0 || l.joining {
 		l.flushHave()
 	}
 	if l.statusDirty {

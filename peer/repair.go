@@ -239,7 +239,8 @@ func (l *loop) fallback(ctx context.Context) {
 			LastFetch: l.fetches.last[seq],
 		}
 		delay := l.fallbackDelay()
-		if l.joining && seq < l.timeline.newest || l.playerNeedsSoon(seq) {
+		start := l.joining && seq < l.timeline.newest
+		if start || l.playerNeedsSoon(seq) {
 			delay = joinFallbackDelay
 		}
 		if pt, blocked := l.llPlayerBlockedBehind(seq); blocked {
@@ -248,6 +249,12 @@ func (l *loop) fallback(ctx context.Context) {
 			delay = min(delay, pt)
 		}
 		if !fallbackDue(prog, l.now, delay, fetchRetry) {
+			continue
+		}
+		// A joiner's start segment comes from the neighbours that announced it while they
+		// answer: a whole-segment fetch now would make their answers a second copy, and the
+		// CDN a copy per joiner. What they do not deliver within requestTimeout, the CDN does.
+		if start && !l.playerNeedsSoon(seq) && l.requestsPending(seq) {
 			continue
 		}
 		// The segment is late: fetch every missing chunk that the origin's signatures say exists
@@ -278,6 +285,16 @@ func (l *loop) fallback(ctx context.Context) {
 			whole: !slices.Contains(st.Have, true), budget: budget, untilPart: -1}
 		l.n.wg.Go(func() { l.n.runFetch(ctx, job) })
 	}
+}
+
+// requestsPending says whether a REQUEST for a chunk of seq is out and not yet timed out.
+func (l *loop) requestsPending(seq uint64) bool {
+	for k, p := range l.repairs.pending {
+		if k.seq == seq && l.now.Sub(p.at) < requestTimeout {
+			return true
+		}
+	}
+	return false
 }
 
 // cdnSlack is how many HTTP requests beyond its chunk count a segment may cost the CDN path: a

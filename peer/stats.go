@@ -21,6 +21,9 @@ type Stats struct {
 	// the HTTP fallback (BytesFromHTTP is the HTTP part).
 	BytesFromOrigin int64 `json:"bytes_from_origin"`
 	BytesFromHTTP   int64 `json:"bytes_from_http"`
+	// BytesFromHTTPJoining is the part of BytesFromHTTP that came while the node was joining:
+	// its start segments and the first moments before its parents pushed.
+	BytesFromHTTPJoining int64 `json:"bytes_from_http_joining"`
 	// BytesToPeers counts chunk frame bytes pushed to neighbours.
 	BytesToPeers int64 `json:"bytes_to_peers"`
 	// BytesPublished counts chunk bytes handed in with Publish (root).
@@ -92,6 +95,7 @@ type Stats struct {
 // counters are the node's running totals, updated from any goroutine.
 type counters struct {
 	bytesFromPeers, bytesFromOrigin, bytesFromHTTP, bytesPublished, bytesToPeers    atomic.Int64
+	bytesFromHTTPJoining                                                            atomic.Int64
 	chunksRejected, segmentsComplete, segmentsWithFallback, segmentsAbandoned       atomic.Int64
 	requests, requestsServed, requestsRefused, pushDropped, publishDropped, bitrate atomic.Int64
 	parentDials, evicted, parentsSilent, loopLags                                   atomic.Int64
@@ -148,6 +152,7 @@ func (n *Node) Stats() Stats {
 		BytesFromPeers:       n.stats.bytesFromPeers.Load(),
 		BytesFromOrigin:      n.stats.bytesFromOrigin.Load(),
 		BytesFromHTTP:        n.stats.bytesFromHTTP.Load(),
+		BytesFromHTTPJoining: n.stats.bytesFromHTTPJoining.Load(),
 		BytesToPeers:         n.stats.bytesToPeers.Load(),
 		BytesPublished:       n.stats.bytesPublished.Load(),
 		Neighbours:           t.Neighbours,
