@@ -108,6 +108,10 @@ func (l *loop) onAnnounce(ctx context.Context, resp proto.AnnounceResponse) {
 			l.originHTTP = trimSlash(reg.HTTPURL)
 			u := l.originHTTP
 			l.n.originHTTP.Store(&u)
+			select {
+			case l.n.originLearnt <- struct{}{}:
+			default:
+			}
 		}
 		if l.cfg.OriginQUIC == "" && reg.QUICAddr != "" {
 			l.originQUIC = normalizeAddr(reg.QUICAddr)

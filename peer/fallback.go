@@ -315,6 +315,7 @@ func (n *Node) playlistPoller(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-n.originLearnt:
 		}
 	}
 }

@@ -55,9 +55,12 @@ type Node struct {
 	partWaits    partWaits                   // what the local LL-HLS player waits for (llfallback.go)
 	wantPlaylist atomic.Bool                 // the loop wants the origin playlist polled
 	originHTTP   atomic.Pointer[string]      // base URL of the CDN path, once known
-	reflexive    atomic.Pointer[Reflexive]   // what the observers last saw; reachability.go
-	diag         diagnosis                   // why nothing plays yet, or why Run stopped (diagnose.go)
-	nat          *natState                   // observers, punch orders; nat.go
+	// originLearnt wakes the playlist poller when the tracker's answer names the origin: a
+	// joiner polls at once instead of at its next tick (up to a quarter segment later).
+	originLearnt chan struct{}
+	reflexive    atomic.Pointer[Reflexive] // what the observers last saw; reachability.go
+	diag         diagnosis                 // why nothing plays yet, or why Run stopped (diagnose.go)
+	nat          *natState                 // observers, punch orders; nat.go
 
 	wg      sync.WaitGroup
 	running atomic.Bool
@@ -76,6 +79,8 @@ func New(cfg Config) (*Node, error) {
 		publishCh: make(chan *proto.Chunk, 1024),
 		done:      make(chan struct{}),
 		nat:       newNATState(cfg.Observers),
+		// One pending wake is enough: the poller reads the newest URL when it wakes.
+		originLearnt: make(chan struct{}, 1),
 	}
 	// The id derives from a per-run secret that only announces to the tracker carry, so nobody
 	// else can announce under it (proto.PeerIDFromSecret).
