@@ -252,9 +252,9 @@ func (l *loop) fallback(ctx context.Context) {
 			continue
 		}
 		// A joiner's start segment comes from the neighbours that announced it while they
-		// answer, for a moment: a whole-segment fetch now would make their answers a second
+		// answer, for a while: a whole-segment fetch now would make their answers a second
 		// copy, and the CDN a copy per joiner. What they have not delivered by then, the CDN does.
-		if start && l.now.Sub(prog.NextKnown) < joinFallbackDelay+joinNeighbourWait && l.requestsPending(seq) {
+		if start && startLeftToNeighbours(prog, l.now, l.requestsPending(seq)) {
 			continue
 		}
 		// The segment is late: fetch every missing chunk that the origin's signatures say exists
