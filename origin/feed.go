@@ -47,7 +47,7 @@ func (o *Origin) Feed(name string, tracks FeedTracks) (*Feed, error) {
 		return nil, fmt.Errorf("origin: feed %s: %w", name, err)
 	}
 	f.st = st
-	plan := &ingestPlan{tracks: trackSet(tracks)}
+	plan := &ingestPlan{tracks: trackSet{H264: tracks.H264, SPS: tracks.SPS, PPS: tracks.PPS, AAC: tracks.AAC}}
 	if err := st.start(f, plan); err != nil {
 		st.release(f)
 		return nil, fmt.Errorf("origin: feed %s: %w", name, err)
