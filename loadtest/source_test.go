@@ -81,15 +81,16 @@ func TestSyntheticSourceIsPlayableSignedTSAtTheBitrate(t *testing.T) {
 		}
 	}
 	require.Positive(t, lasts)
-	// Parts end between frames like the origin's: 400 ms at 25 fps is 10 frames, two parts of 5,
-	// so every whole segment has exactly one part end before its last chunk.
+	// The origin's segmenter cuts the LL-HLS parts (its default 200 ms part target): 400 ms at
+	// 25 fps is 10 frames, two parts of 5, so every whole segment has exactly one part end
+	// before its last chunk.
 	partEnds := map[uint64]int{}
 	complete := map[uint64]bool{}
 	for _, c := range chunks {
 		if c.Flags&proto.FlagPartEnd != 0 && !c.Last() {
 			partEnds[c.ID.Seq]++
 		}
-		if c.Last() {
+		if c.Last() && c.Flags&proto.FlagEnd == 0 { // the last one ends where the feed closed
 			complete[c.ID.Seq] = true
 		}
 	}
