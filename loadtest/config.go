@@ -48,11 +48,14 @@ type Config struct {
 	Uplink     UplinkDist    // peers' uplinks (default 3 Mbit/s each)
 	// NAT puts viewers behind home routers (sim only): the kinds in this mix, in joining
 	// order; the tracker then runs its observer and coordinates punches. Empty: all public.
-	NAT      simnet.NATMix
-	Join     time.Duration // joins spread uniformly over this (default 0: all at once)
-	ChurnPct float64       // percent of peers leaving per minute, each replaced (default 0)
-	Mode     string        // ModeP2P (default) or ModeCDN
-	Source   string        // SourceSynthetic (default) or SourceTestcard
+	NAT  simnet.NATMix
+	Join time.Duration // joins spread uniformly over this (default 0: all at once)
+	// StartNeighbourWait is the viewers' peer.Config.StartNeighbourWait: how long a joiner
+	// leaves its start segments to neighbours before the CDN (default 0: the CDN at once).
+	StartNeighbourWait time.Duration
+	ChurnPct           float64 // percent of peers leaving per minute, each replaced (default 0)
+	Mode               string  // ModeP2P (default) or ModeCDN
+	Source             string  // SourceSynthetic (default) or SourceTestcard
 	// LL makes the players play ll.m3u8 (LL-HLS: fMP4 parts, blocking reloads, preload hints)
 	// instead of index.m3u8, from their peer or, in cdn mode, from the origin.
 	LL bool
@@ -142,6 +145,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("%w: --loss %g must be a percentage from 0 up to (not including) 100", ErrConfig, c.LossPct)
 	case len(c.NAT) > 0 && c.Net != NetSim:
 		return c, fmt.Errorf("%w: --nat needs --net sim (loopback UDP has no NAT)", ErrConfig)
+	case c.StartNeighbourWait < 0 || c.StartNeighbourWait > time.Minute:
+		return c, fmt.Errorf("%w: --start-neighbour-wait %v must be 0 to 1m", ErrConfig, c.StartNeighbourWait)
 	case c.Join < 0:
 		return c, fmt.Errorf("%w: --join %v must not be negative", ErrConfig, c.Join)
 	case c.ChurnPct < 0 || c.ChurnPct > 1000:
@@ -154,7 +159,7 @@ func (c Config) parameters() Parameters {
 	return Parameters{
 		Peers: c.Peers, Duration: c.Duration.String(), Bitrate: FormatRate(c.BitrateBps), Segment: c.Segment.String(),
 		SeedCopies: c.SeedCopies, Net: c.Net, Latency: c.Latency.String(), LossPct: c.LossPct, Uplink: c.Uplink.String(),
-		Join: c.Join.String(), ChurnPct: c.ChurnPct, Mode: c.Mode, Source: c.Source, Stripes: c.Stripes, MediaCheck: c.MediaCheck,
+		Join: c.Join.String(), StartNeighbourWait: c.StartNeighbourWait.String(), ChurnPct: c.ChurnPct, Mode: c.Mode, Source: c.Source, Stripes: c.Stripes, MediaCheck: c.MediaCheck,
 		NAT: c.NAT.String(), Playlist: c.playlistMode(),
 	}
 }

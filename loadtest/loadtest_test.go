@@ -159,6 +159,7 @@ func TestSimulatedNetworkCarriesTheSwarmWithMixedUplinks(t *testing.T) {
 	cfg := Config{
 		Peers: 10, Duration: 8 * time.Second, BitrateBps: 500_000, Segment: time.Second,
 		Net: NetSim, Latency: 10 * time.Millisecond, LossPct: 0.5, Uplink: uplinks, Join: 2 * time.Second, Mode: ModeP2P,
+		StartNeighbourWait: time.Second, // later joiners take their start segments from earlier ones
 	}
 	lt, r, b, html := runLoadTestOf(t, cfg)
 	requireSaneReport(t, r, cfg, b, html)
@@ -198,7 +199,7 @@ func TestCDNBaselineSendsOneCopyPerPlayer(t *testing.T) {
 func TestConfigRejectsNonsenseWithAHint(t *testing.T) {
 	for _, cfg := range []Config{
 		{Peers: -1}, {Net: "tcp"}, {Mode: "mesh"}, {Source: "camera"}, {LossPct: 100}, {Duration: time.Millisecond},
-		{ChurnPct: -5}, {Segment: time.Millisecond},
+		{ChurnPct: -5}, {Segment: time.Millisecond}, {StartNeighbourWait: -time.Second},
 	} {
 		_, err := New(cfg)
 		require.ErrorIs(t, err, ErrConfig, "%+v", cfg)

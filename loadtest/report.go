@@ -114,12 +114,14 @@ type Parameters struct {
 	LossPct    float64 `json:"loss_pct"`
 	Uplink     string  `json:"uplink"`
 	Join       string  `json:"join"`
-	ChurnPct   float64 `json:"churn_pct_per_min"`
-	Mode       string  `json:"mode"`
-	Source     string  `json:"source"`
-	Stripes    int     `json:"stripes"`
-	MediaCheck bool    `json:"media_check"`
-	NAT        string  `json:"nat"`
+	// StartNeighbourWait is --start-neighbour-wait.
+	StartNeighbourWait string  `json:"start_neighbour_wait"`
+	ChurnPct           float64 `json:"churn_pct_per_min"`
+	Mode               string  `json:"mode"`
+	Source             string  `json:"source"`
+	Stripes            int     `json:"stripes"`
+	MediaCheck         bool    `json:"media_check"`
+	NAT                string  `json:"nat"`
 	// Playlist is how the players played: "hls" (index.m3u8) or "ll-hls" (ll.m3u8, --ll).
 	Playlist string `json:"playlist"`
 }

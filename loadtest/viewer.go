@@ -70,15 +70,16 @@ func (lt *LoadTest) startViewer(ctx context.Context, id int) (*viewer, error) {
 			HTTPListener: ln,
 			// Like a real viewer's watch link: the tracker and the key. The origin's QUIC
 			// and HTTP addresses come from its signed registration at the tracker.
-			TrackerURL:     lt.bc.Tracker.URL(),
-			HTTPClient:     lt.fallbackClient,
-			Stripes:        cfg.Stripes,
-			MaxUploadBps:   uploadBudget(v.uplink),
-			TargetDuration: cfg.Segment,
-			OnChunk:        lt.deliveryHook(v),
-			OnPunch:        lt.nat.onPunch,
-			Logger:         cfg.Logger.With("viewer", id),
-			Registry:       prometheus.NewRegistry(),
+			TrackerURL:         lt.bc.Tracker.URL(),
+			HTTPClient:         lt.fallbackClient,
+			Stripes:            cfg.Stripes,
+			MaxUploadBps:       uploadBudget(v.uplink),
+			TargetDuration:     cfg.Segment,
+			StartNeighbourWait: cfg.StartNeighbourWait,
+			OnChunk:            lt.deliveryHook(v),
+			OnPunch:            lt.nat.onPunch,
+			Logger:             cfg.Logger.With("viewer", id),
+			Registry:           prometheus.NewRegistry(),
 		})
 		if err != nil {
 			_ = pc.Close()

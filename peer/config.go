@@ -133,6 +133,13 @@ type Config struct {
 	// FallbackDelay is how long a segment may stay incomplete after the swarm moved to the next one
 	// before its missing chunks are fetched over HTTP (default 3/4 of the measured segment duration).
 	FallbackDelay time.Duration
+	// StartNeighbourWait is how long a joiner leaves its start segments (those before the live
+	// edge) to the neighbours that announced them and that it asked for them, before the CDN
+	// sends what they have not delivered. Zero (the default) fetches them from the CDN at once.
+	// In a crowd that arrives together every start segment a neighbour delivers is a copy the
+	// origin saves; the wait is part of the viewer's startup (measured at 40 peers joining over
+	// 10 s with 2 s: origin copies 4.3 -> 2.6, startup p95 1.2 -> 3.1 s).
+	StartNeighbourWait time.Duration
 	// RepairWait is how long after a neighbour's HAVE a missing chunk is requested (default
 	// 500 ms: in the 50-peer simulation a push took 450 ms to the median node, and asking
 	// sooner made a duplicate of every chunk a deep node was still being pushed).

@@ -47,11 +47,6 @@ const (
 	// joinFallbackDelay is how long a joiner waits for neighbours to deliver a segment the
 	// origin has completed before it fetches it from the CDN: its player is waiting.
 	joinFallbackDelay = 300 * time.Millisecond
-	// joinNeighbourWait is how much longer a joiner leaves a start segment to the neighbours
-	// it asked for it (they announced it) before the CDN sends what they have not: in a crowd
-	// arriving together, every start segment a neighbour delivers is a copy the origin saves,
-	// and the wait is a part of the viewer's startup.
-	joinNeighbourWait = 2 * time.Second
 	// repairSpan is how many segments behind the newest known one repair and fallback look at.
 	repairSpan = 4
 	// repairEvery: the repair and fallback scans run every 100 ms; their waits are hundreds

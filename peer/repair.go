@@ -254,7 +254,7 @@ func (l *loop) fallback(ctx context.Context) {
 		// A joiner's start segment comes from the neighbours that announced it while they
 		// answer, for a while: a whole-segment fetch now would make their answers a second
 		// copy, and the CDN a copy per joiner. What they have not delivered by then, the CDN does.
-		if start && startLeftToNeighbours(prog, l.now, l.requestsPending(seq)) {
+		if start && l.cfg.StartNeighbourWait > 0 && startLeftToNeighbours(prog, l.now, l.requestsPending(seq), l.cfg.StartNeighbourWait) {
 			continue
 		}
 		// The segment is late: fetch every missing chunk that the origin's signatures say exists
