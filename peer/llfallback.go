@@ -15,8 +15,8 @@ import (
 // playlist reload, the preload-hinted part: segwindow.ServerOptions.OnPartWait). When the swarm
 // is late with that part, waiting for the segment-level fallback (three quarters of a segment
 // after the next segment began) would stall the player many times over; instead the part's
-// missing chunks come from the CDN one part target after the stream's cadence says the part
-// should have been here.
+// missing chunks come from the CDN a grace of three part targets (partGrace) after the stream's
+// cadence says the part should have been here.
 //
 // When that is: a part ends at most a part target after the previous one (the origin cuts parts
 // by duration), so part P of segment S should be here (P+1) part targets after S began arriving.
@@ -175,10 +175,21 @@ func (n *Node) partsEndedThrough(seq uint64, idx uint32) (ends int, last, ok boo
 // (< 0: the whole segment, which is due a target duration after it began).
 func partDueAt(begun time.Time, part int, partTarget, targetDur time.Duration) time.Time {
 	if part < 0 {
-		return begun.Add(targetDur + partTarget)
+		return begun.Add(targetDur + partGrace(partTarget))
 	}
-	return begun.Add(time.Duration(part+2) * partTarget)
+	return begun.Add(time.Duration(part+1)*partTarget + partGrace(partTarget))
 }
+
+// partGrace is how late after the stream's cadence a part may be before its missing chunks come
+// from the CDN: three part targets (0.6 s at the default 200 ms). "S began" is when the first
+// chunk of S came down the quickest of the four stripe trees; the others run deeper, and in a
+// formed 100-peer swarm their chunks come up to a few hundred milliseconds later (delivery p50
+// 270 ms, p99 460 ms). A grace of one part target, tried first, fetched those in-flight chunks
+// from the CDN at every part on every peer: at 100 LL peers the origin sent 52 copies and the
+// mesh collapsed under the CDN's load. What the player sees of the mesh's steady lateness is
+// already in the peer's own playlist edge, which it holds PART-HOLD-BACK behind; only a part
+// that is missing, not one that is on its way, should cost the origin a copy.
+func partGrace(partTarget time.Duration) time.Duration { return 3 * partTarget }
 
 // segmentBegun is when seq began arriving, as verified chunks tell: the earliest of its first
 // chunk's arrival and the previous segment's first chunk's arrival plus its signed duration.
@@ -293,5 +304,5 @@ func (l *loop) partFallback(ctx context.Context) {
 // llPlayerBlockedBehind says whether the local LL player waits for something after seq: then
 // seq, incomplete, holds it up, and its fallback is due on the part deadline.
 func (l *loop) llPlayerBlockedBehind(seq uint64) (time.Duration, bool) {
-	return l.llWait.partTarget, l.llWait.ok && seq < l.llWait.key.seq
+	return partGrace(l.llWait.partTarget), l.llWait.ok && seq < l.llWait.key.seq
 }

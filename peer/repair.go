@@ -244,7 +244,7 @@ func (l *loop) fallback(ctx context.Context) {
 			delay = joinFallbackDelay
 		}
 		if pt, blocked := l.llPlayerBlockedBehind(seq); blocked {
-			// The local LL player waits for a part after this segment: one part target after the
+			// The local LL player waits for a part after this segment: the part grace after the
 			// swarm moved on (llfallback.go), not three quarters of a segment.
 			delay = min(delay, pt)
 		}

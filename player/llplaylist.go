@@ -169,6 +169,15 @@ func (p *mediaPlaylist) lists(pos partPos) bool {
 // without what came before. A segment whose parts the playlist no longer lists counts as one
 // independent piece. It reports false for a playlist that lists nothing.
 func (p *mediaPlaylist) lowLatencyStart() (partPos, bool) {
+	pos, _, ok := p.lowLatencyStartSkip()
+	return pos, ok
+}
+
+// lowLatencyStartSkip is lowLatencyStart with the media, in seconds, between the independent
+// part it returns and the PART-HOLD-BACK point: a real player (hls.js, AVPlayer) decodes from the
+// independent part but starts presenting at the hold-back point, so that much of the first
+// parts is decoded and never shown.
+func (p *mediaPlaylist) lowLatencyStartSkip() (partPos, float64, bool) {
 	type piece struct {
 		pos         partPos
 		duration    float64
@@ -193,7 +202,7 @@ func (p *mediaPlaylist) lowLatencyStart() (partPos, bool) {
 		add(p.ll.tail)
 	}
 	if len(pieces) == 0 {
-		return partPos{}, false
+		return partPos{}, 0, false
 	}
 	hold := 0.0
 	if p.ll != nil {
@@ -208,10 +217,15 @@ func (p *mediaPlaylist) lowLatencyStart() (partPos, bool) {
 			break
 		}
 	}
+	// The hold-back point lies inside pieces[at], this far after its start.
+	skip := max(fromEnd-hold, 0)
 	for i := at; i >= 0; i-- {
 		if pieces[i].independent {
-			return pieces[i].pos, true
+			return pieces[i].pos, skip, true
+		}
+		if i > 0 {
+			skip += pieces[i-1].duration
 		}
 	}
-	return pieces[0].pos, true
+	return pieces[0].pos, skip, true
 }

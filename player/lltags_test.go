@@ -132,10 +132,15 @@ func TestLowLatencyPlaylistResolvesPartsOntoSegments(t *testing.T) {
 	require.Equal(t, partPos{msn: 9, part: 2}, mp.nextAfterLast())
 	require.True(t, mp.lists(partPos{msn: 9, part: 1}))
 	require.False(t, mp.lists(partPos{msn: 9, part: 2}))
-	// PART-HOLD-BACK 0.6 s from the end lands in part 8.1, not independent: back to 8.0.
+	// PART-HOLD-BACK 0.6 s from the end lands inside part 8.0, which is independent.
 	start, ok := mp.lowLatencyStart()
 	require.True(t, ok)
 	require.Equal(t, partPos{msn: 8, part: 0}, start)
+	// ... and presents from the hold-back point itself: 0.6 s before the end (9.1 ends it at
+	// 0.15 + 0.2 + 0.2 + 0.2 = 0.75 s) is 0.15 s into part 8.0; those 0.15 s are decoded, not shown.
+	_, skip, ok := mp.lowLatencyStartSkip()
+	require.True(t, ok)
+	require.InDelta(t, 0.15, skip, 1e-9)
 
 	require.Equal(t, "http://origin.test/live/cam/ll.m3u8?_HLS_msn=9&_HLS_part=2&token=x",
 		withBlockingReload(base, mp.nextAfterLast()).String())

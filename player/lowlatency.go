@@ -38,6 +38,11 @@ type llPiece struct {
 	mapURL        *url.URL
 }
 
+// llCatchUpRate is how fast an LL player plays while it is further behind live than
+// PART-HOLD-BACK (plus a part): hls.js's maxLiveSyncPlaybackRate as the web player sets it.
+// AVPlayer also varies its rate to hold an LL-HLS stream's target latency.
+const llCatchUpRate = 1.5
+
 // playLowLatency plays a low-latency playlist part by part until ctx ends or a closed playlist
 // has played out. st.playlist is loaded.
 func (p *Player) playLowLatency(ctx context.Context, st *playState) {
@@ -49,10 +54,19 @@ func (p *Player) playLowLatency(ctx context.Context, st *playState) {
 	}()
 	for ctx.Err() == nil {
 		if !ls.started {
-			if pos, ok := st.playlist.lowLatencyStart(); ok {
+			if pos, skip, ok := st.playlist.lowLatencyStartSkip(); ok {
 				ls.moveTo(st.playlist, pos)
 				ls.started = true
-				p.log.Debug("low-latency start", "part", pos.String())
+				p.mu.Lock()
+				p.po.startAt = skip
+				if ll := st.playlist.ll; ll != nil {
+					// Back to PART-HOLD-BACK (one part of slack) after a stall, at up to
+					// llCatchUpRate, as the web player's hls.js does.
+					p.po.catchUp.rate = llCatchUpRate
+					p.po.catchUp.ahead = ll.partHoldBack + ll.partTarget.Seconds()
+				}
+				p.mu.Unlock()
+				p.log.Debug("low-latency start", "part", pos.String(), "presented_from_s", skip)
 			}
 		}
 		if ls.started {

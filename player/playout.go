@@ -16,6 +16,18 @@ import (
 type playout struct {
 	started   bool
 	startWall time.Time // first segment fully received: playback starts
+	// startAt is where presentation starts on the media timeline: 0, or for an LL-HLS player the
+	// PART-HOLD-BACK point, past the start of the independent part it decodes from. Playback
+	// starts once the buffer reaches past it.
+	startAt float64
+	// catchUp, when set, plays faster than real time while more than catchUp.ahead seconds are
+	// buffered beyond the playhead, as an LL-HLS player does to hold its target latency (hls.js
+	// maxLiveSyncPlaybackRate, AVPlayer's rate control): a stall then costs latency only for a
+	// while, not for the rest of the show.
+	catchUp struct {
+		rate  float64 // > 1; 0: off
+		ahead float64 // seconds
+	}
 
 	buffered    float64   // media end of the buffer
 	resumeWall  time.Time // anchor of the playhead: at resumeWall it was at resumeMedia
@@ -57,7 +69,22 @@ func newPlayout(sampleEvery time.Duration) *playout {
 
 // dryAt is when the playhead reaches the end of the buffer if nothing else arrives.
 func (p *playout) dryAt() time.Time {
-	return p.resumeWall.Add(secondsToDuration(p.buffered - p.resumeMedia))
+	fast := p.fastFor()
+	return p.resumeWall.Add(secondsToDuration(fast + (p.buffered - p.resumeMedia - fast*p.catchUp.rate)))
+}
+
+// fastFor is how long, in seconds of wall clock from the anchor, the playhead runs at the
+// catch-up rate before the buffer ahead is down to its target (0 without catch-up). Between two
+// events the buffer's end stands still, so the lead shrinks by rate a second until then.
+func (p *playout) fastFor() float64 {
+	if p.catchUp.rate <= 1 {
+		return 0
+	}
+	lead := p.buffered - p.resumeMedia
+	if lead <= p.catchUp.ahead {
+		return 0
+	}
+	return (lead - p.catchUp.ahead) / p.catchUp.rate
 }
 
 // advance brings the state up to t (t not before the last event): it notices the buffer running
@@ -80,11 +107,13 @@ func (p *playout) advance(t time.Time) {
 func (p *playout) add(t time.Time, duration float64, pdt time.Time, hasPDT bool) {
 	p.advance(t)
 	switch {
+	case !p.started && p.buffered+duration <= p.startAt:
+		// Decoded, not presented: the first parts before the hold-back point.
 	case !p.started:
 		p.started = true
 		p.startWall = t
 		p.resumeWall = t
-		p.resumeMedia = 0
+		p.resumeMedia = p.startAt
 		p.nextSample = t
 	case p.stalled:
 		p.stallTotal += t.Sub(p.stallStart)
@@ -92,6 +121,11 @@ func (p *playout) add(t time.Time, duration float64, pdt time.Time, hasPDT bool)
 		p.stalled = false
 		p.resumeWall = t
 		p.resumeMedia = p.buffered
+	default:
+		// Playing: re-anchor the playhead here, since with catch-up its course after t depends
+		// on how much is buffered (at 1x this changes nothing).
+		p.resumeMedia = p.playheadAt(t)
+		p.resumeWall = t
 	}
 	p.segs = append(p.segs, playSeg{mediaStart: p.buffered, duration: duration, pdt: pdt, hasPDT: hasPDT})
 	p.buffered += duration
@@ -106,7 +140,14 @@ func (p *playout) playheadAt(t time.Time) float64 {
 	if p.stalled {
 		return p.buffered
 	}
-	m := p.resumeMedia + t.Sub(p.resumeWall).Seconds()
+	dt := t.Sub(p.resumeWall).Seconds()
+	fast := p.fastFor()
+	var m float64
+	if dt <= fast {
+		m = p.resumeMedia + dt*p.catchUp.rate
+	} else {
+		m = p.resumeMedia + fast*p.catchUp.rate + (dt - fast)
+	}
 	if m < p.resumeMedia {
 		m = p.resumeMedia
 	}
