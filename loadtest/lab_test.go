@@ -62,11 +62,9 @@ func runLab(t *testing.T, cfg Config) *Report {
 	wall := wallNow().Sub(wallStart)
 	r.StartedAt = wallStart.UTC()
 	r.Parameters.Net = "sim (virtual time)"
-	r.Lab = &LabFigures{
-		SimulatedS:       simulated.Seconds(),
-		WallS:            wall.Seconds(),
-		CPUPerSimulatedS: (processUsage().CPU - cpuStart).Seconds() / simulated.Seconds(),
-	}
+	cfg, err := cfg.withDefaults()
+	require.NoError(t, err)
+	r.Lab = newLabFigures(r, cfg, simulated, wall, processUsage().CPU-cpuStart)
 	r.Notes = append(r.Notes, "scale lab: the run's times (durations, latencies, startup, live latency) are simulated; cores are CPU seconds per simulated second")
 	return r
 }
