@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
+	"runtime/pprof"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -30,6 +32,7 @@ var (
 	labLatency  = flag.Duration("lab.latency", 20*time.Millisecond, "TestScaleLab: one-way latency of every mesh link")
 	labJSON     = flag.String("lab.json", "", "TestScaleLab: write the report as JSON to this file")
 	labHTML     = flag.String("lab.html", "", "TestScaleLab: write the HTML report to this file")
+	labHeap     = flag.String("lab.heapprofile", "", "TestScaleLab: write a heap profile half way through the run to this file")
 )
 
 // runLab runs cfg's load test in a synctest bubble (see lab.go) and returns its report with the
@@ -78,17 +81,36 @@ func wallNow() time.Time {
 	return time.Unix(tv.Unix())
 }
 
-// labProgress prints the load test's progress line with the wall time it took to get there.
-func labProgress(t *testing.T) func(string) {
+// labProgress prints the load test's progress line with the wall time it took to get there, and
+// writes the heap profile (-lab.heapprofile) at the progress line half way through the run.
+func labProgress(t *testing.T, half int) func(string) {
 	start := wallNow()
 	last := time.Time{}
+	lines := 0
 	return func(line string) {
+		lines++
+		if lines == half && *labHeap != "" {
+			writeHeapProfile(t, *labHeap)
+		}
 		now := wallNow()
 		if now.Sub(last) < 5*time.Second {
 			return
 		}
 		last = now
 		fmt.Fprintf(os.Stderr, "%s (wall %.0f s)\n", line, now.Sub(start).Seconds())
+	}
+}
+
+func writeHeapProfile(t *testing.T, path string) {
+	f, err := os.Create(path)
+	if err != nil {
+		t.Errorf("-lab.heapprofile: %v", err)
+		return
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		t.Errorf("-lab.heapprofile: %v", err)
 	}
 }
 
@@ -128,7 +150,7 @@ func TestScaleLab(t *testing.T) {
 	}
 	cfg := Config{
 		Peers: *labPeers, Duration: *labDuration, ChurnPct: *labChurn, Join: *labJoin, Latency: *labLatency,
-		OnProgress: labProgress(t),
+		OnProgress: labProgress(t, int(labDuration.Seconds()/2)),
 	}
 	var err error
 	if cfg.BitrateBps, err = ParseRate(*labBitrate); err != nil {
@@ -144,6 +166,14 @@ func TestScaleLab(t *testing.T) {
 	}
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400) // as `crowdsurf loadtest` does
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// At GOGC=400 a thousand peers' heap (about 4 MB live each) would grow to some 20 GB
+		// before a collection; past half the machine's memory the collector works harder instead.
+		var si syscall.Sysinfo_t
+		if err := syscall.Sysinfo(&si); err == nil {
+			debug.SetMemoryLimit(int64(si.Totalram) * int64(si.Unit) / 2)
+		}
 	}
 	r := runLab(t, cfg)
 	require.NoError(t, r.WriteSummary(os.Stdout))
