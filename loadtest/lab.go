@@ -130,7 +130,12 @@ func newLabFigures(r *Report, cfg Config, simulated, wall, cpu time.Duration) *L
 	if cfg.ChurnPct == 0 {
 		add("origin copies", fmt.Sprintf("<= %.1f", targetOriginCopies), fmt.Sprintf("%.2f", h.OriginCopies), h.OriginCopies <= targetOriginCopies)
 	}
-	add("offload", fmt.Sprintf(">= %.1f %%", 100*offloadWant), fmt.Sprintf("%.2f %%", 100*h.Offload), h.Offload >= offloadWant)
+	want := fmt.Sprintf(">= %.1f %%", 100*offloadWant)
+	// With every copy the origin seeds counted against it, offload cannot pass 1 - seeds/N.
+	if ceiling := 1 - float64(cfg.SeedCopies)/float64(cfg.Peers); ceiling < offloadWant {
+		want += fmt.Sprintf(", above the ceiling of %.1f %% at %d peers", 100*ceiling, cfg.Peers)
+	}
+	add("offload", want, fmt.Sprintf("%.2f %%", 100*h.Offload), h.Offload >= offloadWant)
 	if cfg.ChurnPct == 0 {
 		add("delivery p99", fmt.Sprintf("<= %d ms", targetDeliveryP99Ms), fmt.Sprintf("%.0f ms", p99), p99 <= targetDeliveryP99Ms)
 		add("delivery p99 in hops", fmt.Sprintf("<= %.1f x %d hops of %.0f ms", targetP99InLogHops, l.LogHops, l.HopMs),
