@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 	"testing"
 	"testing/synctest"
@@ -45,6 +46,17 @@ func runLab(t *testing.T, cfg Config) *Report {
 	ats.Register()
 	defer ats.Unregister()
 
+	// Nothing in the bubble may open a real socket: count them once a simulated second.
+	socketsBefore := openSockets(t)
+	socketsMax := socketsBefore
+	progress := cfg.OnProgress
+	cfg.OnProgress = func(line string) {
+		socketsMax = max(socketsMax, openSockets(t))
+		if progress != nil {
+			progress(line)
+		}
+	}
+
 	wallStart := wallNow()
 	cpuStart := processUsage().CPU
 	var r *Report
@@ -63,6 +75,7 @@ func runLab(t *testing.T, cfg Config) *Report {
 		require.NotNil(t, r)
 	})
 	wall := wallNow().Sub(wallStart)
+	require.Equal(t, socketsBefore, socketsMax, "the lab opened real sockets")
 	r.StartedAt = wallStart.UTC()
 	r.Parameters.Net = "sim (virtual time)"
 	cfg, err := cfg.withDefaults()
@@ -70,6 +83,19 @@ func runLab(t *testing.T, cfg Config) *Report {
 	r.Lab = newLabFigures(r, cfg, simulated, wall, processUsage().CPU-cpuStart)
 	r.Notes = append(r.Notes, "scale lab: the run's times (durations, latencies, startup, live latency) are simulated; cores are CPU seconds per simulated second")
 	return r
+}
+
+// openSockets counts the process's open sockets.
+func openSockets(t *testing.T) int {
+	fds, err := os.ReadDir("/proc/self/fd")
+	require.NoError(t, err)
+	n := 0
+	for _, fd := range fds {
+		if target, err := os.Readlink("/proc/self/fd/" + fd.Name()); err == nil && strings.HasPrefix(target, "socket:") {
+			n++
+		}
+	}
+	return n
 }
 
 // wallNow reads the real clock: inside a bubble time.Now is the bubble's.
