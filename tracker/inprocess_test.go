@@ -43,18 +43,19 @@ func TestInProcessTrackerRunsOnTheBubblesClock(t *testing.T) {
 		reg, err := registrar.New(registrar.Config{Options: tr.NATSOptions(), Key: testPriv})
 		require.NoError(t, err)
 		require.NoError(t, reg.Register(ctx, unsignedRegistration("live")))
+		synctest.Wait() // until the tracker's view has taken the registration from NATS
 
 		hc := &http.Client{Transport: &http.Transport{DialContext: mem.DialContext}}
 		c := &trackerclient.Client{BaseURL: tr.URL(), HTTPClient: hc}
 		_, err = c.Announce(ctx, testAnnounce("live", 0))
 		require.NoError(t, err)
-		require.Eventually(t, func() bool {
-			st, err := c.Stream(ctx, "live", testKey)
-			return err == nil && st.SwarmSize == 1
-		}, time.Second, 10*time.Millisecond)
+		synctest.Wait() // and the announce
+		st, err := c.Stream(ctx, "live", testKey)
+		require.NoError(t, err)
+		require.Equal(t, 1, st.SwarmSize)
 
 		time.Sleep(15 * time.Second) // past PeerTTL, announcing no more
-		st, err := c.Stream(ctx, "live", testKey)
+		st, err = c.Stream(ctx, "live", testKey)
 		require.NoError(t, err)
 		require.Equal(t, 0, st.SwarmSize, "the peer's entry expired on the bubble's clock")
 
