@@ -15,7 +15,7 @@ BROWSER_TEST := webui/testdata/browser
 HLSJS_PIN    := webui/hls.js.pin
 HLSJS_OUT    := webui/static/vendor
 
-.PHONY: all build test deps vet demo loadtest fuzz bench bench-floor bench-peer bench-tracker clean webui-update webui-screenshots
+.PHONY: all build test deps vet demo loadtest scale fuzz bench bench-floor bench-peer bench-tracker clean webui-update webui-screenshots
 
 all: build
 
@@ -74,6 +74,15 @@ demo: build
 # The loadtest report in the README comes from this (see README "Measured").
 loadtest: build
 	./$(BIN) loadtest --peers 200 --net sim --duration 60s --json loadtest.json --html loadtest.html
+
+# The scale lab: the same load test in virtual time (testing/synctest; loadtest/lab.go), so a
+# swarm of a thousand peers behaves as if each had its own machine, however long it takes here.
+# Writes scale.json and scale.html. E.g. make scale SCALE_FLAGS='-lab.peers 2000 -lab.churn 10'
+# (flags: -lab.peers -lab.duration -lab.churn -lab.join -lab.nat -lab.uplink -lab.bitrate -lab.latency)
+SCALE_FLAGS ?= -lab.peers 1000 -lab.duration 60s
+scale:
+	nice $(GO) test -run '^TestScaleLab$$' -count 1 -timeout 0 -v ./loadtest -args $(SCALE_FLAGS) \
+		-lab.json $(CURDIR)/scale.json -lab.html $(CURDIR)/scale.html
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./proto ./origin ./segwindow ./internal/...
@@ -142,4 +151,4 @@ webui-screenshots: deps
 	WEBUI_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run TestBrowser -v ./webui
 
 clean:
-	rm -rf bin loadtest.json loadtest.html bench-floor.json
+	rm -rf bin loadtest.json loadtest.html bench-floor.json scale.json scale.html

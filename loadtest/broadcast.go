@@ -21,7 +21,8 @@ import (
 
 // BroadcastNet is everything the broadcast side of a load test listens on. The caller makes it:
 // loopback sockets, hosts on a simulated network, in-memory listeners inside a synctest bubble.
-// Nothing in the broadcast opens a socket of its own except the tracker's embedded NATS.
+// Nothing in the broadcast opens a socket of its own except the tracker's embedded NATS, and
+// that one neither with TrackerNATSInProcess.
 // The broadcast closes what it is given when it stops (or when NewBroadcast fails).
 type BroadcastNet struct {
 	// OriginMesh is the origin's QUIC mesh socket; nil runs the origin without a mesh (the
@@ -35,6 +36,9 @@ type BroadcastNet struct {
 	Observers []net.PacketConn
 	// TrackerClient carries the origin's registrations to TrackerHTTP; nil = http.DefaultClient.
 	TrackerClient *http.Client
+	// TrackerNATSInProcess runs the tracker's NATS server without a port (the scale lab:
+	// nothing in a synctest bubble may open a socket).
+	TrackerNATSInProcess bool
 }
 
 func (bn BroadcastNet) close() {
@@ -108,6 +112,7 @@ func NewBroadcast(cfg BroadcastConfig, bn BroadcastNet) (*Broadcast, error) {
 			RateLimit:        rate.Inf,
 			RateBurst:        1,
 			AllowForeignAddr: true,
+			NATSInProcess:    bn.TrackerNATSInProcess,
 		})
 		if err != nil {
 			bn.close()

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/crowdsurf/crowdsurf/internal/memnet"
 	"github.com/crowdsurf/crowdsurf/internal/simnet"
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/player"
@@ -77,6 +78,10 @@ type Config struct {
 	OnProgress func(line string)
 	// Logger gets the components' logs; nil discards.
 	Logger *slog.Logger
+
+	// inMemory, set only by the scale lab (lab.go), carries every HTTP server and client of
+	// the run and the tracker's NATS without a socket; nil = loopback TCP.
+	inMemory *memnet.Network
 }
 
 func (c Config) withDefaults() (Config, error) {

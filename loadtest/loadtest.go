@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"math"
 	mrand "math/rand/v2"
-	"net"
 	"net/http"
 	"runtime/pprof"
 	"sync"
@@ -81,9 +80,9 @@ func New(cfg Config) (*LoadTest, error) {
 		pub:             key.Public().(ed25519.PublicKey),
 		originMetrics:   prometheus.NewRegistry(),
 		emits:           newEmitBook(),
-		playerTransport: newSharedTransport(),
+		playerTransport: cfg.sharedTransport(),
 	}
-	fallbackTr := newSharedTransport()
+	fallbackTr := cfg.sharedTransport()
 	fallbackTr.MaxIdleConnsPerHost = 1024 // every peer falls back to the same origin
 	lt.fallbackClient = &http.Client{Transport: fallbackTr, Timeout: 5 * time.Second}
 
@@ -281,12 +280,18 @@ func (lt *LoadTest) startBroadcast(runInfra func(string, func(context.Context) e
 }
 
 // broadcastNet opens the origin's and the tracker's sockets: the mesh socket and the NAT
-// observers on the load test's network (simulated or loopback UDP), HTTP on loopback. In cdn
+// observers on the load test's network (simulated or loopback UDP), HTTP on loopback (in memory in
+// the scale lab). In cdn
 // mode there is neither mesh nor tracker.
 func (lt *LoadTest) broadcastNet() (BroadcastNet, error) {
-	var bn BroadcastNet
+	bn := BroadcastNet{
+		// The players' and peers' transport, so the scale lab's in-memory network carries
+		// the registrations too.
+		TrackerClient:        &http.Client{Transport: lt.fallbackClient.Transport, Timeout: 5 * time.Second},
+		TrackerNATSInProcess: lt.cfg.inMemory != nil,
+	}
 	var err error
-	if bn.OriginHTTP, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+	if bn.OriginHTTP, err = lt.cfg.listenHTTP(); err != nil {
 		return bn, fmt.Errorf("loadtest: origin HTTP listener: %w", err)
 	}
 	if lt.cfg.Mode != ModeP2P {
@@ -301,7 +306,7 @@ func (lt *LoadTest) broadcastNet() (BroadcastNet, error) {
 		bn.close()
 		return bn, fmt.Errorf("loadtest: origin mesh socket: %w", err)
 	}
-	if bn.TrackerHTTP, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+	if bn.TrackerHTTP, err = lt.cfg.listenHTTP(); err != nil {
 		bn.close()
 		return bn, fmt.Errorf("loadtest: tracker listener: %w", err)
 	}

@@ -31,7 +31,13 @@ func runLoadTestOf(t *testing.T, cfg Config) (*LoadTest, *Report, []byte, string
 	require.NoError(t, lt.Run(ctx))
 	r := lt.Report()
 	require.NotNil(t, r)
+	b, h := writeReports(t, r)
+	return lt, r, b, h
+}
 
+// writeReports writes r as JSON and HTML, returns both, and logs the summary.
+func writeReports(t *testing.T, r *Report) ([]byte, string) {
+	t.Helper()
 	dir := t.TempDir()
 	jsonPath, htmlPath := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
 	require.NoError(t, r.WriteJSONFile(jsonPath))
@@ -43,7 +49,7 @@ func runLoadTestOf(t *testing.T, cfg Config) (*LoadTest, *Report, []byte, string
 	var summary bytes.Buffer
 	require.NoError(t, r.WriteSummary(&summary))
 	t.Logf("report:\n%s", summary.String())
-	return lt, r, b, string(h)
+	return b, string(h)
 }
 
 // originCounter reads one of the origin's own Prometheus counters (crowdsurf_origin_NAME).

@@ -74,6 +74,8 @@ type Report struct {
 	DeliveryLatencyCDF []CDFPoint `json:"delivery_latency_cdf"`
 	// NAT is the NAT side of a run with --nat: punches, links by kind, offload per NAT class.
 	NAT *NATReport `json:"nat,omitempty"`
+	// Lab is set by the scale lab (virtual time): simulated against wall time.
+	Lab *LabFigures `json:"lab,omitempty"`
 	// Notes are caveats about this run (e.g. the machine could not keep up).
 	Notes []string `json:"notes"`
 }
@@ -276,7 +278,8 @@ func (r *Report) summaryRows() [][2]string {
 			r.Floor.Cores, r.Floor.Peers, r.Floor.Fanout, r.Floor.Depth, r.Floor.ChunkSize, 100*r.Floor.Delivered, r.FloorRatio,
 			humanize.Bytes(r.MaxRSSBytes/int64(max(r.Peers, 1))))})
 	}
-	return append(rows, r.NAT.rows()...)
+	rows = append(rows, r.NAT.rows()...)
+	return append(rows, r.Lab.rows()...)
 }
 
 // WriteSummary writes the human summary table.

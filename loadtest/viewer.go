@@ -57,7 +57,7 @@ func (lt *LoadTest) startViewer(ctx context.Context, id int) (*viewer, error) {
 		if err != nil {
 			return nil, err
 		}
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		ln, err := cfg.listenHTTP()
 		if err != nil {
 			_ = pc.Close()
 			return nil, fmt.Errorf("loadtest: viewer %d: local HLS listener: %w", id, err)

@@ -30,6 +30,10 @@ type Config struct {
 	// DataDir keeps the embedded NATS server's JetStream state on disk, so registered streams
 	// survive a restart. Empty keeps everything in memory. Ignored with NATSURL.
 	DataDir string
+	// NATSInProcess runs the embedded NATS server without a port: only clients in this process
+	// reach it, with the options Tracker.NATSOptions returns. A testing/synctest bubble, where
+	// no real socket may be used, runs a whole tracker this way. Ignored with NATSURL.
+	NATSInProcess bool
 	// Replicas is how many servers of a NATS cluster hold each bucket (default 1). With 3 on a
 	// three-node JetStream cluster the swarm state survives one node going down. The embedded
 	// server is a single node and takes only 1.

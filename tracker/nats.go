@@ -15,16 +15,18 @@ import (
 	"github.com/crowdsurf/crowdsurf/tracker/registrar"
 )
 
-// embeddedNATS is an in-process NATS server with JetStream, listening on 127.0.0.1 at a random port.
+// embeddedNATS is an in-process NATS server with JetStream, listening on 127.0.0.1 at a random
+// port, or on no port at all (inProcess).
 type embeddedNATS struct {
-	srv     *server.Server
-	tempDir string // removed on shutdown; empty when DataDir holds the state
+	srv       *server.Server
+	tempDir   string // removed on shutdown; empty when DataDir holds the state
+	inProcess bool
 }
 
 // startEmbeddedNATS starts the server. JetStream always needs a store directory, even for
 // memory-only buckets, so without a DataDir a temporary one is used and removed again.
-func startEmbeddedNATS(dataDir string) (*embeddedNATS, error) {
-	e := &embeddedNATS{}
+func startEmbeddedNATS(dataDir string, inProcess bool) (*embeddedNATS, error) {
+	e := &embeddedNATS{inProcess: inProcess}
 	storeDir := ""
 	if dataDir != "" {
 		storeDir = filepath.Join(dataDir, "nats")
@@ -42,6 +44,7 @@ func startEmbeddedNATS(dataDir string) (*embeddedNATS, error) {
 		ServerName: "crowdsurf-tracker",
 		Host:       "127.0.0.1",
 		Port:       server.RANDOM_PORT,
+		DontListen: inProcess,
 		JetStream:  true,
 		StoreDir:   storeDir,
 		NoLog:      true,
@@ -62,7 +65,21 @@ func startEmbeddedNATS(dataDir string) (*embeddedNATS, error) {
 	return e, nil
 }
 
-func (e *embeddedNATS) clientURL() string { return e.srv.ClientURL() }
+// clientURL is the server's URL; empty when it has no port (inProcess).
+func (e *embeddedNATS) clientURL() string {
+	if e.inProcess {
+		return ""
+	}
+	return e.srv.ClientURL()
+}
+
+// clientOptions are what a client needs besides the URL: the in-process connection, if any.
+func (e *embeddedNATS) clientOptions() []nats.Option {
+	if e.inProcess {
+		return []nats.Option{nats.InProcessServer(e.srv)}
+	}
+	return nil
+}
 
 func (e *embeddedNATS) shutdown() {
 	e.srv.Shutdown()
@@ -137,11 +154,11 @@ const jsNoSuitablePeers jetstream.ErrorCode = 10005
 // connectNATS connects to url with reconnects forever: a tracker outlives NATS restarts. After
 // every reconnect it signals reconnected (without blocking), so the view watches the buckets
 // afresh: a watcher's consumer may have lived on the server that went away.
-func connectNATS(url string, cfg Config, reconnected chan<- struct{}) (*nats.Conn, error) {
-	nc, err := nats.Connect(url,
+func connectNATS(url string, extra []nats.Option, cfg Config, reconnected chan<- struct{}) (*nats.Conn, error) {
+	opts := []nats.Option{
 		nats.Name("crowdsurf-tracker"),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(250*time.Millisecond),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				cfg.Logger.Warn("NATS disconnected", "error", err)
@@ -154,7 +171,8 @@ func connectNATS(url string, cfg Config, reconnected chan<- struct{}) (*nats.Con
 			default:
 			}
 		}),
-	)
+	}
+	nc, err := nats.Connect(url, append(opts, extra...)...)
 	if err != nil {
 		return nil, fmt.Errorf("tracker: connect to NATS at %s: %w", url, err)
 	}

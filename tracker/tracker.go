@@ -62,7 +62,7 @@ func New(cfg Config) (_ *Tracker, err error) {
 	storage := jetstream.FileStorage
 	t.natsURL = cfg.NATSURL
 	if t.natsURL == "" {
-		if t.embedded, err = startEmbeddedNATS(cfg.DataDir); err != nil {
+		if t.embedded, err = startEmbeddedNATS(cfg.DataDir, cfg.NATSInProcess); err != nil {
 			return nil, err
 		}
 		t.natsURL = t.embedded.clientURL()
@@ -75,7 +75,7 @@ func New(cfg Config) (_ *Tracker, err error) {
 	}
 
 	reconnected := make(chan struct{}, 1)
-	if t.nc, err = connectNATS(t.natsURL, cfg, reconnected); err != nil {
+	if t.nc, err = connectNATS(t.natsURL, t.NATSOptions(), cfg, reconnected); err != nil {
 		return nil, err
 	}
 	// The peer writer publishes a batch of up to maxPendingWrites records without waiting.
@@ -126,8 +126,18 @@ func (t *Tracker) URL() string {
 }
 
 // NATSURL is the NATS server the tracker uses: the embedded one's client URL, or Config.NATSURL.
-// The origin registers its stream there (registrar.Registrar).
+// The origin registers its stream there (registrar.Registrar). Empty with Config.NATSInProcess:
+// then NATSOptions reach the server.
 func (t *Tracker) NATSURL() string { return t.natsURL }
+
+// NATSOptions are the connect options a client in this process needs besides NATSURL to reach
+// the tracker's NATS: with Config.NATSInProcess the in-process connection, otherwise none.
+func (t *Tracker) NATSOptions() []nats.Option {
+	if t.embedded == nil {
+		return nil
+	}
+	return t.embedded.clientOptions()
+}
 
 // Ready is closed once the tracker has loaded the buckets' contents and answers requests.
 func (t *Tracker) Ready() <-chan struct{} { return t.view.ready }

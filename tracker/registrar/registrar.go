@@ -68,6 +68,9 @@ func ParseStreamKey(key string) (name string, pub ed25519.PublicKey, err error) 
 type Config struct {
 	// NATSURL is the tracker's NATS server or cluster.
 	NATSURL string
+	// Options are further connect options; with nats.InProcessServer (a server in this process
+	// that opens no port, see tracker.Tracker.NATSOptions) NATSURL may be empty.
+	Options []nats.Option
 	// Key signs every registration; its public half is the stream's key.
 	Key ed25519.PrivateKey
 	// Now is the clock that stamps registrations (default time.Now).
@@ -87,7 +90,7 @@ type Registrar struct {
 // New checks cfg; the connection is made by the first Register, so an origin starts while NATS
 // is still down.
 func New(cfg Config) (*Registrar, error) {
-	if cfg.NATSURL == "" {
+	if cfg.NATSURL == "" && len(cfg.Options) == 0 {
 		return nil, errors.New("registrar: no NATS URL")
 	}
 	if len(cfg.Key) != ed25519.PrivateKeySize {
@@ -134,8 +137,8 @@ func (r *Registrar) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 		if d, ok := ctx.Deadline(); ok {
 			timeout = max(time.Until(d), time.Millisecond)
 		}
-		nc, err := nats.Connect(r.cfg.NATSURL, nats.Name("crowdsurf-origin"), nats.Timeout(timeout),
-			nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+		nc, err := nats.Connect(r.cfg.NATSURL, append([]nats.Option{nats.Name("crowdsurf-origin"), nats.Timeout(timeout),
+			nats.MaxReconnects(-1), nats.ReconnectWait(250 * time.Millisecond)}, r.cfg.Options...)...)
 		if err != nil {
 			return nil, fmt.Errorf("connect to NATS at %s: %w", r.cfg.NATSURL, err)
 		}
