@@ -34,6 +34,7 @@ var (
 	labJSON     = flag.String("lab.json", "", "TestScaleLab: write the report as JSON to this file")
 	labHTML     = flag.String("lab.html", "", "TestScaleLab: write the HTML report to this file")
 	labHeap     = flag.String("lab.heapprofile", "", "TestScaleLab: write a heap profile half way through the run to this file")
+	labLL       = flag.Bool("lab.ll", false, "TestScaleLab: players play ll.m3u8 in low-latency mode, as loadtest --ll")
 )
 
 // runLab runs cfg's load test in a synctest bubble (see lab.go) and returns its report with the
@@ -176,6 +177,7 @@ func TestScaleLab(t *testing.T) {
 	}
 	cfg := Config{
 		Peers: *labPeers, Duration: *labDuration, ChurnPct: *labChurn, Join: *labJoin, Latency: *labLatency,
+		LL:         *labLL,
 		OnProgress: labProgress(t, int(labDuration.Seconds()/2)),
 	}
 	var err error
