@@ -280,9 +280,8 @@ func (lt *LoadTest) startBroadcast(runInfra func(string, func(context.Context) e
 }
 
 // broadcastNet opens the origin's and the tracker's sockets: the mesh socket and the NAT
-// observers on the load test's network (simulated or loopback UDP), HTTP on loopback (in memory in
-// the scale lab). In cdn
-// mode there is neither mesh nor tracker.
+// observers on the load test's network (simulated or loopback UDP), HTTP on loopback (in memory
+// in the scale lab). In cdn mode there is neither mesh nor tracker.
 func (lt *LoadTest) broadcastNet() (BroadcastNet, error) {
 	bn := BroadcastNet{
 		// The players' and peers' transport, so the scale lab's in-memory network carries
@@ -362,7 +361,7 @@ func (lt *LoadTest) streamReady(ctx context.Context) bool {
 	if !complete || lt.bc.Tracker == nil {
 		return complete
 	}
-	c := trackerclient.Client{BaseURL: lt.bc.Tracker.URL()}
+	c := trackerclient.Client{BaseURL: lt.bc.Tracker.URL(), HTTPClient: lt.fallbackClient}
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	_, err := c.Stream(rctx, streamName, proto.FormatPublicKey(lt.pub))
