@@ -239,49 +239,39 @@ func (s *jsonScanner) null() bool {
 
 // ints reads an array of integers; null is a nil slice, as encoding/json has it.
 func (s *jsonScanner) ints() ([]int, bool) {
-	if s.null() {
-		return nil, true
-	}
-	if !s.next('[') {
-		return nil, false
-	}
-	out := []int{}
-	if s.next(']') {
-		return out, true
-	}
-	for {
+	return jsonArray(s, func() (int, bool) {
 		v, ok := s.int()
-		if !ok {
-			return nil, false
-		}
-		out = append(out, int(v))
-		if s.next(']') {
-			return out, true
-		}
-		if !s.next(',') {
-			return nil, false
-		}
-	}
+		return int(v), ok
+	})
 }
 
 // strs reads an array of strings; null is a nil slice.
 func (s *jsonScanner) strs() ([]string, bool) {
+	return jsonArray(s, func() (string, bool) {
+		v, ok := s.str()
+		return string(v), ok
+	})
+}
+
+// jsonArray reads an array whose elements elem reads; null is a nil slice, [] an empty one, as
+// encoding/json has them.
+func jsonArray[T any](s *jsonScanner, elem func() (T, bool)) ([]T, bool) {
 	if s.null() {
 		return nil, true
 	}
 	if !s.next('[') {
 		return nil, false
 	}
-	out := []string{}
+	out := []T{}
 	if s.next(']') {
 		return out, true
 	}
 	for {
-		v, ok := s.str()
+		v, ok := elem()
 		if !ok {
 			return nil, false
 		}
-		out = append(out, string(v))
+		out = append(out, v)
 		if s.next(']') {
 			return out, true
 		}
