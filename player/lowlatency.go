@@ -395,14 +395,6 @@ func withoutBlockingReload(u *url.URL) *url.URL {
 
 // sleepUntil sleeps until t or ctx ends, waking at least once a second for status.
 func (p *Player) sleepUntil(ctx context.Context, st *playState, t time.Time) {
-	d := min(time.Until(t), statusEvery)
-	if d > 0 {
-		timer := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-		case <-timer.C:
-		}
-		timer.Stop()
-	}
+	sleep(ctx, min(time.Until(t), statusEvery))
 	p.maybeStatus(st, time.Now())
 }

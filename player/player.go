@@ -408,16 +408,21 @@ func (p *Player) wait(ctx context.Context, st *playState) {
 	if p.cfg.OnStatus != nil && st.nextStatus.Before(until) {
 		until = st.nextStatus
 	}
-	d := min(until.Sub(now), statusEvery)
-	if d > 0 {
-		timer := time.NewTimer(d)
-		select {
-		case <-ctx.Done():
-		case <-timer.C:
-		}
-		timer.Stop()
-	}
+	sleep(ctx, min(until.Sub(now), statusEvery))
 	p.maybeStatus(st, time.Now())
+}
+
+// sleep waits for d or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+	case <-timer.C:
+	}
 }
 
 // playOut lets the buffer of a closed playlist play to its end.
