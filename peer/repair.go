@@ -243,10 +243,10 @@ func (l *loop) fallback(ctx context.Context) {
 		if start || l.playerNeedsSoon(seq) {
 			delay = joinFallbackDelay
 		}
-		if pt, blocked := l.llPlayerBlockedBehind(seq); blocked {
+		if grace, blocked := l.llPlayerBlockedBehind(seq); blocked {
 			// The local LL player waits for a part after this segment: the part grace after the
 			// swarm moved on (llfallback.go), not three quarters of a segment.
-			delay = min(delay, pt)
+			delay = min(delay, grace)
 		}
 		if !fallbackDue(prog, l.now, delay, fetchRetry) {
 			continue
