@@ -15,8 +15,9 @@ const ALPN = "crowdsurf/1"
 const (
 	// MinVersion is the oldest version this implementation speaks.
 	MinVersion uint16 = 1
-	// MaxVersion is the newest version this implementation speaks.
-	MaxVersion uint16 = 1
+	// MaxVersion is the newest version this implementation speaks. Version 2 adds STATUS_SLOTS
+	// (a Status with each stripe's free child slots); a version 1 neighbour gets plain STATUS.
+	MaxVersion uint16 = 2
 )
 
 // DefaultStripes is how many stripes a stream is split into unless its origin says otherwise:
@@ -58,6 +59,8 @@ const (
 	TypeCancel MessageType = 8
 	// TypeGoodbye is a Goodbye.
 	TypeGoodbye MessageType = 9
+	// TypeStatusSlots is a Status with StripeSlots (protocol version 2).
+	TypeStatusSlots MessageType = 10
 )
 
 // String names the type as the protocol description does (HELLO, SUBSCRIBE_ACK, ...).
@@ -81,6 +84,8 @@ func (t MessageType) String() string {
 		return "CANCEL"
 	case TypeGoodbye:
 		return "GOODBYE"
+	case TypeStatusSlots:
+		return "STATUS_SLOTS"
 	}
 	return fmt.Sprintf("type(%d)", uint8(t))
 }
@@ -129,6 +134,8 @@ func ParseMessage(b []byte) (Message, int, error) {
 		m = parseHello(&p)
 	case TypeStatus:
 		m = parseStatus(&p)
+	case TypeStatusSlots:
+		m = parseStatusSlots(&p)
 	case TypeHave:
 		m = parseHave(&p)
 	case TypeSubscribe:
@@ -225,20 +232,36 @@ func Negotiate(local, remote *Hello) (uint16, error) {
 
 // Status updates the sender's per-stripe depth and free child slots after they change, so
 // neighbours choosing a parent see current figures.
+//
+// StripeSlots (protocol version 2, sent as STATUS_SLOTS) is how many children the sender would
+// take on each stripe now: FreeSlots counts its whole upload, but a node takes only its share of
+// children on any one stripe, so at a crowd's arrival most SUBSCRIBEs sent by FreeSlots alone
+// went to a stripe already full there and were refused (802 of 978 refusals at 60 peers joining
+// together in the scale lab). Nil: not told (STATUS, version 1).
 type Status struct {
-	Depths    []uint8
-	FreeSlots uint16
+	Depths      []uint8
+	FreeSlots   uint16
+	StripeSlots []uint8
 }
 
-// Type returns TypeStatus.
-func (*Status) Type() MessageType { return TypeStatus }
+// Type returns TypeStatusSlots when the Status carries StripeSlots, TypeStatus otherwise.
+func (m *Status) Type() MessageType {
+	if m.StripeSlots != nil {
+		return TypeStatusSlots
+	}
+	return TypeStatus
+}
 
 // Append appends the frame to b.
 func (m *Status) Append(b []byte) []byte {
-	return appendFrame(b, TypeStatus, func(b []byte) []byte {
+	return appendFrame(b, m.Type(), func(b []byte) []byte {
 		b = append(b, byte(len(m.Depths)))
 		b = append(b, m.Depths...)
-		return binary.BigEndian.AppendUint16(b, m.FreeSlots)
+		b = binary.BigEndian.AppendUint16(b, m.FreeSlots)
+		if m.StripeSlots != nil {
+			b = append(b, m.StripeSlots...) // one per stripe: len(Depths)
+		}
+		return b
 	})
 }
 
@@ -248,9 +271,18 @@ func parseStatus(r *reader) *Status {
 	return m
 }
 
+func parseStatusSlots(r *reader) *Status {
+	m := parseStatus(r)
+	m.StripeSlots = append([]uint8{}, r.bytes(len(m.Depths))...)
+	return m
+}
+
 func (m *Status) validate() error {
 	if len(m.Depths) == 0 || len(m.Depths) > MaxStripes {
 		return fmt.Errorf("%w: %d stripes", ErrMalformed, len(m.Depths))
+	}
+	if m.StripeSlots != nil && len(m.StripeSlots) != len(m.Depths) {
+		return fmt.Errorf("%w: %d stripe slots for %d stripes", ErrMalformed, len(m.StripeSlots), len(m.Depths))
 	}
 	return nil
 }

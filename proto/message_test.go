@@ -33,6 +33,11 @@ var messageCases = []struct {
 		msg:  &proto.Status{Depths: []uint8{3, 4}},
 	},
 	{
+		name: "STATUS_SLOTS",
+		enc:  unhex(`0a 0007 | 02 03ff | 0009 | 03 00`),
+		msg:  &proto.Status{Depths: []uint8{3, proto.NoDepth}, FreeSlots: 9, StripeSlots: []uint8{3, 0}},
+	},
+	{
 		name: "HAVE two ranges",
 		enc: unhex(`03 0022 | 0002
 			000000000000000a 00000000 00000008
@@ -103,7 +108,8 @@ var badMessageCases = []struct {
 	why  string
 }{
 	{"type 0", unhex(`00 0000`), proto.ErrMalformed, "unknown message type 0"},
-	{"type 10", unhex(`0a 0001 | 00`), proto.ErrMalformed, "unknown message type 10"},
+	{"type 11", unhex(`0b 0001 | 00`), proto.ErrMalformed, "unknown message type 11"},
+	{"STATUS_SLOTS short of a stripe", unhex(`0a 0006 | 02 0304 | 0000 | 01`), proto.ErrMalformed, "truncated STATUS_SLOTS payload"},
 	{"type 255", unhex(`ff 0000`), proto.ErrMalformed, "unknown message type 255"},
 	{"HELLO min version above max", frame(0x01, `0002 | 0001 | `+rep("00", 16)+` | 01 78 | 01 00 | 0000`), proto.ErrMalformed, "version range 2..1"},
 	{"HELLO without stripes", frame(0x01, `0001 | 0001 | `+rep("00", 16)+` | 01 78 | 00 | 0000`), proto.ErrMalformed, "0 stripes"},
