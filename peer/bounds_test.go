@@ -557,3 +557,40 @@ func TestMuxAppliesPerIPRulesAndTheRootsBans(t *testing.T) {
 	require.Error(t, err, "the banned IP is refused at the Mux")
 	require.Equal(t, 1.0, counterValue(mux.guard.refused.WithLabelValues(refusedBanned)))
 }
+
+// TestFullViewerMakesRoomForANewcomer: a viewer whose neighbour table is full of attached,
+// working neighbours (none of them useless) still lets a newcomer in, in place of its oldest
+// neighbour that is no tree link of its own; its parents stay.
+func TestFullViewerMakesRoomForANewcomer(t *testing.T) {
+	old := spareGrace
+	spareGrace = 300 * time.Millisecond
+	t.Cleanup(func() { spareGrace = old })
+	o := newTestOrigin(t, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := o.playAsync(ctx, 0, 40, nil)
+	root := o.root.Addr().String()
+	freeRider := func(cfg Config) Config { cfg.MaxUploadBps = 1; return cfg } // no child slots: nobody's parent
+
+	spare := startNode(t, freeRider(o.peerConfig(t, root)))
+	require.Eventually(t, func() bool { return len(spare.Stats().ParentIDs) == 4 }, 10*time.Second, 20*time.Millisecond)
+	cfg := freeRider(o.peerConfig(t, root, spare.Addr().String()))
+	cfg.MaxNeighbours = 2 // it holds four: the root, the spare, two that dial it
+	full := startNode(t, cfg)
+	for range 2 {
+		startNode(t, freeRider(o.peerConfig(t, full.Addr().String())))
+	}
+	require.Eventually(t, func() bool { return full.Stats().Neighbours == 4 && len(full.Stats().ParentIDs) == 4 },
+		10*time.Second, 20*time.Millisecond)
+	time.Sleep(spareGrace) // the rule is about their age: nothing to await but the clock
+
+	newcomer := startNode(t, o.peerConfig(t, full.Addr().String()))
+	require.Eventually(t, func() bool { return newcomer.Stats().Neighbours == 1 }, 5*time.Second, 20*time.Millisecond,
+		"the newcomer got in")
+	require.EqualValues(t, 1, full.Stats().Evicted)
+	require.Eventually(t, func() bool { return spare.Stats().Neighbours == 1 }, 5*time.Second, 20*time.Millisecond,
+		"the oldest spare link went (the spare keeps only the root)")
+	require.Len(t, full.Stats().ParentIDs, 4, "its parents stay")
+	cancel()
+	<-done
+}

@@ -103,8 +103,12 @@ type neighbour struct {
 	hello    *proto.Hello
 
 	// loop-owned
-	depths      []uint8
-	freeSlots   int
+	depths    []uint8
+	freeSlots int
+	// version is the protocol version negotiated in HELLO; stripeSlots the free child slots per
+	// stripe it last told us (STATUS_SLOTS, version 2), nil while it has not.
+	version     uint16
+	stripeSlots []uint8
 	has         map[chunkKey]struct{}
 	outstanding int
 	falseHaves  int // HAVEs with claims the signed timeline refutes (judgeClaim)
@@ -281,7 +285,8 @@ func (n *Node) handshake(nb *neighbour, dialler bool) error {
 			return fmt.Errorf("send hello: %w", err)
 		}
 	}
-	if _, err := proto.Negotiate(local, remote); err != nil {
+	version, err := proto.Negotiate(local, remote)
+	if err != nil {
 		_ = writeMessage(nb.ctrl, &proto.Goodbye{Reason: err.Error()})
 		return err
 	}
@@ -306,6 +311,7 @@ func (n *Node) handshake(nb *neighbour, dialler bool) error {
 		return err
 	}
 	nb.hello = remote
+	nb.version = version
 	nb.peerID = remote.PeerID
 	nb.depths = append([]uint8(nil), remote.Depths...)
 	nb.freeSlots = int(remote.FreeSlots)

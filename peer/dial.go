@@ -30,6 +30,11 @@ const (
 // test need not wait for it.)
 var evictGrace = 10 * time.Second
 
+// spareGrace is how long a neighbour that is no tree link of ours is kept before a newcomer may
+// take its place (evictSpare): time to subscribe to it or to take it as a child. (A variable so
+// that a test need not wait for it.)
+var spareGrace = 2 * time.Second
+
 // dialState is whom the loop dials: the tracker's candidates, dials under way, the backoff of
 // addresses that failed, and those it will never dial again.
 type dialState struct {
@@ -272,13 +277,17 @@ func (l *loop) uselessNeighbour(nb *neighbour) bool {
 	if l.treeLink(nb) {
 		return false
 	}
+	// One that dialled us and never delivered a chunk is useless even while we wait for its
+	// answer to a SUBSCRIBE: orphans spread their SUBSCRIBEs over the candidates (spreadParent),
+	// and silent squatters claiming depth 1 everywhere would otherwise each hold one and shield
+	// each other from eviction.
+	if l.cfg.Root || (!nb.dialled && !nb.delivered.Load()) {
+		return true
+	}
 	for _, st := range l.stripes {
 		if st.pendingSub == nb {
 			return false
 		}
-	}
-	if l.cfg.Root || (!nb.dialled && !nb.delivered.Load()) {
-		return true
 	}
 	for _, d := range nb.depths {
 		if d != proto.NoDepth {
@@ -321,6 +330,42 @@ func (l *loop) evictUseless(count int, reason string) int {
 		l.dropNeighbour(nb, reason)
 	}
 	return len(victims)
+}
+
+// evictSpare drops the longest-held neighbour that is no tree link of ours (neither parent nor
+// child nor pending subscription) and has been held for evictGrace, to let a newcomer in; it
+// says how many went (0 or 1). Without it, once a swarm formed every node held its budget of
+// attached, hence not useless, neighbours and refused every newcomer: joiners into a formed
+// swarm of 60 (scale lab) got 2-3 neighbours of the 8 they dialled, one parent for every stripe,
+// and their start segments from the CDN. A spare link is worth less to us than a newcomer's
+// first links are to it, and what dialled it finds another.
+func (l *loop) evictSpare(reason string) int {
+	var victim *neighbour
+	for _, nb := range l.nbs {
+		if nb.origin || l.now.Sub(nb.connectedAt) < spareGrace || l.treeLink(nb) || l.pendingTo(nb) {
+			continue
+		}
+		if victim == nil || nb.connectedAt.Before(victim.connectedAt) || (nb.connectedAt.Equal(victim.connectedAt) && nb.id < victim.id) {
+			victim = nb
+		}
+	}
+	if victim == nil {
+		return 0
+	}
+	l.n.stats.evicted.Add(1)
+	_ = victim.conn.CloseWithError(codeRejected, rejectedFull) // it backs off before dialling again
+	l.dropNeighbour(victim, reason)
+	return 1
+}
+
+// pendingTo says whether a SUBSCRIBE of ours to nb awaits its answer.
+func (l *loop) pendingTo(nb *neighbour) bool {
+	for _, st := range l.stripes {
+		if st.pendingSub == nb {
+			return true
+		}
+	}
+	return false
 }
 
 // trimNeighbours keeps the connection count near the budget: over twice the budget, useless

@@ -46,7 +46,8 @@ func (l *loop) onConnUp(nb *neighbour) {
 	if l.cfg.Root {
 		limit = l.cfg.MaxRootNeighbours
 	}
-	if !nb.dialled && len(l.nbs) >= limit && l.evictUseless(1, "neighbour budget: making room") == 0 {
+	if !nb.dialled && len(l.nbs) >= limit && l.evictUseless(1, "neighbour budget: making room") == 0 &&
+		(l.cfg.Root || l.evictSpare("neighbour budget: making room for a newcomer") == 0) {
 		nb.gone = true
 		l.n.guard.refused.WithLabelValues(refusedNeighbours).Inc()
 		_ = nb.conn.CloseWithError(codeRejected, rejectedFull)
@@ -60,6 +61,11 @@ func (l *loop) onConnUp(nb *neighbour) {
 	l.n.log.Debug("neighbour up", "peer", nb.String(), "dialled", nb.dialled, "origin", nb.origin)
 	if nb.origin {
 		return // the root holds every chunk: our HAVEs would only load it
+	}
+	if nb.version >= 2 && l.attachedAnywhere() {
+		// HELLO told it our free slots in all; which stripes have room, only STATUS_SLOTS does.
+		_, v2 := l.statusMessages()
+		nb.send(v2)
 	}
 	for _, m := range haveMessages(l.windowRanges()) {
 		nb.send(m)
@@ -167,6 +173,12 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 	case *proto.Request:
 		c, ok := l.n.window.Chunk(m.Seq, m.Index)
 		if !ok {
+			return
+		}
+		if _, sent := nb.has[chunkKey{m.Seq, m.Index}]; sent {
+			// Already pushed to it (or it told us it holds it): a joiner asks for its start
+			// chunks while our push of them is on its way, and answering again would send its
+			// parent's scarcest bytes twice.
 			return
 		}
 		// Repairs get what the upload budget leaves after the children; a request we cannot

@@ -77,13 +77,18 @@ func originRank(c parentCandidate) int {
 
 // chooseParent picks the neighbour to subscribe to for one stripe. cands excludes neighbours that
 // must not be our parent (our own children on the stripe, recent refusals). current is the index
-// of our current parent in cands, or -1 when we are unattached; heldFor is how long we have had it.
-// The answer is an index into cands, or -1 for none; returning current means keep it.
+// of our current parent in cands, or -1 when we are unattached; heldFor is how long we have had it;
+// pick is a uniform random number in [0, 1) (spreadParent). The answer is an index into cands, or
+// -1 for none; returning current means keep it.
 //
-// Unattached, we take the best attached candidate with a free slot (betterParent): any depth will
-// do, since a stripe with a parent beats none. Attached, we only move to a candidate at least SwitchMargin
-// levels shallower than our parent, after MinHold, so the tree settles instead of flapping.
-func chooseParent(cands []parentCandidate, current int, heldFor time.Duration, pol parentPolicy) int {
+// Unattached, we take an attached candidate with a free slot, any depth will do, since a stripe
+// with a parent beats none (spreadParent). Attached, we only move to a candidate at least
+// SwitchMargin levels shallower than our parent (betterParent), after MinHold, so the tree settles
+// instead of flapping.
+func chooseParent(cands []parentCandidate, current int, heldFor time.Duration, pol parentPolicy, pick float64) int {
+	if current < 0 || cands[current].Depth == proto.NoDepth {
+		return spreadParent(cands, current, pick)
+	}
 	best := -1
 	for i, c := range cands {
 		if i == current || c.Depth == proto.NoDepth || c.FreeSlots <= 0 {
@@ -93,13 +98,7 @@ func chooseParent(cands []parentCandidate, current int, heldFor time.Duration, p
 			best = i
 		}
 	}
-	if current < 0 {
-		return best
-	}
 	cur := cands[current]
-	if cur.Depth == proto.NoDepth {
-		return best
-	}
 	if best < 0 || heldFor < pol.MinHold {
 		return current
 	}
@@ -110,6 +109,62 @@ func chooseParent(cands []parentCandidate, current int, heldFor time.Duration, p
 		return best
 	}
 	return current
+}
+
+// spreadReach is how far (levels of depth plus RTT buckets) behind the best candidate an orphan
+// still considers one; each step halves its weight.
+const spreadReach = 3
+
+// spreadParent picks a parent for an unattached stripe at random among the good candidates,
+// weighted by their free slots and halved for each level of depth or RTT bucket they are behind
+// the best (betterParent's order before that: viewers before the root, those that never let us
+// down first). Not simply the best: when a crowd arrives at once, every orphan sees the same few
+// shallow neighbours with room and asks the same one; it takes a handful and refuses the rest,
+// who try the next best together, and so on. Measured at 60 peers joining in the same second
+// (scale lab), 84 % of SUBSCRIBEs were refused and a peer had all four stripes after 1.9 s (p50),
+// 3.3 s (p95), its start segments from the CDN meanwhile. Spread out, the askers fill the slots
+// of a whole level at once. pick is a uniform random number in [0, 1).
+func spreadParent(cands []parentCandidate, exclude int, pick float64) int {
+	ok := func(i int) bool {
+		c := cands[i]
+		return i != exclude && c.Depth != proto.NoDepth && c.FreeSlots > 0
+	}
+	best := -1
+	for i, c := range cands {
+		if ok(i) && (best < 0 || cmp.Or(cmp.Compare(originRank(c), originRank(cands[best])),
+			cmp.Compare(c.Withheld, cands[best].Withheld), cmp.Compare(c.Depth, cands[best].Depth),
+			cmp.Compare(rttBucket(c.RTT), rttBucket(cands[best].RTT))) < 0) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return -1
+	}
+	b := cands[best]
+	weight := func(i int) float64 {
+		c := cands[i]
+		if !ok(i) || originRank(c) != originRank(b) || c.Withheld != b.Withheld {
+			return 0
+		}
+		behind := int(c.Depth) - int(b.Depth) + max(0, int(rttBucket(c.RTT)-rttBucket(b.RTT)))
+		if behind > spreadReach {
+			return 0
+		}
+		return float64(min(c.FreeSlots, 64)) / float64(int(1)<<behind)
+	}
+	total := 0.0
+	for i := range cands {
+		total += weight(i)
+	}
+	x := pick * total
+	for i := range cands {
+		w := weight(i)
+		if w > 0 && x < w {
+			return i
+		}
+		x -= w
+	}
+	return best // pick rounding at the top end
 }
 
 // repairCandidate is a neighbour that advertised a chunk we miss.

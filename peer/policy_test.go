@@ -27,14 +27,10 @@ func TestChooseParent(t *testing.T) {
 			cands: []parentCandidate{{ID: 1, Depth: nd, FreeSlots: 5}}},
 		{name: "a full neighbour is no parent", current: -1, want: -1,
 			cands: []parentCandidate{{ID: 1, Depth: 1, FreeSlots: 0}}},
-		{name: "unattached: the smallest depth wins", current: -1, want: 1,
-			cands: []parentCandidate{{ID: 1, Depth: 3, FreeSlots: 5}, {ID: 2, Depth: 1, FreeSlots: 1}, {ID: 3, Depth: 2, FreeSlots: 9}}},
 		{name: "unattached: any attached depth will do", current: -1, want: 0,
 			cands: []parentCandidate{{ID: 1, Depth: 9, FreeSlots: 1}}},
-		{name: "same depth: the nearer one wins", current: -1, want: 1,
+		{name: "unattached: a candidate far behind the best is never taken", current: -1, want: 1,
 			cands: []parentCandidate{{ID: 1, Depth: 2, FreeSlots: 9, RTT: 90 * ms}, {ID: 2, Depth: 2, FreeSlots: 1, RTT: 5 * ms}}},
-		{name: "same depth and RTT: more free slots win", current: -1, want: 1,
-			cands: []parentCandidate{{ID: 1, Depth: 2, FreeSlots: 1, RTT: 5 * ms}, {ID: 2, Depth: 2, FreeSlots: 4, RTT: 6 * ms}}},
 		{name: "attached: keep the parent when nobody is clearly better", current: 0, heldFor: time.Minute, want: 0,
 			cands: []parentCandidate{{ID: 1, Depth: 2, FreeSlots: 0}, {ID: 2, Depth: 2, FreeSlots: 5, RTT: time.Microsecond}}},
 		{name: "attached: switch to a shallower neighbour with room", current: 0, heldFor: time.Minute, want: 1,
@@ -51,12 +47,77 @@ func TestChooseParent(t *testing.T) {
 			cands: []parentCandidate{{ID: 1, Depth: 0, FreeSlots: 1, IsOrigin: true}, {ID: 2, Depth: 1, FreeSlots: 0}}},
 		{name: "attached: never move to the root for its depth", current: 0, heldFor: time.Minute, want: 0,
 			cands: []parentCandidate{{ID: 1, Depth: 4, FreeSlots: 0}, {ID: 2, Depth: 0, FreeSlots: 2, IsOrigin: true}}},
-		{name: "parent lost its stripe: take the best other", current: 0, heldFor: time.Second, want: 2,
-			cands: []parentCandidate{{ID: 1, Depth: nd}, {ID: 2, Depth: 4, FreeSlots: 1}, {ID: 3, Depth: 2, FreeSlots: 1}}},
+		{name: "parent lost its stripe: choose as an orphan", current: 0, heldFor: time.Second, want: 2,
+			cands: []parentCandidate{{ID: 1, Depth: nd}, {ID: 2, Depth: 2 + spreadReach + 1, FreeSlots: 1}, {ID: 3, Depth: 2, FreeSlots: 1}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			require.Equal(t, tt.want, chooseParent(tt.cands, tt.current, tt.heldFor, pol))
+			// Whatever the random pick, the same answer: these cases leave no choice.
+			for _, pick := range []float64{0, 0.3, 0.7, 0.999} {
+				require.Equal(t, tt.want, chooseParent(tt.cands, tt.current, tt.heldFor, pol, pick), "pick %v", pick)
+			}
+		})
+	}
+}
+
+// TestSpreadParent checks how an orphan spreads its choice: over a sweep of picks each candidate
+// gets its free slots' share, halved per level of depth (or RTT bucket) behind the best, and
+// nothing beyond spreadReach or outside the best class.
+func TestSpreadParent(t *testing.T) {
+	const ms = time.Millisecond
+	share := func(cands []parentCandidate, exclude int) []float64 {
+		const n = 10000
+		got := make([]float64, len(cands))
+		for i := range n {
+			if c := spreadParent(cands, exclude, (float64(i)+0.5)/n); c >= 0 {
+				got[c] += 1.0 / n
+			}
+		}
+		return got
+	}
+	tests := []struct {
+		name         string
+		cands        []parentCandidate
+		excludeFirst bool // the first candidate is our current parent
+		want         []float64
+	}{
+		{name: "by free slots at one depth",
+			cands: []parentCandidate{{ID: 1, Depth: 2, FreeSlots: 1}, {ID: 2, Depth: 2, FreeSlots: 3}},
+			want:  []float64{0.25, 0.75}},
+		{name: "halved per level behind the shallowest",
+			cands: []parentCandidate{{ID: 1, Depth: 3, FreeSlots: 4}, {ID: 2, Depth: 1, FreeSlots: 1}, {ID: 3, Depth: 2, FreeSlots: 2}},
+			want:  []float64{1.0 / 3, 1.0 / 3, 1.0 / 3}},
+		{name: "beyond reach: never",
+			cands: []parentCandidate{{ID: 1, Depth: 1, FreeSlots: 1}, {ID: 2, Depth: 1 + spreadReach + 1, FreeSlots: 60}},
+			want:  []float64{1, 0}},
+		{name: "an RTT bucket behind counts as a level",
+			cands: []parentCandidate{{ID: 1, Depth: 1, FreeSlots: 2, RTT: 5 * ms}, {ID: 2, Depth: 1, FreeSlots: 2, RTT: 25 * ms}},
+			want:  []float64{2.0 / 3, 1.0 / 3}},
+		{name: "a nearer but deeper one is not ahead of the best",
+			cands: []parentCandidate{{ID: 1, Depth: 1, FreeSlots: 1, RTT: 45 * ms}, {ID: 2, Depth: 2, FreeSlots: 2, RTT: 5 * ms}},
+			want:  []float64{0.5, 0.5}},
+		{name: "viewers only, while one has room",
+			cands: []parentCandidate{{ID: 1, Depth: 0, FreeSlots: 8, IsOrigin: true}, {ID: 2, Depth: 5, FreeSlots: 1}},
+			want:  []float64{0, 1}},
+		{name: "those that withheld only when nobody else",
+			cands: []parentCandidate{{ID: 1, Depth: 1, FreeSlots: 8, Withheld: 1}, {ID: 2, Depth: 3, FreeSlots: 1}},
+			want:  []float64{0, 1}},
+		{name: "the excluded one, the full one and the unattached one never",
+			cands:        []parentCandidate{{ID: 1, Depth: 1, FreeSlots: 5}, {ID: 2, Depth: 1}, {ID: 3, Depth: proto.NoDepth, FreeSlots: 5}, {ID: 4, Depth: 2, FreeSlots: 1}},
+			excludeFirst: true,
+			want:         []float64{0, 0, 0, 1}},
+		{name: "nobody", cands: []parentCandidate{{ID: 1, Depth: 1}}, want: []float64{0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			exclude := -1
+			if tt.excludeFirst {
+				exclude = 0
+			}
+			got := share(tt.cands, exclude)
+			for i := range tt.want {
+				require.InDelta(t, tt.want[i], got[i], 0.001, "candidate %d: shares %v", i, got)
+			}
 		})
 	}
 }

@@ -1,6 +1,8 @@
 package peer
 
 import (
+	"math/rand/v2"
+	"net/netip"
 	"slices"
 	"time"
 
@@ -44,6 +46,14 @@ func (l *loop) onStatus(nb *neighbour, m *proto.Status) {
 		for _, st := range l.stripes {
 			delete(st.full, nb.id)
 		}
+	}
+	if m.StripeSlots != nil {
+		for s, st := range l.stripes {
+			if s < len(nb.stripeSlots) && m.StripeSlots[s] > nb.stripeSlots[s] {
+				delete(st.full, nb.id) // room on this stripe again
+			}
+		}
+		nb.stripeSlots = append(nb.stripeSlots[:0], m.StripeSlots...)
 	}
 	nb.freeSlots = int(m.FreeSlots)
 	for s, st := range l.stripes {
@@ -90,6 +100,46 @@ func (l *loop) freeSlots() int {
 		return free + l.idleSeedSlots()
 	}
 	return max(0, childSlots(l.cfg.MaxUploadBps, l.bitrate, len(l.stripes))-l.totalChildren())
+}
+
+// stripeSlots is how many children we would take on each stripe now (STATUS_SLOTS): none where
+// we have no depth; else our free slots, at most what the stripe's cap leaves (the root: its seed
+// slots left on the stripe, or one an idle seed child would give up).
+func (l *loop) stripeSlots() []uint8 {
+	out := make([]uint8, len(l.stripes))
+	free, stripeCap := l.freeSlots(), l.stripeCap()
+	for s, st := range l.stripes {
+		switch {
+		case st.depth == proto.NoDepth:
+		case l.cfg.Root:
+			n := max(0, l.cfg.SeedCopies-len(st.children))
+			if n == 0 && l.idleSeedChild(s, netip.Addr{}) != nil {
+				n = 1
+			}
+			out[s] = uint8(min(n, 255))
+		default:
+			out[s] = uint8(min(free, max(0, stripeCap-len(st.children)), 255))
+		}
+	}
+	return out
+}
+
+// statusFor is the STATUS a neighbour gets: with the per-stripe slots if it speaks version 2.
+// v1 and v2 are built once per round by the caller and shared.
+func statusFor(nb *neighbour, v1, v2 *proto.Status) *proto.Status {
+	if nb.version >= 2 {
+		return v2
+	}
+	return v1
+}
+
+// candidateSlots is the free slots a neighbour offers on stripe s: what it said per stripe if it
+// did, else its free slots over all stripes.
+func candidateSlots(nb *neighbour, s int) int {
+	if s < len(nb.stripeSlots) {
+		return min(nb.freeSlots, int(nb.stripeSlots[s]))
+	}
+	return nb.freeSlots
 }
 
 // stripeCap bounds our children on one stripe to an even share of our slots. Every chunk of a
@@ -146,8 +196,8 @@ func (l *loop) onSubscribe(nb *neighbour, m *proto.Subscribe) {
 			if _, has := nb.has[chunkKey{seq, uint32(i)}]; has {
 				continue
 			}
-			if c, ok := l.n.window.Chunk(seq, uint32(i)); ok {
-				nb.push(c)
+			if c, ok := l.n.window.Chunk(seq, uint32(i)); ok && nb.push(c) {
+				nb.has[chunkKey{seq, uint32(i)}] = struct{}{} // on its way: no REQUEST answered twice
 			}
 		}
 	}
@@ -319,19 +369,19 @@ func (l *loop) maintainStripes() {
 			}
 			if nb == st.parent {
 				current = len(cands)
-			} else if nb.depths[s] == proto.NoDepth || nb.freeSlots <= 0 {
+			} else if nb.depths[s] == proto.NoDepth || candidateSlots(nb, s) <= 0 {
 				continue // chooseParent would skip it; spare the RTT lookup
 			}
 			cands = append(cands, parentCandidate{
 				ID:        id,
 				Depth:     nb.depths[s],
-				FreeSlots: nb.freeSlots,
+				FreeSlots: candidateSlots(nb, s),
 				RTT:       l.rttOf(nb),
 				IsOrigin:  nb.origin,
 				Withheld:  nb.withheld,
 			})
 		}
-		choice := chooseParent(cands, current, l.now.Sub(st.parentSince), defaultParentPolicy)
+		choice := chooseParent(cands, current, l.now.Sub(st.parentSince), defaultParentPolicy, rand.Float64())
 		if choice < 0 || choice == current {
 			continue
 		}
@@ -375,17 +425,33 @@ func (l *loop) depths() []uint8 {
 // they are the ones who judge our silence (parentSilent, dropSilentChildren). Other neighbours
 // get nothing extra; at 200 peers every packet counts.
 func (l *loop) heartbeat() {
-	var st *proto.Status
+	var v1, v2 *proto.Status
 	for _, nb := range l.nbs {
 		if l.now.Sub(nb.lastSent) < heartbeatEvery || !l.treeLink(nb) {
 			continue
 		}
-		if st == nil {
-			free := l.freeSlots()
-			st = &proto.Status{Depths: l.depths(), FreeSlots: uint16(min(free, 0xffff))}
+		if v1 == nil {
+			v1, v2 = l.statusMessages()
 		}
-		nb.send(st)
+		nb.send(statusFor(nb, v1, v2))
 	}
+}
+
+// attachedAnywhere says whether we have a depth on some stripe (the root always does).
+func (l *loop) attachedAnywhere() bool {
+	for _, st := range l.stripes {
+		if st.depth != proto.NoDepth {
+			return true
+		}
+	}
+	return false
+}
+
+// statusMessages are our STATUS for version 1 neighbours and STATUS_SLOTS for version 2 ones.
+func (l *loop) statusMessages() (v1, v2 *proto.Status) {
+	v1 = &proto.Status{Depths: l.depths(), FreeSlots: uint16(min(l.freeSlots(), 0xffff))}
+	v2 = &proto.Status{Depths: v1.Depths, FreeSlots: v1.FreeSlots, StripeSlots: l.stripeSlots()}
+	return v1, v2
 }
 
 // treeLink says whether nb is our parent or child on some stripe.
@@ -419,11 +485,11 @@ func (l *loop) dropSilentChildren() {
 
 func (l *loop) broadcastStatus() {
 	l.statusDirty = false
-	d, free := l.depths(), l.freeSlots()
-	l.n.setHello(d, free)
+	v1, v2 := l.statusMessages()
+	l.n.setHello(v1.Depths, int(v1.FreeSlots))
 	for _, nb := range l.nbs {
 		if !nb.origin {
-			nb.send(&proto.Status{Depths: d, FreeSlots: uint16(min(free, 0xffff))})
+			nb.send(statusFor(nb, v1, v2))
 		}
 	}
 }
