@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -35,6 +36,8 @@ var (
 	labHTML     = flag.String("lab.html", "", "TestScaleLab: write the HTML report to this file")
 	labHeap     = flag.String("lab.heapprofile", "", "TestScaleLab: write a heap profile half way through the run to this file")
 	labLL       = flag.Bool("lab.ll", false, "TestScaleLab: players play ll.m3u8 in low-latency mode, as loadtest --ll")
+	labStart    = flag.Duration("lab.startwait", 0, "TestScaleLab: as loadtest --start-neighbour-wait")
+	labLog      = flag.String("lab.log", "", "TestScaleLab: write every component's debug log (JSON lines, simulated times) to this file")
 )
 
 // runLab runs cfg's load test in a synctest bubble (see lab.go) and returns its report with the
@@ -177,8 +180,16 @@ func TestScaleLab(t *testing.T) {
 	}
 	cfg := Config{
 		Peers: *labPeers, Duration: *labDuration, ChurnPct: *labChurn, Join: *labJoin, Latency: *labLatency,
-		LL:         *labLL,
+		LL: *labLL, StartNeighbourWait: *labStart,
 		OnProgress: labProgress(t, int(labDuration.Seconds()/2)),
+	}
+	if *labLog != "" {
+		f, err := os.Create(*labLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		cfg.Logger = slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	var err error
 	if cfg.BitrateBps, err = ParseRate(*labBitrate); err != nil {

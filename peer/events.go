@@ -93,13 +93,19 @@ type evFetchDone struct {
 	seq      uint64
 	requests int // HTTP requests the fetch made
 	err      error
+	// startRest: the fetch was a joiner's unpushed stripes only (fetchStartRest); it is no
+	// attempt at the whole segment, so it does not hold back the fetch of what the swarm then
+	// fails to deliver.
+	startRest bool
 }
 
 func (ev evFetchDone) apply(l *loop) {
 	delete(l.fetches.running, ev.seq)
 	l.fetches.requests[ev.seq] += ev.requests
-	l.fetches.last[ev.seq] = l.now
-	l.fetches.attempts[ev.seq]++
+	if !ev.startRest {
+		l.fetches.last[ev.seq] = l.now
+		l.fetches.attempts[ev.seq]++
+	}
 	if errors.Is(ev.err, ErrNotFound) {
 		l.fetches.notFound[ev.seq]++
 	} else {

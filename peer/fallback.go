@@ -82,6 +82,8 @@ type fetchJob struct {
 	// untilPart: the tail walk stops once the segment holds part untilPart whole (the part an LL
 	// player waits for; llfallback.go); < 0: at the segment's last chunk.
 	untilPart int
+	// startRest: a joiner's chunks of the stripes no tree carries (fetchStartRest).
+	startRest bool
 }
 
 // maxBundle bounds the body of a whole-segment fetch: a 6 s segment at 40 Mbit/s.
@@ -130,7 +132,9 @@ func (r *fetchRun) fail(err error) {
 // runFetch runs one job and reports each verified chunk and the end to the loop.
 func (n *Node) runFetch(ctx context.Context, job fetchJob) {
 	r := &fetchRun{n: n, job: job}
-	defer func() { n.emit(ctx, evFetchDone{seq: job.seq, requests: r.requests, err: r.firstErr}) }()
+	defer func() {
+		n.emit(ctx, evFetchDone{seq: job.seq, requests: r.requests, err: r.firstErr, startRest: job.startRest})
+	}()
 	if job.whole && r.take() {
 		err := n.fetchWhole(ctx, job)
 		if err == nil {

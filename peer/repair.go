@@ -130,6 +130,12 @@ func (l *loop) repair() {
 				continue // nobody told us they hold it: no neighbour to ask
 			}
 			stripe := l.stripes[l.stripeOf(idx)]
+			// A joiner's start chunks are wanted at once and in bulk (two segments): asked of
+			// every neighbour that holds them, the fewest outstanding first, they come over many
+			// uplinks at once. The stripe's parent first, as for a repair, put all of them on
+			// one uplink (often one parent feeds a joiner every stripe): 1.4 s for what a dozen
+			// holders send in a fraction of that.
+			start := l.joining && seq < l.timeline.newest
 			var cands []repairCandidate
 			var holders []*neighbour
 			for _, nb := range l.nbs {
@@ -139,7 +145,7 @@ func (l *loop) repair() {
 				holders = append(holders, nb)
 				cands = append(cands, repairCandidate{
 					ID:          nb.id,
-					IsParent:    nb == stripe.parent,
+					IsParent:    nb == stripe.parent && !start,
 					IsOrigin:    nb.origin,
 					Outstanding: nb.outstanding,
 					RTT:         l.rttOf(nb),
@@ -160,7 +166,7 @@ func (l *loop) repair() {
 			if stripe.parent != nil && stripe.depth > 1 {
 				wait += time.Duration(stripe.depth-1) * repairWaitPerLevel
 			}
-			if !repairDue(l.haves.advertised[seq][idx], l.gapOutlasted(key), attached, l.joining && seq < l.timeline.newest, onlyOrigin, l.now, wait) {
+			if !repairDue(l.haves.advertised[seq][idx], l.gapOutlasted(key), attached, start, onlyOrigin, l.now, wait) {
 				continue
 			}
 			i := chooseRepairTarget(cands, maxOutstanding)
@@ -251,11 +257,19 @@ func (l *loop) fallback(ctx context.Context) {
 		if !fallbackDue(prog, l.now, delay, fetchRetry) {
 			continue
 		}
-		// A joiner's start segment comes from the neighbours that announced it while they
-		// answer, for a while: a whole-segment fetch now would make their answers a second
-		// copy, and the CDN a copy per joiner. What they have not delivered by then, the CDN does.
-		if start && l.cfg.StartNeighbourWait > 0 && startLeftToNeighbours(prog, l.now, l.requestsPending(seq), l.cfg.StartNeighbourWait) {
-			continue
+		// A joiner's start segment comes from the swarm for a while: its parents push what they
+		// hold of their stripes when it subscribes (onSubscribe) and forward the rest as it
+		// reaches them, and neighbours that announced chunks answer its requests. A
+		// whole-segment fetch now would make all of that a second copy, and the CDN a copy per
+		// joiner. Within the wait the CDN sends only the chunks no tree or request is bringing;
+		// after it, whatever is still missing.
+		if start && l.cfg.StartNeighbourWait > 0 && l.now.Sub(prog.NextKnown) < joinFallbackDelay+l.cfg.StartNeighbourWait {
+			if l.fetchStartRest(ctx, seq, st) {
+				continue
+			}
+			if startLeftToNeighbours(prog, l.now, l.requestsPending(seq), l.cfg.StartNeighbourWait) {
+				continue
+			}
 		}
 		// The segment is late: fetch every missing chunk that the origin's signatures say exists
 		// (below one we hold, or below the signed count), except those just requested from a
@@ -285,6 +299,41 @@ func (l *loop) fallback(ctx context.Context) {
 			whole: !slices.Contains(st.Have, true), budget: budget, untilPart: -1}
 		l.n.wg.Go(func() { l.n.runFetch(ctx, job) })
 	}
+}
+
+// fetchStartRest is the CDN's part of a joiner's start segment while the swarm is given its
+// chance: the missing chunks known to exist (below one we hold, or announced) on stripes that no
+// parent pushes and no subscription is about to, less those just requested from a neighbour. It
+// says whether the swarm carries any stripe of the segment (then the segment is left to it, but
+// for this fetch); false leaves the decision to the caller.
+func (l *loop) fetchStartRest(ctx context.Context, seq uint64, st segwindowState) bool {
+	carried := false
+	for _, s := range l.stripes {
+		carried = carried || s.parent != nil || s.pendingSub != nil
+	}
+	if !carried {
+		return false
+	}
+	var want []uint32
+	for _, idx := range l.missing(seq, st) {
+		s := l.stripes[l.stripeOf(idx)]
+		if s.parent != nil || s.pendingSub != nil {
+			continue
+		}
+		if p := l.repairs.pending[chunkKey{seq, idx}]; p != nil && l.now.Sub(p.at) <= freshRequest {
+			continue
+		}
+		want = append(want, idx)
+	}
+	budget := l.cdnBudget(seq, st)
+	if len(want) == 0 || budget <= 0 {
+		return true
+	}
+	l.fetches.running[seq] = true
+	job := fetchJob{base: l.originHTTP, stream: l.cfg.Stream, seq: seq, indexes: want, tailFrom: -1,
+		budget: budget, untilPart: -1, startRest: true}
+	l.n.wg.Go(func() { l.n.runFetch(ctx, job) })
+	return true
 }
 
 // requestsPending says whether a REQUEST for a chunk of seq is out and not yet timed out.
