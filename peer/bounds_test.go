@@ -577,6 +577,8 @@ func TestFullViewerMakesRoomForANewcomer(t *testing.T) {
 	cfg := freeRider(o.peerConfig(t, root, spare.Addr().String()))
 	cfg.MaxNeighbours = 2 // it holds four: the root, the spare, two that dial it
 	full := startNode(t, cfg)
+	require.Eventually(t, func() bool { return full.Stats().Neighbours == 2 }, 10*time.Second, 20*time.Millisecond,
+		"the spare is its oldest link but for the root")
 	for range 2 {
 		startNode(t, freeRider(o.peerConfig(t, full.Addr().String())))
 	}

@@ -185,6 +185,11 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 		// afford goes unanswered and the requester asks someone else or falls back.
 		if !l.repairLimit.AllowN(l.now, c.Len()) {
 			l.n.stats.requestsRefused.Add(1)
+			if nb.version >= 2 {
+				// Say so (protocol version 2): the asker tries another holder at once instead of
+				// waiting requestTimeout for an answer that will not come.
+				nb.send(&proto.Cancel{Seq: m.Seq, Index: m.Index})
+			}
 			return
 		}
 		if nb.push(c) {
@@ -192,7 +197,14 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 			l.n.stats.requestsServed.Add(1)
 		}
 	case *proto.Cancel:
-		nb.cancel(chunkKey{m.Seq, m.Index})
+		key := chunkKey{m.Seq, m.Index}
+		nb.cancel(key)
+		if p := l.repairs.pending[key]; p != nil && p.nb == nb {
+			// Our REQUEST refused (the holder's repair budget is spent): ask another now.
+			l.repairs.markTried(key, nb.id)
+			nb.outstanding--
+			delete(l.repairs.pending, key)
+		}
 	case *proto.Goodbye:
 		l.dropNeighbour(nb, "goodbye: "+m.Reason)
 	case *proto.Hello:

@@ -253,14 +253,6 @@ func fallbackDue(p segmentProgress, now time.Time, delay, retry time.Duration) b
 	return p.LastFetch.IsZero() || now.Sub(p.LastFetch) >= retry
 }
 
-// startLeftToNeighbours says whether a joiner keeps a start segment (one before the live edge,
-// fallbackDue already) off the CDN for now: while neighbours that announced its chunks are asked
-// for them (requestsPending) and for at most wait (Config.StartNeighbourWait) past the usual
-// delay. The bound keeps the viewer's startup from waiting on a neighbour's uplink for long.
-func startLeftToNeighbours(p segmentProgress, now time.Time, requestsPending bool, wait time.Duration) bool {
-	return requestsPending && now.Sub(p.NextKnown) < joinFallbackDelay+wait
-}
-
 // stripeStalled says whether our parent on a stripe has failed it: we have known for at least
 // timeout of a chunk of the stripe that the parent did not push (undeliveredSince, zero = none),
 // the parent pushed nothing on the stripe since, and the other stripes' other parents did deliver

@@ -202,28 +202,6 @@ func TestFallbackDue(t *testing.T) {
 	}
 }
 
-func TestStartSegmentsWaitForNeighboursAWhile(t *testing.T) {
-	now := time.Now()
-	const wait = 2 * time.Second
-	ago := func(d time.Duration) segmentProgress { return segmentProgress{NextKnown: now.Add(-d)} }
-	tests := []struct {
-		name    string
-		p       segmentProgress
-		pending bool
-		left    bool
-	}{
-		{name: "nobody announced it: the CDN at once", p: ago(joinFallbackDelay)},
-		{name: "a neighbour is sending it", p: ago(joinFallbackDelay), pending: true, left: true},
-		{name: "still within the wait", p: ago(joinFallbackDelay + wait - time.Millisecond), pending: true, left: true},
-		{name: "the neighbours took too long: the CDN sends the rest", p: ago(joinFallbackDelay + wait), pending: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			require.Equal(t, tt.left, startLeftToNeighbours(tt.p, now, tt.pending, wait))
-		})
-	}
-}
-
 func TestStripeStalled(t *testing.T) {
 	now := time.Now()
 	timeout := time.Second

@@ -116,10 +116,17 @@ func (l *loop) repair() {
 		if st.Complete || st.Abandoned {
 			continue
 		}
+		timeout := requestTimeout
+		if l.joining && seq < l.timeline.newest {
+			// A start chunk is one of dozens asked of a dozen holders at once: the answers come
+			// within a few hundred milliseconds or not at all (a push dropped at its deadline,
+			// an answer the holder thought its push covered), and the player is waiting.
+			timeout = startRequestTimeout
+		}
 		for _, idx := range l.missing(seq, st) {
 			key := chunkKey{seq, idx}
 			if p := l.repairs.pending[key]; p != nil {
-				if l.now.Sub(p.at) < requestTimeout {
+				if l.now.Sub(p.at) < timeout {
 					continue
 				}
 				l.repairs.markTried(key, p.nb.id)
@@ -257,17 +264,13 @@ func (l *loop) fallback(ctx context.Context) {
 		if !fallbackDue(prog, l.now, delay, fetchRetry) {
 			continue
 		}
-		// A joiner's start segment comes from the swarm for a while: its parents push what they
-		// hold of their stripes when it subscribes (onSubscribe) and forward the rest as it
-		// reaches them, and neighbours that announced chunks answer its requests. A
-		// whole-segment fetch now would make all of that a second copy, and the CDN a copy per
-		// joiner. Within the wait the CDN sends only the chunks no tree or request is bringing;
-		// after it, whatever is still missing.
+		// A joiner's start segment comes from the swarm for a while: neighbours that announced
+		// its chunks answer its requests, and its parents push what they hold of their stripes
+		// when it subscribes (onSubscribe). A whole-segment fetch now would make all of that a
+		// second copy, and the CDN a copy per joiner. Within the wait the CDN sends only the
+		// chunks no viewer holds (fetchStartRest); after it, whatever is still missing.
 		if start && l.cfg.StartNeighbourWait > 0 && l.now.Sub(prog.NextKnown) < joinFallbackDelay+l.cfg.StartNeighbourWait {
 			if l.fetchStartRest(ctx, seq, st) {
-				continue
-			}
-			if startLeftToNeighbours(prog, l.now, l.requestsPending(seq), l.cfg.StartNeighbourWait) {
 				continue
 			}
 		}
@@ -302,25 +305,25 @@ func (l *loop) fallback(ctx context.Context) {
 }
 
 // fetchStartRest is the CDN's part of a joiner's start segment while the swarm is given its
-// chance: the missing chunks known to exist (below one we hold, or announced) on stripes that no
-// parent pushes and no subscription is about to, less those just requested from a neighbour. It
-// says whether the swarm carries any stripe of the segment (then the segment is left to it, but
-// for this fetch); false leaves the decision to the caller.
+// chance (Config.StartNeighbourWait): the missing chunks known to exist (below one we hold, or
+// announced) that no viewer neighbour says it holds and no request is out for. Those a viewer
+// holds are asked of it (repair asks at once while joining) and come over many uplinks in a few
+// hundred milliseconds; those nobody but the origin holds (a crowd arriving together) come from
+// the CDN now, so the wait costs a joiner's startup nothing when the swarm cannot help.
+//
+// It says whether it took the segment in hand; false when no viewer holds any of it, and the
+// caller fetches it as any late segment (in one request when we hold nothing of it).
 func (l *loop) fetchStartRest(ctx context.Context, seq uint64, st segwindowState) bool {
-	carried := false
-	for _, s := range l.stripes {
-		carried = carried || s.parent != nil || s.pendingSub != nil
-	}
-	if !carried {
+	if !l.viewerHoldsAny(seq) {
 		return false
 	}
 	var want []uint32
 	for _, idx := range l.missing(seq, st) {
-		s := l.stripes[l.stripeOf(idx)]
-		if s.parent != nil || s.pendingSub != nil {
+		key := chunkKey{seq, idx}
+		if p := l.repairs.pending[key]; p != nil && l.now.Sub(p.at) < startRequestTimeout {
 			continue
 		}
-		if p := l.repairs.pending[chunkKey{seq, idx}]; p != nil && l.now.Sub(p.at) <= freshRequest {
+		if l.viewerHolds(key) {
 			continue
 		}
 		want = append(want, idx)
@@ -336,10 +339,25 @@ func (l *loop) fetchStartRest(ctx context.Context, seq uint64, st segwindowState
 	return true
 }
 
-// requestsPending says whether a REQUEST for a chunk of seq is out and not yet timed out.
-func (l *loop) requestsPending(seq uint64) bool {
-	for k, p := range l.repairs.pending {
-		if k.seq == seq && l.now.Sub(p.at) < requestTimeout {
+// viewerHoldsAny says whether a neighbour other than the origin told us it holds a chunk of seq.
+func (l *loop) viewerHoldsAny(seq uint64) bool {
+	for _, nb := range l.nbs {
+		if nb.origin {
+			continue
+		}
+		for k := range nb.has {
+			if k.seq == seq {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// viewerHolds says whether a neighbour other than the origin told us it holds key.
+func (l *loop) viewerHolds(key chunkKey) bool {
+	for _, nb := range l.nbs {
+		if _, ok := nb.has[key]; ok && !nb.origin {
 			return true
 		}
 	}

@@ -70,3 +70,51 @@ func TestFirstPlaylistRequestWaitsForTheFirstSegment(t *testing.T) {
 	}
 	<-done
 }
+
+// TestJoinerTakesItsStartFromNeighboursThatHoldIt: with StartNeighbourWait a joiner whose
+// neighbours hold its start segments asks them for the chunks and gets them all from them,
+// none from the CDN; the wait is long enough that the CDN would have sent them otherwise.
+func TestJoinerTakesItsStartFromNeighboursThatHoldIt(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := o.playAsync(ctx, 0, 60, nil)
+	root := o.root.Addr().String()
+	var holders []string
+	for range 3 {
+		h := startNode(t, o.peerConfig(t, root))
+		require.Eventually(t, func() bool { return h.Stats().SegmentsComplete >= 3 }, 10*time.Second, 20*time.Millisecond)
+		holders = append(holders, h.Addr().String())
+	}
+	cfg := o.peerConfig(t, append([]string{root}, holders...)...)
+	cfg.MaxNeighbours = 4
+	cfg.StartNeighbourWait = time.Minute // the CDN only for what no neighbour holds
+	j := startNode(t, cfg)
+	require.Eventually(t, func() bool { return j.Stats().SegmentsComplete >= int64(joinSegments) }, 20*time.Second, 20*time.Millisecond,
+		"%+v", j.Stats())
+	s := j.Stats()
+	require.Zero(t, s.BytesFromHTTPJoining, "start segments the neighbours held came from the CDN: %+v", s)
+	require.Positive(t, s.Requests, "it asked its neighbours: %+v", s)
+	require.Positive(t, s.BytesFromPeers, "%+v", s)
+	cancel()
+	<-done
+}
+
+// TestJoinerNobodyCanHelpTakesItsStartFromTheCDNAtOnce: the same wait costs a joiner nothing
+// when no viewer holds its start segments (a crowd arriving together): what only the origin
+// holds comes from the CDN at once, not after the wait.
+func TestJoinerNobodyCanHelpTakesItsStartFromTheCDNAtOnce(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// The root's mesh gets nothing: the CDN alone has the stream (no viewer, no tree can help).
+	done := o.playAsync(ctx, 0, 60, func(uint64, int) bool { return true })
+	cfg := o.peerConfig(t, o.root.Addr().String())
+	cfg.StartNeighbourWait = time.Minute
+	j := startNode(t, cfg)
+	require.Eventually(t, func() bool { return j.Stats().SegmentsComplete >= int64(joinSegments) }, 20*time.Second, 20*time.Millisecond,
+		"the start segments came long before the minute's wait: %+v", j.Stats())
+	require.Positive(t, j.Stats().BytesFromHTTPJoining, "%+v", j.Stats())
+	cancel()
+	<-done
+}

@@ -434,7 +434,10 @@ func (m *Request) Append(b []byte) []byte {
 
 func (m *Request) validate() error { return validChunkIndex(m.Index) }
 
-// Cancel withdraws a Request whose chunk arrived from elsewhere or is past its deadline.
+// Cancel withdraws a Request whose chunk arrived from elsewhere or is past its deadline (or a
+// push its receiver no longer wants). Since protocol version 2 the asked holder also answers a
+// Request it will not serve (its repair budget is spent) with a Cancel, so the asker goes to
+// another holder at once.
 type Cancel struct {
 	Seq   uint64
 	Index uint32
