@@ -52,7 +52,8 @@ type Config struct {
 	NAT  simnet.NATMix
 	Join time.Duration // joins spread uniformly over this (default 0: all at once)
 	// StartNeighbourWait is the viewers' peer.Config.StartNeighbourWait: how long a joiner
-	// leaves its start segments to neighbours before the CDN (default 0: the CDN at once).
+	// leaves its start segments to the neighbours that hold them before the CDN (default 0:
+	// the CDN after 300 ms).
 	StartNeighbourWait time.Duration
 	ChurnPct           float64 // percent of peers leaving per minute, each replaced (default 0)
 	Mode               string  // ModeP2P (default) or ModeCDN
