@@ -34,6 +34,8 @@ var (
 	peerNeighbours = flag.Int("peer.neighbours", 8, "other viewers in the swarm")
 	peerWarmup     = flag.Duration("peer.warmup", 20*time.Second, "time the measured viewer runs before the window (the swarm forms)")
 	peerWindow     = flag.Duration("peer.window", 30*time.Second, "the measured window")
+	peerEnv        = flag.String("peer.env", "", "extra environment of the measured viewer, space-separated NAME=VALUE (e.g. 'GOMAXPROCS=1 GOGC=200')")
+	peerCPUProfile = flag.String("peer.cpuprofile", "", "write a CPU profile of the measured viewer over the window to this file (taken through its --debug-addr)")
 )
 
 func TestPeerProcessCost(t *testing.T) {
@@ -62,7 +64,7 @@ func TestPeerProcessCost(t *testing.T) {
 		if name == "viewer" {
 			cmd = exec.CommandContext(ctx, viewerBin, args...)
 			// The runtime's own line per GC: the heap it kept, for the figures below.
-			cmd.Env = append(os.Environ(), "GODEBUG=gctrace=1")
+			cmd.Env = append(append(os.Environ(), "GODEBUG=gctrace=1"), strings.Fields(*peerEnv)...)
 		}
 		logf, err := os.Create(filepath.Join(dir, name+".log"))
 		require.NoError(t, err)
@@ -87,8 +89,18 @@ func TestPeerProcessCost(t *testing.T) {
 	}
 	time.Sleep(5 * time.Second) // the neighbours find each other first, as a swarm the viewer joins
 	peerHTTP := freeAddr(t, "tcp")
-	viewer := start("viewer", "peer", "--http", peerHTTP, "--mesh", "127.0.0.1:0", "--log-level", "warn", link)
+	viewerArgs := []string{"peer", "--http", peerHTTP, "--mesh", "127.0.0.1:0", "--log-level", "warn"}
+	var debugAddr string
+	if *peerCPUProfile != "" {
+		debugAddr = freeAddr(t, "tcp")
+		viewerArgs = append(viewerArgs, "--debug-addr", debugAddr)
+	}
+	viewer := start("viewer", append(viewerArgs, link)...)
 	time.Sleep(*peerWarmup)
+	profiled := make(chan error, 1)
+	if debugAddr != "" {
+		go func() { profiled <- fetchCPUProfile(debugAddr, *peerWindow, *peerCPUProfile) }()
+	}
 
 	pid := viewer.Process.Pid
 	before, err := procCPU(pid)
@@ -133,7 +145,35 @@ func TestPeerProcessCost(t *testing.T) {
 	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
 		t.Logf("  machine     load average %s", strings.Join(strings.Fields(string(load))[:3], " "))
 	}
+	if debugAddr != "" {
+		require.NoError(t, <-profiled, "the viewer's CPU profile")
+		t.Logf("  profile     %s (go tool pprof -top -cum %s)", *peerCPUProfile, *peerCPUProfile)
+	}
 	require.Positive(t, received, "the viewer received nothing in the window")
+}
+
+// fetchCPUProfile takes a CPU profile of d from a process's net/http/pprof (--debug-addr) and
+// writes it to file.
+func fetchCPUProfile(addr string, d time.Duration, file string) error {
+	seconds := max(1, int(d.Round(time.Second)/time.Second))
+	resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, seconds))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("%s: %s", resp.Status, b)
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // lastGCTrace is the viewer's last gctrace line (GODEBUG=gctrace=1): heap before, after and live

@@ -18,7 +18,7 @@ func init() {
 	register("peer", "watch a stream: join its mesh and serve it as HLS on localhost for any player", runPeer)
 }
 
-func runPeer(ctx context.Context, args []string) error {
+func runPeer(ctx context.Context, args []string) (err error) {
 	fs := flag.NewFlagSet("peer", flag.ContinueOnError)
 	trackerURL := fs.String("tracker", "", "`URL` of the tracker, e.g. http://host:7070; not needed with a watch link")
 	stream := fs.String("stream", "", "`NAME` of the stream; not needed with a watch link")
@@ -32,6 +32,8 @@ func runPeer(ctx context.Context, args []string) error {
 	stripes := fs.Int("stripes", proto.DefaultStripes, "stripe count; must match the stream's")
 	originHTTP := fs.String("origin-http", "",
 		"base `URL` of the origin's HTTP endpoint for the CDN fallback; empty = learn it from the tracker")
+	debugAddr := fs.String("debug-addr", "", debugFlagHelp)
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE` when the peer stops (go tool pprof FILE)")
 	logs := addLogFlags(fs, "info", "v", "debug")
 	fs.Usage = func() {
 		out := fs.Output()
@@ -81,6 +83,27 @@ func runPeer(ctx context.Context, args []string) error {
 	logger, err := logs.logger(os.Stderr)
 	if err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, stop()) }()
+	}
+	if *debugAddr != "" {
+		dln, err := listenDebug(*debugAddr)
+		if err != nil {
+			return err
+		}
+		dctx, stop := context.WithCancel(ctx)
+		debugDone := make(chan error, 1)
+		go func() { debugDone <- serveDebug(dctx, dln) }()
+		defer func() {
+			stop()
+			err = errors.Join(err, <-debugDone)
+		}()
+		logger.Info("profiler listening", "addr", "http://"+dln.Addr().String()+"/debug/pprof/")
 	}
 	pc, err := net.ListenPacket("udp", *meshAddr)
 	if err != nil {
