@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -142,6 +143,11 @@ func TestPeerProcessCost(t *testing.T) {
 		statsAfter.Neighbours, statsAfter.Parents, statsAfter.Children, statsAfter.Depths,
 		statsAfter.SegmentsComplete-statsBefore.SegmentsComplete, statsAfter.SegmentsWithFallback-statsBefore.SegmentsWithFallback,
 		statsAfter.ChunksRejected)
+	t.Logf("  packets     %.0f/s received, %.0f/s sent (QUIC, all mesh connections, ACKs included)",
+		float64(statsAfter.PacketsReceived-statsBefore.PacketsReceived)/elapsed.Seconds(),
+		float64(statsAfter.PacketsSent-statsBefore.PacketsSent)/elapsed.Seconds())
+	t.Logf("  control     received %s; sent %s", perSecond(statsBefore.ControlReceived, statsAfter.ControlReceived, elapsed),
+		perSecond(statsBefore.ControlSent, statsAfter.ControlSent, elapsed))
 	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
 		t.Logf("  machine     load average %s", strings.Join(strings.Fields(string(load))[:3], " "))
 	}
@@ -273,17 +279,21 @@ func watchLink(t *testing.T, origin string) string {
 }
 
 type viewerStats struct {
-	BytesFromPeers       int64 `json:"bytes_from_peers"`
-	BytesFromOrigin      int64 `json:"bytes_from_origin"`
-	BytesFromHTTP        int64 `json:"bytes_from_http"`
-	BytesToPeers         int64 `json:"bytes_to_peers"`
-	Neighbours           int   `json:"neighbours"`
-	Parents              int   `json:"parents"`
-	Children             int   `json:"children"`
-	Depths               []int `json:"depths"`
-	SegmentsComplete     int64 `json:"segments_complete"`
-	SegmentsWithFallback int64 `json:"segments_with_fallback"`
-	ChunksRejected       int64 `json:"chunks_rejected"`
+	BytesFromPeers       int64            `json:"bytes_from_peers"`
+	BytesFromOrigin      int64            `json:"bytes_from_origin"`
+	BytesFromHTTP        int64            `json:"bytes_from_http"`
+	BytesToPeers         int64            `json:"bytes_to_peers"`
+	Neighbours           int              `json:"neighbours"`
+	Parents              int              `json:"parents"`
+	Children             int              `json:"children"`
+	Depths               []int            `json:"depths"`
+	SegmentsComplete     int64            `json:"segments_complete"`
+	SegmentsWithFallback int64            `json:"segments_with_fallback"`
+	ChunksRejected       int64            `json:"chunks_rejected"`
+	ControlSent          map[string]int64 `json:"control_sent"`
+	ControlReceived      map[string]int64 `json:"control_received"`
+	PacketsSent          uint64           `json:"packets_sent"`
+	PacketsReceived      uint64           `json:"packets_received"`
 }
 
 func (s viewerStats) received() int64 { return s.BytesFromPeers + s.BytesFromOrigin + s.BytesFromHTTP }
@@ -340,6 +350,26 @@ func procStatusKB(pid int, field string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("/proc/%d/status has no %s", pid, field)
+}
+
+// perSecond is each count's rate over d, e.g. "HAVE 17.9/s, STATUS 8.0/s", largest first.
+func perSecond(before, after map[string]int64, d time.Duration) string {
+	names := make([]string, 0, len(after))
+	for name := range after {
+		names = append(names, name)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		di, dj := after[names[i]]-before[names[i]], after[names[j]]-before[names[j]]
+		return di > dj || di == dj && names[i] < names[j]
+	})
+	parts := make([]string, 0, len(names))
+	for _, name := range names {
+		parts = append(parts, fmt.Sprintf("%s %.1f/s", name, float64(after[name]-before[name])/d.Seconds()))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
 }
 
 func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) * 8 / d.Seconds() / 1e6 }

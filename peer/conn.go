@@ -425,6 +425,7 @@ func (n *Node) controlReader(ctx context.Context, nb *neighbour) error {
 			return err
 		}
 		nb.lastHeard.Store(time.Now().UnixNano())
+		n.stats.controlReceived.add(m.Type())
 		if !n.emit(ctx, evMessage{nb: nb, msg: m}) {
 			return ctx.Err()
 		}
@@ -446,11 +447,13 @@ func (n *Node) controlWriter(nb *neighbour) {
 		case m = <-nb.ctrlQueue:
 		}
 		buf = m.Append(buf[:0])
+		n.stats.controlSent.add(m.Type())
 		_, bye := m.(*proto.Goodbye)
 		for !bye && len(buf) < maxControlBatch {
 			select {
 			case m = <-nb.ctrlQueue:
 				buf = m.Append(buf)
+				n.stats.controlSent.add(m.Type())
 				_, bye = m.(*proto.Goodbye)
 				continue
 			default:

@@ -264,6 +264,7 @@ func (l *loop) tick() {
 		l.trimNeighbours()
 		l.prune()
 		l.updateRepairLimit()
+		l.n.stats.packets.update(l.nbs)
 	}
 	// A segment's time without a verified chunk: the origin's playlist then tells us the edge,
 	// and which parents owe us a whole segment (onPlaylist), whatever they say about themselves.

@@ -81,6 +81,7 @@ func (l *loop) dropNeighbour(nb *neighbour, reason string) {
 	nb.gone = true
 	_ = nb.conn.CloseWithError(codeGoodbye, reason)
 	l.n.stats.connsDown.Add(1)
+	l.n.stats.packets.closeConn(nb)
 	delete(l.nbs, nb.id)
 	l.forgetSeed(nb)
 	if l.byPeer[nb.peerID] == nb {

@@ -90,6 +90,13 @@ type Stats struct {
 	// only those we dialled (so a swarm's links summed over its peers count each once).
 	Links        LinkCounts `json:"links"`
 	DialledLinks LinkCounts `json:"dialled_links"`
+	// ControlSent and ControlReceived count the control messages written to and read from
+	// neighbours, by type (HAVE, STATUS, ...); PacketsSent and PacketsReceived the QUIC packets of
+	// all mesh connections, ACKs and keep-alives included (updated every second).
+	ControlSent     map[string]int64 `json:"control_sent"`
+	ControlReceived map[string]int64 `json:"control_received"`
+	PacketsSent     uint64           `json:"packets_sent"`
+	PacketsReceived uint64           `json:"packets_received"`
 }
 
 // counters are the node's running totals, updated from any goroutine.
@@ -102,6 +109,8 @@ type counters struct {
 	dials, dialsFailed, connsUp, connsDown                                          atomic.Int64
 	parentsWithheld, falseHaves, cdnRequests, partFetches                           atomic.Int64
 	punchesAttempted, punchesSucceeded, punchOrders, punchesReceived                atomic.Int64
+	controlSent, controlReceived                                                    messageCounts
+	packets                                                                         packetTotals
 }
 
 func (c *counters) received(src Source, n int) {
@@ -190,6 +199,10 @@ func (n *Node) Stats() Stats {
 		PunchesReceived:      n.stats.punchesReceived.Load(),
 		Links:                t.Links,
 		DialledLinks:         t.Dialled,
+		ControlSent:          n.stats.controlSent.byName(),
+		ControlReceived:      n.stats.controlReceived.byName(),
+		PacketsSent:          n.stats.packets.sent.Load(),
+		PacketsReceived:      n.stats.packets.received.Load(),
 	}
 	if r := n.reflexive.Load(); r != nil {
 		s.NATKind = r.Kind
