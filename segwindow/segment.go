@@ -1,6 +1,7 @@
 package segwindow
 
 import (
+	"slices"
 	"time"
 
 	"github.com/crowdsurf/crowdsurf/proto"
@@ -35,6 +36,10 @@ type segment struct {
 	// clock maps the segment's MPEG-TS timestamps to fMP4 decode times (cmaf.go), fixed by the
 	// first part derived, so all its parts and the next segment agree.
 	clock *tsClock
+	// have is state's Have, kept until add changes the segment: a peer's repair and fallback
+	// scans ask for the same few segments' states every 100 ms, and walking the chunk map for
+	// each was most of their cost at 100 in-process peers. nil = build it on the next state.
+	have []bool
 }
 
 func newSegment(seq uint64, now time.Time) *segment {
@@ -80,6 +85,7 @@ func (s *segment) add(c *proto.Chunk, maxBytes int) bool {
 		s.maxIndex = c.ID.Index
 	}
 	s.chunks[c.ID.Index] = c
+	s.have = nil
 	s.bytes += len(c.Data)
 	s.discSet = true
 	s.disc = disc
@@ -156,11 +162,14 @@ func (s *segment) state() SegmentState {
 	} else if len(s.chunks) > 0 {
 		n = int(s.maxIndex) + 1
 	}
-	st.Have = make([]bool, n)
-	for i := range s.chunks {
-		if int(i) < n {
-			st.Have[i] = true
+	if s.have == nil || len(s.have) != n {
+		s.have = make([]bool, n)
+		for i := range s.chunks {
+			if int(i) < n {
+				s.have[i] = true
+			}
 		}
 	}
+	st.Have = slices.Clone(s.have) // the caller's to keep; the cache stays the segment's
 	return st
 }

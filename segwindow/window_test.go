@@ -76,6 +76,31 @@ func TestDuplicateBeforeCompletionIgnored(t *testing.T) {
 	require.False(t, ok, "incomplete segment is not served")
 }
 
+// State's Have is cached per segment between additions (the peer asks for it every 100 ms): a
+// chunk added since must show, and a caller writing into the slice it got must not change what
+// the next caller sees.
+func TestStateShowsEveryAdditionAndHandsOutItsOwnCopy(t *testing.T) {
+	w := testWindow(3, 5)
+	cs := spec(1, 100, 100, 100, 100).chunks()
+	w.AddChunk(cs[1])
+	st, _ := w.State(1)
+	require.Equal(t, []bool{false, true}, st.Have)
+	st.Have[0] = true // the caller's copy
+	st, _ = w.State(1)
+	require.Equal(t, []bool{false, true}, st.Have, "the cached state is not the caller's slice")
+
+	w.AddChunk(cs[0])
+	st, _ = w.State(1)
+	require.Equal(t, []bool{true, true}, st.Have, "an added chunk shows at once")
+	w.AddChunk(cs[3])
+	st, _ = w.State(1)
+	require.Equal(t, []bool{true, true, false, true}, st.Have, "the last chunk fixes the count")
+	w.AddChunk(cs[2])
+	st, _ = w.State(1)
+	require.True(t, st.Complete)
+	require.Equal(t, []bool{true, true, true, true}, st.Have)
+}
+
 func TestByteLengthMismatchNeverCompletes(t *testing.T) {
 	w := testWindow(3, 5)
 	cs := spec(1).chunks()
