@@ -28,7 +28,7 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 		st.lastFromParent = l.now
 	}
 	if from != nil {
-		from.has[key] = struct{}{}
+		from.has.add(key)
 	}
 	var added, completed bool
 	if src == SourceLocal && l.cfg.Window != nil {
@@ -81,11 +81,11 @@ func (l *loop) onChunk(from *neighbour, c *proto.Chunk, size int, src Source) {
 		if child == from {
 			continue
 		}
-		if _, has := child.has[key]; has {
+		if child.has.has(key) {
 			continue
 		}
 		if child.push(c) {
-			child.has[key] = struct{}{} // on its way: no HAVE for it, no REQUEST to the child
+			child.has.add(key) // on its way: no HAVE for it, no REQUEST to the child
 		} else {
 			l.n.stats.pushDropped.Add(1)
 		}
@@ -189,10 +189,10 @@ func (l *loop) judgeClaim(r proto.ChunkRange) claimVerdict {
 
 // noteClaim remembers that nb holds key and, if we miss it, that someone does.
 func (l *loop) noteClaim(nb *neighbour, key chunkKey) {
-	if _, ok := nb.has[key]; !ok && len(nb.has) >= maxClaimsPerNeighbour {
+	if !nb.has.has(key) && nb.has.len() >= maxClaimsPerNeighbour {
 		return
 	}
-	nb.has[key] = struct{}{}
+	nb.has.add(key)
 	if !l.timeline.known || l.n.window.Has(key.seq, key.index) {
 		return
 	}
@@ -216,8 +216,9 @@ func (l *loop) noteClaim(nb *neighbour, key chunkKey) {
 func (l *loop) adoptClaims() {
 	for _, nb := range l.nbs {
 		lied := false
-		for key := range nb.has {
-			delete(nb.has, key)
+		claims := nb.has
+		nb.has = newChunkSet()
+		for key := range claims.all() {
 			switch l.judgeClaim(proto.ChunkRange{Seq: key.seq, First: key.index, Count: 1}) {
 			case claimHeld:
 				l.noteClaim(nb, key)

@@ -109,7 +109,7 @@ type neighbour struct {
 	// stripe it last told us (STATUS_SLOTS, version 2), nil while it has not.
 	version     uint16
 	stripeSlots []uint8
-	has         map[chunkKey]struct{}
+	has         chunkSet // what it holds: pushed to us, pushed by us, or claimed in a HAVE
 	outstanding int
 	falseHaves  int // HAVEs with claims the signed timeline refutes (judgeClaim)
 	withheld    int // times it was our parent on a stripe and pushed nothing (maintainStripes)
@@ -326,7 +326,7 @@ func (n *Node) newNeighbour(conn *quic.Conn, ctrl *quic.Stream, dialled bool) *n
 		addr:       conn.RemoteAddr().String(),
 		ip:         ipOf(conn.RemoteAddr()),
 		dialled:    dialled,
-		has:        make(map[chunkKey]struct{}),
+		has:        newChunkSet(),
 		ctrlQueue:  make(chan proto.Message, controlQueueLen),
 		writerDone: make(chan struct{}),
 		pushQueue:  make(chan queuedPush, pushQueueLen),

@@ -92,7 +92,7 @@ func (l *loop) flushHave() {
 		// and every message is a packet plus an ACK.
 		mine = mine[:0]
 		for _, k := range keys {
-			if _, ok := nb.has[k]; !ok {
+			if !nb.has.has(k) {
 				mine = append(mine, k)
 			}
 		}

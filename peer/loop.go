@@ -287,7 +287,7 @@ func (l *loop) prune() {
 	}
 	low := l.timeline.newest - keep
 	for _, nb := range l.nbs {
-		maps.DeleteFunc(nb.has, func(k chunkKey, _ struct{}) bool { return k.seq < low })
+		nb.has.dropBelow(low)
 	}
 	l.timeline.prune(low)
 	l.haves.prune(low)

@@ -176,7 +176,7 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 		if !ok {
 			return
 		}
-		if _, sent := nb.has[chunkKey{m.Seq, m.Index}]; sent {
+		if nb.has.has(chunkKey{m.Seq, m.Index}) {
 			// Already pushed to it (or it told us it holds it): a joiner asks for its start
 			// chunks while our push of them is on its way, and answering again would send its
 			// parent's scarcest bytes twice.
@@ -194,7 +194,7 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 			return
 		}
 		if nb.push(c) {
-			nb.has[chunkKey{m.Seq, m.Index}] = struct{}{}
+			nb.has.add(chunkKey{m.Seq, m.Index})
 			l.n.stats.requestsServed.Add(1)
 		}
 	case *proto.Cancel:

@@ -146,7 +146,7 @@ func (l *loop) repair() {
 			var cands []repairCandidate
 			var holders []*neighbour
 			for _, nb := range l.nbs {
-				if _, ok := nb.has[key]; !ok {
+				if !nb.has.has(key) {
 					continue
 				}
 				holders = append(holders, nb)
@@ -345,10 +345,8 @@ func (l *loop) viewerHoldsAny(seq uint64) bool {
 		if nb.origin {
 			continue
 		}
-		for k := range nb.has {
-			if k.seq == seq {
-				return true
-			}
+		if nb.has.anyOf(seq) {
+			return true
 		}
 	}
 	return false
@@ -357,7 +355,7 @@ func (l *loop) viewerHoldsAny(seq uint64) bool {
 // viewerHolds says whether a neighbour other than the origin told us it holds key.
 func (l *loop) viewerHolds(key chunkKey) bool {
 	for _, nb := range l.nbs {
-		if _, ok := nb.has[key]; ok && !nb.origin {
+		if nb.has.has(key) && !nb.origin {
 			return true
 		}
 	}

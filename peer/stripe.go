@@ -193,11 +193,11 @@ func (l *loop) onSubscribe(nb *neighbour, m *proto.Subscribe) {
 			if !h || i%len(l.stripes) != s {
 				continue
 			}
-			if _, has := nb.has[chunkKey{seq, uint32(i)}]; has {
+			if nb.has.has(chunkKey{seq, uint32(i)}) {
 				continue
 			}
 			if c, ok := l.n.window.Chunk(seq, uint32(i)); ok && nb.push(c) {
-				nb.has[chunkKey{seq, uint32(i)}] = struct{}{} // on its way: no REQUEST answered twice
+				nb.has.add(chunkKey{seq, uint32(i)}) // on its way: no REQUEST answered twice
 			}
 		}
 	}
