@@ -16,16 +16,18 @@ type chunkSet struct {
 	n     int // keys held
 }
 
-// chunkWord names the 64 indexes of segment seq from 64*word on.
+// chunkWord names the 64 indexes of segment seq from 64*word on. Both fields are 64 bits so the
+// struct has no padding and the map hashes it as 16 plain bytes (chunkKey's padding makes the
+// runtime hash its fields one by one).
 type chunkWord struct {
 	seq  uint64
-	word uint32
+	word uint64
 }
 
 func newChunkSet() chunkSet { return chunkSet{words: make(map[chunkWord]uint64)} }
 
 func wordOf(k chunkKey) (chunkWord, uint64) {
-	return chunkWord{k.seq, k.index / 64}, 1 << (k.index % 64)
+	return chunkWord{k.seq, uint64(k.index / 64)}, 1 << (k.index % 64)
 }
 
 func (s *chunkSet) has(k chunkKey) bool {
@@ -74,9 +76,9 @@ func (s *chunkSet) all() iter.Seq[chunkKey] {
 	return func(yield func(chunkKey) bool) {
 		for w, v := range s.words {
 			for v != 0 {
-				i := uint32(bits.TrailingZeros64(v))
+				i := bits.TrailingZeros64(v)
 				v &^= 1 << i
-				if !yield(chunkKey{w.seq, w.word*64 + i}) {
+				if !yield(chunkKey{w.seq, uint32(w.word*64) + uint32(i)}) {
 					return
 				}
 			}
