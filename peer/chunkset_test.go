@@ -31,6 +31,11 @@ func TestChunkSetAgreesWithAMapOfKeys(t *testing.T) {
 		probe := chunkKey{seq: 100 + rng.Uint64N(8), index: rng.Uint32N(300)}
 		require.Equal(t, ref[probe], s.has(probe))
 		require.Equal(t, len(ref), s.len())
+		anyOf := false
+		for r := range ref {
+			anyOf = anyOf || r.seq == probe.seq
+		}
+		require.Equal(t, anyOf, s.anyOf(probe.seq))
 	}
 	var got, want []chunkKey
 	for k := range s.all() {
