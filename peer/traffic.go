@@ -11,12 +11,11 @@ import (
 // these totals say which messages make them, so a change to the control plane can be judged by
 // them (make bench-peer prints them per second).
 
-// messageCounts counts control messages by type; types past the known ones share the last slot.
-type messageCounts [proto.TypeGoodbye + 2]atomic.Int64
+// messageCounts counts control messages by type, a slot for each of the 256 a type byte can
+// say (2 KiB), so a type added to the protocol is counted under its own name.
+type messageCounts [256]atomic.Int64
 
-func (c *messageCounts) add(t proto.MessageType) {
-	c[min(int(t), len(c)-1)].Add(1)
-}
+func (c *messageCounts) add(t proto.MessageType) { c[t].Add(1) }
 
 // byName is the counts that are not zero, keyed by the protocol's names of the types.
 func (c *messageCounts) byName() map[string]int64 {
