@@ -355,8 +355,10 @@ func procStatusKB(pid int, field string) (int64, error) {
 // perSecond is each count's rate over d, e.g. "HAVE 17.9/s, STATUS 8.0/s", largest first.
 func perSecond(before, after map[string]int64, d time.Duration) string {
 	names := make([]string, 0, len(after))
-	for name := range after {
-		names = append(names, name)
+	for name, n := range after {
+		if n > before[name] { // only what was sent or received in the window
+			names = append(names, name)
+		}
 	}
 	sort.Slice(names, func(i, j int) bool {
 		di, dj := after[names[i]]-before[names[i]], after[names[j]]-before[names[j]]
