@@ -36,6 +36,7 @@ var (
 	peerWarmup     = flag.Duration("peer.warmup", 20*time.Second, "time the measured viewer runs before the window (the swarm forms)")
 	peerWindow     = flag.Duration("peer.window", 30*time.Second, "the measured window")
 	peerEnv        = flag.String("peer.env", "", "extra environment of the measured viewer, space-separated NAME=VALUE (e.g. 'GOMAXPROCS=1 GOGC=200')")
+	peerFloor      = flag.Bool("peer.floor", false, "also measure a bare quic-go receiver of the same bytes in the window (bench_floor_test.go)")
 	peerCPUProfile = flag.String("peer.cpuprofile", "", "write a CPU profile of the measured viewer over the window to this file (taken through its --debug-addr)")
 )
 
@@ -98,6 +99,14 @@ func TestPeerProcessCost(t *testing.T) {
 	}
 	viewer := start("viewer", append(viewerArgs, link)...)
 	time.Sleep(*peerWarmup)
+	floorPid := 0
+	var floorBps int64
+	if *peerFloor {
+		floorBps = peerStats(t, peerHTTP).BitrateBps
+		require.Positive(t, floorBps, "the viewer knows no bitrate yet: a longer -peer.warmup")
+		floorPid = startFloor(t, ctx, float64(floorBps)/8)
+		time.Sleep(3 * time.Second) // its handshakes, before the window
+	}
 	profiled := make(chan error, 1)
 	if debugAddr != "" {
 		go func() { profiled <- fetchCPUProfile(debugAddr, *peerWindow, *peerCPUProfile) }()
@@ -106,6 +115,11 @@ func TestPeerProcessCost(t *testing.T) {
 	pid := viewer.Process.Pid
 	before, err := procCPU(pid)
 	require.NoError(t, err)
+	var floorBefore time.Duration
+	if floorPid != 0 {
+		floorBefore, err = procCPU(floorPid)
+		require.NoError(t, err)
+	}
 	statsBefore := peerStats(t, peerHTTP)
 	var rssSum, rssMax int64
 	samples := 0
@@ -121,6 +135,12 @@ func TestPeerProcessCost(t *testing.T) {
 	after, err := procCPU(pid)
 	require.NoError(t, err)
 	elapsed := time.Since(began)
+	var floorCPU float64
+	if floorPid != 0 {
+		floorAfter, err := procCPU(floorPid)
+		require.NoError(t, err, "the floor's receiver ended")
+		floorCPU = (floorAfter - floorBefore).Seconds() / elapsed.Seconds()
+	}
 	statsAfter := peerStats(t, peerHTTP)
 
 	cpu := (after - before).Seconds() / elapsed.Seconds()
@@ -150,6 +170,10 @@ func TestPeerProcessCost(t *testing.T) {
 		perSecond(statsBefore.ControlSent, statsAfter.ControlSent, elapsed))
 	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
 		t.Logf("  machine     load average %s", strings.Join(strings.Fields(string(load))[:3], " "))
+	}
+	if floorPid != 0 {
+		t.Logf("  floor       a bare quic-go receiver of %.2f Mbit/s in 8 KiB streams over 4 of 9 connections, in the same window: %.2f %% of a core; the viewer is %.1f x that",
+			float64(floorBps)/1e6, 100*floorCPU, cpu/floorCPU)
 	}
 	if debugAddr != "" {
 		require.NoError(t, <-profiled, "the viewer's CPU profile")
@@ -290,6 +314,7 @@ type viewerStats struct {
 	SegmentsComplete     int64            `json:"segments_complete"`
 	SegmentsWithFallback int64            `json:"segments_with_fallback"`
 	ChunksRejected       int64            `json:"chunks_rejected"`
+	BitrateBps           int64            `json:"bitrate_bps"`
 	ControlSent          map[string]int64 `json:"control_sent"`
 	ControlReceived      map[string]int64 `json:"control_received"`
 	PacketsSent          uint64           `json:"packets_sent"`
