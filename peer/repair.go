@@ -116,8 +116,13 @@ func (l *loop) repair() {
 		if st.Complete || st.Abandoned {
 			continue
 		}
+		// The start left to the swarm (StartNeighbourWait): asked of every holder at once and
+		// re-asked quickly. Without the wait the CDN sends the start 300 ms on anyway, and on a
+		// machine short of CPU the quick re-asking only added duplicates (200 peers joining in
+		// the same second in real time on two cores: 200-430 stalls against 1-56).
+		swarmStart := l.joining && seq < l.timeline.newest && l.cfg.StartNeighbourWait > 0
 		timeout := requestTimeout
-		if l.joining && seq < l.timeline.newest {
+		if swarmStart {
 			// A start chunk is one of dozens asked of a dozen holders at once: the answers come
 			// within a few hundred milliseconds or not at all (a push dropped at its deadline,
 			// an answer the holder thought its push covered), and the player is waiting.
@@ -142,7 +147,7 @@ func (l *loop) repair() {
 			// uplinks at once. The stripe's parent first, as for a repair, put all of them on
 			// one uplink (often one parent feeds a joiner every stripe): 1.4 s for what a dozen
 			// holders send in a fraction of that.
-			start := l.joining && seq < l.timeline.newest
+			start := swarmStart
 			var cands []repairCandidate
 			var holders []*neighbour
 			for _, nb := range l.nbs {
