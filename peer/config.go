@@ -207,6 +207,9 @@ func (c Config) withDefaults() (Config, error) {
 			return c, fmt.Errorf("%w: only a root shares its origin's window", ErrConfig)
 		}
 	}
+	if c.StartNeighbourWait < 0 || c.StartNeighbourWait > time.Minute {
+		return c, fmt.Errorf("%w: start neighbour wait %v must be 0 to 1m", ErrConfig, c.StartNeighbourWait)
+	}
 	if c.Stripes == 0 {
 		c.Stripes = proto.DefaultStripes
 	}

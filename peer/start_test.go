@@ -118,3 +118,13 @@ func TestJoinerNobodyCanHelpTakesItsStartFromTheCDNAtOnce(t *testing.T) {
 	cancel()
 	<-done
 }
+
+func TestStartNeighbourWaitOutOfRangeIsAConfigError(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	for _, wait := range []time.Duration{-time.Second, time.Minute + time.Second} {
+		cfg := o.peerConfig(t)
+		cfg.StartNeighbourWait = wait
+		_, err := New(cfg)
+		require.ErrorIs(t, err, ErrConfig, "wait %v", wait)
+	}
+}
