@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -286,15 +288,23 @@ func TestShutdownEndsBlockedRequests(t *testing.T) {
 // CDN when the swarm is late); a request the window answers at once tells nothing.
 func TestWaitingRequestsSayWhatThePlayerWaitsFor(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex // the waiting requests run in goroutines of their own
 		var waits []PartWait
+		seen := func() []PartWait {
+			mu.Lock()
+			defer mu.Unlock()
+			return slices.Clone(waits)
+		}
 		f := newLLFixture(t, 50, ServerOptions{OnPartWait: func(stream string, w PartWait) {
 			require.Equal(t, testStream, stream)
+			mu.Lock()
+			defer mu.Unlock()
 			waits = append(waits, w)
 		}})
 		rec := httptest.NewRecorder()
 		f.e.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, llPath("?_HLS_msn=13&_HLS_part=1"), nil))
 		require.Equal(t, http.StatusOK, rec.Code)
-		require.Empty(t, waits, "part 13.1 is listed: nobody waits")
+		require.Empty(t, seen(), "part 13.1 is listed: nobody waits")
 
 		reload := f.start(llPath("?_HLS_msn=13&_HLS_part=2"))
 		hinted := f.start("/live/" + testStream + "/13.2.mp4")
@@ -304,7 +314,7 @@ func TestWaitingRequestsSayWhatThePlayerWaitsFor(t *testing.T) {
 			{Seq: 13, Part: 2, PartTarget: 200 * time.Millisecond},
 			{Seq: 13, Part: 2, PartTarget: 200 * time.Millisecond},
 			{Seq: 13, Part: -1, PartTarget: 200 * time.Millisecond},
-		}, waits)
+		}, seen())
 		for len(f.rest) > 0 {
 			f.addUntilPartEnd(t, whole)
 		}
