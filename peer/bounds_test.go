@@ -45,6 +45,12 @@ type rawConn struct {
 // An error means the node refused us (before or after QUIC's handshake).
 func rawDial(t testing.TB, ip string, to net.Addr, depths []uint8, free uint16) (*rawConn, error) {
 	t.Helper()
+	return rawDialVersion(t, ip, to, depths, free, proto.MaxVersion)
+}
+
+// rawDialVersion is rawDial speaking protocol versions up to maxVersion.
+func rawDialVersion(t testing.TB, ip string, to net.Addr, depths []uint8, free uint16, maxVersion uint16) (*rawConn, error) {
+	t.Helper()
 	tr := &quic.Transport{Conn: listenOn(t, ip)}
 	t.Cleanup(func() { tr.Close() })
 	_, cliTLS, err := meshTLS(testStream, nil)
@@ -60,7 +66,7 @@ func rawDial(t testing.TB, ip string, to net.Addr, depths []uint8, free uint16) 
 	if rc.ctrl, err = conn.OpenStreamSync(ctx); err != nil {
 		return nil, err
 	}
-	if err := writeMessage(rc.ctrl, &proto.Hello{MinVersion: proto.MinVersion, MaxVersion: proto.MaxVersion,
+	if err := writeMessage(rc.ctrl, &proto.Hello{MinVersion: proto.MinVersion, MaxVersion: maxVersion,
 		PeerID: rc.id, Stream: testStream, Depths: depths, FreeSlots: free}); err != nil {
 		return nil, err
 	}
@@ -593,6 +599,63 @@ func TestFullViewerMakesRoomForANewcomer(t *testing.T) {
 	require.Eventually(t, func() bool { return spare.Stats().Neighbours == 1 }, 5*time.Second, 20*time.Millisecond,
 		"the oldest spare link went (the spare keeps only the root)")
 	require.Len(t, full.Stats().ParentIDs, 4, "its parents stay")
+	cancel()
+	<-done
+}
+
+// TestStatusSlotsOnlyToVersion2Neighbours: a neighbour that speaks protocol version 1 gets plain
+// STATUS (it would take STATUS_SLOTS for an unknown message and hang up); one that speaks 2 gets
+// STATUS_SLOTS with a slot count per stripe.
+func TestStatusSlotsOnlyToVersion2Neighbours(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	types := func(rc *rawConn) <-chan proto.MessageType {
+		out := make(chan proto.MessageType, 64)
+		go func() {
+			defer close(out)
+			for ctx.Err() == nil {
+				m, err := readMessage(rc.ctrl)
+				if err != nil {
+					return
+				}
+				if st, ok := m.(*proto.Status); ok && st.StripeSlots != nil && len(st.StripeSlots) != len(st.Depths) {
+					return // not a valid STATUS_SLOTS: the channel closes and the test fails
+				}
+				select {
+				case out <- m.Type():
+				default:
+				}
+			}
+		}()
+		return out
+	}
+	v1, err := rawDialVersion(t, "127.0.0.1", o.root.Addr(), noDepths, 0, 1)
+	require.NoError(t, err)
+	v2, err := rawDialVersion(t, "127.0.0.1", o.root.Addr(), noDepths, 0, 2)
+	require.NoError(t, err)
+	got1, got2 := types(v1), types(v2)
+	// A viewer taking the root's seed slots makes the root tell every neighbour its new status.
+	startNode(t, o.peerConfig(t, o.root.Addr().String()))
+	done := o.playAsync(ctx, 0, 10, nil)
+	wait := func(got <-chan proto.MessageType, want, never proto.MessageType) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		for {
+			select {
+			case typ, ok := <-got:
+				require.True(t, ok, "the connection ended before a %s", want)
+				require.NotEqual(t, never, typ)
+				if typ == want {
+					return
+				}
+			case <-deadline:
+				t.Fatalf("no %s in 10 s", want)
+			}
+		}
+	}
+	wait(got1, proto.TypeStatus, proto.TypeStatusSlots)
+	wait(got2, proto.TypeStatusSlots, proto.TypeStatus)
 	cancel()
 	<-done
 }
