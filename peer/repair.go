@@ -117,9 +117,11 @@ func (l *loop) repair() {
 			continue
 		}
 		// The start left to the swarm (StartNeighbourWait): asked of every holder at once and
-		// re-asked quickly. Without the wait the CDN sends the start 300 ms on anyway, and on a
-		// machine short of CPU the quick re-asking only added duplicates (200 peers joining in
-		// the same second in real time on two cores: 200-430 stalls against 1-56).
+		// re-asked quickly. Without the wait the CDN sends the start 300 ms on anyway, so its
+		// chunks are asked for by the usual rule (a stripe without a parent at once, others
+		// when the push is late): on a machine short of CPU, asking for all of them at once and
+		// again every 300 ms only added duplicates (200 peers joining in the same second in real
+		// time on two cores: 200-430 stalls against 1-56).
 		swarmStart := l.joining && seq < l.timeline.newest && l.cfg.StartNeighbourWait > 0
 		timeout := requestTimeout
 		if swarmStart {
@@ -142,11 +144,11 @@ func (l *loop) repair() {
 				continue // nobody told us they hold it: no neighbour to ask
 			}
 			stripe := l.stripes[l.stripeOf(idx)]
-			// A joiner's start chunks are wanted at once and in bulk (two segments): asked of
-			// every neighbour that holds them, the fewest outstanding first, they come over many
-			// uplinks at once. The stripe's parent first, as for a repair, put all of them on
-			// one uplink (often one parent feeds a joiner every stripe): 1.4 s for what a dozen
-			// holders send in a fraction of that.
+			// Start chunks left to the swarm are wanted at once and in bulk (two segments):
+			// asked of every neighbour that holds them, the fewest outstanding first, they come
+			// over many uplinks at once. The stripe's parent first, as for a repair, put all of
+			// them on one uplink (often one parent feeds a joiner every stripe): 1.4 s for what
+			// a dozen holders send in a fraction of that.
 			start := swarmStart
 			var cands []repairCandidate
 			var holders []*neighbour
