@@ -284,10 +284,8 @@ func (l *loop) uselessNeighbour(nb *neighbour) bool {
 	if l.cfg.Root || (!nb.dialled && !nb.delivered.Load()) {
 		return true
 	}
-	for _, st := range l.stripes {
-		if st.pendingSub == nb {
-			return false
-		}
+	if l.pendingTo(nb) {
+		return false
 	}
 	for _, d := range nb.depths {
 		if d != proto.NoDepth {
@@ -325,15 +323,21 @@ func (l *loop) evictUseless(count int, reason string) int {
 		victims = victims[:count]
 	}
 	for _, nb := range victims {
-		l.n.stats.evicted.Add(1)
-		_ = nb.conn.CloseWithError(codeRejected, rejectedFull) // it backs off before dialling again
-		l.dropNeighbour(nb, reason)
+		l.evict(nb, reason)
 	}
 	return len(victims)
 }
 
+// evict drops a neighbour to make room, telling it we are full so that it backs off before
+// dialling again.
+func (l *loop) evict(nb *neighbour, reason string) {
+	l.n.stats.evicted.Add(1)
+	_ = nb.conn.CloseWithError(codeRejected, rejectedFull)
+	l.dropNeighbour(nb, reason)
+}
+
 // evictSpare drops the longest-held neighbour that is no tree link of ours (neither parent nor
-// child nor pending subscription) and has been held for evictGrace, to let a newcomer in; it
+// child nor pending subscription) and has been held for spareGrace, to let a newcomer in; it
 // says how many went (0 or 1). Without it, once a swarm formed every node held its budget of
 // attached, hence not useless, neighbours and refused every newcomer: joiners into a formed
 // swarm of 60 (scale lab) got 2-3 neighbours of the 8 they dialled, one parent for every stripe,
@@ -352,9 +356,7 @@ func (l *loop) evictSpare(reason string) int {
 	if victim == nil {
 		return 0
 	}
-	l.n.stats.evicted.Add(1)
-	_ = victim.conn.CloseWithError(codeRejected, rejectedFull) // it backs off before dialling again
-	l.dropNeighbour(victim, reason)
+	l.evict(victim, reason)
 	return 1
 }
 

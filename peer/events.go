@@ -93,9 +93,9 @@ type evFetchDone struct {
 	seq      uint64
 	requests int // HTTP requests the fetch made
 	err      error
-	// startRest: the fetch was a joiner's unpushed stripes only (fetchStartRest); it is no
-	// attempt at the whole segment, so it does not hold back the fetch of what the swarm then
-	// fails to deliver.
+	// startRest: the fetch was only a joiner's start chunks that no viewer neighbour holds
+	// (fetchStartRest); it is no attempt at the whole segment, so it does not hold back the
+	// fetch of what the swarm then fails to deliver.
 	startRest bool
 }
 

@@ -82,7 +82,7 @@ type fetchJob struct {
 	// untilPart: the tail walk stops once the segment holds part untilPart whole (the part an LL
 	// player waits for; llfallback.go); < 0: at the segment's last chunk.
 	untilPart int
-	// startRest: a joiner's chunks of the stripes no tree carries (fetchStartRest).
+	// startRest: a joiner's start chunks that no viewer neighbour holds (fetchStartRest).
 	startRest bool
 }
 

@@ -89,15 +89,7 @@ func chooseParent(cands []parentCandidate, current int, heldFor time.Duration, p
 	if current < 0 || cands[current].Depth == proto.NoDepth {
 		return spreadParent(cands, current, pick)
 	}
-	best := -1
-	for i, c := range cands {
-		if i == current || c.Depth == proto.NoDepth || c.FreeSlots <= 0 {
-			continue
-		}
-		if best < 0 || betterParent(c, cands[best]) < 0 {
-			best = i
-		}
-	}
+	best := bestParent(cands, current)
 	cur := cands[current]
 	if best < 0 || heldFor < pol.MinHold {
 		return current
@@ -109,6 +101,24 @@ func chooseParent(cands []parentCandidate, current int, heldFor time.Duration, p
 		return best
 	}
 	return current
+}
+
+// canParent says whether cands[i] could be our parent at all: attached, with a free slot, and not
+// the one at index exclude (our current parent).
+func canParent(cands []parentCandidate, i, exclude int) bool {
+	c := cands[i]
+	return i != exclude && c.Depth != proto.NoDepth && c.FreeSlots > 0
+}
+
+// bestParent is the index of the best candidate by betterParent, exclude left out; -1 for none.
+func bestParent(cands []parentCandidate, exclude int) int {
+	best := -1
+	for i, c := range cands {
+		if canParent(cands, i, exclude) && (best < 0 || betterParent(c, cands[best]) < 0) {
+			best = i
+		}
+	}
+	return best
 }
 
 // spreadReach is how far (levels of depth plus RTT buckets) behind the best candidate an orphan
@@ -125,25 +135,16 @@ const spreadReach = 3
 // 3.3 s (p95), its start segments from the CDN meanwhile. Spread out, the askers fill the slots
 // of a whole level at once. pick is a uniform random number in [0, 1).
 func spreadParent(cands []parentCandidate, exclude int, pick float64) int {
-	ok := func(i int) bool {
-		c := cands[i]
-		return i != exclude && c.Depth != proto.NoDepth && c.FreeSlots > 0
-	}
-	best := -1
-	for i, c := range cands {
-		if ok(i) && (best < 0 || cmp.Or(cmp.Compare(originRank(c), originRank(cands[best])),
-			cmp.Compare(c.Withheld, cands[best].Withheld), cmp.Compare(c.Depth, cands[best].Depth),
-			cmp.Compare(rttBucket(c.RTT), rttBucket(cands[best].RTT))) < 0) {
-			best = i
-		}
-	}
+	// The best by betterParent: its ties past the RTT bucket (free slots, id) do not matter
+	// here, every weight depends only on the keys before them.
+	best := bestParent(cands, exclude)
 	if best < 0 {
 		return -1
 	}
 	b := cands[best]
 	weight := func(i int) float64 {
 		c := cands[i]
-		if !ok(i) || originRank(c) != originRank(b) || c.Withheld != b.Withheld {
+		if !canParent(cands, i, exclude) || originRank(c) != originRank(b) || c.Withheld != b.Withheld {
 			return 0
 		}
 		behind := int(c.Depth) - int(b.Depth) + max(0, int(rttBucket(c.RTT)-rttBucket(b.RTT)))

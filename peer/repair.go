@@ -149,7 +149,6 @@ func (l *loop) repair() {
 			// over many uplinks at once. The stripe's parent first, as for a repair, put all of
 			// them on one uplink (often one parent feeds a joiner every stripe): 1.4 s for what
 			// a dozen holders send in a fraction of that.
-			start := swarmStart
 			var cands []repairCandidate
 			var holders []*neighbour
 			for _, nb := range l.nbs {
@@ -159,7 +158,7 @@ func (l *loop) repair() {
 				holders = append(holders, nb)
 				cands = append(cands, repairCandidate{
 					ID:          nb.id,
-					IsParent:    nb == stripe.parent && !start,
+					IsParent:    nb == stripe.parent && !swarmStart,
 					IsOrigin:    nb.origin,
 					Outstanding: nb.outstanding,
 					RTT:         l.rttOf(nb),
@@ -180,7 +179,7 @@ func (l *loop) repair() {
 			if stripe.parent != nil && stripe.depth > 1 {
 				wait += time.Duration(stripe.depth-1) * repairWaitPerLevel
 			}
-			if !repairDue(l.haves.advertised[seq][idx], l.gapOutlasted(key), attached, start, onlyOrigin, l.now, wait) {
+			if !repairDue(l.haves.advertised[seq][idx], l.gapOutlasted(key), attached, swarmStart, onlyOrigin, l.now, wait) {
 				continue
 			}
 			i := chooseRepairTarget(cands, maxOutstanding)
