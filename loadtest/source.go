@@ -9,6 +9,7 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
+	"github.com/crowdsurf/crowdsurf/internal/pace"
 	"github.com/crowdsurf/crowdsurf/internal/testcard"
 	"github.com/crowdsurf/crowdsurf/origin"
 )
@@ -115,14 +116,7 @@ func (s *syntheticSource) run(ctx context.Context, sink testcard.Sink) error {
 	defer timer.Stop()
 	for k := int64(0); ; k++ {
 		due := start.Add(time.Duration(k) * frameDur)
-		if d := time.Until(due); d > 0 {
-			timer.Reset(d)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-timer.C:
-			}
-		} else if ctx.Err() != nil {
+		if !pace.Until(ctx, timer, due) {
 			return nil
 		}
 		if lag := int64(time.Since(due)); lag > s.lagNs.Load() {

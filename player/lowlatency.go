@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/crowdsurf/crowdsurf/internal/pace"
 )
 
 // llState is where the low-latency loop is in the stream.
@@ -395,6 +397,6 @@ func withoutBlockingReload(u *url.URL) *url.URL {
 
 // sleepUntil sleeps until t or ctx ends, waking at least once a second for status.
 func (p *Player) sleepUntil(ctx context.Context, st *playState, t time.Time) {
-	sleep(ctx, min(time.Until(t), statusEvery))
+	pace.Sleep(ctx, min(time.Until(t), statusEvery))
 	p.maybeStatus(st, time.Now())
 }

@@ -24,6 +24,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/crowdsurf/crowdsurf/internal/pace"
 )
 
 // Config configures a Player.
@@ -408,21 +410,8 @@ func (p *Player) wait(ctx context.Context, st *playState) {
 	if p.cfg.OnStatus != nil && st.nextStatus.Before(until) {
 		until = st.nextStatus
 	}
-	sleep(ctx, min(until.Sub(now), statusEvery))
+	pace.Sleep(ctx, min(until.Sub(now), statusEvery))
 	p.maybeStatus(st, time.Now())
-}
-
-// sleep waits for d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) {
-	if d <= 0 {
-		return
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-	case <-timer.C:
-	}
 }
 
 // playOut lets the buffer of a closed playlist play to its end.

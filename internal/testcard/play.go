@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/crowdsurf/crowdsurf/internal/pace"
 )
 
 // Sink takes access units in-process, e.g. an origin's Feed. Timestamps run from 0 at the first
@@ -31,14 +33,7 @@ func Play(ctx context.Context, clip *Clip, sink Sink, maxLag time.Duration) erro
 			if wait < -maxLag {
 				tl.wallStart = tl.wallStart.Add(-wait)
 			}
-			if wait > 0 {
-				timer.Reset(wait)
-				select {
-				case <-ctx.Done():
-					return nil
-				case <-timer.C:
-				}
-			} else if ctx.Err() != nil {
+			if !pace.Until(ctx, timer, due) {
 				return nil
 			}
 			var err error
