@@ -33,12 +33,22 @@ type liar struct {
 	addr       string
 	subscribed atomic.Int32
 	conns      atomic.Int32
+
+	mu       sync.Mutex
+	requests map[chunkKey]int // REQUESTs received, per chunk
+}
+
+// requested is how many REQUESTs for key the liar received.
+func (l *liar) requested(key chunkKey) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.requests[key]
 }
 
 func startLiar(t *testing.T, depths []uint8, haves func() []proto.Message) *liar {
 	t.Helper()
 	ln, addr := rawListener(t)
-	l := &liar{addr: addr}
+	l := &liar{addr: addr, requests: make(map[chunkKey]int)}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
@@ -108,6 +118,11 @@ func (l *liar) serve(ctx context.Context, conn *quic.Conn, id [16]byte, depths [
 		m, err := readMessage(ctrl)
 		if err != nil {
 			return
+		}
+		if r, ok := m.(*proto.Request); ok {
+			l.mu.Lock()
+			l.requests[chunkKey{r.Seq, r.Index}]++
+			l.mu.Unlock()
 		}
 		if sub, ok := m.(*proto.Subscribe); ok {
 			l.subscribed.Add(1)

@@ -32,14 +32,12 @@ const (
 	refuseBackoff    = 2 * time.Second
 	stallPenalty     = 5 * time.Second
 	requestTimeout   = 800 * time.Millisecond
-	// startRequestTimeout is requestTimeout for a joiner's start chunks (repair).
-	startRequestTimeout = 300 * time.Millisecond
-	freshRequest        = 200 * time.Millisecond // a REQUEST younger than this keeps its chunk off the CDN
-	maxOutstanding      = 32
-	fetchRetry          = 500 * time.Millisecond
-	maxFetchJobs        = 3
-	dialBackoff         = 2 * time.Second
-	joinWindow          = 3 * time.Second
+	freshRequest     = 200 * time.Millisecond // a REQUEST younger than this keeps its chunk off the CDN
+	maxOutstanding   = 32
+	fetchRetry       = 500 * time.Millisecond
+	maxFetchJobs     = 3
+	dialBackoff      = 2 * time.Second
+	joinWindow       = 3 * time.Second
 	// joinSegments is how many complete segments before the live edge a joiner gets, so its
 	// player starts with that much buffer. Two, not three: when a crowd arrives at once nobody
 	// but the origin holds them, and each one is a copy of a segment the CDN sends to every

@@ -201,9 +201,10 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 		key := chunkKey{m.Seq, m.Index}
 		nb.cancel(key)
 		if p := l.repairs.pending[key]; p != nil && p.nb == nb && l.joining && l.cfg.StartNeighbourWait > 0 {
-			// Our REQUEST for a start chunk refused (the holder's repair budget is spent): ask
-			// another now. (Other refused requests wait out requestTimeout: asked again at once,
-			// a crowd short of upload only traded refusals faster.)
+			// Our REQUEST for a start chunk refused (the holder's repair budget is spent): the
+			// CDN sends it now (fetchStartRest). (Other refused requests wait out
+			// requestTimeout: asked again at once, a crowd short of upload only traded refusals
+			// faster.)
 			l.repairs.markTried(key, nb.id)
 			nb.outstanding--
 			delete(l.repairs.pending, key)

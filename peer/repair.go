@@ -116,19 +116,20 @@ func (l *loop) repair() {
 		if st.Complete || st.Abandoned {
 			continue
 		}
-		// The start left to the swarm (StartNeighbourWait): asked of every holder at once and
-		// re-asked quickly. Without the wait the CDN sends the start 300 ms on anyway, so its
-		// chunks are asked for by the usual rule (a stripe without a parent at once, others
-		// when the push is late): on a machine short of CPU, asking for all of them at once and
-		// again every 300 ms only added duplicates (200 peers joining in the same second in real
-		// time on two cores: 200-430 stalls against 1-56).
+		// The start left to the swarm (StartNeighbourWait): every start chunk is asked of one
+		// holder at once, and that holder has the wait to deliver it; what it does not deliver
+		// (or refuses with a CANCEL) the CDN sends (fetchStartRest), not a second holder: in a
+		// crowd every holder's uplink is as busy as the first's, and each holder asked is a
+		// possible duplicate. So the wait is what one holder gets, a bound on what the swarm
+		// may cost a joiner's startup, not a window to ask holder after holder. Without a wait
+		// the CDN sends the start 300 ms on anyway, so its chunks are asked for by the usual
+		// rule (a stripe without a parent at once, others when the push is late): on a machine
+		// short of CPU, asking for all of them at once only added duplicates (200 peers joining
+		// in the same second in real time on two cores: 200-430 stalls against 1-56).
 		swarmStart := l.joining && seq < l.timeline.newest && l.cfg.StartNeighbourWait > 0
 		timeout := requestTimeout
 		if swarmStart {
-			// A start chunk is one of dozens asked of a dozen holders at once: the answers come
-			// within a few hundred milliseconds or not at all (a push dropped at its deadline,
-			// an answer the holder thought its push covered), and the player is waiting.
-			timeout = startRequestTimeout
+			timeout = l.cfg.StartNeighbourWait
 		}
 		for _, idx := range l.missing(seq, st) {
 			key := chunkKey{seq, idx}
@@ -142,6 +143,9 @@ func (l *loop) repair() {
 			}
 			if _, ok := l.haves.advertised[seq][idx]; !ok {
 				continue // nobody told us they hold it: no neighbour to ask
+			}
+			if swarmStart && len(l.repairs.tried[key]) > 0 {
+				continue // its one holder had its chance: the CDN's now
 			}
 			stripe := l.stripes[l.stripeOf(idx)]
 			// Start chunks left to the swarm are wanted at once and in bulk (two segments):
@@ -312,10 +316,11 @@ func (l *loop) fallback(ctx context.Context) {
 
 // fetchStartRest is the CDN's part of a joiner's start segment while the swarm is given its
 // chance (Config.StartNeighbourWait): the missing chunks known to exist (below one we hold, or
-// announced) that no viewer neighbour says it holds and no request is out for. Those a viewer
-// holds are asked of it (repair asks at once while joining) and come over many uplinks in a few
-// hundred milliseconds; those nobody but the origin holds (a crowd arriving together) come from
-// the CDN now, so the wait costs a joiner's startup nothing when the swarm cannot help.
+// announced) that no viewer neighbour says it holds, or whose holder had its chance (asked, and
+// the wait passed or it refused), and no request is out for. Those a viewer holds are asked of it
+// (repair asks at once while joining) and come over many uplinks in a few hundred milliseconds;
+// those nobody but the origin holds (a crowd arriving together) come from the CDN now, so the
+// wait costs a joiner's startup nothing when the swarm cannot help.
 //
 // It says whether it took the segment in hand; false when no viewer holds any of it, and the
 // caller fetches it as any late segment (in one request when we hold nothing of it).
@@ -326,10 +331,10 @@ func (l *loop) fetchStartRest(ctx context.Context, seq uint64, st segwindowState
 	var want []uint32
 	for _, idx := range l.missing(seq, st) {
 		key := chunkKey{seq, idx}
-		if p := l.repairs.pending[key]; p != nil && l.now.Sub(p.at) < startRequestTimeout {
+		if p := l.repairs.pending[key]; p != nil && l.now.Sub(p.at) < l.cfg.StartNeighbourWait {
 			continue
 		}
-		if l.viewerHolds(key) {
+		if l.viewerHolds(key) && len(l.repairs.tried[key]) == 0 {
 			continue
 		}
 		want = append(want, idx)

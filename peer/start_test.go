@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crowdsurf/crowdsurf/proto"
 	"github.com/stretchr/testify/require"
 )
 
@@ -127,4 +128,49 @@ func TestStartNeighbourWaitOutOfRangeIsAConfigError(t *testing.T) {
 		_, err := New(cfg)
 		require.ErrorIs(t, err, ErrConfig, "wait %v", wait)
 	}
+}
+
+// TestJoinerAsksOneHolderPerStartChunkThenTheCDN: with StartNeighbourWait each start chunk is asked
+// of one holder, which has the wait to deliver it; when it does not (its uplink full, or a liar),
+// the CDN sends the chunk, while the joiner is still joining, and no second holder is asked.
+func TestJoinerAsksOneHolderPerStartChunkThenTheCDN(t *testing.T) {
+	o := newTestOrigin(t, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Only the CDN has the stream: the root's mesh gets nothing, so the silent holders are the
+	// only neighbours that claim the start.
+	done := o.playAsync(ctx, 0, 60, func(uint64, int) bool { return true })
+	require.Eventually(t, func() bool { n, ok := o.window.Newest(); return ok && n >= 3 }, 10*time.Second, 20*time.Millisecond)
+	holds := func() []proto.Message {
+		var ranges []proto.ChunkRange
+		for _, seq := range o.window.Seqs() {
+			if st, ok := o.window.State(seq); ok && st.Complete {
+				ranges = append(ranges, proto.ChunkRange{Seq: seq, First: 0, Count: testChunks})
+			}
+		}
+		return haveMessages(ranges)
+	}
+	silent := []*liar{startLiar(t, []uint8{1, 1, 1, 1}, holds), startLiar(t, []uint8{1, 1, 1, 1}, holds)}
+	cfg := o.peerConfig(t, o.root.Addr().String(), silent[0].addr, silent[1].addr)
+	// Long enough that asking the second holder after the first's 300 ms (as before) shows.
+	cfg.StartNeighbourWait = 1500 * time.Millisecond
+	newest, _ := o.window.Newest()
+	j := startNode(t, cfg)
+	require.Eventually(t, func() bool { return j.Stats().SegmentsComplete >= int64(joinSegments) }, 20*time.Second, 20*time.Millisecond,
+		"%+v", j.Stats())
+	s := j.Stats()
+	// Bytes fetched while joining: the CDN stepped in within the join (joinWindow, 3 s).
+	require.Positive(t, s.BytesFromHTTPJoining, "the start waited past the join for holders that never answer: %+v", s)
+	asked := 0
+	for seq := newest - joinSegments; seq <= newest; seq++ {
+		for i := range testChunks {
+			key := chunkKey{seq, uint32(i)}
+			n := silent[0].requested(key) + silent[1].requested(key)
+			require.LessOrEqual(t, n, 1, "start chunk %v asked of %d holders", key, n)
+			asked += n
+		}
+	}
+	require.Positive(t, asked, "the holders were asked first: %+v", s)
+	cancel()
+	<-done
 }
