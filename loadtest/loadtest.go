@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/crowdsurf/crowdsurf/internal/pace"
 	"github.com/crowdsurf/crowdsurf/internal/trackerclient"
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/proto"
@@ -373,7 +374,7 @@ func (lt *LoadTest) joinAll(ctx, viewCtx context.Context, t0, end time.Time) {
 	n := lt.cfg.Peers
 	for i := range n {
 		at := t0.Add(time.Duration(float64(lt.cfg.Join) * float64(i) / float64(n)))
-		if !sleepUntil(ctx, at) || time.Now().After(end) {
+		if !pace.Sleep(ctx, time.Until(at)) || time.Now().After(end) {
 			return
 		}
 		lt.join(viewCtx, i)
@@ -404,7 +405,7 @@ func (lt *LoadTest) churn(ctx, viewCtx context.Context, t0, end time.Time) {
 	var leaving sync.WaitGroup
 	defer leaving.Wait()
 	for next.Before(end) {
-		if !sleepUntil(ctx, next) {
+		if !pace.Sleep(ctx, time.Until(next)) {
 			return
 		}
 		next = next.Add(every)
@@ -423,21 +424,6 @@ func (lt *LoadTest) churn(ctx, viewCtx context.Context, t0, end time.Time) {
 		leaving.Go(func() { victim.stop() })
 		lt.join(viewCtx, nextID)
 		nextID++
-	}
-}
-
-func sleepUntil(ctx context.Context, at time.Time) bool {
-	d := time.Until(at)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
