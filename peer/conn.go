@@ -136,6 +136,8 @@ type neighbour struct {
 
 	mu        sync.Mutex // guards cancelled: the loop adds, pushers check
 	cancelled map[chunkKey]struct{}
+
+	credit streamCredit // finished chunk streams whose credit goes back in a batch (credit.go)
 }
 
 func (nb *neighbour) String() string { return fmt.Sprintf("%x@%s", nb.peerID[:4], nb.addr) }
@@ -558,6 +560,7 @@ func (n *Node) uniAcceptor(ctx context.Context, nb *neighbour) {
 		}
 		n.wg.Go(func() {
 			defer func() { <-reading }()
+			defer nb.credit.release(s)
 			n.readChunk(ctx, nb, s)
 		})
 	}
