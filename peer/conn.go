@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -117,7 +118,8 @@ type neighbour struct {
 	gone        bool
 	lastSent    time.Time // when the loop last queued a control message or a chunk for it
 	rtt         time.Duration
-	rttAt       int // loop tick rtt was read at
+	rttAt       int    // loop tick rtt was read at
+	idHex       string // peerID in hex, made once (hexID)
 
 	// lastHeard is when its last control message or chunk arrived (unix ns), set by the reading
 	// goroutines at read time, so a busy loop does not mistake its own lag for the peer's silence.
@@ -138,6 +140,14 @@ type neighbour struct {
 	cancelled map[chunkKey]struct{}
 
 	credit streamCredit // finished chunk streams whose credit goes back in a batch (credit.go)
+}
+
+// hexID is the neighbour's peer id in hex, as Stats and the tracker name parents.
+func (nb *neighbour) hexID() string {
+	if nb.idHex == "" {
+		nb.idHex = hex.EncodeToString(nb.peerID[:])
+	}
+	return nb.idHex
 }
 
 func (nb *neighbour) String() string { return fmt.Sprintf("%x@%s", nb.peerID[:4], nb.addr) }
