@@ -39,7 +39,8 @@ const (
 	maxControlBatch  = 16 << 10
 	chunkReadTimeout = 5 * time.Second
 	// maxUniStreams is how many chunk streams a neighbour may have open towards us at once
-	// (quic-go grants a new one as each ends); a sender has pushWorkers in flight.
+	// (their credit goes back in batches as they end: credit.go); a sender has pushWorkers in
+	// flight.
 	maxUniStreams = 32
 	// maxChunkReads bounds the chunk streams of one connection read at once, hence its
 	// goroutines and buffers; the others wait in QUIC, bounded by maxUniStreams and the
