@@ -163,9 +163,10 @@ func TestPeerProcessCost(t *testing.T) {
 		statsAfter.Neighbours, statsAfter.Parents, statsAfter.Children, statsAfter.Depths,
 		statsAfter.SegmentsComplete-statsBefore.SegmentsComplete, statsAfter.SegmentsWithFallback-statsBefore.SegmentsWithFallback,
 		statsAfter.ChunksRejected)
-	t.Logf("  packets     %.0f/s received, %.0f/s sent (QUIC, all mesh connections, ACKs included)",
-		float64(statsAfter.PacketsReceived-statsBefore.PacketsReceived)/elapsed.Seconds(),
-		float64(statsAfter.PacketsSent-statsBefore.PacketsSent)/elapsed.Seconds())
+	pktsIn, pktsOut := statsAfter.PacketsReceived-statsBefore.PacketsReceived, statsAfter.PacketsSent-statsBefore.PacketsSent
+	t.Logf("  packets     %.0f/s received (%d bytes on average), %.0f/s sent (%d bytes) (QUIC, all mesh connections, ACKs included)",
+		float64(pktsIn)/elapsed.Seconds(), meanSize(statsAfter.PacketBytesReceived-statsBefore.PacketBytesReceived, pktsIn),
+		float64(pktsOut)/elapsed.Seconds(), meanSize(statsAfter.PacketBytesSent-statsBefore.PacketBytesSent, pktsOut))
 	t.Logf("  control     received %s; sent %s", perSecond(statsBefore.ControlReceived, statsAfter.ControlReceived, elapsed),
 		perSecond(statsBefore.ControlSent, statsAfter.ControlSent, elapsed))
 	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
@@ -319,6 +320,16 @@ type viewerStats struct {
 	ControlReceived      map[string]int64 `json:"control_received"`
 	PacketsSent          uint64           `json:"packets_sent"`
 	PacketsReceived      uint64           `json:"packets_received"`
+	PacketBytesSent      uint64           `json:"packet_bytes_sent"`
+	PacketBytesReceived  uint64           `json:"packet_bytes_received"`
+}
+
+// meanSize is bytes/packets, 0 for no packets.
+func meanSize(bytes, packets uint64) uint64 {
+	if packets == 0 {
+		return 0
+	}
+	return bytes / packets
 }
 
 func (s viewerStats) received() int64 { return s.BytesFromPeers + s.BytesFromOrigin + s.BytesFromHTTP }

@@ -35,6 +35,7 @@ func runPeer(ctx context.Context, args []string) (err error) {
 	debugAddr := fs.String("debug-addr", "", debugFlagHelp)
 	startWait := fs.Duration("start-neighbour-wait", 0, "how long a neighbour that holds a start chunk has to deliver it before the CDN\nsends it (each is asked of one); what no neighbour holds comes from the CDN at once. 0 = the CDN\nafter 300 ms (the fastest start); e.g. 500ms saves the origin's bytes when viewers join a formed swarm")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE` when the peer stops (go tool pprof FILE)")
+	cores := fs.Int("cores", 1, coresFlagHelp)
 	logs := addLogFlags(fs, "info", "v", "debug")
 	fs.Usage = func() {
 		out := fs.Output()
@@ -48,6 +49,11 @@ func runPeer(ctx context.Context, args []string) (err error) {
 	}
 	// CROWDSURF_PEER_HTTP was --http's variable before every flag had CROWDSURF_<FLAG>.
 	if err := parseFlags(fs, args, map[string]string{"http": "CROWDSURF_PEER_HTTP"}); err != nil {
+		return err
+	}
+	coresGiven := false
+	fs.Visit(func(f *flag.Flag) { coresGiven = coresGiven || f.Name == "cores" })
+	if err := setCores(*cores, coresGiven, os.Getenv("GOMAXPROCS")); err != nil {
 		return err
 	}
 	var key []byte

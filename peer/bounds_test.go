@@ -312,6 +312,7 @@ func squatter(t *testing.T, ctx context.Context, ip string, root net.Addr, held 
 				return
 			}
 			_, _ = io.Copy(io.Discard, s)
+			s.ReleaseStreamCredit() // meshQUICConfig requires it
 		}
 	}()
 	go func() {

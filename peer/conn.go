@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -38,7 +39,8 @@ const (
 	maxControlBatch  = 16 << 10
 	chunkReadTimeout = 5 * time.Second
 	// maxUniStreams is how many chunk streams a neighbour may have open towards us at once
-	// (quic-go grants a new one as each ends); a sender has pushWorkers in flight.
+	// (their credit goes back in batches as they end: credit.go); a sender has pushWorkers in
+	// flight.
 	maxUniStreams = 32
 	// maxChunkReads bounds the chunk streams of one connection read at once, hence its
 	// goroutines and buffers; the others wait in QUIC, bounded by maxUniStreams and the
@@ -117,7 +119,8 @@ type neighbour struct {
 	gone        bool
 	lastSent    time.Time // when the loop last queued a control message or a chunk for it
 	rtt         time.Duration
-	rttAt       int // loop tick rtt was read at
+	rttAt       int    // loop tick rtt was read at
+	idHex       string // peerID in hex, made once (hexID)
 
 	// lastHeard is when its last control message or chunk arrived (unix ns), set by the reading
 	// goroutines at read time, so a busy loop does not mistake its own lag for the peer's silence.
@@ -136,6 +139,16 @@ type neighbour struct {
 
 	mu        sync.Mutex // guards cancelled: the loop adds, pushers check
 	cancelled map[chunkKey]struct{}
+
+	credit streamCredit // finished chunk streams whose credit goes back in a batch (credit.go)
+}
+
+// hexID is the neighbour's peer id in hex, as Stats and the tracker name parents.
+func (nb *neighbour) hexID() string {
+	if nb.idHex == "" {
+		nb.idHex = hex.EncodeToString(nb.peerID[:])
+	}
+	return nb.idHex
 }
 
 func (nb *neighbour) String() string { return fmt.Sprintf("%x@%s", nb.peerID[:4], nb.addr) }
@@ -558,6 +571,7 @@ func (n *Node) uniAcceptor(ctx context.Context, nb *neighbour) {
 		}
 		n.wg.Go(func() {
 			defer func() { <-reading }()
+			defer nb.credit.release(s)
 			n.readChunk(ctx, nb, s)
 		})
 	}

@@ -2,7 +2,6 @@ package peer
 
 import (
 	"context"
-	"encoding/hex"
 	"maps"
 	"net"
 	"time"
@@ -293,6 +292,8 @@ func (l *loop) prune() {
 	l.fetches.prune(low)
 }
 
+// publishTopology gives Stats and the tracker the loop's view, and the gauges their values, when
+// it changed: it is asked every tick and rarely changes.
 func (l *loop) publishTopology() {
 	t := &topology{
 		Depths:     depthsInt(l.depths()),
@@ -311,9 +312,12 @@ func (l *loop) publishTopology() {
 		id := ""
 		if st.parent != nil {
 			t.Parents++
-			id = hex.EncodeToString(st.parent.peerID[:])
+			id = st.parent.hexID()
 		}
 		t.ParentIDs = append(t.ParentIDs, id)
+	}
+	if prev := l.n.topology.Load(); prev != nil && prev.equal(t) {
+		return
 	}
 	l.n.topology.Store(t)
 	l.n.metrics.children.Set(float64(t.Children))

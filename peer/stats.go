@@ -2,6 +2,7 @@ package peer
 
 import (
 	"fmt"
+	"slices"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -92,11 +93,15 @@ type Stats struct {
 	DialledLinks LinkCounts `json:"dialled_links"`
 	// ControlSent and ControlReceived count the control messages written to and read from
 	// neighbours, by type (HAVE, STATUS, ...); PacketsSent and PacketsReceived the QUIC packets of
-	// all mesh connections, ACKs and keep-alives included (updated every second).
-	ControlSent     map[string]int64 `json:"control_sent"`
-	ControlReceived map[string]int64 `json:"control_received"`
-	PacketsSent     uint64           `json:"packets_sent"`
-	PacketsReceived uint64           `json:"packets_received"`
+	// all mesh connections, ACKs and keep-alives included (updated every second), and
+	// PacketBytesSent and PacketBytesReceived their bytes (QUIC's, without UDP and IP headers),
+	// which tell the packets' mean size: whether path MTU discovery made them large.
+	ControlSent         map[string]int64 `json:"control_sent"`
+	ControlReceived     map[string]int64 `json:"control_received"`
+	PacketsSent         uint64           `json:"packets_sent"`
+	PacketsReceived     uint64           `json:"packets_received"`
+	PacketBytesSent     uint64           `json:"packet_bytes_sent"`
+	PacketBytesReceived uint64           `json:"packet_bytes_received"`
 }
 
 // counters are the node's running totals, updated from any goroutine.
@@ -138,6 +143,12 @@ type topology struct {
 	Joining    bool
 	Links      LinkCounts
 	Dialled    LinkCounts
+}
+
+func (t *topology) equal(o *topology) bool {
+	return slices.Equal(t.Depths, o.Depths) && slices.Equal(t.ParentIDs, o.ParentIDs) &&
+		t.FreeSlots == o.FreeSlots && t.Neighbours == o.Neighbours && t.Parents == o.Parents &&
+		t.Children == o.Children && t.Joining == o.Joining && t.Links == o.Links && t.Dialled == o.Dialled
 }
 
 func depthsInt(d []uint8) []int {
@@ -203,6 +214,8 @@ func (n *Node) Stats() Stats {
 		ControlReceived:      n.stats.controlReceived.byName(),
 		PacketsSent:          n.stats.packets.sent.Load(),
 		PacketsReceived:      n.stats.packets.received.Load(),
+		PacketBytesSent:      n.stats.packets.bytesSent.Load(),
+		PacketBytesReceived:  n.stats.packets.bytesReceived.Load(),
 	}
 	if r := n.reflexive.Load(); r != nil {
 		s.NATKind = r.Kind
@@ -218,7 +231,10 @@ func (n *Node) Stats() Stats {
 
 // metrics are the node's Prometheus series; no per-peer labels (a swarm has thousands of peers).
 type metrics struct {
-	bytesReceived    *prometheus.CounterVec
+	bytesReceived *prometheus.CounterVec
+	// receivedBy is bytesReceived's counter of each Source, looked up once: a chunk's arrival
+	// should not hash a label.
+	receivedBy       [SourceLocal + 1]prometheus.Counter
 	bytesSent        prometheus.Counter
 	chunksRejected   prometheus.Counter
 	segmentsComplete prometheus.Counter
@@ -270,6 +286,9 @@ func newMetrics(reg *prometheus.Registry, _ *counters) (*metrics, error) {
 			return nil, fmt.Errorf("peer metrics: %w", err)
 		}
 	}
+	for src := SourcePeer; src <= SourceLocal; src++ {
+		m.receivedBy[src] = m.bytesReceived.WithLabelValues(src.String())
+	}
 	return m, nil
 }
 
@@ -280,5 +299,9 @@ func (n *Node) countRejected() {
 }
 
 func (m *metrics) received(src Source, n int) {
+	if int(src) < len(m.receivedBy) && m.receivedBy[src] != nil {
+		m.receivedBy[src].Add(float64(n))
+		return
+	}
 	m.bytesReceived.WithLabelValues(src.String()).Add(float64(n))
 }

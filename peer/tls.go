@@ -122,5 +122,7 @@ func meshQUICConfig() *quic.Config {
 		MaxStreamReceiveWindow:         proto.MaxChunkFrame,
 		InitialConnectionReceiveWindow: maxChunkReads * proto.MaxChunkFrame,
 		MaxConnectionReceiveWindow:     maxChunkReads * proto.MaxChunkFrame,
+		// Chunk streams' credit goes back in batches (credit.go), not one MAX_STREAMS per chunk.
+		RequireStreamCreditRelease: true,
 	}
 }

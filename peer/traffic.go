@@ -31,32 +31,38 @@ func (c *messageCounts) byName() map[string]int64 {
 // packetTotals are the QUIC packets of every mesh connection this node had: those of closed
 // connections added when they close, those of open ones read by the loop every second.
 type packetTotals struct {
-	closedSent, closedReceived uint64        // loop-owned
-	sent, received             atomic.Uint64 // closed + open at the last update
+	closed                                   packetCount   // loop-owned
+	sent, received, bytesSent, bytesReceived atomic.Uint64 // closed + open at the last update
+}
+
+// packetCount is what connections have sent and received.
+type packetCount struct{ sent, received, bytesSent, bytesReceived uint64 }
+
+func (c *packetCount) add(o packetCount) {
+	c.sent += o.sent
+	c.received += o.received
+	c.bytesSent += o.bytesSent
+	c.bytesReceived += o.bytesReceived
 }
 
 // packetsOf is what a connection has sent and received so far (only packets it could decrypt
 // count as received, so nobody can inflate them by spoofing its address).
-func packetsOf(nb *neighbour) (sent, received uint64) {
+func packetsOf(nb *neighbour) packetCount {
 	s := nb.conn.ConnectionStats()
-	return s.PacketsSent, s.PacketsReceived
+	return packetCount{s.PacketsSent, s.PacketsReceived, s.BytesSent, s.BytesReceived}
 }
 
 // closeConn adds a closing connection's packets to the totals.
-func (p *packetTotals) closeConn(nb *neighbour) {
-	s, r := packetsOf(nb)
-	p.closedSent += s
-	p.closedReceived += r
-}
+func (p *packetTotals) closeConn(nb *neighbour) { p.closed.add(packetsOf(nb)) }
 
 // update sums the open connections' packets with the closed ones'.
 func (p *packetTotals) update(nbs map[uint64]*neighbour) {
-	sent, received := p.closedSent, p.closedReceived
+	total := p.closed
 	for _, nb := range nbs {
-		s, r := packetsOf(nb)
-		sent += s
-		received += r
+		total.add(packetsOf(nb))
 	}
-	p.sent.Store(sent)
-	p.received.Store(received)
+	p.sent.Store(total.sent)
+	p.received.Store(total.received)
+	p.bytesSent.Store(total.bytesSent)
+	p.bytesReceived.Store(total.bytesReceived)
 }
