@@ -75,6 +75,9 @@ type Config struct {
 	// number of nodes on loopback UDP (RunFloor) and reports the mesh's CPU as a multiple of it.
 	Floor bool
 
+	// AtEnd runs once at the end of the measured interval, before the viewers leave: the
+	// swarm as it is at its steadiest (a heap profile, memory statistics); nil = nothing.
+	AtEnd func()
 	// OnProgress gets a status line about once a second; nil = none.
 	OnProgress func(line string)
 	// Logger gets the components' logs; nil discards.

@@ -181,6 +181,9 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 	depths := lt.depthHistogram()
 	links := lt.linksNow()
 	joiners.Wait()
+	if cfg.AtEnd != nil && ctx.Err() == nil {
+		cfg.AtEnd()
+	}
 
 	// Everyone leaves at once, as at the end of a broadcast.
 	lt.mu.Lock()
