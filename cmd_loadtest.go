@@ -50,7 +50,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	mediaCheck := fs.String("media-check", "auto", "players parse and check every segment's MPEG-TS: on, off or auto (on up to 50 peers)")
 	floor := fs.Bool("floor", false, "after the run, relay the same bitrate through a bare quic-go tree of as many nodes (loopback UDP, no signatures, no logic) and report the mesh's second-half CPU as a multiple of it")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file (go tool pprof; samples carry a component label: peer, player, origin, source, tracker; see -tags)")
-	memProfile := fs.String("memprofile", "", "at the end of the measured interval, before the viewers leave, write a heap profile of the swarm to this file\n(go tool pprof -sample_index=inuse_space or alloc_space) and print the runtime's memory figures on stderr")
+	memProfile := fs.String("memprofile", "", "at the end of the measured interval, before the viewers leave, write a heap profile of the swarm to this file\n(go tool pprof -sample_index=inuse_space or alloc_space) and a goroutine profile to FILE.goroutines, and print the runtime's memory figures on stderr")
 	logs := addLogFlags(fs, "error", "verbose", "warn") // warn logs every component's warnings
 	fs.Usage = func() {
 		out := fs.Output()

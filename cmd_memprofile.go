@@ -12,7 +12,7 @@ import (
 )
 
 // writeHeapProfile collects first, so the profile's in-use figures are the live heap of this
-// moment rather than of the last cycle, writes the heap profile to path and prints the runtime's
+// moment rather than of the last cycle, writes the heap profile to path and a goroutine profile to path.goroutines, and prints the runtime's
 // own view of where the process's memory is to w: what the load test's max RSS is made of.
 func writeHeapProfile(path string, w io.Writer) error {
 	runtime.GC()
@@ -27,6 +27,19 @@ func writeHeapProfile(path string, w io.Writer) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("heap profile %s: %w", path, err)
 	}
+	// The goroutines beside it: each holds a stack of at least 8 KiB that the heap profile does
+	// not show, and the collector's goal grows with the stacks as with the heap.
+	g, err := os.Create(path + ".goroutines")
+	if err != nil {
+		return fmt.Errorf("goroutine profile: %w", err)
+	}
+	if err := pprof.Lookup("goroutine").WriteTo(g, 1); err != nil {
+		g.Close()
+		return fmt.Errorf("goroutine profile %s.goroutines: %w", path, err)
+	}
+	if err := g.Close(); err != nil {
+		return fmt.Errorf("goroutine profile %s.goroutines: %w", path, err)
+	}
 	samples := []metrics.Sample{
 		{Name: "/gc/heap/live:bytes"},
 		{Name: "/gc/heap/goal:bytes"},
@@ -39,7 +52,7 @@ func writeHeapProfile(path string, w io.Writer) error {
 		{Name: "/sched/goroutines:goroutines"},
 	}
 	metrics.Read(samples)
-	fmt.Fprintf(w, "\nheap profile written to %s; runtime memory after a collection:", path)
+	fmt.Fprintf(w, "\nheap profile written to %s (goroutines: %[1]s.goroutines); runtime memory after a collection:", path)
 	for _, s := range samples {
 		if s.Value.Kind() == metrics.KindUint64 {
 			fmt.Fprintf(w, " %s=%d", s.Name, s.Value.Uint64())
