@@ -121,12 +121,15 @@ type Config struct {
 	// ReflexiveInterval is how often the observers are asked again (default 15 s, half the
 	// shortest common NAT mapping timeout: the keepalive of the path punch orders take).
 	ReflexiveInterval time.Duration
-	// PlaylistLength is the number of segments in the local playlist (default 6).
+	// PlaylistLength is the number of segments in the local playlist (default
+	// DefaultPlaylistLength, 4).
 	PlaylistLength int
-	// Keep is the number of newest segments held in memory (default PlaylistLength + 1: the
-	// playlist and the segment that just left it, which a player may still fetch). A viewer
-	// pushes and repairs only the newest segments and late joiners fetch older ones from the
-	// origin, so more would only cost memory: the window is most of a viewer's heap.
+	// Keep is the number of newest segments held in memory (default PlaylistLength + 2). The
+	// newest seq is usually the segment still arriving, so this holds the playlist, the segment
+	// that just left it (which a player may still fetch) and the one arriving; while a segment
+	// is still completing after the next one began, the playlist keeps its full length. A
+	// viewer pushes and repairs only the newest segments and late joiners fetch older ones from
+	// the origin, so more would only cost memory: the window is most of a viewer's heap.
 	Keep int
 	// TargetDuration is the nominal segment duration until measured (default 2 s).
 	TargetDuration time.Duration
@@ -181,6 +184,21 @@ func sameHostRedirects(req *http.Request, via []*http.Request) error {
 // origin's mesh egress is about this many copies of the stream.
 const DefaultSeedCopies = 2
 
+// DefaultPlaylistLength is a viewer's local playlist: 4 segments, 8 s of 2 s segments. Players
+// join three target durations behind the end (hls.js, Safari, VLC, ffmpeg and our player), so
+// they need three; RFC 8216 section 6.2.2 lets no live playlist fall below three target
+// durations; the fourth is slack for a segment shorter than the target. The origin lists more
+// (segwindow.DefaultPlaylistLength): it serves the CDN and late joiners, and it is one node.
+// Every listed segment is held in memory by every viewer, and at six it was most of a viewer's
+// heap.
+const DefaultPlaylistLength = 4
+
+// DefaultKeep is the segments a viewer holds with the default playlist (Config.Keep).
+const DefaultKeep = DefaultPlaylistLength + keepBeyondPlaylist
+
+// keepBeyondPlaylist is the segment that just left the playlist and the one arriving.
+const keepBeyondPlaylist = 2
+
 // ErrConfig means the Config misses a required field or holds an absurd value.
 var ErrConfig = errors.New("peer: bad config")
 
@@ -234,10 +252,10 @@ func (c Config) withDefaults() (Config, error) {
 		c.ReflexiveInterval = defaultReflexiveInterval
 	}
 	if c.PlaylistLength <= 0 {
-		c.PlaylistLength = segwindow.DefaultPlaylistLength
+		c.PlaylistLength = DefaultPlaylistLength
 	}
 	if c.Keep <= 0 {
-		c.Keep = c.PlaylistLength + 1
+		c.Keep = c.PlaylistLength + keepBeyondPlaylist
 	}
 	c.Keep = max(c.Keep, c.PlaylistLength)
 	if c.TargetDuration <= 0 {
