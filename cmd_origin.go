@@ -70,7 +70,7 @@ func runOrigin(ctx context.Context, args []string) error {
 	fs.Var(pulls, "pull", "pull a stream from a camera or RTSP server: NAME=rtsp://...; repeatable, reconnects with backoff")
 	segment := fs.Duration("segment", origin.DefaultSegmentDuration, "target segment duration; segments are cut at the first keyframe after it")
 	window := fs.Int("window", origin.DefaultWindow, "segments listed in the live playlist")
-	chunkSize := fs.Int("chunk-size", origin.DefaultChunkSize, "a chunk closes at this many bytes ...")
+	chunkSize := fs.Int("chunk-size", origin.DefaultChunkSize, "a chunk closes at this many bytes of data (the default keeps a frame, data and header, within 8 KiB) ...")
 	chunkInterval := fs.Duration("chunk-interval", origin.DefaultChunkInterval, "... or when it is this old, whichever comes first")
 	partTarget := fs.Duration("part", origin.DefaultPartTarget, "LL-HLS part target: parts end at the frame that would make them longer (signed in the chunks); every node serves /live/NAME/ll.m3u8 with parts of this length; 0 turns parts off")
 	tracker := fs.String("tracker", "", "tracker base URL (http://HOST:PORT): streams are registered there so peers find this origin, and it names the watch links")

@@ -25,8 +25,11 @@ const (
 	// MaxChunksPerSegment bounds a segment's chunk count (a 2 s segment at 16 KiB a chunk holds
 	// 4096 chunks at 256 Mbit/s, far beyond any live stream we carry).
 	MaxChunksPerSegment = 1 << 16
+	// MaxChunkHeader is the longest frame header, everything before the data: a chunk of
+	// MaxChunkHeader+n bytes or less frames n bytes of data whatever its stream and flags.
+	MaxChunkHeader = chunkFixedLen + MaxStreamNameLen + segmentInfoLen
 	// MaxChunkFrame is the largest chunk frame a parser accepts.
-	MaxChunkFrame = chunkFixedLen + MaxStreamNameLen + segmentInfoLen + MaxChunkData
+	MaxChunkFrame = MaxChunkHeader + MaxChunkData
 )
 
 const (
@@ -171,7 +174,7 @@ func (c *Chunk) frameMatches() bool {
 	if len(c.Data) > 0 && &c.frame[h] != &c.Data[0] {
 		return false
 	}
-	var head [chunkFixedLen + MaxStreamNameLen + segmentInfoLen]byte
+	var head [MaxChunkHeader]byte
 	enc := c.appendSigned(head[:0])
 	enc = append(enc, c.Sig[:]...)
 	enc = binary.BigEndian.AppendUint32(enc, uint32(len(c.Data)))

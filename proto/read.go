@@ -74,7 +74,7 @@ func ReadChunk(r io.Reader) (*Chunk, error) {
 }
 
 // chunkHeadMax is the longest chunk header, everything before the data.
-const chunkHeadMax = chunkFixedLen + MaxStreamNameLen + segmentInfoLen
+const chunkHeadMax = MaxChunkHeader
 
 var chunkHeadPool = sync.Pool{New: func() any { return new([chunkHeadMax]byte) }}
 
