@@ -64,7 +64,8 @@ func runLoadtest(ctx context.Context, args []string) error {
 		fmt.Fprintf(out, "stalls and live latency from the players.\n\n")
 		fmt.Fprintf(out, "The source runs four segments before the first viewer joins (not measured), so players start\n")
 		fmt.Fprintf(out, "three target durations behind the live edge as real ones do. The run uses GOGC=400 unless GOGC is\n")
-		fmt.Fprintf(out, "set. The in-process peers share one cache of verified chunks, so each chunk's signature is checked\n")
+		fmt.Fprintf(out, "set, and a memory limit of about 5 MB per viewer at 1 Mbit/s (more with the bit rate) unless\n")
+		fmt.Fprintf(out, "GOMEMLIMIT is. The in-process peers share one cache of verified chunks, so each chunk's signature is checked\n")
 		fmt.Fprintf(out, "once per run (every copy is still compared byte for byte): the CPU figures leave out the Ed25519\n")
 		fmt.Fprintf(out, "work each real viewer does on its own machine. Besides whole-run figures the summary shows the\n")
 		fmt.Fprintf(out, "second half of the run on its own, once the swarm has formed.\n")
@@ -140,9 +141,15 @@ func runLoadtest(ctx context.Context, args []string) error {
 	}
 
 	// Hundreds of nodes in one process allocate fast; collecting less often buys CPU for the
-	// mesh with memory this machine has. GOGC in the environment still wins.
+	// mesh with memory this machine has, up to a limit proportional to what the viewers hold
+	// live (loadtest.MemoryLimit), near which the collector runs more often. Without the limit
+	// GOGC=400 let the process grow to five times its live heap. GOGC and GOMEMLIMIT in the
+	// environment still win.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(400)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(loadtest.MemoryLimit(cfg))
 	}
 	lt, err := loadtest.New(cfg)
 	if err != nil {
