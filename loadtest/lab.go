@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/crowdsurf/crowdsurf/origin"
+	"github.com/crowdsurf/crowdsurf/proto"
 )
 
 // The scale lab (lab_test.go, `make scale`) runs this same load test inside a testing/synctest
@@ -102,7 +103,10 @@ func (c Config) hopTime() time.Duration {
 	if len(uplinks) > 0 {
 		slices.Sort(uplinks)
 		median := uplinks[len(uplinks)/2]
-		hop += time.Duration(float64(origin.DefaultChunkSize*8) / float64(median) * float64(time.Second))
+		// The whole frame crosses the link: the default chunk's data and its longest header
+		// are 8 KiB.
+		frame := origin.DefaultChunkSize + proto.MaxChunkHeader
+		hop += time.Duration(float64(frame*8) / float64(median) * float64(time.Second))
 	}
 	return hop
 }

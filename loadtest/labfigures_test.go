@@ -13,7 +13,7 @@ func TestHopTimeIsLatencyPlusAChunkOnTheMedianUplink(t *testing.T) {
 		uplink string
 		want   time.Duration
 	}{
-		// 8 KiB at 3 Mbit/s is 21.8 ms on the wire, after 20 ms of latency.
+		// An 8 KiB frame at 3 Mbit/s is 21.8 ms on the wire, after 20 ms of latency.
 		{"one rate", "3Mbit", 20*time.Millisecond + 21845333*time.Nanosecond},
 		// Free riders forward nothing; of the rest, the median peer has 1 Mbit/s.
 		{"mixed, free riders left out", "40%:1Mbit,20%:3Mbit,40%:0", 20*time.Millisecond + 65536*time.Microsecond},
