@@ -36,6 +36,11 @@ func MemoryLimit(cfg Config) int64 {
 		return 0
 	}
 	window := int64(peer.DefaultKeep) * cfg.BitrateBps / 8 * int64(cfg.Segment) / int64(time.Second)
+	if cfg.LL {
+		// LL players make every peer derive fMP4 parts, which stay with their segments in
+		// the window: about the media bytes once more.
+		window *= 2
+	}
 	perViewer := float64(window+viewerFixedBytes) * memoryHeadroom
 	return infraBytes + int64(perViewer*float64(cfg.Peers))
 }

@@ -24,6 +24,7 @@ func TestMemoryLimitFollowsTheViewersWindows(t *testing.T) {
 		{"twice the peers", Config{Peers: 200}},
 		{"twice the bit rate", Config{Peers: 100, BitrateBps: 2_000_000}},
 		{"longer segments", Config{Peers: 100, Segment: 4 * time.Second}},
+		{"low-latency players (every peer holds fMP4 parts too)", Config{Peers: 100, LL: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
