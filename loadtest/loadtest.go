@@ -204,6 +204,7 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 	r.MaxRSSBytes = usage.MaxRSS
 	r.GCCycles = usage.GCCycles - usage0.GCCycles
 	r.GCCPUSeconds = (usage.GCCPU - usage0.GCCPU).Seconds()
+	r.GCIdleCPUSeconds = (usage.GCIdleCPU - usage0.GCIdleCPU).Seconds()
 	if lt.verifyCache != nil {
 		r.Notes = append(r.Notes, "chunk signatures were checked once per process, not once per peer: the in-process peers share a cache of verified chunks and compare each copy with it byte for byte, so cpu_seconds leave out most of the Ed25519 work each real viewer does on its own CPU (about 0.25 ms per chunk here)")
 	}

@@ -71,9 +71,11 @@ type resourceUsage struct {
 	CPU      time.Duration
 	MaxRSS   int64 // bytes
 	GCCycles uint64
-	// GCCPU is the runtime's estimate of the CPU its collector used (marking, assists, idle
-	// marking, sweeping counted by the runtime/metrics /cpu/classes/gc/total).
-	GCCPU time.Duration
+	// GCCPU is the runtime's estimate of the CPU its collector used (runtime/metrics
+	// /cpu/classes/gc/total: marking, assists, pauses, sweeping), and GCIdleCPU the part of it
+	// spent marking on processors that had nothing else to run (/cpu/classes/gc/mark/idle):
+	// getrusage counts that too, but it delayed nothing in the process.
+	GCCPU, GCIdleCPU time.Duration
 }
 
 func processUsage() resourceUsage {
@@ -82,14 +84,15 @@ func processUsage() resourceUsage {
 		return resourceUsage{}
 	}
 	cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	gc := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}}
+	gc := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}, {Name: "/cpu/classes/gc/total:cpu-seconds"}, {Name: "/cpu/classes/gc/mark/idle:cpu-seconds"}}
 	metrics.Read(gc)
 	u := resourceUsage{CPU: cpu, MaxRSS: int64(ru.Maxrss) * 1024} // Linux reports ru_maxrss in KiB
 	if gc[0].Value.Kind() == metrics.KindUint64 {
 		u.GCCycles = gc[0].Value.Uint64()
 	}
-	if gc[1].Value.Kind() == metrics.KindFloat64 {
+	if gc[1].Value.Kind() == metrics.KindFloat64 && gc[2].Value.Kind() == metrics.KindFloat64 {
 		u.GCCPU = time.Duration(gc[1].Value.Float64() * float64(time.Second))
+		u.GCIdleCPU = time.Duration(gc[2].Value.Float64() * float64(time.Second))
 	}
 	return u
 }

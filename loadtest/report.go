@@ -60,10 +60,12 @@ type Report struct {
 	FloorRatio  float64      `json:"floor_ratio,omitempty"`
 	CPUSeconds  float64      `json:"cpu_seconds"`
 	MaxRSSBytes int64        `json:"max_rss_bytes"`
-	// GCCycles counts the collector's cycles during the run (Machine has its settings) and
-	// GCCPUSeconds is the runtime's estimate of their CPU, part of CPUSeconds.
-	GCCycles     uint64  `json:"gc_cycles"`
-	GCCPUSeconds float64 `json:"gc_cpu_seconds"`
+	// GCCycles counts the collector's cycles during the run (Machine has its settings),
+	// GCCPUSeconds is the runtime's estimate of their CPU, part of CPUSeconds, and
+	// GCIdleCPUSeconds the part of that spent on processors that had nothing else to run.
+	GCCycles         uint64  `json:"gc_cycles"`
+	GCCPUSeconds     float64 `json:"gc_cpu_seconds"`
+	GCIdleCPUSeconds float64 `json:"gc_idle_cpu_seconds"`
 
 	Parameters Parameters `json:"parameters"`
 	Machine    Machine    `json:"machine"`
@@ -274,7 +276,7 @@ func (r *Report) summaryRows() [][2]string {
 		{"live latency", fmt.Sprintf("p50 %.2f s, p95 %.2f s", r.LiveLatencyMs.P50/1000, r.LiveLatencyMs.P95/1000)},
 		{"segments", fmt.Sprintf("%d played, %d missing", r.SegmentsPlayed, r.SegmentsMissing)},
 		{"corrupt bytes", fmt.Sprintf("%d (%d chunks rejected, %d player parse errors)", r.CorruptBytes, r.Detail.ChunksRejected, r.Detail.PlayerParseErrors)},
-		{"cpu", fmt.Sprintf("%.1f s (%.2f cores), max RSS %s; GC %d cycles, %.1f s of the CPU (runtime's estimate)", r.CPUSeconds, r.CPUSeconds/max(r.DurationS, 1e-9), humanize.Bytes(r.MaxRSSBytes), r.GCCycles, r.GCCPUSeconds)},
+		{"cpu", fmt.Sprintf("%.1f s (%.2f cores), max RSS %s; GC %d cycles, %.1f s of the CPU by the runtime's estimate (%.1f s of it on otherwise idle processors)", r.CPUSeconds, r.CPUSeconds/max(r.DurationS, 1e-9), humanize.Bytes(r.MaxRSSBytes), r.GCCycles, r.GCCPUSeconds, r.GCIdleCPUSeconds)},
 		{"machine", fmt.Sprintf("%s, %d cores, %s, %s", r.Machine.CPUModel, r.Machine.Cores, r.Machine.GoVersion, r.Machine.gcSettings())},
 	}
 	if r.Floor != nil {
