@@ -159,15 +159,16 @@ func startFloor(t *testing.T, ctx context.Context, bytesPerSec float64) int {
 	t.Helper()
 	addr := freeAddr(t, "udp")
 	const chunk = 8 << 10
-	run := func(spec string) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestQuicFloorProcess$")
+	run := func(cpu, spec string) *exec.Cmd {
+		line := pinned(cpu, os.Args[0], "-test.run=^TestQuicFloorProcess$")
+		cmd := exec.CommandContext(ctx, line[0], line[1:]...)
 		cmd.Env = append(os.Environ(), floorEnv+"="+spec)
 		require.NoError(t, cmd.Start())
 		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 		return cmd
 	}
-	recv := run("recv " + addr)
+	recv := run("1", "recv "+addr)     // beside the measured viewer
 	time.Sleep(500 * time.Millisecond) // the receiver's socket is open before the sender dials
-	run(fmt.Sprintf("send %s %d %d %.2f %d", addr, 9, 4, bytesPerSec/chunk, chunk))
+	run("0", fmt.Sprintf("send %s %d %d %.2f %d", addr, 9, 4, bytesPerSec/chunk, chunk))
 	return recv.Process.Pid
 }

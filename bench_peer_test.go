@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,7 @@ var (
 	peerWindow     = flag.Duration("peer.window", 30*time.Second, "the measured window")
 	peerEnv        = flag.String("peer.env", "", "extra environment of the measured viewer, space-separated NAME=VALUE (e.g. 'GOMAXPROCS=1 GOGC=200')")
 	peerFloor      = flag.Bool("peer.floor", false, "also measure a bare quic-go receiver of the same bytes in the window (bench_floor_test.go)")
+	peerPin        = flag.Bool("peer.pin", false, "run the measured viewer (and -peer.floor's receiver) alone on CPU 1 and the swarm's processes on CPU 0 (taskset), as on a viewer's own machine, where the swarm does not share its core")
 	peerCPUProfile = flag.String("peer.cpuprofile", "", "write a CPU profile of the measured viewer over the window to this file (taken through its --debug-addr)")
 )
 
@@ -61,10 +63,18 @@ func TestPeerProcessCost(t *testing.T) {
 	clip := encodeClip(t, dir, *peerVideo)
 	trackerHTTP := freeAddr(t, "tcp")
 	originHTTP, originRTSP, originMesh := freeAddr(t, "tcp"), freeAddr(t, "tcp"), freeAddr(t, "udp")
+	if *peerPin {
+		_, err := exec.LookPath("taskset")
+		require.NoError(t, err, "-peer.pin runs the processes under taskset (util-linux)")
+		require.GreaterOrEqual(t, runtime.NumCPU(), 2, "-peer.pin needs two CPUs")
+	}
 	start := func(name string, args ...string) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, bin, args...)
+		line := pinned("0", bin, args...)
 		if name == "viewer" {
-			cmd = exec.CommandContext(ctx, viewerBin, args...)
+			line = pinned("1", viewerBin, args...)
+		}
+		cmd := exec.CommandContext(ctx, line[0], line[1:]...)
+		if name == "viewer" {
 			// The runtime's own line per GC: the heap it kept, for the figures below.
 			cmd.Env = append(append(os.Environ(), "GODEBUG=gctrace=1"), strings.Fields(*peerEnv)...)
 		}
@@ -411,3 +421,12 @@ func perSecond(before, after map[string]int64, d time.Duration) string {
 }
 
 func mbps(bytes int64, d time.Duration) float64 { return float64(bytes) * 8 / d.Seconds() / 1e6 }
+
+// pinned is the command line of bin with args, run on the given CPU under taskset when -peer.pin
+// is set (the viewer alone on CPU 1, the swarm on CPU 0); the same line otherwise.
+func pinned(cpu, bin string, args ...string) []string {
+	if !*peerPin {
+		return append([]string{bin}, args...)
+	}
+	return append([]string{"taskset", "-c", cpu, bin}, args...)
+}
