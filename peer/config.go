@@ -141,10 +141,11 @@ type Config struct {
 	// sends it; each start chunk is asked of one holder, and what no viewer neighbour holds
 	// comes from the CDN at once, wait or not. So it bounds what the swarm may cost the joiner's
 	// startup. Zero (the default) fetches the start from the CDN 300 ms after the joiner learnt
-	// of it (startup first). Every start chunk a neighbour delivers is a copy the origin saves:
-	// measured in the scale lab at 200 peers joining over 10 s, 1 s made the run 11.7 origin
-	// copies instead of 15.4 and startup p50 1.2 s instead of 0.3 s (README, "Flash crowds and
-	// the start").
+	// of it (startup first). It applies while the node joins (until it holds its start segments,
+	// at most joinWindow, 3 s), so more acts as that. Every start chunk a neighbour delivers is a
+	// copy the origin saves: measured in the scale lab at 200 peers joining over 10 s, 1 s made
+	// the run 11.7 origin copies instead of 15.4 and startup p50 1.2 s instead of 0.3 s (README,
+	// "Flash crowds and the start").
 	StartNeighbourWait time.Duration
 	// RepairWait is how long after a neighbour's HAVE a missing chunk is requested (default
 	// 500 ms: in the 50-peer simulation a push took 450 ms to the median node, and asking
