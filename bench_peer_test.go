@@ -21,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crowdsurf/crowdsurf/internal/testcard"
+	"github.com/crowdsurf/crowdsurf/peer"
 )
 
 // What `make bench-peer` measures: one real viewer process (bin/crowdsurf peer) in a formed swarm,
@@ -154,7 +155,7 @@ func TestPeerProcessCost(t *testing.T) {
 	statsAfter := peerStats(t, peerHTTP)
 
 	cpu := (after - before).Seconds() / elapsed.Seconds()
-	received := statsAfter.received() - statsBefore.received()
+	received := receivedBytes(statsAfter) - receivedBytes(statsBefore)
 	t.Logf("viewer process over %.1f s of a formed swarm (after %v of warm-up):", elapsed.Seconds(), *peerWarmup)
 	t.Logf("  cpu         %.2f %% of a core (%.2f s)", 100*cpu, (after - before).Seconds())
 	anon, errA := procStatusKB(pid, "RssAnon:")
@@ -313,27 +314,6 @@ func watchLink(t *testing.T, origin string) string {
 	return link
 }
 
-type viewerStats struct {
-	BytesFromPeers       int64            `json:"bytes_from_peers"`
-	BytesFromOrigin      int64            `json:"bytes_from_origin"`
-	BytesFromHTTP        int64            `json:"bytes_from_http"`
-	BytesToPeers         int64            `json:"bytes_to_peers"`
-	Neighbours           int              `json:"neighbours"`
-	Parents              int              `json:"parents"`
-	Children             int              `json:"children"`
-	Depths               []int            `json:"depths"`
-	SegmentsComplete     int64            `json:"segments_complete"`
-	SegmentsWithFallback int64            `json:"segments_with_fallback"`
-	ChunksRejected       int64            `json:"chunks_rejected"`
-	BitrateBps           int64            `json:"bitrate_bps"`
-	ControlSent          map[string]int64 `json:"control_sent"`
-	ControlReceived      map[string]int64 `json:"control_received"`
-	PacketsSent          uint64           `json:"packets_sent"`
-	PacketsReceived      uint64           `json:"packets_received"`
-	PacketBytesSent      uint64           `json:"packet_bytes_sent"`
-	PacketBytesReceived  uint64           `json:"packet_bytes_received"`
-}
-
 // meanSize is bytes/packets, 0 for no packets.
 func meanSize(bytes, packets uint64) uint64 {
 	if packets == 0 {
@@ -342,14 +322,16 @@ func meanSize(bytes, packets uint64) uint64 {
 	return bytes / packets
 }
 
-func (s viewerStats) received() int64 { return s.BytesFromPeers + s.BytesFromOrigin + s.BytesFromHTTP }
+// receivedBytes is what the viewer received from anywhere: peers, the origin's mesh and HTTP.
+func receivedBytes(s peer.Stats) int64 { return s.BytesFromPeers + s.BytesFromOrigin + s.BytesFromHTTP }
 
-func peerStats(t *testing.T, addr string) viewerStats {
+// peerStats is the viewer's /stats, which serves peer.Stats.
+func peerStats(t *testing.T, addr string) peer.Stats {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/stats")
 	require.NoError(t, err)
 	defer resp.Body.Close()
-	var s viewerStats
+	var s peer.Stats
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&s))
 	return s
 }
