@@ -16,29 +16,13 @@ import (
 // own view of where the process's memory is to w: what the load test's max RSS is made of.
 func writeHeapProfile(path string, w io.Writer) error {
 	runtime.GC()
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("heap profile: %w", err)
-	}
-	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
-		f.Close()
-		return fmt.Errorf("heap profile %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("heap profile %s: %w", path, err)
+	if err := writeProfile("heap", path, 0); err != nil {
+		return err
 	}
 	// The goroutines beside it: each holds a stack of at least 8 KiB that the heap profile does
 	// not show, and the collector's goal grows with the stacks as with the heap.
-	g, err := os.Create(path + ".goroutines")
-	if err != nil {
-		return fmt.Errorf("goroutine profile: %w", err)
-	}
-	if err := pprof.Lookup("goroutine").WriteTo(g, 1); err != nil {
-		g.Close()
-		return fmt.Errorf("goroutine profile %s.goroutines: %w", path, err)
-	}
-	if err := g.Close(); err != nil {
-		return fmt.Errorf("goroutine profile %s.goroutines: %w", path, err)
+	if err := writeProfile("goroutine", path+".goroutines", 1); err != nil {
+		return err
 	}
 	samples := []metrics.Sample{
 		{Name: "/gc/heap/live:bytes"},
@@ -59,5 +43,22 @@ func writeHeapProfile(path string, w io.Writer) error {
 		}
 	}
 	fmt.Fprintln(w)
+	return nil
+}
+
+// writeProfile writes the runtime's profile name (pprof.Lookup) to path, in pprof's format for
+// debug 0 and as text for 1.
+func writeProfile(name, path string, debug int) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("%s profile: %w", name, err)
+	}
+	if err := pprof.Lookup(name).WriteTo(f, debug); err != nil {
+		f.Close()
+		return fmt.Errorf("%s profile %s: %w", name, path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("%s profile %s: %w", name, path, err)
+	}
 	return nil
 }
