@@ -149,10 +149,10 @@ func (l *loop) repair() {
 			}
 			stripe := l.stripes[l.stripeOf(idx)]
 			// Start chunks left to the swarm are wanted at once and in bulk (two segments):
-			// asked of every neighbour that holds them, the fewest outstanding first, they come
-			// over many uplinks at once. The stripe's parent first, as for a repair, put all of
-			// them on one uplink (often one parent feeds a joiner every stripe): 1.4 s for what
-			// a dozen holders send in a fraction of that.
+			// spread over the neighbours that hold them, each to the holder with the fewest
+			// outstanding, they come over many uplinks at once. The stripe's parent first, as for
+			// a repair, put all of them on one uplink (often one parent feeds a joiner every
+			// stripe): 1.4 s for what a dozen holders send in a fraction of that.
 			var cands []repairCandidate
 			var holders []*neighbour
 			for _, nb := range l.nbs {
