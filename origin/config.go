@@ -37,8 +37,8 @@ const (
 	// same CPU; the cost is twice the chunks to sign and verify (~16/s at 1 Mbit/s).
 	// It is 8 KiB of frame, not of data: the header (at most proto.MaxChunkHeader, 209 bytes)
 	// is inside it. Every node holds each chunk as one buffer of its frame, and Go's allocator
-	// rounds 8,193 to 9,472 bytes up to 9,472, so 8 KiB of data and a header took 9,472 bytes in
-	// every window (14 % of it waste); 7,983 bytes of data cost 2.6 % more chunks.
+	// rounds any size from 8,193 to 9,472 bytes up to 9,472, so 8 KiB of data and a header took
+	// 9,472 bytes in every window (14 % of it waste); 7,983 bytes of data cost 2.6 % more chunks.
 	DefaultChunkSize     = 8<<10 - proto.MaxChunkHeader
 	DefaultChunkInterval = 200 * time.Millisecond
 	// DefaultPartTarget is the LL-HLS part target: parts of about 200 ms let a low-latency player

@@ -36,7 +36,7 @@ func ReadMessage(r io.Reader) (Message, error) {
 func ReadChunk(r io.Reader) (*Chunk, error) {
 	// The header is read into a pooled buffer: its bytes are copied into the frame's own buffer
 	// below and never leave this function, so it goes back to the pool on every return.
-	head := chunkHeadPool.Get().(*[chunkHeadMax]byte)
+	head := chunkHeadPool.Get().(*[MaxChunkHeader]byte)
 	defer chunkHeadPool.Put(head)
 	buf := head[:3]
 	if _, err := io.ReadFull(r, buf); err != nil {
@@ -73,10 +73,7 @@ func ReadChunk(r io.Reader) (*Chunk, error) {
 	return c, err
 }
 
-// chunkHeadMax is the longest chunk header, everything before the data.
-const chunkHeadMax = MaxChunkHeader
-
-var chunkHeadPool = sync.Pool{New: func() any { return new([chunkHeadMax]byte) }}
+var chunkHeadPool = sync.Pool{New: func() any { return new([MaxChunkHeader]byte) }}
 
 // noEOF turns a clean end of input inside a frame into io.ErrUnexpectedEOF.
 func noEOF(err error) error {
