@@ -41,6 +41,8 @@ var (
 	peerFloor      = flag.Bool("peer.floor", false, "also measure a bare quic-go receiver of the same bytes in the window (bench_floor_test.go)")
 	peerPin        = flag.Bool("peer.pin", false, "run the measured viewer (and -peer.floor's receiver) alone on CPU 1 and the swarm's processes on CPU 0 (taskset), as on a viewer's own machine, where the swarm does not share its core")
 	peerCPUProfile = flag.String("peer.cpuprofile", "", "write a CPU profile of the measured viewer over the window to this file (taken through its --debug-addr)")
+	peerArgs       = flag.String("peer.args", "", "extra flags of the measured viewer, space-separated (e.g. '--cores 2 --max-upload 20M')")
+	peerRelay      = flag.Bool("peer.relay", false, "make the measured viewer a relay: it joins first, alone with the origin, so it takes a seed slot on every stripe (depth 1), and the neighbours join below it (bench_relay_test.go)")
 )
 
 func TestPeerProcessCost(t *testing.T) {
@@ -97,10 +99,15 @@ func TestPeerProcessCost(t *testing.T) {
 	go func() { _ = pub.Run(ctx) }()
 	link := watchLink(t, "http://"+originHTTP)
 
-	for i := range *peerNeighbours {
-		start(fmt.Sprintf("neighbour%d", i), "peer", "--http", "127.0.0.1:0", "--mesh", "127.0.0.1:0", "--log-level", "warn", link)
+	// The neighbours' /stats are read only with -peer.relay (their delivery from the relay), but
+	// their addresses are known either way.
+	neighbourHTTP := make([]string, *peerNeighbours)
+	startNeighbours := func() {
+		for i := range neighbourHTTP {
+			neighbourHTTP[i] = freeAddr(t, "tcp")
+			start(fmt.Sprintf("neighbour%d", i), "peer", "--http", neighbourHTTP[i], "--mesh", "127.0.0.1:0", "--log-level", "warn", link)
+		}
 	}
-	time.Sleep(5 * time.Second) // the neighbours find each other first, as a swarm the viewer joins
 	peerHTTP := freeAddr(t, "tcp")
 	viewerArgs := []string{"peer", "--http", peerHTTP, "--mesh", "127.0.0.1:0", "--log-level", "warn"}
 	var debugAddr string
@@ -108,7 +115,17 @@ func TestPeerProcessCost(t *testing.T) {
 		debugAddr = freeAddr(t, "tcp")
 		viewerArgs = append(viewerArgs, "--debug-addr", debugAddr)
 	}
-	viewer := start("viewer", append(viewerArgs, link)...)
+	viewerArgs = append(append(viewerArgs, strings.Fields(*peerArgs)...), link)
+	var viewer *exec.Cmd
+	if *peerRelay {
+		viewer = start("viewer", viewerArgs...)
+		waitSeeded(t, peerHTTP)
+		startNeighbours()
+	} else {
+		startNeighbours()
+		time.Sleep(5 * time.Second) // the neighbours find each other first, as a swarm the viewer joins
+		viewer = start("viewer", viewerArgs...)
+	}
 	time.Sleep(*peerWarmup)
 	floorPid := 0
 	var floorBps int64
@@ -132,6 +149,11 @@ func TestPeerProcessCost(t *testing.T) {
 		require.NoError(t, err)
 	}
 	statsBefore := peerStats(t, peerHTTP)
+	var swarmBefore []peer.Stats
+	if *peerRelay {
+		swarmBefore = neighbourStats(t, neighbourHTTP)
+	}
+	switchesBefore := procContextSwitches(pid)
 	var rssSum, rssMax int64
 	samples := 0
 	began := time.Now()
@@ -146,6 +168,7 @@ func TestPeerProcessCost(t *testing.T) {
 	after, err := procCPU(pid)
 	require.NoError(t, err)
 	elapsed := time.Since(began)
+	switchesAfter := procContextSwitches(pid)
 	var floorCPU float64
 	if floorPid != 0 {
 		floorAfter, err := procCPU(floorPid)
@@ -153,11 +176,17 @@ func TestPeerProcessCost(t *testing.T) {
 		floorCPU = (floorAfter - floorBefore).Seconds() / elapsed.Seconds()
 	}
 	statsAfter := peerStats(t, peerHTTP)
+	var swarmAfter []peer.Stats
+	if *peerRelay {
+		swarmAfter = neighbourStats(t, neighbourHTTP)
+	}
 
 	cpu := (after - before).Seconds() / elapsed.Seconds()
 	received := receivedBytes(statsAfter) - receivedBytes(statsBefore)
-	t.Logf("viewer process over %.1f s of a formed swarm (after %v of warm-up):", elapsed.Seconds(), *peerWarmup)
-	t.Logf("  cpu         %.2f %% of a core (%.2f s)", 100*cpu, (after - before).Seconds())
+	t.Logf("viewer process over %.1f s of a formed swarm (after %v of warm-up): %s %s",
+		elapsed.Seconds(), *peerWarmup, filepath.Base(viewerBin), strings.Join(viewerArgs[:len(viewerArgs)-1], " "))
+	t.Logf("  cpu         %.2f %% of a core (%.2f s); %s", 100*cpu, (after - before).Seconds(),
+		describeSwitches(switchesBefore, switchesAfter, elapsed))
 	anon, errA := procStatusKB(pid, "RssAnon:")
 	file, errF := procStatusKB(pid, "RssFile:")
 	require.NoError(t, errA)
@@ -174,6 +203,11 @@ func TestPeerProcessCost(t *testing.T) {
 		statsAfter.Neighbours, statsAfter.Parents, statsAfter.Children, statsAfter.Depths,
 		statsAfter.SegmentsComplete-statsBefore.SegmentsComplete, statsAfter.SegmentsWithFallback-statsBefore.SegmentsWithFallback,
 		statsAfter.ChunksRejected)
+	if *peerRelay {
+		for _, line := range relayReport(statsBefore, statsAfter, swarmBefore, swarmAfter, elapsed) {
+			t.Logf("  %s", line)
+		}
+	}
 	pktsIn, pktsOut := statsAfter.PacketsReceived-statsBefore.PacketsReceived, statsAfter.PacketsSent-statsBefore.PacketsSent
 	t.Logf("  packets     %.0f/s received (%d bytes on average), %.0f/s sent (%d bytes) (QUIC, all mesh connections, ACKs included)",
 		float64(pktsIn)/elapsed.Seconds(), meanSize(statsAfter.PacketBytesReceived-statsBefore.PacketBytesReceived, pktsIn),
