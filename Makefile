@@ -95,8 +95,12 @@ bench-floor: build
 
 # One real viewer process (bin/crowdsurf peer) in a formed swarm of real processes on loopback UDP
 # (tracker, origin fed a 2 Mbit/s clip over RTSP, 8 more viewers), every chunk's signature checked:
-# its CPU and RSS from /proc over a 30 s window (README "Measured"). Needs ffmpeg. E.g.
+# its CPU and RSS from /proc over a 30 s window (README "Measured"). Needs ffmpeg. It joins last,
+# so it is a leaf; -peer.relay has it join first, so it is the root's child on every stripe and
+# the others join below it (its children, and how they were served, from their /stats).
+# -peer.args passes flags to it. E.g.
 #   make bench-peer PEER_FLAGS='-peer.window 60s -peer.video 3800k'
+#   make bench-peer PEER_FLAGS="-peer.relay -peer.args '--cores 2'"
 PEER_FLAGS ?=
 bench-peer: build
 	$(GO) test -run '^TestPeerProcessCost$$' -count 1 -v . -args -peer.bench $(PEER_FLAGS)
