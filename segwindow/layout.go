@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/crowdsurf/crowdsurf/proto"
 )
 
 // The URL layout of a stream's HLS and chunks, the same on the origin and on every peer. This
@@ -14,6 +16,9 @@ import (
 //	/live/STREAM/SEQ.ts              a whole complete segment
 //	/live/STREAM/SEQ/INDEX.chunk     one signed chunk frame
 //	/live/STREAM/SEQ/all.chunks      every chunk frame of a complete segment (AllChunks)
+//	/live/STREAM/SEQ/slice-I-of-K.chunks  the frames of a complete segment's chunks whose
+//	                                 index is I modulo K (Slice): a joiner's share of a start
+//	                                 segment in a crowd
 //	/live/STREAM/ll.m3u8             the LL-HLS playlist (fMP4 segments and parts)
 //	/live/STREAM/init.mp4            the fMP4 init segment of the oldest listed segment
 //	/live/STREAM/init-D.mp4          the init segment of timeline D (the discontinuity sequence
@@ -145,6 +150,66 @@ func ChunkPath(stream string, seq uint64, index uint32) string {
 // BundlePath is the path of a complete segment's bundle of chunk frames.
 func BundlePath(stream string, seq uint64) string {
 	return fmt.Sprintf("%s/%d/%s", StreamPath(stream), seq, AllChunks)
+}
+
+// Slice names the chunks of a segment whose index is Index modulo Count: what a joiner in a crowd
+// fetches of a start segment from the CDN, trusting its fellow joiners for the other slices.
+type Slice struct {
+	Index, Count int
+}
+
+// MaxSliceCount bounds Slice.Count (a slice per stripe at most).
+const MaxSliceCount = proto.MaxStripes
+
+const (
+	slicePrefix = "slice-"
+	sliceSep     = "-of-"
+)
+
+// Valid says whether s names a slice a server serves: 0 <= Index < Count, 2 <= Count <=
+// MaxSliceCount (a slice of one is the whole bundle, AllChunks).
+func (s Slice) Valid() bool {
+	return s.Count >= 2 && s.Count <= MaxSliceCount && s.Index >= 0 && s.Index < s.Count
+}
+
+// Holds says whether chunk index belongs to the slice.
+func (s Slice) Holds(index uint32) bool { return int(index%uint32(s.Count)) == s.Index }
+
+// File is the slice's file name under the segment's directory.
+func (s Slice) File() string {
+	return slicePrefix + strconv.Itoa(s.Index) + sliceSep + strconv.Itoa(s.Count) + chunkExt + "s"
+}
+
+// ParseSliceFile reads a slice's file name as Slice.File writes it (nothing else: one URL per
+// slice, one copy in a cache).
+func ParseSliceFile(name string) (Slice, bool) {
+	text, ok := strings.CutPrefix(name, slicePrefix)
+	if !ok {
+		return Slice{}, false
+	}
+	text, ok = strings.CutSuffix(text, chunkExt+"s")
+	if !ok {
+		return Slice{}, false
+	}
+	iText, kText, ok := strings.Cut(text, sliceSep)
+	if !ok {
+		return Slice{}, false
+	}
+	i, ok1 := parseDecimal(iText)
+	k, ok2 := parseDecimal(kText)
+	if !ok1 || !ok2 || k > MaxSliceCount {
+		return Slice{}, false
+	}
+	s := Slice{Index: int(i), Count: int(k)}
+	if !s.Valid() || s.File() != name {
+		return Slice{}, false
+	}
+	return s, true
+}
+
+// SlicePath is the path of a slice of a complete segment's chunk frames.
+func SlicePath(stream string, seq uint64, s Slice) string {
+	return fmt.Sprintf("%s/%d/%s", StreamPath(stream), seq, s.File())
 }
 
 // ParseSegmentURI reads the seq of a segment URI the playlist lists ("SEQ.ts", possibly with a

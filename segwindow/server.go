@@ -100,6 +100,7 @@ func (s *Server) Shutdown() { s.stopOnce.Do(func() { close(s.shutdown) }) }
 //	/live/:stream/:seq.ts             a whole complete segment
 //	/live/:stream/:seq/:index.chunk   one signed chunk frame (proto.Chunk.Append)
 //	/live/:stream/:seq/all.chunks     every chunk frame of a complete segment, in order
+//	/live/:stream/:seq/slice-I-of-K.chunks  those of its chunks whose index is I modulo K
 //	/live/:stream/ll.m3u8             the LL-HLS playlist, with blocking reload (llserver.go)
 //	/live/:stream/init.mp4            the fMP4 init segment (init-D.mp4: of timeline D)
 //	/live/:stream/:seq.mp4            a whole complete segment as fMP4
@@ -246,11 +247,14 @@ func (s *Server) serveChunk(c *echo.Context) error {
 		return jsonError(c, http.StatusBadRequest, "malformed segment number "+strconv.Quote(seqText))
 	}
 	if c.Param("chunk") == AllChunks {
-		return s.serveChunkFrames(c, seq, seqText)
+		return s.serveChunkFrames(c, seq, seqText, Slice{})
+	}
+	if slice, ok := ParseSliceFile(c.Param("chunk")); ok {
+		return s.serveChunkFrames(c, seq, seqText, slice)
 	}
 	indexText, ok := strings.CutSuffix(c.Param("chunk"), chunkExt)
 	if !ok {
-		return jsonError(c, http.StatusNotFound, "no such file: want INDEX.chunk or "+AllChunks)
+		return jsonError(c, http.StatusNotFound, "no such file: want INDEX.chunk, "+AllChunks+" or slice-I-of-K.chunks")
 	}
 	index, err := strconv.ParseUint(indexText, 10, 32)
 	if err != nil {
@@ -271,14 +275,20 @@ func (s *Server) serveChunk(c *echo.Context) error {
 // AllChunks is the file name under a segment's directory of the bundle of all its chunk frames.
 const AllChunks = "all.chunks"
 
-// serveChunkFrames sends a complete segment's chunk frames in one body. It is immutable, like a
-// chunk, so a CDN caches it; a segment still in progress is a 404 and the peer fetches chunks.
-func (s *Server) serveChunkFrames(c *echo.Context, seq uint64, seqText string) error {
+// serveChunkFrames sends a complete segment's chunk frames in one body: all of them, or those of
+// a slice (slice.Count > 0). It is immutable, like a chunk, so a CDN caches it; a segment still
+// in progress is a 404 and the peer fetches chunks.
+func (s *Server) serveChunkFrames(c *echo.Context, seq uint64, seqText string, slice Slice) error {
 	w, ok := s.window(c)
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "unknown stream")
 	}
-	parts, ok := w.BundleBuffers(seq)
+	var parts [][]byte
+	if slice.Count > 0 {
+		parts, ok = w.SliceBuffers(seq, slice)
+	} else {
+		parts, ok = w.BundleBuffers(seq)
+	}
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "segment "+seqText+" not complete")
 	}

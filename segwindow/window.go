@@ -373,6 +373,20 @@ func (w *Window) BundleBuffers(seq uint64) ([][]byte, bool) {
 	return parts, true
 }
 
+// SliceBuffers returns the frames of a complete segment's chunks in slice s, in index order (as
+// BundleBuffers; none when the segment has fewer chunks than s.Index+1).
+func (w *Window) SliceBuffers(seq uint64, s Slice) ([][]byte, bool) {
+	chunks, _, ok := w.completeChunks(seq)
+	if !ok {
+		return nil, false
+	}
+	var parts [][]byte
+	for i := s.Index; i < len(chunks); i += s.Count {
+		parts = append(parts, chunks[i].Frame())
+	}
+	return parts, true
+}
+
 // State describes one held (or abandoned) segment.
 func (w *Window) State(seq uint64) (SegmentState, bool) {
 	w.mu.Lock()
