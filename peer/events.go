@@ -97,10 +97,18 @@ type evFetchDone struct {
 	// (fetchStartRest); it is no attempt at the whole segment, so it does not hold back the
 	// fetch of what the swarm then fails to deliver.
 	startRest bool
+	// slice: the fetch was the joiner's slice of a start segment (startslice.go).
+	slice bool
 }
 
 func (ev evFetchDone) apply(l *loop) {
 	delete(l.fetches.running, ev.seq)
+	if ev.slice {
+		l.fetches.slices[ev.seq] = sliceFetched
+		if ev.err != nil {
+			l.fetches.slices[ev.seq] = sliceFailed
+		}
+	}
 	l.fetches.requests[ev.seq] += ev.requests
 	if !ev.startRest {
 		l.fetches.last[ev.seq] = l.now

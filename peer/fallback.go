@@ -33,6 +33,8 @@ type fetchState struct {
 	// notFound counts the fetches in a row that ended at a 404 (ErrNotFound): the part fallback
 	// backs off on them.
 	notFound map[uint64]int
+	// slices: how a joiner's fetch of its slice of a start segment went (startslice.go).
+	slices map[uint64]sliceState
 }
 
 func newFetchState() fetchState {
@@ -43,6 +45,7 @@ func newFetchState() fetchState {
 		requests: make(map[uint64]int),
 		fromHTTP: make(map[uint64]bool),
 		notFound: make(map[uint64]int),
+		slices:   make(map[uint64]sliceState),
 	}
 }
 
@@ -54,6 +57,7 @@ func (f *fetchState) prune(low uint64) {
 	maps.DeleteFunc(f.requests, func(seq uint64, _ int) bool { return old(seq) })
 	maps.DeleteFunc(f.fromHTTP, func(seq uint64, _ bool) bool { return old(seq) })
 	maps.DeleteFunc(f.notFound, func(seq uint64, _ int) bool { return old(seq) })
+	maps.DeleteFunc(f.slices, func(seq uint64, _ sliceState) bool { return old(seq) })
 }
 
 // ErrNotFound means the origin does not have (yet, or any more) what we asked for.
@@ -82,8 +86,11 @@ type fetchJob struct {
 	// untilPart: the tail walk stops once the segment holds part untilPart whole (the part an LL
 	// player waits for; llfallback.go); < 0: at the segment's last chunk.
 	untilPart int
-	// startRest: a joiner's start chunks that no viewer neighbour holds (fetchStartRest).
+	// startRest: a joiner's start chunks that no viewer neighbour holds (fetchStartRest), or
+	// its slice of a start segment (slice.Count > 0, startslice.go).
 	startRest bool
+	// slice: fetch only this slice of the complete segment, in one request (segwindow.Slice).
+	slice segwindow.Slice
 }
 
 // maxBundle bounds the body of a whole-segment fetch: a 6 s segment at 40 Mbit/s.
@@ -133,8 +140,17 @@ func (r *fetchRun) fail(err error) {
 func (n *Node) runFetch(ctx context.Context, job fetchJob) {
 	r := &fetchRun{n: n, job: job}
 	defer func() {
-		n.emit(ctx, evFetchDone{seq: job.seq, requests: r.requests, err: r.firstErr, startRest: job.startRest})
+		n.emit(ctx, evFetchDone{seq: job.seq, requests: r.requests, err: r.firstErr, startRest: job.startRest,
+			slice: job.slice.Count > 0})
 	}()
+	if job.slice.Count > 0 {
+		if r.take() {
+			if err := n.fetchSlice(ctx, job); err != nil {
+				r.fail(err)
+			}
+		}
+		return
+	}
 	if job.whole && r.take() {
 		err := n.fetchWhole(ctx, job)
 		if err == nil {
@@ -228,19 +244,34 @@ func (n *Node) fetchChunk(ctx context.Context, job fetchJob, idx uint32) (*proto
 // segment instead of one per chunk cut the CDN path's CPU (client and server) by an order of
 // magnitude in the 200-peer simulation.
 func (n *Node) fetchWhole(ctx context.Context, job fetchJob) error {
-	url := job.base + segwindow.BundlePath(job.stream, job.seq)
+	return n.fetchFrames(ctx, job.base+segwindow.BundlePath(job.stream, job.seq), func(b []byte) ([]*proto.Chunk, error) {
+		return segwindow.ParseBundle(b, job.stream, job.seq)
+	})
+}
+
+// fetchSlice fetches a slice of a complete segment's chunks in one body: a joiner's share of a
+// start segment in a crowd (startslice.go).
+func (n *Node) fetchSlice(ctx context.Context, job fetchJob) error {
+	return n.fetchFrames(ctx, job.base+segwindow.SlicePath(job.stream, job.seq, job.slice), func(b []byte) ([]*proto.Chunk, error) {
+		return segwindow.ParseSlice(b, job.stream, job.seq, job.slice)
+	})
+}
+
+// fetchFrames fetches a body of chunk frames (a bundle or a slice), parses it, verifies each
+// chunk and hands it to the loop.
+func (n *Node) fetchFrames(ctx context.Context, url string, parse func([]byte) ([]*proto.Chunk, error)) error {
 	b, err := n.httpGet(ctx, url, maxBundle)
 	if err != nil {
 		return err
 	}
-	chunks, err := segwindow.ParseBundle(b, job.stream, job.seq)
+	chunks, err := parse(b)
 	if err != nil {
 		n.countRejected()
 		return fmt.Errorf("fallback %s: %w", url, err)
 	}
 	for _, c := range chunks {
 		err := n.verify(c)
-		n.cdnChunkChecked(job.seq, err)
+		n.cdnChunkChecked(c.ID.Seq, err)
 		if err != nil {
 			n.countRejected()
 			return fmt.Errorf("fallback %s: %w", url, err)

@@ -278,9 +278,10 @@ func (l *loop) fallback(ctx context.Context) {
 		// its chunks answer its requests, and its parents push what they hold of their stripes
 		// when it subscribes (onSubscribe). A whole-segment fetch now would make all of that a
 		// second copy, and the CDN a copy per joiner. Within the wait the CDN sends only the
-		// chunks no viewer holds (fetchStartRest); after it, whatever is still missing.
+		// joiner's slice of what no viewer holds (fetchStartShare); after it, whatever is still
+		// missing.
 		if start && l.cfg.StartNeighbourWait > 0 && l.now.Sub(prog.NextKnown) < joinFallbackDelay+l.cfg.StartNeighbourWait {
-			if l.fetchStartRest(ctx, seq, st) {
+			if l.fetchStartShare(ctx, seq, st) {
 				continue
 			}
 		}
@@ -315,26 +316,27 @@ func (l *loop) fallback(ctx context.Context) {
 }
 
 // fetchStartRest is the CDN's part of a joiner's start segment while the swarm is given its
-// chance (Config.StartNeighbourWait): the missing chunks known to exist (below one we hold, or
-// announced) that no viewer neighbour says it holds, or whose holder had its chance (asked, and
-// the wait passed or it refused), and no request is out for. Those a viewer holds are asked of it
-// (repair asks at once while joining) and come over many uplinks in a few hundred milliseconds;
-// those nobody but the origin holds (a crowd arriving together) come from the CDN now, so the
-// wait costs a joiner's startup nothing when the swarm cannot help.
-//
-// It says whether it took the segment in hand; false when no viewer holds any of it, and the
-// caller fetches it as any late segment (in one request when we hold nothing of it).
+// chance (Config.StartNeighbourWait), once some viewer neighbour holds some of it: the missing
+// chunks known to exist (below one we hold, or announced) whose holder had its chance (asked, and
+// the wait passed or it refused), and those no viewer neighbour says it holds, no request is out
+// for, and which are ours to fetch: our slice (startslice.go), or any once our slice fetch failed.
+// Those a viewer holds are asked of it (repair asks at once while joining) and come over many
+// uplinks in a few hundred milliseconds; the other slices are on their way from the joiners that
+// fetched them, or come from the CDN when the wait ends.
 func (l *loop) fetchStartRest(ctx context.Context, seq uint64, st segwindowState) bool {
-	if !l.viewerHoldsAny(seq) {
-		return false
-	}
+	slice := l.startSlice()
+	anySlice := len(l.stripes) < 2 || l.fetches.slices[seq] == sliceFailed
 	var want []uint32
 	for _, idx := range l.missing(seq, st) {
 		key := chunkKey{seq, idx}
 		if p := l.repairs.pending[key]; p != nil && l.now.Sub(p.at) < l.cfg.StartNeighbourWait {
 			continue
 		}
-		if l.viewerHolds(key) && len(l.repairs.tried[key]) == 0 {
+		if l.viewerHolds(key) {
+			if len(l.repairs.tried[key]) == 0 {
+				continue
+			}
+		} else if !anySlice && !slice.Holds(idx) {
 			continue
 		}
 		want = append(want, idx)
