@@ -163,7 +163,7 @@ const MaxSliceCount = proto.MaxStripes
 
 const (
 	slicePrefix = "slice-"
-	sliceSep     = "-of-"
+	sliceSep    = "-of-"
 )
 
 // Valid says whether s names a slice a server serves: 0 <= Index < Count, 2 <= Count <=

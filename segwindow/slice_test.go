@@ -20,12 +20,12 @@ func TestSliceFileNames(t *testing.T) {
 	require.Equal(t, "slice-1-of-4.chunks", Slice{1, 4}.File())
 	require.Equal(t, "/live/cam1/7/slice-1-of-4.chunks", SlicePath("cam1", 7, Slice{1, 4}))
 	for _, name := range []string{
-		"slice-0-of-1.chunks",   // a slice of one is all.chunks
-		"slice-4-of-4.chunks",   // index out of range
-		"slice-0-of-17.chunks",  // more slices than stripes
-		"slice-01-of-4.chunks",  // one URL per slice: no leading zeros
-		"slice--1-of-4.chunks",  // no sign
-		"slice-1-of-4.chunk",    // a chunk's extension
+		"slice-0-of-1.chunks",  // a slice of one is all.chunks
+		"slice-4-of-4.chunks",  // index out of range
+		"slice-0-of-17.chunks", // more slices than stripes
+		"slice-01-of-4.chunks", // one URL per slice: no leading zeros
+		"slice--1-of-4.chunks", // no sign
+		"slice-1-of-4.chunk",   // a chunk's extension
 		"slice-1-of-4-of-8.chunks",
 		"slice-1.chunks",
 		"all.chunks",
