@@ -33,7 +33,7 @@ func runPeer(ctx context.Context, args []string) (err error) {
 	originHTTP := fs.String("origin-http", "",
 		"base `URL` of the origin's HTTP endpoint for the CDN fallback; empty = learn it from the tracker")
 	debugAddr := fs.String("debug-addr", "", debugFlagHelp)
-	startWait := fs.Duration("start-neighbour-wait", 0, "how long a neighbour that holds a start chunk has to deliver it before the CDN\nsends it (each is asked of one); what no neighbour holds comes from the CDN at once. 0 = the CDN\nafter 300 ms (the fastest start); e.g. 500ms saves the origin's bytes when viewers join a formed swarm;\nit applies while the peer joins (its first 3 s), so more acts as 3s")
+	startWait := fs.Duration("start-neighbour-wait", 0, "how long the start (the segments before the live edge) is left to fellow viewers\nbefore the CDN sends what they did not: a start chunk a neighbour holds is asked of it; a start\nsegment nobody holds yet (a crowd arriving together) is shared: this peer fetches one slice of it\nfrom the CDN and the others from the viewers that fetched theirs. 0 = the CDN after 300 ms (the\nfastest start); e.g. 500ms saves the origin's bytes when viewers arrive together or join a formed\nswarm; it applies while the peer joins (its first 3 s), so more acts as 3s")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to `FILE` when the peer stops (go tool pprof FILE)")
 	cores := fs.Int("cores", 1, coresFlagHelp)
 	logs := addLogFlags(fs, "info", "v", "debug")

@@ -136,16 +136,18 @@ type Config struct {
 	// FallbackDelay is how long a segment may stay incomplete after the swarm moved to the next one
 	// before its missing chunks are fetched over HTTP (default 3/4 of the measured segment duration).
 	FallbackDelay time.Duration
-	// StartNeighbourWait is how long a viewer neighbour that announced one of a joiner's start
-	// chunks (the segments before the live edge) has to deliver it when asked, before the CDN
-	// sends it; each start chunk is asked of one holder, and what no viewer neighbour holds
-	// comes from the CDN at once, wait or not. So it bounds what the swarm may cost the joiner's
-	// startup. Zero (the default) fetches the start from the CDN 300 ms after the joiner learnt
-	// of it (startup first). It applies while the node joins (until it holds its start segments,
-	// at most joinWindow, 3 s), so more acts as that. Every start chunk a neighbour delivers is a
-	// copy the origin saves: measured in the scale lab at 200 peers joining over 10 s, 1 s made
-	// the run 11.7 origin copies instead of 15.4 and startup p50 1.2 s instead of 0.3 s (README,
-	// "Flash crowds and the start").
+	// StartNeighbourWait is how long a joiner leaves its start (the segments before the live
+	// edge) to its fellow viewers before the CDN sends what they did not deliver. Each start chunk
+	// a viewer neighbour announced is asked of one holder, which has the wait to deliver it. A
+	// start segment no viewer neighbour holds yet (a crowd arriving together) is shared: the
+	// joiner fetches one slice of it from the CDN (one stripe's chunks, picked by its id) and
+	// takes the other slices from the joiners that fetched them (startslice.go). A joiner without
+	// viewer neighbours, or whose origin serves no slices, fetches it whole at once. So it bounds
+	// what the swarm may cost the joiner's startup. Zero (the default) fetches the start from the
+	// CDN 300 ms after the joiner learnt of it (startup first). It applies while the node joins
+	// (until it holds its start segments, at most joinWindow, 3 s), so more acts as that. Every
+	// start chunk a neighbour delivers is a copy the origin saves (README, "Flash crowds and the
+	// start").
 	StartNeighbourWait time.Duration
 	// RepairWait is how long after a neighbour's HAVE a missing chunk is requested (default
 	// 500 ms: in the 50-peer simulation a push took 450 ms to the median node, and asking
