@@ -40,7 +40,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	uplink := fs.String("uplink", "3Mbit", "peers' uplink: one rate, or a distribution like 50%:3Mbit,30%:1Mbit,20%:0\n(0 = a free rider that uploads nothing); in udp mode only the upload budget")
 	natMix := fs.String("nat", "", "viewers behind home routers (sim only), e.g. 50%:cone,30%:symmetric,20%:public; the tracker\nthen tells peers their reflexive address and coordinates hole punches; empty = all public")
 	join := fs.Duration("join", 0, "spread the joins uniformly over this time (0: everyone joins at once)")
-	startWait := fs.Duration("start-neighbour-wait", 0, "how long a joining peer's neighbour that holds a start chunk has to deliver it\nbefore the CDN sends it (0: the CDN after 300 ms); what no neighbour holds comes from the CDN at\nonce; saves origin copies, costs up to that much startup, and in real time CPU (200 peers on\ntwo cores collapse with it; the scale lab does not)")
+	startWait := fs.Duration("start-neighbour-wait", 0, "how long a joining peer leaves its start to fellow viewers before the CDN sends\nwhat they did not (0: the CDN after 300 ms); a start nobody holds yet (a crowd) is shared in\nslices, one from the CDN per joiner; saves origin copies, costs up to that much startup, and in\nreal time CPU (200 peers on two cores collapse with it; the scale lab does not)")
 	churn := fs.String("churn", "0", "percent of the peers leaving per minute (each replaced by a new joiner at once)")
 	mode := fs.String("mode", "p2p", "p2p (viewers form the mesh) or cdn (every player reads the origin's HTTP: the baseline)")
 	ll := fs.Bool("ll", false, "players play ll.m3u8 in low-latency mode (fMP4 parts, blocking reloads) instead of index.m3u8")
