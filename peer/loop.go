@@ -140,7 +140,8 @@ type loop struct {
 	statusDirty    bool
 	bitrate        int64
 	targetDur      time.Duration
-	repairLimit    *rate.Limiter // bytes/s of chunks sent in answer to REQUESTs
+	repairLimit    *rate.Limiter    // bytes/s of chunks sent in answer to REQUESTs
+	deferred       []deferredRepair // REQUESTs waiting for repairLimit (deferred.go)
 	ticks          int
 	lastTickAt     time.Time
 	lagUntil       time.Time // until then our loop was lagging: parents are not judged
@@ -225,6 +226,7 @@ func (l *loop) tick() {
 		l.n.stats.loopLags.Add(1)
 	}
 	l.lastTickAt = l.now
+	l.sendDeferredRepairs()
 	if !l.cfg.Root {
 		l.maintainStripes()
 		if l.ticks%repairEvery == 0 {

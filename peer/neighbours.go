@@ -182,9 +182,13 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 			// parent's scarcest bytes twice.
 			return
 		}
-		// Repairs get what the upload budget leaves after the children; a request we cannot
-		// afford goes unanswered and the requester asks someone else or falls back.
+		// Repairs get what the upload budget leaves after the children; a request the budget
+		// affords soon waits for it (deferred.go), one it cannot goes unanswered and the
+		// requester asks someone else or falls back.
 		if !l.repairLimit.AllowN(l.now, c.Len()) {
+			if l.deferRepair(nb, c) {
+				return
+			}
 			l.n.stats.requestsRefused.Add(1)
 			if nb.version >= 2 {
 				// Say so (protocol version 2): the asker tries another holder at once instead of
@@ -200,6 +204,7 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 	case *proto.Cancel:
 		key := chunkKey{m.Seq, m.Index}
 		nb.cancel(key)
+		l.cancelDeferredRepair(nb, key)
 		if p := l.repairs.pending[key]; p != nil && p.nb == nb && l.joining && l.cfg.StartNeighbourWait > 0 {
 			// Our REQUEST for a start chunk refused (the holder's repair budget is spent): the
 			// CDN sends it now (fetchStartRest). (Other refused requests wait out

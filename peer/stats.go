@@ -43,9 +43,10 @@ type Stats struct {
 	SegmentsWithFallback int64 `json:"segments_with_fallback"`
 	SegmentsAbandoned    int64 `json:"segments_abandoned"`
 	ChunksRejected       int64 `json:"chunks_rejected"`
-	Requests             int64 `json:"requests"`         // REQUESTs we sent (repair)
-	RequestsServed       int64 `json:"requests_served"`  // neighbours' REQUESTs we answered
-	RequestsRefused      int64 `json:"requests_refused"` // REQUESTs left unanswered: over the repair budget
+	Requests             int64 `json:"requests"`          // REQUESTs we sent (repair)
+	RequestsServed       int64 `json:"requests_served"`   // neighbours' REQUESTs we answered
+	RequestsRefused      int64 `json:"requests_refused"`  // REQUESTs left unanswered: over the repair budget
+	RequestsDeferred     int64 `json:"requests_deferred"` // REQUESTs answered when the repair budget allowed (within a second)
 	PushesDropped        int64 `json:"pushes_dropped"`
 	PublishDropped       int64 `json:"publish_dropped"`
 	BitrateBps           int64 `json:"bitrate_bps"`
@@ -106,16 +107,16 @@ type Stats struct {
 
 // counters are the node's running totals, updated from any goroutine.
 type counters struct {
-	bytesFromPeers, bytesFromOrigin, bytesFromHTTP, bytesPublished, bytesToPeers    atomic.Int64
-	bytesFromHTTPJoining                                                            atomic.Int64
-	chunksRejected, segmentsComplete, segmentsWithFallback, segmentsAbandoned       atomic.Int64
-	requests, requestsServed, requestsRefused, pushDropped, publishDropped, bitrate atomic.Int64
-	parentDials, evicted, parentsSilent, loopLags                                   atomic.Int64
-	dials, dialsFailed, connsUp, connsDown                                          atomic.Int64
-	parentsWithheld, falseHaves, cdnRequests, partFetches                           atomic.Int64
-	punchesAttempted, punchesSucceeded, punchOrders, punchesReceived                atomic.Int64
-	controlSent, controlReceived                                                    messageCounts
-	packets                                                                         packetTotals
+	bytesFromPeers, bytesFromOrigin, bytesFromHTTP, bytesPublished, bytesToPeers                      atomic.Int64
+	bytesFromHTTPJoining                                                                              atomic.Int64
+	chunksRejected, segmentsComplete, segmentsWithFallback, segmentsAbandoned                         atomic.Int64
+	requests, requestsServed, requestsRefused, requestsDeferred, pushDropped, publishDropped, bitrate atomic.Int64
+	parentDials, evicted, parentsSilent, loopLags                                                     atomic.Int64
+	dials, dialsFailed, connsUp, connsDown                                                            atomic.Int64
+	parentsWithheld, falseHaves, cdnRequests, partFetches                                             atomic.Int64
+	punchesAttempted, punchesSucceeded, punchOrders, punchesReceived                                  atomic.Int64
+	controlSent, controlReceived                                                                      messageCounts
+	packets                                                                                           packetTotals
 }
 
 func (c *counters) received(src Source, n int) {
@@ -189,6 +190,7 @@ func (n *Node) Stats() Stats {
 		Requests:             n.stats.requests.Load(),
 		RequestsServed:       n.stats.requestsServed.Load(),
 		RequestsRefused:      n.stats.requestsRefused.Load(),
+		RequestsDeferred:     n.stats.requestsDeferred.Load(),
 		PushesDropped:        n.stats.pushDropped.Load(),
 		PublishDropped:       n.stats.publishDropped.Load(),
 		BitrateBps:           n.stats.bitrate.Load(),

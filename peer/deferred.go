@@ -1,0 +1,85 @@
+package peer
+
+import (
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// Repairs the budget affords soon wait for it. A REQUEST over the repair budget used to be
+// refused at once (a CANCEL): in a crowd arriving together every holder's budget is spent within
+// moments, so every start chunk asked of a fellow joiner bounced to the CDN, however long the
+// joiner was willing to wait for its start (Config.StartNeighbourWait). Now a request the budget
+// covers within maxRepairDelay is queued and answered when it does: the holder's uplink then
+// carries what the asker waits for instead of the origin's. The asker bounds its own wait (its
+// REQUEST's timeout) and sends a CANCEL when it stops waiting or got the chunk elsewhere; the
+// CANCEL takes the request out of the queue and gives its budget back.
+
+// maxRepairDelay is the longest a queued repair may wait for the budget: about the start waits
+// operators use (0.3-1 s), and short against a segment, so a queued repair is still wanted.
+const maxRepairDelay = time.Second
+
+// maxDeferredRepairs bounds the queue; the budget bounds it too (a second of repair bytes).
+const maxDeferredRepairs = 256
+
+type deferredRepair struct {
+	nb  *neighbour
+	c   *proto.Chunk
+	due time.Time
+	res *rate.Reservation
+}
+
+// deferRepair queues nb's request for c when the repair budget covers it within maxRepairDelay,
+// and says whether it did.
+func (l *loop) deferRepair(nb *neighbour, c *proto.Chunk) bool {
+	if len(l.deferred) >= maxDeferredRepairs {
+		return false
+	}
+	res := l.repairLimit.ReserveN(l.now, c.Len())
+	if !res.OK() {
+		return false
+	}
+	delay := res.DelayFrom(l.now)
+	if delay > maxRepairDelay {
+		res.CancelAt(l.now)
+		return false
+	}
+	l.deferred = append(l.deferred, deferredRepair{nb: nb, c: c, due: l.now.Add(delay), res: res})
+	l.n.stats.requestsDeferred.Add(1)
+	return true
+}
+
+// sendDeferredRepairs answers the queued requests whose budget has come, in the order they came
+// (reservations are granted in order, so the queue is sorted by due time).
+func (l *loop) sendDeferredRepairs() {
+	sent := 0
+	for _, d := range l.deferred {
+		if d.due.After(l.now) {
+			break
+		}
+		sent++
+		key := chunkKey{d.c.ID.Seq, d.c.ID.Index}
+		if d.nb.gone || d.nb.has.has(key) {
+			continue // gone, or it got the chunk meanwhile (and told us, or we pushed it)
+		}
+		if d.nb.push(d.c) {
+			d.nb.has.add(key)
+			l.n.stats.requestsServed.Add(1)
+		}
+	}
+	l.deferred = append(l.deferred[:0], l.deferred[sent:]...)
+}
+
+// cancelDeferredRepair drops nb's queued request for key (its CANCEL: it stopped waiting) and
+// gives its budget back.
+func (l *loop) cancelDeferredRepair(nb *neighbour, key chunkKey) {
+	for i, d := range l.deferred {
+		if d.nb == nb && d.c.ID.Seq == key.seq && d.c.ID.Index == key.index {
+			d.res.CancelAt(l.now)
+			l.deferred = append(l.deferred[:i], l.deferred[i+1:]...)
+			return
+		}
+	}
+}

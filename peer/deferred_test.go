@@ -1,0 +1,125 @@
+package peer
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"golang.org/x/time/rate"
+
+	"github.com/crowdsurf/crowdsurf/proto"
+)
+
+// deferLoop is a loop with just what repair answering needs: a repair budget of bps bytes/s
+// with a burst of one chunk, and the clock at t0.
+func deferLoop(bps int, chunk int, t0 time.Time) *loop {
+	l := &loop{n: &Node{}, now: t0}
+	l.repairLimit = rate.NewLimiter(rate.Limit(bps), chunk)
+	return l
+}
+
+func deferNeighbour() *neighbour {
+	return &neighbour{has: newChunkSet(), pushQueue: make(chan queuedPush, 16), cancelled: make(map[chunkKey]struct{})}
+}
+
+func deferChunk(index uint32, size int) *proto.Chunk {
+	return &proto.Chunk{ID: proto.ChunkID{Stream: testStream, Seq: 7, Index: index}, Data: make([]byte, size)}
+}
+
+// pushed lists the indexes queued to nb so far.
+func pushed(nb *neighbour) []uint32 {
+	var out []uint32
+	for {
+		select {
+		case q := <-nb.pushQueue:
+			out = append(out, q.c.ID.Index)
+		default:
+			return out
+		}
+	}
+}
+
+// TestRequestsOverTheBudgetWaitForIt: requests the repair budget covers within maxRepairDelay
+// are queued and answered in order as the budget allows, not refused; the rest are refused.
+func TestRequestsOverTheBudgetWaitForIt(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const size = 1000
+	c0 := deferChunk(0, size)
+	l := deferLoop(4*c0.Len(), c0.Len(), t0) // four chunks a second, one at once
+	nb := deferNeighbour()
+	var refused int
+	for i := range uint32(8) {
+		c := deferChunk(i, size)
+		if l.repairLimit.AllowN(l.now, c.Len()) {
+			require.True(t, nb.push(c))
+			continue
+		}
+		if !l.deferRepair(nb, c) {
+			refused++
+		}
+	}
+	// One went at once, four more fit the next second, three would wait longer: refused.
+	require.Equal(t, []uint32{0}, pushed(nb))
+	require.Len(t, l.deferred, 4)
+	require.Equal(t, 3, refused)
+	var got []uint32
+	for step := range 12 {
+		l.now = t0.Add(time.Duration(step+1) * 100 * time.Millisecond)
+		l.sendDeferredRepairs()
+		got = append(got, pushed(nb)...)
+		switch step {
+		case 1:
+			require.Empty(t, got, "at 200 ms: the second chunk's budget comes at 250 ms")
+		case 2:
+			require.Equal(t, []uint32{1}, got, "at 300 ms")
+		}
+	}
+	require.Equal(t, []uint32{1, 2, 3, 4}, got)
+	require.Empty(t, l.deferred)
+	require.EqualValues(t, 4, l.n.stats.requestsServed.Load())
+}
+
+// TestCancelTakesAQueuedRepairBackAndFreesItsBudget: the asker's CANCEL (it stopped waiting, or
+// got the chunk elsewhere) drops its queued request, and the next request gets its budget; a
+// neighbour that left or came to hold the chunk is not sent it.
+func TestCancelTakesAQueuedRepairBackAndFreesItsBudget(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const size = 1000
+	c0 := deferChunk(0, size)
+	l := deferLoop(2*c0.Len(), c0.Len(), t0) // two chunks a second
+	require.True(t, l.repairLimit.AllowN(l.now, c0.Len()))
+	asker, left, holder := deferNeighbour(), deferNeighbour(), deferNeighbour()
+	require.True(t, l.deferRepair(left, deferChunk(1, size)))    // due at 500 ms
+	require.True(t, l.deferRepair(asker, deferChunk(2, size)))   // due at 1 s
+	require.False(t, l.deferRepair(holder, deferChunk(3, size))) // 1.5 s: refused
+	l.cancelDeferredRepair(asker, chunkKey{7, 2})
+	require.Len(t, l.deferred, 1)
+	// The cancelled request's budget is back (it was the last reserved): another fits.
+	require.True(t, l.deferRepair(holder, deferChunk(3, size)))
+	left.gone = true
+	holder.has.add(chunkKey{7, 3})
+	l.now = t0.Add(2 * time.Second)
+	l.sendDeferredRepairs()
+	require.Empty(t, pushed(asker))
+	require.Empty(t, pushed(left), "sent to a neighbour that left")
+	require.Empty(t, pushed(holder), "sent a chunk the asker holds")
+	require.Empty(t, l.deferred)
+}
+
+// TestDeferredRepairsAreBounded: the queue holds at most maxDeferredRepairs requests, however
+// large the budget.
+func TestDeferredRepairsAreBounded(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	c := deferChunk(0, 100)
+	l := deferLoop(1<<30, c.Len(), t0)
+	l.repairLimit.SetBurstAt(t0, c.Len())
+	nb := deferNeighbour()
+	n := 0
+	for range 2 * maxDeferredRepairs {
+		if !l.repairLimit.AllowN(l.now, c.Len()) && l.deferRepair(nb, c) {
+			n++
+		}
+	}
+	require.LessOrEqual(t, len(l.deferred), maxDeferredRepairs)
+	require.Equal(t, len(l.deferred), n)
+}
