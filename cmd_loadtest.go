@@ -151,6 +151,18 @@ func runLoadtest(ctx context.Context, args []string) error {
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(loadtest.MemoryLimit(cfg))
+		// A run that falls behind holds more than the estimate; the guard raises the limit
+		// before the collector eats the run (loadtest/memoryguard.go).
+		guardCtx, stopGuard := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			loadtest.GuardMemoryLimit(guardCtx, cfg.Logger)
+		}()
+		defer func() {
+			stopGuard()
+			<-done
+		}()
 	}
 	lt, err := loadtest.New(cfg)
 	if err != nil {
