@@ -15,7 +15,8 @@ import (
 // covers within maxRepairDelay is queued and answered when it does: the holder's uplink then
 // carries what the asker waits for instead of the origin's. The asker bounds its own wait (its
 // REQUEST's timeout) and sends a CANCEL when it stops waiting or got the chunk elsewhere; the
-// CANCEL takes the request out of the queue and gives its budget back.
+// CANCEL takes the request out of the queue and gives its budget back (when no later request
+// reserved budget after it: the limiter returns what it can).
 
 // maxRepairDelay is the longest a queued repair may wait for the budget: about the start waits
 // operators use (0.3-1 s), and short against a segment, so a queued repair is still wanted.
@@ -32,9 +33,15 @@ type deferredRepair struct {
 }
 
 // deferRepair queues nb's request for c when the repair budget covers it within maxRepairDelay,
-// and says whether it did.
+// and says whether it did. Only chunks of complete segments wait: a joiner's start, which is
+// what a crowd asks of one another. A gap in the segment in progress is refused at once as
+// before; its asker has the tree, other holders and the CDN, and on a machine short of CPU
+// (200 peers in one process on two cores) queued live repairs only added to the backlog.
 func (l *loop) deferRepair(nb *neighbour, c *proto.Chunk) bool {
 	if len(l.deferred) >= maxDeferredRepairs {
+		return false
+	}
+	if st, ok := l.n.window.State(c.ID.Seq); !ok || !st.Complete {
 		return false
 	}
 	res := l.repairLimit.ReserveN(l.now, c.Len())
