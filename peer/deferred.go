@@ -33,15 +33,12 @@ type deferredRepair struct {
 }
 
 // deferRepair queues nb's request for c when the repair budget covers it within maxRepairDelay,
-// and says whether it did. Only chunks of complete segments wait: a joiner's start, which is
-// what a crowd asks of one another. A gap in the segment in progress is refused at once as
-// before; its asker has the tree, other holders and the CDN, and on a machine short of CPU
-// (200 peers in one process on two cores) queued live repairs only added to the backlog.
+// and says whether it did. Only chunks of segments before the newest wait: a joiner's start,
+// which is what a crowd asks of one another (complete at the origin, though a fellow joiner may
+// hold a slice of it). A gap in the segment in progress is refused at once as before: its asker
+// has the tree, other holders and the CDN.
 func (l *loop) deferRepair(nb *neighbour, c *proto.Chunk) bool {
-	if len(l.deferred) >= maxDeferredRepairs {
-		return false
-	}
-	if st, ok := l.n.window.State(c.ID.Seq); !ok || !st.Complete {
+	if len(l.deferred) >= maxDeferredRepairs || !l.timeline.known || c.ID.Seq >= l.timeline.newest {
 		return false
 	}
 	res := l.repairLimit.ReserveN(l.now, c.Len())

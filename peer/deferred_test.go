@@ -8,33 +8,16 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/crowdsurf/crowdsurf/proto"
-	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // deferLoop is a loop with just what repair answering needs: a repair budget of bps bytes/s
-// with a burst of one chunk, the clock at t0, and a window holding segment 7 complete (chunks
-// of size bytes, deferWhole of them) and segment 8 in progress.
-func deferLoop(t *testing.T, bps int, size int, t0 time.Time) *loop {
-	w := segwindow.New(segwindow.Config{Stream: testStream, PlaylistLength: 4, TargetDuration: 2 * time.Second})
-	for seq := uint64(7); seq <= 8; seq++ {
-		for i := range uint32(deferWhole) {
-			c := deferChunkOf(seq, i, size)
-			if seq == 7 && i == deferWhole-1 {
-				c.Flags = proto.FlagLast
-				c.Info = proto.SegmentInfo{ChunkCount: deferWhole, ByteLength: deferWhole * uint64(size), Duration: 2 * time.Second, ProgramDateTime: time.Unix(0, 0)}
-			}
-			added, _ := w.AddChunk(c)
-			require.True(t, added)
-		}
-	}
-	st, ok := w.State(7)
-	require.True(t, ok && st.Complete)
-	l := &loop{n: &Node{window: w}, now: t0}
+// with a burst of one chunk of size bytes, the clock at t0, and segment 8 the newest known (the
+// one in progress).
+func deferLoop(bps int, size int, t0 time.Time) *loop {
+	l := &loop{n: &Node{}, now: t0, timeline: timeline{known: true, newest: 8}}
 	l.repairLimit = rate.NewLimiter(rate.Limit(bps), deferChunk(0, size).Len())
 	return l
 }
-
-const deferWhole = 9
 
 func deferChunkOf(seq uint64, index uint32, size int) *proto.Chunk {
 	return &proto.Chunk{ID: proto.ChunkID{Stream: testStream, Seq: seq, Index: index}, Data: make([]byte, size)}
@@ -65,7 +48,7 @@ func TestRequestsOverTheBudgetWaitForIt(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	const size = 1000
 	c0 := deferChunk(0, size)
-	l := deferLoop(t, 4*c0.Len(), size, t0) // four chunks a second, one at once
+	l := deferLoop(4*c0.Len(), size, t0) // four chunks a second, one at once
 	nb := deferNeighbour()
 	var refused int
 	for i := range uint32(8) {
@@ -106,7 +89,7 @@ func TestCancelTakesAQueuedRepairBackAndFreesItsBudget(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	const size = 1000
 	c0 := deferChunk(0, size)
-	l := deferLoop(t, 2*c0.Len(), size, t0) // two chunks a second
+	l := deferLoop(2*c0.Len(), size, t0) // two chunks a second
 	require.True(t, l.repairLimit.AllowN(l.now, c0.Len()))
 	asker, left, holder := deferNeighbour(), deferNeighbour(), deferNeighbour()
 	require.True(t, l.deferRepair(left, deferChunk(1, size)))    // due at 500 ms
@@ -131,7 +114,7 @@ func TestCancelTakesAQueuedRepairBackAndFreesItsBudget(t *testing.T) {
 func TestDeferredRepairsAreBounded(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	c := deferChunk(0, 100)
-	l := deferLoop(t, 1<<30, 100, t0)
+	l := deferLoop(1<<30, 100, t0)
 	l.repairLimit.SetBurstAt(t0, c.Len())
 	nb := deferNeighbour()
 	n := 0
@@ -145,13 +128,13 @@ func TestDeferredRepairsAreBounded(t *testing.T) {
 }
 
 // TestLiveRepairsAreNotDeferred: a request for a chunk of the segment in progress is refused at
-// once when the budget is spent; only complete segments (a joiner's start) wait.
+// once when the budget is spent; only earlier segments (a joiner's start) wait.
 func TestLiveRepairsAreNotDeferred(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	const size = 1000
-	l := deferLoop(t, 4*deferChunk(0, size).Len(), size, t0)
+	l := deferLoop(4*deferChunk(0, size).Len(), size, t0)
 	require.True(t, l.repairLimit.AllowN(l.now, deferChunk(0, size).Len()))
 	nb := deferNeighbour()
 	require.False(t, l.deferRepair(nb, deferChunkOf(8, 1, size)), "a chunk of the segment in progress")
-	require.True(t, l.deferRepair(nb, deferChunk(1, size)), "a chunk of a complete segment")
+	require.True(t, l.deferRepair(nb, deferChunk(1, size)), "a chunk of an earlier segment")
 }
