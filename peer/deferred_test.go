@@ -15,6 +15,7 @@ import (
 // one in progress).
 func deferLoop(bps int, size int, t0 time.Time) *loop {
 	l := &loop{n: &Node{}, now: t0, timeline: timeline{known: true, newest: 8}}
+	l.cfg.StartNeighbourWait = time.Second
 	l.repairLimit = rate.NewLimiter(rate.Limit(bps), deferChunk(0, size).Len())
 	return l
 }
@@ -128,7 +129,8 @@ func TestDeferredRepairsAreBounded(t *testing.T) {
 }
 
 // TestLiveRepairsAreNotDeferred: a request for a chunk of the segment in progress is refused at
-// once when the budget is spent; only earlier segments (a joiner's start) wait.
+// once when the budget is spent; only earlier segments (a joiner's start) wait, and only at a
+// node that leaves its own start to the swarm.
 func TestLiveRepairsAreNotDeferred(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	const size = 1000
@@ -137,4 +139,6 @@ func TestLiveRepairsAreNotDeferred(t *testing.T) {
 	nb := deferNeighbour()
 	require.False(t, l.deferRepair(nb, deferChunkOf(8, 1, size)), "a chunk of the segment in progress")
 	require.True(t, l.deferRepair(nb, deferChunk(1, size)), "a chunk of an earlier segment")
+	l.cfg.StartNeighbourWait = 0
+	require.False(t, l.deferRepair(nb, deferChunk(2, size)), "a node that does not leave its own start to the swarm")
 }
