@@ -140,9 +140,13 @@ func (l *loop) repair() {
 				l.repairs.markTried(key, p.nb.id)
 				p.nb.outstanding--
 				delete(l.repairs.pending, key)
-				// We stopped waiting: a holder that queued the request for its budget
-				// (deferred.go) must not spend it on a chunk the CDN or another holder sends.
-				p.nb.send(&proto.Cancel{Seq: key.seq, Index: key.index})
+				if swarmStart {
+					// We stopped waiting for a start chunk: a holder that queued the request
+					// for its budget (deferred.go) must not spend it on a chunk the CDN sends.
+					// Only then: a holder keeps a CANCEL until it would push that chunk, and
+					// timed-out live repairs would fill that set with keys it never pushes.
+					p.nb.send(&proto.Cancel{Seq: key.seq, Index: key.index})
+				}
 			}
 			if _, ok := l.haves.advertised[seq][idx]; !ok {
 				continue // nobody told us they hold it: no neighbour to ask
