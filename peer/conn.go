@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -221,6 +222,14 @@ func (nb *neighbour) cancel(k chunkKey) {
 		nb.cancelled[k] = struct{}{}
 	}
 	nb.mu.Unlock()
+}
+
+// dropCancelledBelow forgets CANCELs of segments before seq: chunks we will never push again.
+// Without it a CANCEL for a chunk we did not push stayed, and the set (bounded) filled up.
+func (nb *neighbour) dropCancelledBelow(seq uint64) {
+	nb.mu.Lock()
+	defer nb.mu.Unlock()
+	maps.DeleteFunc(nb.cancelled, func(k chunkKey, _ struct{}) bool { return k.seq < seq })
 }
 
 func (nb *neighbour) takeCancelled(k chunkKey) bool {

@@ -142,3 +142,14 @@ func TestLiveRepairsAreNotDeferred(t *testing.T) {
 	l.cfg.StartNeighbourWait = 0
 	require.False(t, l.deferRepair(nb, deferChunk(2, size)), "a node that does not leave its own start to the swarm")
 }
+
+// TestCancelsOfOldSegmentsAreForgotten: a CANCEL for a chunk we never push again does not stay
+// in the neighbour's (bounded) set once its segment left the window.
+func TestCancelsOfOldSegmentsAreForgotten(t *testing.T) {
+	nb := deferNeighbour()
+	nb.cancel(chunkKey{5, 1})
+	nb.cancel(chunkKey{7, 2})
+	nb.dropCancelledBelow(6)
+	require.False(t, nb.takeCancelled(chunkKey{5, 1}))
+	require.True(t, nb.takeCancelled(chunkKey{7, 2}))
+}

@@ -287,6 +287,7 @@ func (l *loop) prune() {
 	low := l.timeline.newest - keep
 	for _, nb := range l.nbs {
 		nb.has.dropBelow(low)
+		nb.dropCancelledBelow(low)
 	}
 	l.timeline.prune(low)
 	l.haves.prune(low)
