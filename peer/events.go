@@ -103,11 +103,8 @@ type evFetchDone struct {
 
 func (ev evFetchDone) apply(l *loop) {
 	delete(l.fetches.running, ev.seq)
-	if ev.slice {
-		l.fetches.slices[ev.seq] = sliceFetched
-		if ev.err != nil {
-			l.fetches.slices[ev.seq] = sliceFailed
-		}
+	if ev.slice && ev.err != nil {
+		l.fetches.slices[ev.seq] = sliceFailed // it was sliceFetched from the start of the fetch
 	}
 	l.fetches.requests[ev.seq] += ev.requests
 	if !ev.startRest {

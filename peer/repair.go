@@ -330,7 +330,7 @@ func (l *loop) fallback(ctx context.Context) {
 // Those a viewer holds are asked of it (repair asks at once while joining) and come over many
 // uplinks in a few hundred milliseconds; the other slices are on their way from the joiners that
 // fetched them, or come from the CDN when the wait ends.
-func (l *loop) fetchStartRest(ctx context.Context, seq uint64, st segwindowState) bool {
+func (l *loop) fetchStartRest(ctx context.Context, seq uint64, st segwindowState) {
 	slice := l.startSlice()
 	anySlice := len(l.stripes) < 2 || l.fetches.slices[seq] == sliceFailed
 	var want []uint32
@@ -350,13 +350,12 @@ func (l *loop) fetchStartRest(ctx context.Context, seq uint64, st segwindowState
 	}
 	budget := l.cdnBudget(seq, st)
 	if len(want) == 0 || budget <= 0 {
-		return true
+		return
 	}
 	l.fetches.running[seq] = true
 	job := fetchJob{base: l.originHTTP, stream: l.cfg.Stream, seq: seq, indexes: want, tailFrom: -1,
 		budget: budget, untilPart: -1, startRest: true}
 	l.n.wg.Go(func() { l.n.runFetch(ctx, job) })
-	return true
 }
 
 // viewerHoldsAny says whether a neighbour other than the origin told us it holds a chunk of seq.

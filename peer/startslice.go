@@ -40,7 +40,8 @@ func (l *loop) startSlice() segwindow.Slice {
 // there is nobody to share with: the whole segment from the CDN now, as before.
 func (l *loop) fetchStartShare(ctx context.Context, seq uint64, st segwindowState) bool {
 	if l.viewerHoldsAny(seq) {
-		return l.fetchStartRest(ctx, seq, st)
+		l.fetchStartRest(ctx, seq, st)
+		return true
 	}
 	if len(l.stripes) < 2 || !l.hasViewerNeighbour() {
 		return false
