@@ -11,25 +11,15 @@ import (
 // checks structure only; verify every chunk before trusting it. Errors wrap proto's (ErrMalformed
 // for a chunk out of place or bytes after the last, io.ErrUnexpectedEOF for a cut bundle).
 func ParseBundle(b []byte, stream string, seq uint64) ([]*proto.Chunk, error) {
-	var out []*proto.Chunk
-	for i := uint32(0); len(b) > 0; i++ {
-		c, used, err := proto.ParseChunk(b)
-		if err != nil {
-			return nil, fmt.Errorf("bundle %s/%d, chunk %d: %w", stream, seq, i, err)
-		}
-		if c.ID.Stream != stream || c.ID.Seq != seq || c.ID.Index != i {
-			return nil, fmt.Errorf("bundle %s/%d: %w: chunk %s at position %d", stream, seq, proto.ErrMalformed, c.ID, i)
-		}
-		out = append(out, c)
-		b = b[used:]
-		if c.Last() {
-			if len(b) > 0 {
-				return nil, fmt.Errorf("bundle %s/%d: %w: %d bytes after the last chunk", stream, seq, proto.ErrMalformed, len(b))
-			}
-			return out, nil
-		}
+	name := fmt.Sprintf("bundle %s/%d", stream, seq)
+	chunks, last, err := parseFrames(b, stream, seq, wholeSegment, name)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("bundle %s/%d: %w: no last chunk", stream, seq, proto.ErrMalformed)
+	if !last {
+		return nil, fmt.Errorf("%s: %w: no last chunk", name, proto.ErrMalformed)
+	}
+	return chunks, nil
 }
 
 // ParseSlice decodes a slice of a segment's bundle (Slice, as Window.SliceBuffers serves it):
@@ -41,20 +31,31 @@ func ParseSlice(b []byte, stream string, seq uint64, s Slice) ([]*proto.Chunk, e
 	if !s.Valid() {
 		return nil, fmt.Errorf("slice %d of %d: %w", s.Index, s.Count, proto.ErrMalformed)
 	}
+	chunks, _, err := parseFrames(b, stream, seq, s, fmt.Sprintf("slice %s/%d/%s", stream, seq, s.File()))
+	return chunks, err
+}
+
+// parseFrames reads the frames of slice s of stream/seq back to back until b ends, and says
+// whether the last of them is the segment's last chunk; nothing may follow that one. name
+// starts its errors.
+func parseFrames(b []byte, stream string, seq uint64, s Slice, name string) ([]*proto.Chunk, bool, error) {
 	var out []*proto.Chunk
 	for want := uint64(s.Index); len(b) > 0; want += uint64(s.Count) {
 		c, used, err := proto.ParseChunk(b)
 		if err != nil {
-			return nil, fmt.Errorf("slice %s/%d/%s, chunk %d: %w", stream, seq, s.File(), want, err)
+			return nil, false, fmt.Errorf("%s, chunk %d: %w", name, want, err)
 		}
 		if c.ID.Stream != stream || c.ID.Seq != seq || uint64(c.ID.Index) != want {
-			return nil, fmt.Errorf("slice %s/%d/%s: %w: chunk %s where %d belongs", stream, seq, s.File(), proto.ErrMalformed, c.ID, want)
+			return nil, false, fmt.Errorf("%s: %w: chunk %s where %d belongs", name, proto.ErrMalformed, c.ID, want)
 		}
 		out = append(out, c)
 		b = b[used:]
-		if c.Last() && len(b) > 0 {
-			return nil, fmt.Errorf("slice %s/%d/%s: %w: %d bytes after the last chunk", stream, seq, s.File(), proto.ErrMalformed, len(b))
+		if c.Last() {
+			if len(b) > 0 {
+				return nil, false, fmt.Errorf("%s: %w: %d bytes after the last chunk", name, proto.ErrMalformed, len(b))
+			}
+			return out, true, nil
 		}
 	}
-	return out, nil
+	return out, false, nil
 }

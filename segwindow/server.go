@@ -247,7 +247,7 @@ func (s *Server) serveChunk(c *echo.Context) error {
 		return jsonError(c, http.StatusBadRequest, "malformed segment number "+strconv.Quote(seqText))
 	}
 	if c.Param("chunk") == AllChunks {
-		return s.serveChunkFrames(c, seq, seqText, Slice{})
+		return s.serveChunkFrames(c, seq, seqText, wholeSegment)
 	}
 	if slice, ok := ParseSliceFile(c.Param("chunk")); ok {
 		return s.serveChunkFrames(c, seq, seqText, slice)
@@ -275,20 +275,15 @@ func (s *Server) serveChunk(c *echo.Context) error {
 // AllChunks is the file name under a segment's directory of the bundle of all its chunk frames.
 const AllChunks = "all.chunks"
 
-// serveChunkFrames sends a complete segment's chunk frames in one body: all of them, or those of
-// a slice (slice.Count > 0). It is immutable, like a chunk, so a CDN caches it; a segment still
-// in progress is a 404 and the peer fetches chunks.
+// serveChunkFrames sends a complete segment's chunk frames of a slice (wholeSegment: all of
+// them) in one body. It is immutable, like a chunk, so a CDN caches it; a segment still in
+// progress is a 404 and the peer fetches chunks.
 func (s *Server) serveChunkFrames(c *echo.Context, seq uint64, seqText string, slice Slice) error {
 	w, ok := s.window(c)
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "unknown stream")
 	}
-	var parts [][]byte
-	if slice.Count > 0 {
-		parts, ok = w.SliceBuffers(seq, slice)
-	} else {
-		parts, ok = w.BundleBuffers(seq)
-	}
+	parts, ok := w.SliceBuffers(seq, slice)
 	if !ok {
 		return jsonError(c, http.StatusNotFound, "segment "+seqText+" not complete")
 	}

@@ -362,25 +362,20 @@ func (w *Window) ChunkFrames(seq uint64) ([]byte, bool) {
 // BundleBuffers returns a complete segment's chunk frames in index order (proto.Chunk.Frame: each
 // chunk's own buffer, shared; do not modify), to be written back to back as the segment's bundle.
 func (w *Window) BundleBuffers(seq uint64) ([][]byte, bool) {
-	chunks, _, ok := w.completeChunks(seq)
-	if !ok {
-		return nil, false
-	}
-	parts := make([][]byte, len(chunks))
-	for i, c := range chunks {
-		parts[i] = c.Frame()
-	}
-	return parts, true
+	return w.SliceBuffers(seq, wholeSegment)
 }
+
+// wholeSegment is the slice that holds every chunk: the bundle.
+var wholeSegment = Slice{Index: 0, Count: 1}
 
 // SliceBuffers returns the frames of a complete segment's chunks in slice s, in index order (as
 // BundleBuffers; none when the segment has fewer chunks than s.Index+1).
 func (w *Window) SliceBuffers(seq uint64, s Slice) ([][]byte, bool) {
 	chunks, _, ok := w.completeChunks(seq)
-	if !ok {
+	if !ok || s.Count < 1 {
 		return nil, false
 	}
-	var parts [][]byte
+	parts := make([][]byte, 0, (len(chunks)+s.Count-1)/s.Count)
 	for i := s.Index; i < len(chunks); i += s.Count {
 		parts = append(parts, chunks[i].Frame())
 	}
