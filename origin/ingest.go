@@ -213,124 +213,97 @@ func (p *ingestPlan) attach(src rtpSource, st *stream, owner any, fail func(erro
 		if err != nil {
 			return fmt.Errorf("h264 decoder: %w", err)
 		}
-		medi := p.videoMedia
-		src.OnPacketRTP(medi, p.video, func(pkt *rtp.Packet) {
-			defer st.recoverPanic(fail)
-			pts, ok := src.PacketPTS(medi, pkt)
-			if !ok {
-				return
-			}
-			au, err := dec.Decode(pkt)
-			if err != nil {
-				if !errors.Is(err, rtph264.ErrMorePacketsNeeded) && !errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious) {
-					st.rtpError("h264", err)
-				}
-				return
-			}
-			ntp, _ := src.PacketNTP(medi, pkt)
-			_ = st.writeH264(owner, pts, ntp, au) // counted; the next packet goes on
-		})
+		onRTP(src, p.videoMedia, p.video, st, fail, "h264", dec.Decode,
+			func(err error) bool {
+				return errors.Is(err, rtph264.ErrMorePacketsNeeded) || errors.Is(err, rtph264.ErrNonStartingPacketAndNoPrevious)
+			},
+			func(pts int64, ntp time.Time, au [][]byte) { _ = st.writeH264(owner, pts, ntp, au) }) // counted
 	}
 	if p.h265 != nil {
 		dec, err := p.h265.CreateDecoder()
 		if err != nil {
 			return fmt.Errorf("h265 decoder: %w", err)
 		}
-		medi := p.videoMedia
-		src.OnPacketRTP(medi, p.h265, func(pkt *rtp.Packet) {
-			defer st.recoverPanic(fail)
-			pts, ok := src.PacketPTS(medi, pkt)
-			if !ok {
-				return
-			}
-			au, err := dec.Decode(pkt)
-			if err != nil {
-				if !errors.Is(err, rtph265.ErrMorePacketsNeeded) && !errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious) {
-					st.rtpError("h265", err)
-				}
-				return
-			}
-			ntp, _ := src.PacketNTP(medi, pkt)
-			st.writeH265(owner, pts, ntp, au)
-		})
+		onRTP(src, p.videoMedia, p.h265, st, fail, "h265", dec.Decode,
+			func(err error) bool {
+				return errors.Is(err, rtph265.ErrMorePacketsNeeded) || errors.Is(err, rtph265.ErrNonStartingPacketAndNoPrevious)
+			},
+			func(pts int64, ntp time.Time, au [][]byte) { st.writeH265(owner, pts, ntp, au) })
 	}
 	if p.opus != nil {
 		dec, err := p.opus.CreateDecoder()
 		if err != nil {
 			return fmt.Errorf("opus decoder: %w", err)
 		}
-		medi := p.audioMedia
 		rate := int64(p.opus.ClockRate())
-		src.OnPacketRTP(medi, p.opus, func(pkt *rtp.Packet) {
-			defer st.recoverPanic(fail)
-			pts, ok := src.PacketPTS(medi, pkt)
-			if !ok {
-				return
-			}
-			packet, err := dec.Decode(pkt)
-			if err != nil {
-				st.rtpError("opus", err)
-				return
-			}
-			ntp, _ := src.PacketNTP(medi, pkt)
-			st.writeOpus(owner, rescale(pts, clockRate, rate), ntp, [][]byte{packet})
-		})
+		onRTP(src, p.audioMedia, p.opus, st, fail, "opus", dec.Decode, never,
+			func(pts int64, ntp time.Time, packet []byte) {
+				st.writeOpus(owner, rescale(pts, clockRate, rate), ntp, [][]byte{packet})
+			})
 	}
 	if p.audio != nil {
 		dec, err := p.audio.CreateDecoder()
 		if err != nil {
 			return fmt.Errorf("aac decoder: %w", err)
 		}
-		medi := p.audioMedia
 		rate := int64(p.audio.ClockRate())
-		src.OnPacketRTP(medi, p.audio, func(pkt *rtp.Packet) {
-			defer st.recoverPanic(fail)
-			pts, ok := src.PacketPTS(medi, pkt)
-			if !ok {
-				return
-			}
-			aus, err := dec.Decode(pkt)
-			if err != nil {
-				if !errors.Is(err, rtpmpeg4audio.ErrMorePacketsNeeded) {
-					st.rtpError("aac", err)
-				}
-				return
-			}
-			ntp, _ := src.PacketNTP(medi, pkt)
-			_ = st.writeAAC(owner, rescale(pts, clockRate, rate), ntp, aus) // counted
-		})
+		onRTP(src, p.audioMedia, p.audio, st, fail, "aac", dec.Decode,
+			func(err error) bool { return errors.Is(err, rtpmpeg4audio.ErrMorePacketsNeeded) },
+			func(pts int64, ntp time.Time, aus [][]byte) {
+				_ = st.writeAAC(owner, rescale(pts, clockRate, rate), ntp, aus) // counted
+			})
 	}
 	if p.latm != nil {
 		dec, err := p.latm.format.CreateDecoder()
 		if err != nil {
 			return fmt.Errorf("latm decoder: %w", err)
 		}
-		medi, latm := p.audioMedia, p.latm
+		latm := p.latm
 		rate := int64(latm.format.ClockRate())
-		src.OnPacketRTP(medi, latm.format, func(pkt *rtp.Packet) {
-			defer st.recoverPanic(fail)
-			pts, ok := src.PacketPTS(medi, pkt)
-			if !ok {
-				return
-			}
+		// A LATM element is reassembled from fragments, then split into AAC frames; both steps'
+		// errors are the stream's (the frames' count as malformed, never as "more needed").
+		decode := func(pkt *rtp.Packet) ([][]byte, error) {
 			el, err := dec.Decode(pkt)
 			if err != nil {
-				if !errors.Is(err, rtpfragmented.ErrMorePacketsNeeded) {
-					st.rtpError("aac-latm", err)
-				}
-				return
+				return nil, err
 			}
-			aus, err := latm.frames(el)
-			if err != nil {
-				st.rtpError("aac-latm", err)
-				return
-			}
-			ntp, _ := src.PacketNTP(medi, pkt)
-			_ = st.writeAAC(owner, rescale(pts, clockRate, rate), ntp, aus) // counted
-		})
+			return latm.frames(el)
+		}
+		onRTP(src, p.audioMedia, latm.format, st, fail, "aac-latm", decode,
+			func(err error) bool { return errors.Is(err, rtpfragmented.ErrMorePacketsNeeded) },
+			func(pts int64, ntp time.Time, aus [][]byte) {
+				_ = st.writeAAC(owner, rescale(pts, clockRate, rate), ntp, aus) // counted
+			})
 	}
 	return nil
 }
+
+// onRTP registers the packet callback of one format: each packet with a timestamp is decoded;
+// an error that only means the access unit needs more packets (partial) is skipped quietly,
+// any other is counted against codec; a decoded unit goes to write with its PTS (in the format's
+// clock rate) and NTP time. A panic in any of it fails this session only.
+func onRTP[T any](src rtpSource, medi *description.Media, forma format.Format, st *stream, fail func(error),
+	codec string, decode func(*rtp.Packet) (T, error), partial func(error) bool, write func(int64, time.Time, T)) {
+	src.OnPacketRTP(medi, forma, func(pkt *rtp.Packet) {
+		defer st.recoverPanic(fail)
+		pts, ok := src.PacketPTS(medi, pkt)
+		if !ok {
+			return
+		}
+		unit, err := decode(pkt)
+		if err != nil {
+			if !partial(err) {
+				st.rtpError(codec, err)
+			}
+			return
+		}
+		ntp, _ := src.PacketNTP(medi, pkt)
+		write(pts, ntp, unit)
+	})
+}
+
+// never is the partial rule of a decoder whose every error is the stream's.
+func never(error) bool { return false }
 
 // rescale converts v from clock rate from to clock rate to without overflowing.
 func rescale(v, to, from int64) int64 {
