@@ -71,14 +71,15 @@ test: deps vet
 demo: build
 	./$(BIN) demo
 
-# The loadtest report in the README comes from this (see README "Measured").
+# The loadtest report in docs/measurements.md ("Load tests") comes from this.
 loadtest: build
 	./$(BIN) loadtest --peers 200 --net sim --duration 60s --json loadtest.json --html loadtest.html
 
 # The scale lab: the same load test in virtual time (testing/synctest; loadtest/lab.go), so a
 # swarm of a thousand peers behaves as if each had its own machine, however long it takes here.
 # Writes scale.json and scale.html. E.g. make scale SCALE_FLAGS='-lab.peers 2000 -lab.churn 10'
-# (flags: -lab.peers -lab.duration -lab.churn -lab.join -lab.nat -lab.uplink -lab.bitrate -lab.latency)
+# (flags: -lab.peers -lab.duration -lab.churn -lab.join -lab.nat -lab.uplink -lab.bitrate -lab.latency
+# -lab.startwait -lab.ll -lab.heapprofile -lab.log; README "Measured" says what each does)
 SCALE_FLAGS ?= -lab.peers 1000 -lab.duration 60s
 scale:
 	nice $(GO) test -run '^TestScaleLab$$' -count 1 -timeout 0 -v ./loadtest -args $(SCALE_FLAGS) \
@@ -95,7 +96,7 @@ bench-floor: build
 
 # One real viewer process (bin/crowdsurf peer) in a formed swarm of real processes on loopback UDP
 # (tracker, origin fed a 2 Mbit/s clip over RTSP, 8 more viewers), every chunk's signature checked:
-# its CPU and RSS from /proc over a 30 s window (README "Measured"). Needs ffmpeg. It joins last,
+# its CPU and RSS from /proc over a 30 s window (docs/measurements.md). Needs ffmpeg. It joins last,
 # so it is a leaf; -peer.relay has it join first, so it is the root's child on every stripe and
 # the others join below it (its children, and how they were served, from their /stats).
 # -peer.args passes flags to it. E.g.
@@ -106,7 +107,7 @@ bench-peer: build
 	$(GO) test -run '^TestPeerProcessCost$$' -count 1 -v . -args -peer.bench $(PEER_FLAGS)
 
 # Announce throughput over loopback HTTP: one tracker on embedded NATS, then two trackers sharing a
-# three-node NATS cluster (README "Measured"). Each run prints announces/s, p50/p99, KV writes, and
+# three-node NATS cluster (docs/measurements.md). Each run prints announces/s, p50/p99, KV writes, and
 # the CPU per announce of the trackers' process and of the load client (a process of its own).
 # E.g. make bench-tracker LOAD_FLAGS='-load.peers 20000'
 LOAD_FLAGS ?= -load.duration 10s -load.concurrency 64 -load.peers 10000

@@ -7,7 +7,7 @@ import (
 )
 
 // What one in-process viewer holds live, measured with `crowdsurf loadtest --memprofile` (100
-// peers, loopback UDP, 1 Mbit/s, 2 s segments; README "Measured"): its window of chunks (the
+// peers, loopback UDP, 1 Mbit/s, 2 s segments; docs/measurements.md): its window of chunks (the
 // newest peer.Config.Keep segments, each chunk one buffer of its frame) and about this much
 // besides: QUIC connections and the listener's packet queue, its neighbours' goroutine stacks
 // and queues, the player and HTTP buffers.

@@ -146,8 +146,8 @@ type Config struct {
 	// what the swarm may cost the joiner's startup. Zero (the default) fetches the start from the
 	// CDN 300 ms after the joiner learnt of it (startup first). It applies while the node joins
 	// (until it holds its start segments, at most joinWindow, 3 s), so more acts as that. Every
-	// start chunk a neighbour delivers is a copy the origin saves (README, "Flash crowds and the
-	// start").
+	// start chunk a neighbour delivers is a copy the origin saves (docs/measurements.md, "Flash
+	// crowds and the start").
 	StartNeighbourWait time.Duration
 	// RepairWait is how long after a neighbour's HAVE a missing chunk is requested (default
 	// 500 ms: in the 50-peer simulation a push took 450 ms to the median node, and asking
