@@ -153,12 +153,11 @@ func floorCert() tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// startFloor runs the floor's two processes at bytesPerSec in 8 KiB chunks and returns the
+// startFloor runs the floor's two processes at bytesPerSec in streams of chunk bytes and returns the
 // receiver's pid; both stop with ctx.
-func startFloor(t *testing.T, ctx context.Context, bytesPerSec float64) int {
+func startFloor(t *testing.T, ctx context.Context, bytesPerSec float64, chunk int) int {
 	t.Helper()
 	addr := freeAddr(t, "udp")
-	const chunk = 8 << 10
 	run := func(cpu, spec string) *exec.Cmd {
 		line := pinned(cpu, os.Args[0], "-test.run=^TestQuicFloorProcess$")
 		cmd := exec.CommandContext(ctx, line[0], line[1:]...)
@@ -169,6 +168,6 @@ func startFloor(t *testing.T, ctx context.Context, bytesPerSec float64) int {
 	}
 	recv := run("1", "recv "+addr)     // beside the measured viewer
 	time.Sleep(500 * time.Millisecond) // the receiver's socket is open before the sender dials
-	run("0", fmt.Sprintf("send %s %d %d %.2f %d", addr, 9, 4, bytesPerSec/chunk, chunk))
+	run("0", fmt.Sprintf("send %s %d %d %.2f %d", addr, 9, 4, bytesPerSec/float64(chunk), chunk))
 	return recv.Process.Pid
 }

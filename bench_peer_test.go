@@ -21,7 +21,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/crowdsurf/crowdsurf/internal/testcard"
+	"github.com/crowdsurf/crowdsurf/origin"
 	"github.com/crowdsurf/crowdsurf/peer"
+	"github.com/crowdsurf/crowdsurf/proto"
 )
 
 // What `make bench-peer` measures: one real viewer process (bin/crowdsurf peer) in a formed swarm,
@@ -42,6 +44,7 @@ var (
 	peerPin        = flag.Bool("peer.pin", false, "run the measured viewer (and -peer.floor's receiver) alone on CPU 1 and the swarm's processes on CPU 0 (taskset), as on a viewer's own machine, where the swarm does not share its core")
 	peerCPUProfile = flag.String("peer.cpuprofile", "", "write a CPU profile of the measured viewer over the window to this file (taken through its --debug-addr)")
 	peerArgs       = flag.String("peer.args", "", "extra flags of the measured viewer, space-separated (e.g. '--cores 2 --max-upload 20M')")
+	peerChunkSize  = flag.Int("peer.chunk-size", origin.DefaultChunkSize, "the origin's --chunk-size (bytes of data a chunk closes at); -peer.floor's receiver gets streams of the same frame size")
 	peerRelay      = flag.Bool("peer.relay", false, "make the measured viewer a relay: it joins first, alone with the origin, so it takes a seed slot on every stripe (depth 1), and the neighbours join below it (bench_relay_test.go)")
 )
 
@@ -92,7 +95,7 @@ func TestPeerProcessCost(t *testing.T) {
 	waitHTTP(t, "http://"+trackerHTTP+"/healthz")
 	start("origin", "origin", "--key", filepath.Join(dir, "origin.key"), "--publish-key", "bench",
 		"--tracker", "http://"+trackerHTTP, "--http", originHTTP, "--rtsp", originRTSP, "--mesh", originMesh,
-		"--udp", "-", "--log-level", "warn")
+		"--udp", "-", "--log-level", "warn", "--chunk-size", strconv.Itoa(*peerChunkSize))
 	waitHTTP(t, "http://"+originHTTP+"/healthz")
 	pub, err := testcard.New(testcard.Config{URL: "rtsp://" + originRTSP + "/bench", User: "any", Pass: "bench", Clip: clip})
 	require.NoError(t, err)
@@ -132,7 +135,7 @@ func TestPeerProcessCost(t *testing.T) {
 	if *peerFloor {
 		floorBps = peerStats(t, peerHTTP).BitrateBps
 		require.Positive(t, floorBps, "the viewer knows no bitrate yet: a longer -peer.warmup")
-		floorPid = startFloor(t, ctx, float64(floorBps)/8)
+		floorPid = startFloor(t, ctx, float64(floorBps)/8, *peerChunkSize+proto.MaxChunkHeader)
 		time.Sleep(3 * time.Second) // its handshakes, before the window
 	}
 	profiled := make(chan error, 1)
@@ -218,8 +221,8 @@ func TestPeerProcessCost(t *testing.T) {
 		t.Logf("  machine     load average %s", strings.Join(strings.Fields(string(load))[:3], " "))
 	}
 	if floorPid != 0 {
-		t.Logf("  floor       a bare quic-go receiver of %.2f Mbit/s in 8 KiB streams over 4 of 9 connections, in the same window: %.2f %% of a core; the viewer is %.1f x that",
-			float64(floorBps)/1e6, 100*floorCPU, cpu/floorCPU)
+		t.Logf("  floor       a bare quic-go receiver of %.2f Mbit/s in %d-byte streams over 4 of 9 connections, in the same window: %.2f %% of a core; the viewer is %.1f x that",
+			float64(floorBps)/1e6, *peerChunkSize+proto.MaxChunkHeader, 100*floorCPU, cpu/floorCPU)
 	}
 	if debugAddr != "" {
 		require.NoError(t, <-profiled, "the viewer's CPU profile")
