@@ -44,7 +44,8 @@ var (
 	peerPin        = flag.Bool("peer.pin", false, "run the measured viewer (and -peer.floor's receiver) alone on CPU 1 and the swarm's processes on CPU 0 (taskset), as on a viewer's own machine, where the swarm does not share its core")
 	peerCPUProfile = flag.String("peer.cpuprofile", "", "write a CPU profile of the measured viewer over the window to this file (taken through its --debug-addr)")
 	peerArgs       = flag.String("peer.args", "", "extra flags of the measured viewer, space-separated (e.g. '--cores 2 --max-upload 20M')")
-	peerChunkSize  = flag.Int("peer.chunk-size", origin.DefaultChunkSize, "the origin's --chunk-size (bytes of data a chunk closes at); -peer.floor's receiver gets streams of the same frame size")
+	peerChunkSize  = flag.Int("peer.chunk-size", origin.DefaultChunkSize, "the origin's --chunk-size; -peer.floor's receiver gets streams of the frames the origin cuts at the viewer's bit rate")
+	peerChunkDur   = flag.Duration("peer.chunk-duration", origin.DefaultChunkDuration, "the origin's --chunk-duration (0: every chunk at -peer.chunk-size)")
 	peerRelay      = flag.Bool("peer.relay", false, "make the measured viewer a relay: it joins first, alone with the origin, so it takes a seed slot on every stripe (depth 1), and the neighbours join below it (bench_relay_test.go)")
 )
 
@@ -95,7 +96,8 @@ func TestPeerProcessCost(t *testing.T) {
 	waitHTTP(t, "http://"+trackerHTTP+"/healthz")
 	start("origin", "origin", "--key", filepath.Join(dir, "origin.key"), "--publish-key", "bench",
 		"--tracker", "http://"+trackerHTTP, "--http", originHTTP, "--rtsp", originRTSP, "--mesh", originMesh,
-		"--udp", "-", "--log-level", "warn", "--chunk-size", strconv.Itoa(*peerChunkSize))
+		"--udp", "-", "--log-level", "warn",
+		"--chunk-size", strconv.Itoa(*peerChunkSize), "--chunk-duration", peerChunkDur.String())
 	waitHTTP(t, "http://"+originHTTP+"/healthz")
 	pub, err := testcard.New(testcard.Config{URL: "rtsp://" + originRTSP + "/bench", User: "any", Pass: "bench", Clip: clip})
 	require.NoError(t, err)
@@ -130,12 +132,13 @@ func TestPeerProcessCost(t *testing.T) {
 		viewer = start("viewer", viewerArgs...)
 	}
 	time.Sleep(*peerWarmup)
-	floorPid := 0
+	floorPid, floorFrame := 0, 0
 	var floorBps int64
 	if *peerFloor {
 		floorBps = peerStats(t, peerHTTP).BitrateBps
 		require.Positive(t, floorBps, "the viewer knows no bitrate yet: a longer -peer.warmup")
-		floorPid = startFloor(t, ctx, float64(floorBps)/8, *peerChunkSize+proto.MaxChunkHeader)
+		floorFrame = benchChunkFrame(floorBps)
+		floorPid = startFloor(t, ctx, float64(floorBps)/8, floorFrame)
 		time.Sleep(3 * time.Second) // its handshakes, before the window
 	}
 	profiled := make(chan error, 1)
@@ -222,7 +225,7 @@ func TestPeerProcessCost(t *testing.T) {
 	}
 	if floorPid != 0 {
 		t.Logf("  floor       a bare quic-go receiver of %.2f Mbit/s in %d-byte streams over 4 of 9 connections, in the same window: %.2f %% of a core; the viewer is %.1f x that",
-			float64(floorBps)/1e6, *peerChunkSize+proto.MaxChunkHeader, 100*floorCPU, cpu/floorCPU)
+			float64(floorBps)/1e6, floorFrame, 100*floorCPU, cpu/floorCPU)
 	}
 	if debugAddr != "" {
 		require.NoError(t, <-profiled, "the viewer's CPU profile")
@@ -448,4 +451,14 @@ func pinned(cpu, bin string, args ...string) []string {
 		return append([]string{bin}, args...)
 	}
 	return append([]string{"taskset", "-c", cpu, bin}, args...)
+}
+
+// benchChunkFrame is the largest frame the bench's origin cuts for a stream of bps: its chunk
+// size rule at that rate (the viewer's measured rate is within a few percent of the origin's).
+func benchChunkFrame(bps int64) int {
+	d := *peerChunkDur
+	if d == 0 {
+		d = -1
+	}
+	return origin.ChunkSizeFor(float64(bps)/8, d, *peerChunkSize) + proto.MaxChunkHeader
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/crowdsurf/crowdsurf/internal/simnet"
 	"github.com/crowdsurf/crowdsurf/loadtest"
+	"github.com/crowdsurf/crowdsurf/origin"
 	"github.com/crowdsurf/crowdsurf/peer"
 )
 
@@ -33,6 +34,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	duration := fs.Duration("duration", 60*time.Second, "measured interval; viewers join and play inside it")
 	bitrate := fs.String("bitrate", "1Mbit", "bit rate of the synthetic stream, e.g. 500kbit, 1Mbit, 2.5Mbit")
 	segment := fs.Duration("segment", 2*time.Second, "segment duration (rounded to whole frames at 25 fps)")
+	chunkDuration := fs.Duration("chunk-duration", origin.DefaultChunkDuration, "the origin's --chunk-duration: chunks of about this much of the stream (8 KiB at 1 Mbit/s, 16 KiB at 2);\n0 keeps every chunk at 8 KiB")
 	seedCopies := fs.Int("seed-copies", peer.DefaultSeedCopies, "children the origin's mesh root accepts per stripe: the copies it seeds")
 	netKind := fs.String("net", "sim", "mesh network: sim (simulated links with uplink caps, latency, loss) or udp (real loopback UDP)")
 	latency := fs.Duration("latency", 20*time.Millisecond, "one-way latency of every mesh link (sim only)")
@@ -99,7 +101,7 @@ func runLoadtest(ctx context.Context, args []string) error {
 	cfg := loadtest.Config{
 		Peers: *peers, Duration: *duration, Segment: *segment, SeedCopies: *seedCopies, Net: *netKind,
 		Latency: *latency, Join: *join, StartNeighbourWait: *startWait, Mode: *mode, Source: *source, OnProgress: loadtestProgress(os.Stderr),
-		Floor: *floor, LL: *ll,
+		Floor: *floor, LL: *ll, ChunkDuration: offIfZero(*chunkDuration),
 	}
 	if *memProfile != "" {
 		cfg.AtEnd = func() {

@@ -70,8 +70,9 @@ func runOrigin(ctx context.Context, args []string) error {
 	fs.Var(pulls, "pull", "pull a stream from a camera or RTSP server: NAME=rtsp://...; repeatable, reconnects with backoff")
 	segment := fs.Duration("segment", origin.DefaultSegmentDuration, "target segment duration; segments are cut at the first keyframe after it")
 	window := fs.Int("window", origin.DefaultWindow, "segments listed in the live playlist")
-	chunkSize := fs.Int("chunk-size", origin.DefaultChunkSize, "a chunk closes at this many bytes of data (the default keeps a frame, data and header, within 8 KiB) ...")
+	chunkSize := fs.Int("chunk-size", origin.DefaultChunkSize, "a chunk closes at this many bytes of data (the default keeps a frame, data and header, within 8 KiB;\nfaster streams get more, see --chunk-duration) ...")
 	chunkInterval := fs.Duration("chunk-interval", origin.DefaultChunkInterval, "... or when it is this old, whichever comes first")
+	chunkDuration := fs.Duration("chunk-duration", origin.DefaultChunkDuration, "grow chunks with the stream's bit rate to about this much of it, in whole 8 KiB frames (16 KiB at 2 Mbit/s):\nevery chunk costs each viewer the same work whatever its size; 0 keeps every chunk at --chunk-size")
 	partTarget := fs.Duration("part", origin.DefaultPartTarget, "LL-HLS part target: parts end at the frame that would make them longer (signed in the chunks); every node serves /live/NAME/ll.m3u8 with parts of this length; 0 turns parts off")
 	tracker := fs.String("tracker", "", "tracker base URL (http://HOST:PORT): streams are registered there so peers find this origin, and it names the watch links")
 	natsURL := fs.String("nats", "", "register streams straight into the tracker's NATS at this URL instead of over HTTP")
@@ -142,7 +143,8 @@ func runOrigin(ctx context.Context, args []string) error {
 		Window:          *window,
 		ChunkSize:       *chunkSize,
 		ChunkInterval:   *chunkInterval,
-		PartTarget:      originPartTarget(*partTarget),
+		ChunkDuration:   offIfZero(*chunkDuration),
+		PartTarget:      offIfZero(*partTarget),
 		TrackerURL:      *tracker,
 		NATSURL:         *natsURL,
 		RegisterToken:   *registerToken,
@@ -202,8 +204,9 @@ func runOrigin(ctx context.Context, args []string) error {
 	return err
 }
 
-// originPartTarget maps --part 0 (no parts) to the origin's negative PartTarget.
-func originPartTarget(d time.Duration) time.Duration {
+// offIfZero turns a flag's 0 ("off") into the negative duration the origin's Config reads as
+// off (its zero means the default).
+func offIfZero(d time.Duration) time.Duration {
 	if d <= 0 {
 		return -1
 	}

@@ -62,7 +62,9 @@ type BroadcastConfig struct {
 	Segment    time.Duration
 	SeedCopies int
 	Stripes    int
-	Logger     *slog.Logger
+	// ChunkDuration is the origin's origin.Config.ChunkDuration (0: its default).
+	ChunkDuration time.Duration
+	Logger        *slog.Logger
 	// Registry takes the origin's metrics (crowdsurf_origin_*); nil = a private one.
 	Registry *prometheus.Registry
 }
@@ -97,6 +99,7 @@ func NewBroadcast(cfg BroadcastConfig, bn BroadcastNet) (*Broadcast, error) {
 		Stripes:           cfg.Stripes,
 		Key:               cfg.Key,
 		SegmentDuration:   cfg.Segment,
+		ChunkDuration:     cfg.ChunkDuration,
 		TrackerHTTPClient: bn.TrackerClient,
 		Logger:            cfg.Logger,
 		Registry:          cfg.Registry,

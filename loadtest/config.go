@@ -14,6 +14,7 @@ import (
 
 	"github.com/crowdsurf/crowdsurf/internal/memnet"
 	"github.com/crowdsurf/crowdsurf/internal/simnet"
+	"github.com/crowdsurf/crowdsurf/origin"
 	"github.com/crowdsurf/crowdsurf/peer"
 	"github.com/crowdsurf/crowdsurf/player"
 	"github.com/crowdsurf/crowdsurf/proto"
@@ -55,9 +56,12 @@ type Config struct {
 	// leaves its start segments to the neighbours that hold them before the CDN (default 0:
 	// the CDN after 300 ms).
 	StartNeighbourWait time.Duration
-	ChurnPct           float64 // percent of peers leaving per minute, each replaced (default 0)
-	Mode               string  // ModeP2P (default) or ModeCDN
-	Source             string  // SourceSynthetic (default) or SourceTestcard
+	// ChunkDuration is the origin's origin.Config.ChunkDuration: chunks sized to about this
+	// much of the stream (default 0: the origin's default; negative: all of origin.DefaultChunkSize).
+	ChunkDuration time.Duration
+	ChurnPct      float64 // percent of peers leaving per minute, each replaced (default 0)
+	Mode          string  // ModeP2P (default) or ModeCDN
+	Source        string  // SourceSynthetic (default) or SourceTestcard
 	// LL makes the players play ll.m3u8 (LL-HLS: fMP4 parts, blocking reloads, preload hints)
 	// instead of index.m3u8, from their peer or, in cdn mode, from the origin.
 	LL bool
@@ -164,11 +168,20 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// chunkSize is the data size of the origin's chunks at the run's bit rate, once it measured it.
+func (c Config) chunkSize() int {
+	d := c.ChunkDuration
+	if d == 0 {
+		d = origin.DefaultChunkDuration
+	}
+	return origin.ChunkSizeFor(float64(c.BitrateBps)/8, d, origin.DefaultChunkSize)
+}
+
 func (c Config) parameters() Parameters {
 	return Parameters{
 		Peers: c.Peers, Duration: c.Duration.String(), Bitrate: FormatRate(c.BitrateBps), Segment: c.Segment.String(),
 		SeedCopies: c.SeedCopies, Net: c.Net, Latency: c.Latency.String(), LossPct: c.LossPct, Uplink: c.Uplink.String(),
-		Join: c.Join.String(), StartNeighbourWait: c.StartNeighbourWait.String(), ChurnPct: c.ChurnPct, Mode: c.Mode, Source: c.Source, Stripes: c.Stripes, MediaCheck: c.MediaCheck,
+		Join: c.Join.String(), StartNeighbourWait: c.StartNeighbourWait.String(), ChunkSize: c.chunkSize(), ChurnPct: c.ChurnPct, Mode: c.Mode, Source: c.Source, Stripes: c.Stripes, MediaCheck: c.MediaCheck,
 		NAT: c.NAT.String(), Playlist: c.playlistMode(),
 	}
 }

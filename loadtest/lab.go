@@ -9,7 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crowdsurf/crowdsurf/origin"
 	"github.com/crowdsurf/crowdsurf/proto"
 )
 
@@ -103,9 +102,8 @@ func (c Config) hopTime() time.Duration {
 	if len(uplinks) > 0 {
 		slices.Sort(uplinks)
 		median := uplinks[len(uplinks)/2]
-		// The whole frame crosses the link: the default chunk's data and its longest header
-		// are 8 KiB.
-		frame := origin.DefaultChunkSize + proto.MaxChunkHeader
+		// The whole frame crosses the link: the chunk's data and its longest header.
+		frame := c.chunkSize() + proto.MaxChunkHeader
 		hop += time.Duration(float64(frame*8) / float64(median) * float64(time.Second))
 	}
 	return hop

@@ -37,6 +37,7 @@ var (
 	labHeap     = flag.String("lab.heapprofile", "", "TestScaleLab: write a heap profile half way through the run to this file")
 	labLL       = flag.Bool("lab.ll", false, "TestScaleLab: players play ll.m3u8 in low-latency mode, as loadtest --ll")
 	labStart    = flag.Duration("lab.startwait", 0, "TestScaleLab: as loadtest --start-neighbour-wait")
+	labChunkDur = flag.Duration("lab.chunkduration", 0, "TestScaleLab: as loadtest --chunk-duration (0: the origin's default; negative: every chunk 8 KiB)")
 	labLog      = flag.String("lab.log", "", "TestScaleLab: write every component's debug log (JSON lines, simulated times) to this file")
 )
 
@@ -180,7 +181,7 @@ func TestScaleLab(t *testing.T) {
 	}
 	cfg := Config{
 		Peers: *labPeers, Duration: *labDuration, ChurnPct: *labChurn, Join: *labJoin, Latency: *labLatency,
-		LL: *labLL, StartNeighbourWait: *labStart,
+		LL: *labLL, StartNeighbourWait: *labStart, ChunkDuration: *labChunkDur,
 		OnProgress: labProgress(t, int(labDuration.Seconds()/2)),
 	}
 	if *labLog != "" {

@@ -267,12 +267,13 @@ func (lt *LoadTest) startBroadcast(runInfra func(string, func(context.Context) e
 		return err
 	}
 	bc, err := NewBroadcast(BroadcastConfig{
-		Key:        lt.key,
-		Segment:    cfg.Segment,
-		SeedCopies: cfg.SeedCopies,
-		Stripes:    cfg.Stripes,
-		Logger:     cfg.Logger,
-		Registry:   lt.originMetrics,
+		Key:           lt.key,
+		Segment:       cfg.Segment,
+		SeedCopies:    cfg.SeedCopies,
+		Stripes:       cfg.Stripes,
+		Logger:        cfg.Logger,
+		Registry:      lt.originMetrics,
+		ChunkDuration: cfg.ChunkDuration,
 	}, bn)
 	if err != nil {
 		return err

@@ -123,13 +123,15 @@ type Parameters struct {
 	Uplink     string  `json:"uplink"`
 	Join       string  `json:"join"`
 	// StartNeighbourWait is --start-neighbour-wait.
-	StartNeighbourWait string  `json:"start_neighbour_wait"`
-	ChurnPct           float64 `json:"churn_pct_per_min"`
-	Mode               string  `json:"mode"`
-	Source             string  `json:"source"`
-	Stripes            int     `json:"stripes"`
-	MediaCheck         bool    `json:"media_check"`
-	NAT                string  `json:"nat"`
+	StartNeighbourWait string `json:"start_neighbour_wait"`
+	// ChunkSize is the data size of the origin's chunks at this bit rate (origin.ChunkSizeFor).
+	ChunkSize  int     `json:"chunk_size"`
+	ChurnPct   float64 `json:"churn_pct_per_min"`
+	Mode       string  `json:"mode"`
+	Source     string  `json:"source"`
+	Stripes    int     `json:"stripes"`
+	MediaCheck bool    `json:"media_check"`
+	NAT        string  `json:"nat"`
 	// Playlist is how the players played: "hls" (index.m3u8) or "ll-hls" (ll.m3u8, --ll).
 	Playlist string `json:"playlist"`
 }

@@ -31,15 +31,20 @@ const (
 	DefaultStripes         = proto.DefaultStripes
 	DefaultSegmentDuration = 2 * time.Second
 	DefaultWindow          = segwindow.DefaultPlaylistLength
-	// DefaultChunkSize is 8 KiB (it was 16 KiB at first): every tree hop stores and forwards
-	// a whole chunk, so per-hop delay grows with its size. In the 100-peer simulation (3 Mbit/s
-	// uplinks, trees 6-7 deep) 8 KiB chunks cut the delivery p99 from ~0.9 s to ~0.5 s at the
-	// same CPU; the cost is twice the chunks to sign and verify (~16/s at 1 Mbit/s).
-	// It is 8 KiB of frame, not of data: the header (at most proto.MaxChunkHeader, 209 bytes)
+	// DefaultChunkSize is 8 KiB of frame (it was 16 KiB at first), the chunks of streams of
+	// up to about 1.5 Mbit/s; faster streams get larger ones (DefaultChunkDuration). Every tree
+	// hop stores and forwards a whole chunk, so per-hop delay grows with its size: in the
+	// 100-peer simulation at 1 Mbit/s (3 Mbit/s uplinks, trees 6-7 deep) 8 KiB chunks cut the
+	// delivery p99 from ~0.9 s to ~0.5 s at the same CPU.
+	// It is 8 KiB of frame, not of data: the header (at most proto.MaxChunkHeader, 207 bytes)
 	// is inside it. Every node holds each chunk as one buffer of its frame, and Go's allocator
 	// rounds any size from 8,193 to 9,472 bytes up to 9,472, so 8 KiB of data and a header took
-	// 9,472 bytes in every window (14 % of it waste); 7,983 bytes of data cost 2.6 % more chunks.
-	DefaultChunkSize     = 8<<10 - proto.MaxChunkHeader
+	// 9,472 bytes in every window (14 % of it waste); 7,985 bytes of data cost 2.6 % more chunks.
+	DefaultChunkSize = 8<<10 - proto.MaxChunkHeader
+	// DefaultChunkDuration sizes chunks to about 64 ms of the stream (ChunkSizeFor): 8 KiB at
+	// 1 Mbit/s, 16 KiB at 2, 32 KiB at 4, so that a viewer's per-chunk work does not grow with
+	// the bit rate.
+	DefaultChunkDuration = 64 * time.Millisecond
 	DefaultChunkInterval = 200 * time.Millisecond
 	// DefaultPartTarget is the LL-HLS part target: parts of about 200 ms let a low-latency player
 	// (hls.js, Safari) play about a second behind the live edge (3 parts of hold-back plus
@@ -131,6 +136,10 @@ type Config struct {
 	Window          int           // segments listed in the playlist
 	ChunkSize       int           // a chunk closes at this many bytes ...
 	ChunkInterval   time.Duration // ... or when its first byte is this old
+	// ChunkDuration grows chunks with the stream's bit rate: each segment's chunks close at
+	// ChunkSizeFor(the bit rate of the segments before it, ChunkDuration, ChunkSize) bytes.
+	// Zero means DefaultChunkDuration, negative every chunk at ChunkSize.
+	ChunkDuration time.Duration
 	// PartTarget is the LL-HLS part target duration: the segmenter ends a part at the access
 	// unit (audio-only: the AAC frame) that would make it longer, and the chunk that ends a part
 	// carries proto.FlagPartEnd. Zero means DefaultPartTarget, negative no parts (the LL-HLS
@@ -197,6 +206,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ChunkInterval <= 0 {
 		c.ChunkInterval = DefaultChunkInterval
+	}
+	if c.ChunkDuration == 0 {
+		c.ChunkDuration = DefaultChunkDuration
 	}
 	if c.PartTarget == 0 {
 		c.PartTarget = DefaultPartTarget

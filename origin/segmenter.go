@@ -86,6 +86,9 @@ type segmenterConfig struct {
 	Target        time.Duration
 	ChunkSize     int
 	ChunkInterval time.Duration
+	// ChunkDuration, when positive, sizes each segment's chunks to about this much of the
+	// stream at the bit rate of the segments before it (ChunkSizeFor; ChunkSize at least).
+	ChunkDuration time.Duration
 	// PartTarget is the LL-HLS part target duration; parts end at access-unit boundaries so that
 	// none is longer than it (give or take cutTolerance). Zero: no parts.
 	PartTarget time.Duration
@@ -130,6 +133,10 @@ type segmenter struct {
 	lastVideoDTS int64
 	videoFrame   int64 // duration of the last video frame, for the end of a cut-short segment
 	haveVideoDTS bool
+
+	// byteRate is the stream's bytes per second over its recent segments (a moving average),
+	// which sizes the next segment's chunks; 0 until a segment was long enough to measure.
+	byteRate float64
 
 	// tl muxes the current timeline; nil until its first segment opens.
 	tl *timeline
@@ -489,7 +496,8 @@ func (s *segmenter) openSegment(start int64) error {
 		flags = proto.FlagDiscontinuity
 		s.discNext = false
 	}
-	seg.ch = NewChunker(proto.ChunkID{Stream: s.cfg.Stream, Seq: seg.seq}, flags, s.cfg.ChunkSize,
+	size := ChunkSizeFor(s.byteRate, s.cfg.ChunkDuration, s.cfg.ChunkSize)
+	seg.ch = NewChunker(proto.ChunkID{Stream: s.cfg.Stream, Seq: seg.seq}, flags, size,
 		s.cfg.ChunkInterval, s.cfg.Key, s.cfg.Now, s.cfg.Emit)
 
 	if s.tl == nil || flags&proto.FlagDiscontinuity != 0 {
@@ -545,7 +553,24 @@ func (s *segmenter) finishSegmentAs(end int64, endStream bool) {
 	} else {
 		info = seg.ch.Finish(dur, seg.pdt)
 	}
+	s.measureRate(info)
 	if s.cfg.OnSegment != nil {
 		s.cfg.OnSegment(seg.seq, info)
 	}
+}
+
+// measureRate folds a finished segment into byteRate. A segment cut short (a discontinuity, the
+// end of a session) says little about the rate, so only those of at least half the target
+// count; each moves the average a quarter of the way, so one scene change does not swing the
+// chunk size of the next segment.
+func (s *segmenter) measureRate(info proto.SegmentInfo) {
+	if info.Duration < tsToDuration(s.target)/2 || info.Duration <= 0 {
+		return
+	}
+	rate := float64(info.ByteLength) / info.Duration.Seconds()
+	if s.byteRate == 0 {
+		s.byteRate = rate
+		return
+	}
+	s.byteRate += (rate - s.byteRate) / 4
 }

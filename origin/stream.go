@@ -71,6 +71,7 @@ func newStream(env streamEnv, name string) *stream {
 		Target:        env.cfg.SegmentDuration,
 		ChunkSize:     env.cfg.ChunkSize,
 		ChunkInterval: env.cfg.ChunkInterval,
+		ChunkDuration: env.cfg.ChunkDuration,
 		PartTarget:    env.cfg.PartTarget,
 		Key:           env.cfg.Key,
 		Now:           env.cfg.now,
