@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"slices"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -81,14 +82,18 @@ func (l *loop) sendDeferredRepairs() {
 	l.deferred = append(l.deferred[:0], l.deferred[sent:]...)
 }
 
+// queuedRepair is the place in the queue of nb's request for key, or -1.
+func (l *loop) queuedRepair(nb *neighbour, key chunkKey) int {
+	return slices.IndexFunc(l.deferred, func(d deferredRepair) bool {
+		return d.nb == nb && d.c.ID.Seq == key.seq && d.c.ID.Index == key.index
+	})
+}
+
 // cancelDeferredRepair drops nb's queued request for key (its CANCEL: it stopped waiting) and
 // gives its budget back.
 func (l *loop) cancelDeferredRepair(nb *neighbour, key chunkKey) {
-	for i, d := range l.deferred {
-		if d.nb == nb && d.c.ID.Seq == key.seq && d.c.ID.Index == key.index {
-			d.res.CancelAt(l.now)
-			l.deferred = append(l.deferred[:i], l.deferred[i+1:]...)
-			return
-		}
+	if i := l.queuedRepair(nb, key); i >= 0 {
+		l.deferred[i].res.CancelAt(l.now)
+		l.deferred = slices.Delete(l.deferred, i, i+1)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -158,4 +159,158 @@ func TestBannedPeerCannotComeBack(t *testing.T) {
 		t.Fatal("the victim kept a connection from a banned peer")
 	}
 	require.Empty(t, victim.Window().Seqs())
+}
+
+// repairVictim is a viewer holding segments 0..7 of a stream that stopped there (so nothing
+// moves while a test measures its repair budget), that leaves its own start to the swarm (so it
+// queues requests for start chunks over its budget: deferred.go) and whose repair budget is
+// bytesPerSec.
+func repairVictim(t *testing.T, bytesPerSec int64) *Node {
+	t.Helper()
+	o := newTestOrigin(t, 2)
+	cfg := o.peerConfig(t, o.root.Addr().String())
+	cfg.StartNeighbourWait = time.Second
+	cfg.MaxUploadBps = 8 * bytesPerSec
+	victim := startNode(t, cfg)
+	require.Eventually(t, func() bool { return victim.Stats().Parents == 4 }, 10*time.Second, 20*time.Millisecond)
+	o.play(context.Background(), 0, 8, nil)
+	require.Eventually(t, func() bool { return allComplete(victim, 0, 8) }, 10*time.Second, 20*time.Millisecond)
+	return victim
+}
+
+// asker is a neighbour of a victim, written against our own proto, that sends REQUESTs and
+// CANCELs and records what comes back: chunks pushed, and CANCELs (a refused REQUEST).
+type asker struct {
+	rc      *rawConn
+	mu      sync.Mutex
+	got     map[chunkKey]int
+	refused map[chunkKey]int
+}
+
+func dialAsker(t *testing.T, victim *Node) *asker {
+	t.Helper()
+	rc, err := rawDial(t, "127.0.0.1", victim.Addr(), noDepths, 0)
+	require.NoError(t, err)
+	a := &asker{rc: rc, got: make(map[chunkKey]int), refused: make(map[chunkKey]int)}
+	go func() {
+		for {
+			m, err := readMessage(rc.ctrl)
+			if err != nil {
+				return
+			}
+			if c, ok := m.(*proto.Cancel); ok {
+				a.mu.Lock()
+				a.refused[chunkKey{c.Seq, c.Index}]++
+				a.mu.Unlock()
+			}
+		}
+	}()
+	go func() {
+		for {
+			s, err := rc.conn.AcceptUniStream(context.Background())
+			if err != nil {
+				return
+			}
+			c, err := proto.ReadChunk(s)
+			s.ReleaseStreamCredit()
+			if err != nil {
+				continue
+			}
+			a.mu.Lock()
+			a.got[chunkKey{c.ID.Seq, c.ID.Index}]++
+			a.mu.Unlock()
+		}
+	}()
+	t.Cleanup(func() { _ = rc.conn.CloseWithError(0, "") })
+	return a
+}
+
+// send writes messages in one write.
+func (a *asker) send(t *testing.T, ms ...proto.Message) {
+	t.Helper()
+	var b []byte
+	for _, m := range ms {
+		b = m.Append(b)
+	}
+	_, err := a.rc.ctrl.Write(b)
+	require.NoError(t, err)
+}
+
+// answer is what became of a REQUEST for key: chunks pushed and CANCELs received.
+func (a *asker) answer(key chunkKey) (got, refused int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.got[key], a.refused[key]
+}
+
+// spendBurst asks the victim for the chunks of keys one by one, each once the one before was
+// answered, until one is queued for the budget (RequestsDeferred): the burst is spent. It
+// returns how many it asked for; the last is queued.
+func (a *asker) spendBurst(t *testing.T, victim *Node, keys []chunkKey) int {
+	t.Helper()
+	answered := func() int64 {
+		s := victim.Stats()
+		return s.RequestsServed + s.RequestsDeferred + s.RequestsRefused
+	}
+	deferred := victim.Stats().RequestsDeferred
+	for i, k := range keys {
+		before := answered()
+		a.send(t, &proto.Request{Seq: k.seq, Index: k.index})
+		require.Eventually(t, func() bool { return answered() > before }, 3*time.Second, time.Millisecond)
+		if victim.Stats().RequestsDeferred > deferred {
+			return i + 1
+		}
+	}
+	t.Fatalf("the victim answered %d requests without queueing one: its budget is too large for the test", len(keys))
+	return 0
+}
+
+// drainKeys are chunks 1..4 of segments 0..4 of repairVictim's stream: 85 KB, more than the
+// repair burst. (Those segments' pushes are too old to go out; the budget is spent anyway.)
+func drainKeys() []chunkKey {
+	var keys []chunkKey
+	for seq := range uint64(5) {
+		for i := uint32(1); i < testChunks; i++ {
+			keys = append(keys, chunkKey{seq, i})
+		}
+	}
+	return keys
+}
+
+// TestRepeatedRequestsDoNotHoldTheRepairBudget: a neighbour that repeats one REQUEST while it
+// waits for the repair budget (deferred.go) gets that chunk once, and the budget a second
+// asker's request needs is still there. Before, each repeat queued the chunk again and reserved
+// its bytes: two hundred REQUESTs for one 3 KB chunk held the whole next second of the budget,
+// every other neighbour's request was refused, and all but one of the queued copies were then
+// skipped (the asker held the chunk), their budget spent on nothing.
+func TestRepeatedRequestsDoNotHoldTheRepairBudget(t *testing.T) {
+	victim := repairVictim(t, 10_000) // a second of budget: two or three chunks
+	hostile := dialAsker(t, victim)
+	asked := hostile.spendBurst(t, victim, drainKeys())
+	last := drainKeys()[asked-1]
+	// Give the queued one back, so that what is queued from now on is the flood's.
+	hostile.send(t, &proto.Cancel{Seq: last.seq, Index: last.index})
+
+	const repeats = 200
+	x := chunkKey{5, 0} // the smallest chunk
+	flood := make([]proto.Message, repeats)
+	for i := range flood {
+		flood[i] = &proto.Request{Seq: x.seq, Index: x.index}
+	}
+	hostile.send(t, flood...)
+	require.Eventually(t, func() bool { return victim.Stats().ControlReceived["REQUEST"] >= int64(asked+repeats) },
+		3*time.Second, time.Millisecond)
+
+	honest := dialAsker(t, victim)
+	z := chunkKey{6, 4} // the largest chunk, of a segment the victim still pushes
+	honest.send(t, &proto.Request{Seq: z.seq, Index: z.index})
+	require.Eventually(t, func() bool { got, refused := honest.answer(z); return got+refused > 0 }, 3*time.Second,
+		5*time.Millisecond)
+	got, refused := honest.answer(z)
+	require.Zero(t, refused, "the honest request was refused: the repeats hold the budget (%+v)", victim.Stats())
+	require.Equal(t, 1, got)
+	require.Eventually(t, func() bool { got, _ := hostile.answer(x); return got == 1 }, 3*time.Second, 5*time.Millisecond)
+	require.EqualValues(t, 3, victim.Stats().RequestsDeferred, "queued: the burst's last, the repeated chunk once, the honest one")
+	got, _ = hostile.answer(x)
+	require.Equal(t, 1, got, "the repeated chunk was pushed more than once")
 }

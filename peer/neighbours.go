@@ -182,6 +182,12 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 			// parent's scarcest bytes twice.
 			return
 		}
+		if l.queuedRepair(nb, chunkKey{m.Seq, m.Index}) >= 0 {
+			// Asked again while its request waits for the budget: the queued one answers it.
+			// (Queued again, each copy reserved the chunk's bytes: one REQUEST repeated held
+			// the whole budget, and every other neighbour's request was refused.)
+			return
+		}
 		// Repairs get what the upload budget leaves after the children; a request the budget
 		// affords soon waits for it (deferred.go), one it cannot goes unanswered and the
 		// requester asks someone else or falls back.
