@@ -79,7 +79,20 @@ func (l *loop) sendDeferredRepairs() {
 			l.n.stats.requestsServed.Add(1)
 		}
 	}
-	l.deferred = append(l.deferred[:0], l.deferred[sent:]...)
+	l.deferred = slices.Delete(l.deferred, 0, sent) // clears the tail: no departed neighbour stays pinned
+}
+
+// dropDeferredRepairs takes a departed neighbour's queued requests back and gives their budget
+// back, the newest first (a reservation gives back only what no later one reserved after it).
+// Left in the queue they kept their budget until they came due and were skipped: a peer that
+// asked for a second of it and hung up had every other request in that second refused.
+func (l *loop) dropDeferredRepairs(nb *neighbour) {
+	for i := len(l.deferred) - 1; i >= 0; i-- {
+		if l.deferred[i].nb == nb {
+			l.deferred[i].res.CancelAt(l.now)
+			l.deferred = slices.Delete(l.deferred, i, i+1)
+		}
+	}
 }
 
 // queuedRepair is the place in the queue of nb's request for key, or -1.

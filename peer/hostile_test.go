@@ -314,3 +314,32 @@ func TestRepeatedRequestsDoNotHoldTheRepairBudget(t *testing.T) {
 	got, _ = hostile.answer(x)
 	require.Equal(t, 1, got, "the repeated chunk was pushed more than once")
 }
+
+// TestDepartedNeighbourLeavesItsQueuedBudget: a neighbour that queues a second of requests for
+// the repair budget and hangs up gives that budget back; the next asker is answered. Before,
+// the departed neighbour's requests kept their reservations until they came due and were
+// skipped: connecting, asking and leaving, a peer spent the budget of the whole node on
+// nothing, and every honest request in that second was refused.
+func TestDepartedNeighbourLeavesItsQueuedBudget(t *testing.T) {
+	victim := repairVictim(t, 10_000) // a second of budget: two or three chunks
+	hostile := dialAsker(t, victim)
+	hostile.spendBurst(t, victim, drainKeys())
+	// Queue small chunks until one is refused: the next second of the budget is the hostile's.
+	refused := victim.Stats().RequestsRefused
+	for seq := range uint64(6) {
+		hostile.send(t, &proto.Request{Seq: seq, Index: 0})
+	}
+	require.Eventually(t, func() bool { return victim.Stats().RequestsRefused > refused }, 3*time.Second, time.Millisecond)
+	down := victim.Stats().ConnsDown
+	require.NoError(t, hostile.rc.conn.CloseWithError(0, "gone"))
+	require.Eventually(t, func() bool { return victim.Stats().ConnsDown > down }, 3*time.Second, time.Millisecond)
+
+	honest := dialAsker(t, victim)
+	z := chunkKey{6, 4}
+	honest.send(t, &proto.Request{Seq: z.seq, Index: z.index})
+	require.Eventually(t, func() bool { got, refused := honest.answer(z); return got+refused > 0 }, 3*time.Second,
+		5*time.Millisecond)
+	got, nope := honest.answer(z)
+	require.Zero(t, nope, "the honest request was refused: the departed neighbour's queue holds the budget (%+v)", victim.Stats())
+	require.Equal(t, 1, got)
+}

@@ -107,6 +107,7 @@ func (l *loop) dropNeighbour(nb *neighbour, reason string) {
 			delete(l.repairs.pending, k)
 		}
 	}
+	l.dropDeferredRepairs(nb)
 	if nb.dialAddr != "" {
 		wait := dialBackoff / 2
 		if closedAsFull(nb.conn) {
