@@ -8,6 +8,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/crowdsurf/crowdsurf/proto"
+	"github.com/crowdsurf/crowdsurf/segwindow"
 )
 
 // deferLoop is a loop with just what repair answering needs: a repair budget of bps bytes/s
@@ -152,4 +153,30 @@ func TestCancelsOfOldSegmentsAreForgotten(t *testing.T) {
 	nb.dropCancelledBelow(6)
 	require.False(t, nb.takeCancelled(chunkKey{5, 1}))
 	require.True(t, nb.takeCancelled(chunkKey{7, 2}))
+}
+
+// TestRequestsFromAFullPushQueueSpendNoBudget: a REQUEST from a neighbour whose push queue is
+// full (it stopped taking our chunk streams, or its link is that slow) is refused at once and
+// costs the repair budget nothing; the next neighbour's request is served. Before, the budget
+// was spent and the push dropped, the chunk not counted as sent: the neighbour could ask for it
+// again and again, each time spending the budget every other neighbour's repairs come from.
+func TestRequestsFromAFullPushQueueSpendNoBudget(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	const size = 1000
+	c := deferChunk(0, size)
+	l := deferLoop(c.Len(), size, t0) // a chunk a second, one at once
+	l.n.window = segwindow.New(segwindow.Config{Stream: testStream})
+	l.n.window.AddChunk(c)
+	full := deferNeighbour()
+	for range cap(full.pushQueue) {
+		require.True(t, full.push(deferChunk(1, size)))
+	}
+	for range 10 {
+		l.onMessage(full, &proto.Request{Seq: 7, Index: 0})
+	}
+	require.EqualValues(t, 10, l.n.stats.requestsRefused.Load())
+	require.Empty(t, l.deferred)
+	other := deferNeighbour()
+	l.onMessage(other, &proto.Request{Seq: 7, Index: 0})
+	require.Equal(t, []uint32{0}, pushed(other), "the budget went on pushes that could not be queued")
 }

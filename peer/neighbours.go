@@ -145,6 +145,16 @@ func (l *loop) ban(nb *neighbour, reason error) {
 	}
 }
 
+// refuseRequest leaves nb's REQUEST m unanswered, and says so.
+func (l *loop) refuseRequest(nb *neighbour, m *proto.Request) {
+	l.n.stats.requestsRefused.Add(1)
+	if nb.version >= 2 {
+		// Say so (protocol version 2): the asker tries another holder at once instead of
+		// waiting requestTimeout for an answer that will not come.
+		nb.send(&proto.Cancel{Seq: m.Seq, Index: m.Index})
+	}
+}
+
 // rejectedFull is the close reason of a connection refused or evicted for room.
 const rejectedFull = "too many neighbours"
 
@@ -190,17 +200,17 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 			return
 		}
 		// Repairs get what the upload budget leaves after the children; a request the budget
-		// affords soon waits for it (deferred.go), one it cannot goes unanswered and the
-		// requester asks someone else or falls back.
+		// affords soon waits for it (deferred.go), one it cannot is refused and the requester
+		// asks someone else or falls back. So is one from a neighbour whose push queue is full
+		// (it takes our chunk streams no faster): the push would be dropped, the budget spent
+		// on it taken from every other neighbour's repairs, as often as it asked again.
+		if len(nb.pushQueue) == cap(nb.pushQueue) {
+			l.refuseRequest(nb, m)
+			return
+		}
 		if !l.repairLimit.AllowN(l.now, c.Len()) {
-			if l.deferRepair(nb, c) {
-				return
-			}
-			l.n.stats.requestsRefused.Add(1)
-			if nb.version >= 2 {
-				// Say so (protocol version 2): the asker tries another holder at once instead of
-				// waiting requestTimeout for an answer that will not come.
-				nb.send(&proto.Cancel{Seq: m.Seq, Index: m.Index})
+			if !l.deferRepair(nb, c) {
+				l.refuseRequest(nb, m)
 			}
 			return
 		}
