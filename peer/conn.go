@@ -216,9 +216,12 @@ func (nb *neighbour) pusherGone() {
 	nb.pushMu.Unlock()
 }
 
+// maxCancelled bounds a neighbour's CANCELs kept (neighbour.cancel): a few segments' chunks.
+const maxCancelled = 4096
+
 func (nb *neighbour) cancel(k chunkKey) {
 	nb.mu.Lock()
-	if len(nb.cancelled) < 4096 {
+	if len(nb.cancelled) < maxCancelled {
 		nb.cancelled[k] = struct{}{}
 	}
 	nb.mu.Unlock()

@@ -180,3 +180,24 @@ func TestRequestsFromAFullPushQueueSpendNoBudget(t *testing.T) {
 	l.onMessage(other, &proto.Request{Seq: 7, Index: 0})
 	require.Equal(t, []uint32{0}, pushed(other), "the budget went on pushes that could not be queued")
 }
+
+// TestNeighbourCancelsAreBounded: a neighbour's CANCELs are kept for the chunks we may still
+// push it, at most maxCancelled of them; those of segments past the live edge are not kept at
+// all. Such a CANCEL stayed (dropCancelledBelow forgets only segments that left the window): a
+// flood of them filled the set for good, and the neighbour's real CANCELs found no room.
+func TestNeighbourCancelsAreBounded(t *testing.T) {
+	l := deferLoop(1000, 1000, time.Unix(1000, 0)) // segment 8 the newest
+	nb := deferNeighbour()
+	for i := range 2 * maxCancelled {
+		l.onMessage(nb, &proto.Cancel{Seq: 8, Index: uint32(i)})
+	}
+	require.Len(t, nb.cancelled, maxCancelled)
+
+	nb = deferNeighbour()
+	for i := range maxCancelled {
+		l.onMessage(nb, &proto.Cancel{Seq: 8 + haveSeqAhead + 1 + uint64(i), Index: 0})
+	}
+	require.Zero(t, len(nb.cancelled), "CANCELs of segments past the live edge were kept")
+	l.onMessage(nb, &proto.Cancel{Seq: 8 + haveSeqAhead, Index: 1}) // a neighbour nearer the root is ahead of us
+	require.True(t, nb.takeCancelled(chunkKey{8 + haveSeqAhead, 1}))
+}

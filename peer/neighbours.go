@@ -220,7 +220,12 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 		}
 	case *proto.Cancel:
 		key := chunkKey{m.Seq, m.Index}
-		nb.cancel(key)
+		if l.timeline.known && key.seq <= l.timeline.newest+haveSeqAhead {
+			// Kept until we would push that chunk, or its segment leaves the window
+			// (dropCancelledBelow). One of a segment further ahead names nothing we will push
+			// soon, and kept it would stay: a flood of them filled the set for good.
+			nb.cancel(key)
+		}
 		l.cancelDeferredRepair(nb, key)
 		if p := l.repairs.pending[key]; p != nil && p.nb == nb && l.joining && l.cfg.StartNeighbourWait > 0 {
 			// Our REQUEST for a start chunk refused (the holder's repair budget is spent): the
