@@ -36,6 +36,25 @@ func TestSliceFileNames(t *testing.T) {
 	}
 }
 
+// FuzzParseSliceFile: a name is a slice's file name exactly when it names a slice the server
+// serves (Valid) and writing that slice back gives the same name (one URL per slice).
+func FuzzParseSliceFile(f *testing.F) {
+	for _, s := range []string{"slice-0-of-2.chunks", "slice-15-of-16.chunks", "slice-01-of-4.chunks", "slice-4-of-4.chunks",
+		"slice-0-of-17.chunks", "slice-18446744073709551615-of-4.chunks", "slice-1-of-18446744073709551617.chunks",
+		"slice--1-of-4.chunks", "slice-+1-of-4.chunks", "all.chunks"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		s, ok := ParseSliceFile(name)
+		if !ok {
+			require.Zero(t, s)
+			return
+		}
+		require.True(t, s.Valid(), "%+v", s)
+		require.Equal(t, name, s.File())
+	})
+}
+
 func TestSliceHoldsEveryCountthIndex(t *testing.T) {
 	s := Slice{Index: 1, Count: 4}
 	var held []uint32
