@@ -103,6 +103,21 @@ func TestServerSlices(t *testing.T) {
 	requireJSONError(t, f.do(http.MethodGet, "/live/cam1/5/slice-2-of-2.chunks"), http.StatusNotFound)
 }
 
+// TestSliceBuffersRefusesInvalidSlices: SliceBuffers of a slice no server serves is no answer
+// (an index below zero panicked, a count of zero was refused by chance of its own check).
+func TestSliceBuffersRefusesInvalidSlices(t *testing.T) {
+	s := spec(5, 100, 100, 100)
+	w := testWindow(6, 10)
+	addAll(t, w, s)
+	for _, slice := range []Slice{{-1, 2}, {2, 2}, {0, 0}, {0, -1}, {0, MaxSliceCount + 1}} {
+		_, ok := w.SliceBuffers(5, slice)
+		require.False(t, ok, "%+v", slice)
+	}
+	parts, ok := w.SliceBuffers(5, Slice{1, 2})
+	require.True(t, ok)
+	require.Len(t, parts, 1)
+}
+
 // sliceOf is what the server sends for a slice of a complete segment.
 func sliceOf(t testing.TB, s segSpec, slice Slice) []byte {
 	t.Helper()

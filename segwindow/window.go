@@ -369,10 +369,14 @@ func (w *Window) BundleBuffers(seq uint64) ([][]byte, bool) {
 var wholeSegment = Slice{Index: 0, Count: 1}
 
 // SliceBuffers returns the frames of a complete segment's chunks in slice s, in index order (as
-// BundleBuffers; none when the segment has fewer chunks than s.Index+1).
+// BundleBuffers; none when the segment has fewer chunks than s.Index+1). A slice that is not
+// Valid (nor the whole segment) has none: ok is false.
 func (w *Window) SliceBuffers(seq uint64, s Slice) ([][]byte, bool) {
+	if s != wholeSegment && !s.Valid() {
+		return nil, false
+	}
 	chunks, _, ok := w.completeChunks(seq)
-	if !ok || s.Count < 1 {
+	if !ok {
 		return nil, false
 	}
 	parts := make([][]byte, 0, (len(chunks)+s.Count-1)/s.Count)
