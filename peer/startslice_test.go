@@ -21,14 +21,9 @@ import (
 // one slice of each start segment from the CDN and take the other slices from one another, so
 // the crowd's start costs the CDN about one copy, not a copy per joiner.
 func TestCrowdShareTheirStartSlices(t *testing.T) {
-	o := newTestOrigin(t, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// The root's mesh never gets the segments the crowd starts with: only the CDN has them, as
-	// for a crowd beyond the origin's few seed children. Later segments reach the root as usual.
-	const firstLive = 6
-	done := o.playAsync(ctx, 0, 60, func(seq uint64, _ int) bool { return seq < firstLive })
-	require.Eventually(t, func() bool { n, ok := o.window.Newest(); return ok && n >= firstLive }, 10*time.Second, 5*time.Millisecond)
+	o, done := startBeyondTheRoot(t, ctx)
 
 	// One joiner per slice (the slice is picked by the random peer id: draw until each is
 	// taken), each knowing the root and the joiners before it, so they all become neighbours.
@@ -82,12 +77,9 @@ func TestCrowdShareTheirStartSlices(t *testing.T) {
 // (ParseSlice: each chunk must be the slice's next), counted as rejected, and the joiner fetches
 // its start whole instead: its start completes, byte for byte, and none of the lie is stored.
 func TestLyingSliceIsRefusedAndTheStartFetchedWhole(t *testing.T) {
-	o := newTestOrigin(t, 2)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	const firstLive = 6
-	done := o.playAsync(ctx, 0, 60, func(seq uint64, _ int) bool { return seq < firstLive })
-	require.Eventually(t, func() bool { n, ok := o.window.Newest(); return ok && n >= firstLive }, 10*time.Second, 5*time.Millisecond)
+	o, done := startBeyondTheRoot(t, ctx)
 
 	// The CDN in front of the origin answers slice I of K with slice I+1 of K.
 	target, err := url.Parse(o.http.URL)
@@ -135,4 +127,19 @@ func TestLyingSliceIsRefusedAndTheStartFetchedWhole(t *testing.T) {
 	require.Positive(t, rejected, "a slice of the wrong stripe was taken")
 	cancel()
 	<-done
+}
+
+// firstLive is the first segment the root's mesh gets in startBeyondTheRoot.
+const firstLive = 6
+
+// startBeyondTheRoot plays a stream whose segments before firstLive never reach the root's
+// mesh: only the CDN has them, as for a crowd beyond the origin's few seed children. Later
+// segments reach the root as usual. It returns once the origin's window holds firstLive; done is
+// closed when the play ends.
+func startBeyondTheRoot(t *testing.T, ctx context.Context) (*testOrigin, <-chan struct{}) {
+	t.Helper()
+	o := newTestOrigin(t, 2)
+	done := o.playAsync(ctx, 0, 60, func(seq uint64, _ int) bool { return seq < firstLive })
+	require.Eventually(t, func() bool { n, ok := o.window.Newest(); return ok && n >= firstLive }, 10*time.Second, 5*time.Millisecond)
+	return o, done
 }
