@@ -29,7 +29,7 @@ import (
 type FloorConfig struct {
 	Peers      int           // relaying nodes below the source (default 100)
 	BitrateBps int64         // the stream (default 1 Mbit/s)
-	ChunkSize  int           // bytes per chunk, the origin's default (default 8 KiB)
+	ChunkSize  int           // bytes per chunk: the origin's frame at this bit rate (default 8 KiB)
 	Fanout     int           // children per node (default 2)
 	Duration   time.Duration // the whole run; CPU is measured over its second half (default 40 s)
 }

@@ -237,7 +237,9 @@ func (lt *LoadTest) Run(ctx context.Context) error {
 		if cfg.OnProgress != nil {
 			cfg.OnProgress(fmt.Sprintf("floor: relaying %d bit/s through a bare quic-go tree of %d nodes for %v", cfg.BitrateBps, cfg.Peers, cfg.Duration))
 		}
-		fr, err := RunFloor(ctx, FloorConfig{Peers: cfg.Peers, BitrateBps: cfg.BitrateBps, Duration: cfg.Duration})
+		// The floor relays frames of the size the origin cut at this bit rate.
+		fr, err := RunFloor(ctx, FloorConfig{Peers: cfg.Peers, BitrateBps: cfg.BitrateBps, Duration: cfg.Duration,
+			ChunkSize: cfg.chunkSize() + proto.MaxChunkHeader})
 		if err != nil {
 			return err
 		}
