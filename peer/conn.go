@@ -125,6 +125,11 @@ type neighbour struct {
 	rtt         time.Duration
 	rttAt       int    // loop tick rtt was read at
 	idHex       string // peerID in hex, made once (hexID)
+	// Its share of our repair budget (repairshare.go): when it last sent a REQUEST, and the
+	// repair bytes it was given over about the last second, as of repairAt.
+	askedAt     time.Time
+	repairBytes float64
+	repairAt    time.Time
 
 	// lastHeard is when its last control message or chunk arrived (unix ns), set by the reading
 	// goroutines at read time, so a busy loop does not mistake its own lag for the peer's silence.

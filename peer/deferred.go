@@ -57,6 +57,7 @@ func (l *loop) deferRepair(nb *neighbour, c *proto.Chunk) bool {
 		return false
 	}
 	l.deferred = append(l.deferred, deferredRepair{nb: nb, c: c, due: l.now.Add(delay), res: res})
+	nb.chargeRepair(l.now, c.Len()) // a queued request counts against nb's share (repairshare.go)
 	l.n.stats.requestsDeferred.Add(1)
 	return true
 }
@@ -103,10 +104,11 @@ func (l *loop) queuedRepair(nb *neighbour, key chunkKey) int {
 }
 
 // cancelDeferredRepair drops nb's queued request for key (its CANCEL: it stopped waiting) and
-// gives its budget back.
+// gives its budget back, and its share.
 func (l *loop) cancelDeferredRepair(nb *neighbour, key chunkKey) {
 	if i := l.queuedRepair(nb, key); i >= 0 {
 		l.deferred[i].res.CancelAt(l.now)
+		nb.chargeRepair(l.now, -l.deferred[i].c.Len())
 		l.deferred = slices.Delete(l.deferred, i, i+1)
 	}
 }

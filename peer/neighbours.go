@@ -200,24 +200,16 @@ func (l *loop) onMessage(nb *neighbour, m proto.Message) {
 			return
 		}
 		// Repairs get what the upload budget leaves after the children; a request the budget
-		// affords soon waits for it (deferred.go), one it cannot is refused and the requester
-		// asks someone else or falls back. So is one from a neighbour whose push queue is full
+		// affords soon waits for it (deferred.go), one it cannot, or one over the neighbour's
+		// share of it (repairshare.go), is refused and the requester asks someone else or falls
+		// back. So is one from a neighbour whose push queue is full
 		// (it takes our chunk streams no faster): the push would be dropped, the budget spent
 		// on it taken from every other neighbour's repairs, as often as it asked again.
 		if len(nb.pushQueue) == cap(nb.pushQueue) {
 			l.refuseRequest(nb, m)
 			return
 		}
-		if !l.repairLimit.AllowN(l.now, c.Len()) {
-			if !l.deferRepair(nb, c) {
-				l.refuseRequest(nb, m)
-			}
-			return
-		}
-		if nb.push(c) {
-			nb.has.add(chunkKey{m.Seq, m.Index})
-			l.n.stats.requestsServed.Add(1)
-		}
+		l.answerRequest(nb, c) // within nb's share of the budget (repairshare.go)
 	case *proto.Cancel:
 		key := chunkKey{m.Seq, m.Index}
 		if l.timeline.known && key.seq <= l.timeline.newest+haveSeqAhead {

@@ -43,10 +43,11 @@ type Stats struct {
 	SegmentsWithFallback int64 `json:"segments_with_fallback"`
 	SegmentsAbandoned    int64 `json:"segments_abandoned"`
 	ChunksRejected       int64 `json:"chunks_rejected"`
-	Requests             int64 `json:"requests"`          // REQUESTs we sent (repair)
-	RequestsServed       int64 `json:"requests_served"`   // neighbours' REQUESTs we answered
-	RequestsRefused      int64 `json:"requests_refused"`  // REQUESTs left unanswered: over the repair budget
-	RequestsDeferred     int64 `json:"requests_deferred"` // REQUESTs answered when the repair budget allowed (within a second)
+	Requests             int64 `json:"requests"`            // REQUESTs we sent (repair)
+	RequestsServed       int64 `json:"requests_served"`     // neighbours' REQUESTs we answered
+	RequestsRefused      int64 `json:"requests_refused"`    // REQUESTs left unanswered: over the repair budget
+	RequestsDeferred     int64 `json:"requests_deferred"`   // REQUESTs answered when the repair budget allowed (within a second)
+	RequestsOverShare    int64 `json:"requests_over_share"` // of RequestsRefused: the neighbour had used its share of the budget while others asked (repairshare.go)
 	PushesDropped        int64 `json:"pushes_dropped"`
 	PublishDropped       int64 `json:"publish_dropped"`
 	BitrateBps           int64 `json:"bitrate_bps"`
@@ -109,6 +110,7 @@ type Stats struct {
 type counters struct {
 	bytesFromPeers, bytesFromOrigin, bytesFromHTTP, bytesPublished, bytesToPeers                      atomic.Int64
 	bytesFromHTTPJoining                                                                              atomic.Int64
+	requestsOverShare                                                                                 atomic.Int64
 	chunksRejected, segmentsComplete, segmentsWithFallback, segmentsAbandoned                         atomic.Int64
 	requests, requestsServed, requestsRefused, requestsDeferred, pushDropped, publishDropped, bitrate atomic.Int64
 	parentDials, evicted, parentsSilent, loopLags                                                     atomic.Int64
@@ -191,6 +193,7 @@ func (n *Node) Stats() Stats {
 		RequestsServed:       n.stats.requestsServed.Load(),
 		RequestsRefused:      n.stats.requestsRefused.Load(),
 		RequestsDeferred:     n.stats.requestsDeferred.Load(),
+		RequestsOverShare:    n.stats.requestsOverShare.Load(),
 		PushesDropped:        n.stats.pushDropped.Load(),
 		PublishDropped:       n.stats.publishDropped.Load(),
 		BitrateBps:           n.stats.bitrate.Load(),
