@@ -83,6 +83,7 @@ func (lt *LoadTest) buildReport(base, mid, last totals, series []SecondSample, d
 			r.Detail.MeshLoopLags += ns.LoopLags
 			r.Detail.MeshRequests += ns.Requests
 			r.Detail.MeshPushesDropped += ns.PushesDropped
+			r.Detail.MeshRequestsOverShare += ns.RequestsOverShare
 		}
 	}
 	startups = sortedCopy(startups)
@@ -105,6 +106,7 @@ func (lt *LoadTest) buildReport(base, mid, last totals, series []SecondSample, d
 		r.Detail.RootPushesDropped = rs.PushesDropped
 		r.Detail.RootRequestsServed = rs.RequestsServed
 		r.Detail.RootRequestsRefused = rs.RequestsRefused
+		r.Detail.RootRequestsOverShare = rs.RequestsOverShare
 	}
 	if lt.mesh != nil {
 		st := lt.mesh.stats()

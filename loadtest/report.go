@@ -181,13 +181,16 @@ type Detail struct {
 	MeshLoopLags      int64 `json:"mesh_loop_lags"`
 	MeshRequests      int64 `json:"mesh_requests"`
 	MeshPushesDropped int64 `json:"mesh_pushes_dropped"`
+	// REQUESTs the peers refused because the asker had used its share of their repair budget.
+	MeshRequestsOverShare int64 `json:"mesh_requests_over_share"`
 	// The origin's mesh root: ticks it ran late (its loop starved), chunks it could not take
 	// from the source, pushes it dropped, repair requests it answered and refused.
-	RootLoopLags        int64 `json:"root_loop_lags"`
-	RootPublishDropped  int64 `json:"root_publish_dropped"`
-	RootPushesDropped   int64 `json:"root_pushes_dropped"`
-	RootRequestsServed  int64 `json:"root_requests_served"`
-	RootRequestsRefused int64 `json:"root_requests_refused"`
+	RootLoopLags          int64 `json:"root_loop_lags"`
+	RootPublishDropped    int64 `json:"root_publish_dropped"`
+	RootPushesDropped     int64 `json:"root_pushes_dropped"`
+	RootRequestsServed    int64 `json:"root_requests_served"`
+	RootRequestsRefused   int64 `json:"root_requests_refused"`
+	RootRequestsOverShare int64 `json:"root_requests_over_share"` // of those refused: over the asker's share
 }
 
 // SecondSample is one second of the run.
