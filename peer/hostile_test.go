@@ -304,17 +304,13 @@ func TestRepeatedRequestsDoNotHoldTheRepairBudget(t *testing.T) {
 	honest := dialAsker(t, victim)
 	z := chunkKey{6, 4} // the largest chunk, of a segment the victim still pushes
 	honest.send(t, &proto.Request{Seq: z.seq, Index: z.index})
-	require.Eventually(t, func() bool { got, refused := honest.answer(z); return got+refused > 0 }, 3*time.Second,
-		5*time.Millisecond)
-	got, refused := honest.answer(z)
-	require.Zero(t, refused, "the honest request was refused: the repeats hold the budget (%+v)", victim.Stats())
-	require.Equal(t, 1, got)
+	requireAnswered(t, victim, honest, z, "the repeats hold the budget")
 	// The repeated chunk, queued once, is taken back when the honest request comes: the hostile
 	// spent the burst, more than its share of the budget now that two ask (repairshare.go).
 	require.Eventually(t, func() bool { got, refused := hostile.answer(x); return got+refused > 0 }, 3*time.Second,
 		5*time.Millisecond)
 	require.EqualValues(t, 3, victim.Stats().RequestsDeferred, "queued: the burst's last, the repeated chunk once, the honest one")
-	got, refused = hostile.answer(x)
+	got, refused := hostile.answer(x)
 	require.Equal(t, 1, got+refused, "the repeated chunk was pushed or refused more than once")
 }
 
@@ -340,11 +336,7 @@ func TestDepartedNeighbourLeavesItsQueuedBudget(t *testing.T) {
 	honest := dialAsker(t, victim)
 	z := chunkKey{6, 4}
 	honest.send(t, &proto.Request{Seq: z.seq, Index: z.index})
-	require.Eventually(t, func() bool { got, refused := honest.answer(z); return got+refused > 0 }, 3*time.Second,
-		5*time.Millisecond)
-	got, nope := honest.answer(z)
-	require.Zero(t, nope, "the honest request was refused: the departed neighbour's queue holds the budget (%+v)", victim.Stats())
-	require.Equal(t, 1, got)
+	requireAnswered(t, victim, honest, z, "the departed neighbour's queue holds the budget")
 }
 
 // TestAFloodOfRequestsLeavesOthersTheirShare: a neighbour that asks once for every chunk in the
@@ -367,15 +359,22 @@ func TestAFloodOfRequestsLeavesOthersTheirShare(t *testing.T) {
 	require.Positive(t, victim.Stats().RequestsDeferred, "the flood did not reach the queue: the budget is too large for the test")
 
 	honest := dialAsker(t, victim)
-	keys := []chunkKey{{6, 4}, {5, 0}} // the largest chunk and the smallest
-	for _, k := range keys {
-		honest.send(t, &proto.Request{Seq: k.seq, Index: k.index})
-	}
-	for _, k := range keys {
-		require.Eventually(t, func() bool { got, refused := honest.answer(k); return got+refused > 0 }, 3*time.Second,
-			5*time.Millisecond)
-		got, refused := honest.answer(k)
-		require.Zero(t, refused, "the honest request for %v was refused: the flood holds the budget (%+v)", k, victim.Stats())
-		require.Equal(t, 1, got)
-	}
+	// One request, the largest chunk: a second one right after it may find the budget spent
+	// by the first, honestly (10 kB/s), and whether it is queued or refused then depends on
+	// timing; the flood is what this test is about.
+	z := chunkKey{6, 4}
+	honest.send(t, &proto.Request{Seq: z.seq, Index: z.index})
+	requireAnswered(t, victim, honest, z, "the flood holds the budget")
+
+}
+
+// requireAnswered waits for a's answer to its REQUEST for k and requires the chunk, once, not a
+// CANCEL; why says what a refusal would mean.
+func requireAnswered(t *testing.T, victim *Node, a *asker, k chunkKey, why string) {
+	t.Helper()
+	require.Eventually(t, func() bool { got, refused := a.answer(k); return got+refused > 0 }, 3*time.Second,
+		5*time.Millisecond)
+	got, refused := a.answer(k)
+	require.Zero(t, refused, "the request for %v was refused: %s (%+v)", k, why, victim.Stats())
+	require.Equal(t, 1, got)
 }
