@@ -90,10 +90,20 @@ func (l *loop) sendDeferredRepairs() {
 func (l *loop) dropDeferredRepairs(nb *neighbour) {
 	for i := len(l.deferred) - 1; i >= 0; i-- {
 		if l.deferred[i].nb == nb {
-			l.deferred[i].res.CancelAt(l.now)
-			l.deferred = slices.Delete(l.deferred, i, i+1)
+			l.unqueueRepair(i)
 		}
 	}
+}
+
+// unqueueRepair takes request i out of the queue: its reservation is cancelled (the budget comes
+// back if no later one reserved after it) and its bytes no longer count against its asker's
+// share. It returns the request.
+func (l *loop) unqueueRepair(i int) deferredRepair {
+	d := l.deferred[i]
+	d.res.CancelAt(l.now)
+	d.nb.chargeRepair(l.now, -d.c.Len())
+	l.deferred = slices.Delete(l.deferred, i, i+1)
+	return d
 }
 
 // queuedRepair is the place in the queue of nb's request for key, or -1.
@@ -107,8 +117,6 @@ func (l *loop) queuedRepair(nb *neighbour, key chunkKey) int {
 // gives its budget back, and its share.
 func (l *loop) cancelDeferredRepair(nb *neighbour, key chunkKey) {
 	if i := l.queuedRepair(nb, key); i >= 0 {
-		l.deferred[i].res.CancelAt(l.now)
-		nb.chargeRepair(l.now, -l.deferred[i].c.Len())
-		l.deferred = slices.Delete(l.deferred, i, i+1)
+		l.unqueueRepair(i)
 	}
 }

@@ -2,7 +2,6 @@ package peer
 
 import (
 	"math"
-	"slices"
 	"time"
 
 	"github.com/crowdsurf/crowdsurf/proto"
@@ -87,13 +86,10 @@ func (l *loop) reclaimShares() bool {
 	}
 	took := false
 	for i := len(l.deferred) - 1; i >= 0; i-- {
-		d := l.deferred[i]
-		if d.nb.repairUsed(l.now) <= share {
+		if l.deferred[i].nb.repairUsed(l.now) <= share {
 			continue
 		}
-		d.res.CancelAt(l.now)
-		d.nb.chargeRepair(l.now, -d.c.Len())
-		l.deferred = slices.Delete(l.deferred, i, i+1)
+		d := l.unqueueRepair(i)
 		l.n.stats.requestsOverShare.Add(1)
 		l.refuseRequest(d.nb, &proto.Request{Seq: d.c.ID.Seq, Index: d.c.ID.Index})
 		took = true
